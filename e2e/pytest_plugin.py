@@ -1,0 +1,61 @@
+"""Session-scoped fixtures that give tests the testbed's hub and member clusters.
+
+One testbed serves the whole test session: starting control planes costs seconds, and tests
+isolate themselves by namespace. With CONTINUUM_TESTBED_DIR set to the folder of a running
+testbed (`python e2e/testbed.py up --dir ...`), tests reuse it and leave it running; otherwise
+the session starts its own under pytest's temporary folder and stops it at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from e2e.binaries import kubectl
+from e2e.testbed import HUB, ClusterInfo, Testbed
+
+MEMBERS = 3
+
+
+@dataclass(frozen=True)
+class RunningTestbed:
+    testbed: Testbed
+    hub: ClusterInfo
+    members: tuple[ClusterInfo, ...]
+
+    def kubectl(self, *args: str, cluster: ClusterInfo | None = None, stdin: str | None = None,
+                check: bool = True) -> str:  # fmt: skip
+        result = kubectl((cluster or self.hub).kubeconfig, *args, stdin=stdin, check=False)
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed:\n{result.stderr}")
+        return result.stdout
+
+
+@pytest.fixture(scope="session")
+def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningTestbed]:
+    reused = os.environ.get("CONTINUUM_TESTBED_DIR")
+    bed = Testbed(Path(reused) if reused else tmp_path_factory.mktemp("testbed"))
+    clusters = bed.up(MEMBERS)
+    hub = next(cluster for cluster in clusters if cluster.name == HUB)
+    members = tuple(cluster for cluster in clusters if cluster.name != HUB)
+    try:
+        yield RunningTestbed(bed, hub, members)
+    finally:
+        if not reused:
+            bed.down()
+
+
+@pytest.fixture
+def namespace(testbed: RunningTestbed) -> Iterator[str]:
+    """A fresh namespace in the hub, deleted after the test."""
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    testbed.kubectl("create", "namespace", name)
+    try:
+        yield name
+    finally:
+        testbed.kubectl("delete", "namespace", name, "--wait=false", check=False)

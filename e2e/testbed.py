@@ -1,0 +1,480 @@
+"""The testbed: real Kubernetes control planes on 127.0.0.1, one hub and N member clusters.
+
+Each cluster is an etcd, a kube-apiserver and a kube-controller-manager (for garbage collection,
+namespace deletion and default service accounts), with its own CA, serving certificate, admin
+client certificate, service-account signing key and ephemeral ports. No kubelets run, so nothing
+executes in a member: tests drive the state of what the operator creates there.
+
+    python e2e/testbed.py up --members 3 --dir DIR [--register [--topology FILE]]
+    python e2e/testbed.py status --dir DIR
+    python e2e/testbed.py down --dir DIR
+
+`up` is idempotent: clusters that are already healthy are kept as they are. `down` stops only
+the processes this testbed started, identified by pid and executable. The script needs only the
+standard library and the openssl command, so it runs before any virtualenv exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from e2e import binaries, pki, registration
+from e2e.binaries import kubectl
+
+REPO = Path(__file__).resolve().parent.parent
+HUB = "hub"
+ADMIN_USER = ("continuum-admin", "system:masters")
+# The controller manager is made a superuser: its controllers then need no per-controller
+# service accounts, which the testbed has no use for.
+CONTROLLER_MANAGER_USER = ("system:kube-controller-manager", "system:masters")
+CONTROLLERS = "garbage-collector-controller,namespace-controller,serviceaccount-controller"
+READY_TIMEOUT_S = 120.0
+STOP_TIMEOUT_S = 15.0
+
+
+def shared_dir() -> Path:
+    """../shared beside the repository, as laid out for developers and CI."""
+    configured = os.environ.get("CONTINUUM_SHARED")
+    return Path(configured) if configured else REPO.parent / "shared"
+
+
+def crd_dirs() -> list[Path]:
+    candidates = [REPO / "crds", shared_dir() / "kuberay" / "v1.7.0"]
+    return [path for path in candidates if any(path.glob("*.yaml"))]
+
+
+@dataclass
+class Process:
+    pid: int
+    executable: str
+
+    def is_running(self) -> bool:
+        try:
+            stat = Path(f"/proc/{self.pid}/stat").read_text()
+            executable = str(Path(f"/proc/{self.pid}/exe").readlink())
+        except OSError:
+            return False
+        # A zombie (Z) has exited but was not reaped yet; a recycled pid runs another program.
+        state = stat.rsplit(")", 1)[1].split()[0]
+        return state != "Z" and executable == self.executable
+
+    def stop(self) -> None:
+        if not self.is_running():
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while self.is_running() and time.monotonic() < deadline:
+            _reap(self.pid)
+            time.sleep(0.05)
+        if self.is_running():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+            while self.is_running():
+                _reap(self.pid)
+                time.sleep(0.05)
+        _reap(self.pid)
+
+
+def _reap(pid: int) -> None:
+    """Collects the exit status of a child of this process, so it does not linger as a zombie."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+@dataclass
+class Cluster:
+    name: str
+    etcd_client_port: int
+    etcd_peer_port: int
+    apiserver_port: int
+    processes: dict[str, Process] = field(default_factory=dict)
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.apiserver_port}"
+
+    def is_running(self) -> bool:
+        names = ("etcd", "kube-apiserver", "kube-controller-manager")
+        return all(name in self.processes and self.processes[name].is_running() for name in names)
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    """What a test or a user needs to reach one cluster."""
+
+    name: str
+    kubeconfig: Path
+    server: str
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _b64(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode()
+
+
+def write_kubeconfig(
+    path: Path, cluster: str, server: str, ca: Path, client: pki.ClientCert
+) -> None:
+    """A self-contained kubeconfig (certificates inline), so it can be stored in a Secret."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": cluster, "cluster": {"server": server, "certificate-authority-data": _b64(ca)}}
+        ],
+        "users": [
+            {
+                "name": f"{cluster}-admin",
+                "user": {
+                    "client-certificate-data": _b64(client.cert),
+                    "client-key-data": _b64(client.key),
+                },
+            }
+        ],
+        "contexts": [
+            {"name": cluster, "context": {"cluster": cluster, "user": f"{cluster}-admin"}}
+        ],
+        "current-context": cluster,
+    }
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(config, indent=2) + "\n")
+    temporary.chmod(0o600)
+    temporary.replace(path)
+
+
+class Testbed:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory.resolve()
+        self.state_file = self.directory / "state.json"
+
+    # --- state --------------------------------------------------------------------------------
+
+    def _load(self) -> dict[str, Cluster]:
+        if not self.state_file.exists():
+            return {}
+        raw = json.loads(self.state_file.read_text())
+        clusters = {}
+        for name, entry in raw["clusters"].items():
+            processes = {key: Process(**value) for key, value in entry.pop("processes").items()}
+            clusters[name] = Cluster(**entry, processes=processes)
+        return clusters
+
+    def _save(self, clusters: dict[str, Cluster]) -> None:
+        temporary = self.state_file.with_suffix(".tmp")
+        state = {"clusters": {name: asdict(cluster) for name, cluster in clusters.items()}}
+        temporary.write_text(json.dumps(state, indent=2) + "\n")
+        temporary.replace(self.state_file)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with (self.directory / ".lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    def cluster_dir(self, name: str) -> Path:
+        return self.directory / "clusters" / name
+
+    def kubeconfig(self, name: str) -> Path:
+        return self.directory / f"{name}.kubeconfig"
+
+    def info(self, cluster: Cluster) -> ClusterInfo:
+        return ClusterInfo(cluster.name, self.kubeconfig(cluster.name), cluster.server)
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def up(self, members: int) -> list[ClusterInfo]:
+        if members < 0:
+            raise ValueError("--members must be 0 or more")
+        wanted = [HUB] + [f"member-{index}" for index in range(1, members + 1)]
+        for build in (binaries.KUBE,):
+            binaries.ensure_built(build)
+        with self._locked():
+            clusters = self._load()
+            for name in [name for name in clusters if name not in wanted]:
+                self._stop(clusters.pop(name))
+            to_start = [name for name in wanted if not self._healthy(clusters.get(name))]
+            for name in to_start:
+                if name in clusters:
+                    self._stop(clusters.pop(name))
+            with ThreadPoolExecutor(max_workers=max(1, len(to_start))) as pool:
+                started = list(pool.map(self._start, to_start))
+            clusters.update({cluster.name: cluster for cluster in started})
+            self._save({name: clusters[name] for name in wanted})
+            return [self.info(clusters[name]) for name in wanted]
+
+    def down(self) -> list[str]:
+        with self._locked():
+            clusters = self._load()
+            for cluster in clusters.values():
+                self._stop(cluster)
+            self.state_file.unlink(missing_ok=True)
+            return list(clusters)
+
+    def status(self) -> list[tuple[ClusterInfo, dict[str, bool], bool]]:
+        rows = []
+        for cluster in self._load().values():
+            alive = {name: process.is_running() for name, process in cluster.processes.items()}
+            rows.append((self.info(cluster), alive, self._healthy(cluster)))
+        return rows
+
+    def clusters(self) -> list[ClusterInfo]:
+        return [self.info(cluster) for cluster in self._load().values()]
+
+    # --- one cluster --------------------------------------------------------------------------
+
+    def _healthy(self, cluster: Cluster | None) -> bool:
+        if cluster is None or not cluster.is_running():
+            return False
+        return _readyz(cluster, pki.ClusterPki(self.cluster_dir(cluster.name) / "pki")) is None
+
+    def _start(self, name: str) -> Cluster:
+        directory = self.cluster_dir(name)
+        logs = directory / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        cluster_pki = pki.create_cluster_pki(
+            directory / "pki",
+            name,
+            {"admin": ADMIN_USER, "controller-manager": CONTROLLER_MANAGER_USER},
+        )
+        cluster = Cluster(name, _free_port(), _free_port(), _free_port())
+        etcd_data = directory / "etcd"
+        shutil.rmtree(etcd_data, ignore_errors=True)
+        try:
+            cluster.processes["etcd"] = _spawn(
+                binaries.binary("etcd"), _etcd_args(cluster, etcd_data), logs / "etcd.log"
+            )
+            _wait_for(lambda: _etcd_health(cluster), f"{name}: etcd", logs / "etcd.log", cluster)
+            cluster.processes["kube-apiserver"] = _spawn(
+                binaries.binary("kube-apiserver"),
+                _apiserver_args(cluster, cluster_pki),
+                logs / "kube-apiserver.log",
+            )
+            _wait_for(
+                lambda: _readyz(cluster, cluster_pki),
+                f"{name}: kube-apiserver /readyz",
+                logs / "kube-apiserver.log",
+                cluster,
+            )
+            write_kubeconfig(
+                self.kubeconfig(name),
+                name,
+                cluster.server,
+                cluster_pki.ca_cert,
+                cluster_pki.client("admin"),
+            )
+            manager_kubeconfig = directory / "controller-manager.kubeconfig"
+            write_kubeconfig(
+                manager_kubeconfig,
+                name,
+                cluster.server,
+                cluster_pki.ca_cert,
+                cluster_pki.client("controller-manager"),
+            )
+            cluster.processes["kube-controller-manager"] = _spawn(
+                binaries.binary("kube-controller-manager"),
+                [
+                    f"--kubeconfig={manager_kubeconfig}",
+                    "--leader-elect=false",
+                    f"--controllers={CONTROLLERS}",
+                    "--secure-port=0",
+                ],
+                logs / "kube-controller-manager.log",
+            )
+            install_crds(self.kubeconfig(name))
+        except BaseException:
+            for process in reversed(cluster.processes.values()):
+                process.stop()
+            raise
+        return cluster
+
+    def _stop(self, cluster: Cluster) -> None:
+        for name in ("kube-controller-manager", "kube-apiserver", "etcd"):
+            if name in cluster.processes:
+                cluster.processes[name].stop()
+        shutil.rmtree(self.cluster_dir(cluster.name) / "etcd", ignore_errors=True)
+
+
+def _spawn(executable: Path, args: Sequence[str], log: Path) -> Process:
+    with log.open("ab") as output:
+        child = subprocess.Popen(
+            [str(executable), *args],
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            # Its own session: the servers outlive this command and ignore the terminal's ^C.
+            start_new_session=True,
+        )
+    return Process(child.pid, str(executable))
+
+
+def _etcd_args(cluster: Cluster, data_dir: Path) -> list[str]:
+    client = f"http://127.0.0.1:{cluster.etcd_client_port}"
+    peer = f"http://127.0.0.1:{cluster.etcd_peer_port}"
+    return [
+        f"--name={cluster.name}",
+        f"--data-dir={data_dir}",
+        f"--listen-client-urls={client}",
+        f"--advertise-client-urls={client}",
+        f"--listen-peer-urls={peer}",
+        f"--initial-advertise-peer-urls={peer}",
+        f"--initial-cluster={cluster.name}={peer}",
+        # Test data is thrown away on down; skipping fsync keeps etcd from stalling the disk.
+        "--unsafe-no-fsync",
+        "--log-level=warn",
+    ]
+
+
+def _apiserver_args(cluster: Cluster, cluster_pki: pki.ClusterPki) -> list[str]:
+    return [
+        f"--etcd-servers=http://127.0.0.1:{cluster.etcd_client_port}",
+        "--bind-address=127.0.0.1",
+        "--advertise-address=127.0.0.1",
+        f"--secure-port={cluster.apiserver_port}",
+        f"--cert-dir={cluster_pki.directory}",
+        f"--tls-cert-file={cluster_pki.serving_cert}",
+        f"--tls-private-key-file={cluster_pki.serving_key}",
+        f"--client-ca-file={cluster_pki.ca_cert}",
+        "--authorization-mode=RBAC",
+        f"--service-account-issuer={cluster.server}",
+        f"--service-account-key-file={cluster_pki.service_account_pub}",
+        f"--service-account-signing-key-file={cluster_pki.service_account_key}",
+        # Addresses allocated to Service objects; no traffic goes to them, there is no proxy.
+        "--service-cluster-ip-range=10.96.0.0/24",
+        # The kubernetes Service's endpoints may not be loopback, and nothing routes to them here.
+        "--endpoint-reconciler-type=none",
+        "--profiling=false",
+    ]
+
+
+def _etcd_health(cluster: Cluster) -> str | None:
+    try:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{cluster.etcd_client_port}/health", timeout=2
+        ) as response:
+            body = json.loads(response.read())
+    except (OSError, ValueError) as error:
+        return str(error)
+    return None if body.get("health") == "true" else f"unhealthy: {body}"
+
+
+def _client_context(cluster_pki: pki.ClusterPki) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(cluster_pki.ca_cert))
+    admin = cluster_pki.client("admin")
+    context.load_cert_chain(str(admin.cert), str(admin.key))
+    return context
+
+
+def _readyz(cluster: Cluster, cluster_pki: pki.ClusterPki) -> str | None:
+    """None when /readyz answers ok, else why not."""
+    try:
+        with urllib.request.urlopen(
+            f"{cluster.server}/readyz", timeout=3, context=_client_context(cluster_pki)
+        ) as response:
+            body = response.read().decode()
+    except urllib.error.HTTPError as error:
+        return f"HTTP {error.code}: {error.read().decode()[-500:]}"
+    except OSError as error:
+        return str(error)
+    return None if body.strip() == "ok" else body
+
+
+def _wait_for(check: Callable[[], str | None], what: str, log: Path, cluster: Cluster) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    problem = None
+    while time.monotonic() < deadline:
+        problem = check()
+        if problem is None:
+            return
+        exited = [name for name, process in cluster.processes.items() if not process.is_running()]
+        if exited:
+            break
+        time.sleep(0.2)
+    tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+    raise RuntimeError(f"{what} not ready: {problem}\n--- {log} (tail) ---\n{tail}")
+
+
+def install_crds(kubeconfig: Path) -> None:
+    """Installs our CRDs and KubeRay's, and waits until the API server serves them.
+
+    Server-side apply, because KubeRay's CRDs are larger than the annotation that client-side
+    apply keeps of the last applied object.
+    """
+    sources = [arg for path in crd_dirs() for arg in ("-f", str(path))]
+    if not sources:
+        return
+    kubectl(
+        kubeconfig, "apply", "--server-side", "--force-conflicts",
+        "--field-manager=continuum-testbed", *sources,
+    )  # fmt: skip
+    kubectl(kubeconfig, "wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="testbed", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("up", help="start (or keep) a hub and N member clusters")
+    up.add_argument("--members", type=int, default=3)
+    up.add_argument("--register", action="store_true", help="register the members in the hub")
+    up.add_argument("--topology", type=Path, help="topology YAML giving the members' tier and site")
+    for command in (up, commands.add_parser("down"), commands.add_parser("status")):
+        command.add_argument("--dir", type=Path, required=True, help="the testbed's state folder")
+    commands.add_parser("build", help="build or reuse the cached binaries, and print their folders")
+    args = parser.parse_args(argv)
+
+    if args.command == "build":
+        for build in binaries.BUILDS:
+            print(binaries.ensure_built(build))
+        return 0
+    testbed = Testbed(args.dir)
+    if args.command == "up":
+        started = time.monotonic()
+        clusters = testbed.up(args.members)
+        if args.register:
+            registration.register_members(clusters, args.topology)
+        for cluster in clusters:
+            print(f"{cluster.name} {cluster.kubeconfig} {cluster.server}")
+        print(f"ready in {time.monotonic() - started:.1f} s", file=sys.stderr)
+        return 0
+    if args.command == "down":
+        for name in testbed.down():
+            print(f"{name} stopped")
+        return 0
+    all_ready = True
+    for info, alive, ready in testbed.status():
+        processes = " ".join(f"{name}={'up' if up else 'DOWN'}" for name, up in alive.items())
+        print(f"{info.name} {info.server} {'ready' if ready else 'NOT READY'} {processes}")
+        all_ready = all_ready and ready
+    return 0 if all_ready else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

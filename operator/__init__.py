@@ -1,0 +1,1 @@
+"""The Kubernetes operator: API models, reconcile functions, Kopf handlers and adapters."""

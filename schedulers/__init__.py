@@ -1,0 +1,1 @@
+"""Pure placement policies: no Kubernetes, Kopf, Ray or Prometheus imports (import-linter)."""

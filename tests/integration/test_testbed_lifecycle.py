@@ -1,0 +1,94 @@
+"""The testbed's command line as a user runs it: up is idempotent, down leaves no process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+TESTBED = Path(__file__).resolve().parents[2] / "e2e" / "testbed.py"
+LISTEN = "0A"
+LOOPBACK_V4 = "0100007F"
+
+
+def _testbed(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(TESTBED), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+
+
+def _pids(state_dir: Path) -> set[int]:
+    state = json.loads((state_dir / "state.json").read_text())
+    return {
+        process["pid"]
+        for cluster in state["clusters"].values()
+        for process in cluster["processes"].values()
+    }
+
+
+def _is_running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _listening_addresses(pid: int) -> list[str]:
+    """Local addresses (hex, as /proc/net shows them) of the TCP sockets `pid` listens on."""
+    inodes = set()
+    for descriptor in Path(f"/proc/{pid}/fd").iterdir():
+        target = str(descriptor.readlink())
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    addresses = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == LISTEN and fields[9] in inodes:
+                addresses.append(fields[1].split(":")[0])
+    return addresses
+
+
+def test_up_is_idempotent_binds_loopback_and_down_leaves_nothing(tmp_path: Path) -> None:
+    state_dir = tmp_path / "bed"
+    first = _testbed("up", "--members", "1", "--dir", str(state_dir))
+    assert first.returncode == 0, first.stderr
+    lines = first.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["hub", "member-1"]
+    for line in lines:
+        name, kubeconfig, server = line.split()
+        assert Path(kubeconfig) == state_dir / f"{name}.kubeconfig"
+        assert Path(kubeconfig).exists()
+        assert server.startswith("https://127.0.0.1:")
+    pids = _pids(state_dir)
+    assert len(pids) == 6
+
+    try:
+        for pid in pids:
+            addresses = _listening_addresses(pid)
+            assert all(address == LOOPBACK_V4 for address in addresses), (pid, addresses)
+
+        again = _testbed("up", "--members", "1", "--dir", str(state_dir))
+        assert again.returncode == 0, again.stderr
+        assert again.stdout == first.stdout
+        assert _pids(state_dir) == pids
+
+        status = _testbed("status", "--dir", str(state_dir))
+        assert status.returncode == 0, status.stdout
+        assert status.stdout.count(" ready ") == 2
+    finally:
+        down = _testbed("down", "--dir", str(state_dir))
+    assert down.returncode == 0, down.stderr
+    assert not [pid for pid in pids if _is_running(pid)]
+    status = _testbed("status", "--dir", str(state_dir))
+    assert status.stdout == ""
