@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from e2e.pytest_plugin import RunningTestbed
+from e2e.registration import register_members
 
 pytestmark = pytest.mark.integration
 
@@ -92,3 +96,29 @@ def test_up_is_idempotent_binds_loopback_and_down_leaves_nothing(tmp_path: Path)
     assert not [pid for pid in pids if _is_running(pid)]
     status = _testbed("status", "--dir", str(state_dir))
     assert status.stdout == ""
+
+
+def test_register_creates_member_clusters_and_kubeconfig_secrets(testbed: RunningTestbed) -> None:
+    register_members([testbed.hub, *testbed.members], None)
+    listed = json.loads(testbed.kubectl("get", "memberclusters", "-o", "json"))["items"]
+    by_name = {item["metadata"]["name"]: item["spec"] for item in listed}
+    assert sorted(by_name) == ["member-1", "member-2", "member-3"]
+    assert [by_name[name]["tier"] for name in sorted(by_name)] == ["Edge", "Edge", "Cloud"]
+    assert by_name["member-1"]["site"] == "delft"
+    assert by_name["member-3"]["site"] == "frankfurt"
+    for name, spec in by_name.items():
+        reference = spec["kubeconfigSecretRef"]
+        secret = json.loads(
+            testbed.kubectl(
+                "get", "secret", reference["name"], "-n", reference["namespace"], "-o", "json"
+            )
+        )
+        stored = base64.b64decode(secret["data"][reference["key"]]).decode()
+        member = next(member for member in testbed.members if member.name == name)
+        assert json.loads(stored)["clusters"][0]["cluster"]["server"] == member.server
+    # Registering again changes nothing: server-side apply of the same objects.
+    register_members([testbed.hub, *testbed.members], None)
+    again = json.loads(testbed.kubectl("get", "memberclusters", "-o", "json"))["items"]
+    assert [item["metadata"]["generation"] for item in again] == [
+        item["metadata"]["generation"] for item in listed
+    ]

@@ -13,6 +13,12 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 30
 
 
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    # Reads KUBECONFIG when called; the kubernetes client reads it once, at import.
+    return kopf.login_with_kubeconfig(**kwargs)
+
+
 @kopf.on.create("testbed.continuum.dev", "v1", "smoketests")
 def greet(spec: kopf.Spec, patch: kopf.Patch, **_: Any) -> None:
     patch.status["greeting"] = f"hello {spec['name']}"

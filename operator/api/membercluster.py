@@ -1,0 +1,109 @@
+"""MemberCluster: a Kubernetes cluster at the edge or in the cloud that runs shards."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from continuum.operator.api.base import (
+    DNS_LABEL,
+    DNS_SUBDOMAIN,
+    LABEL_VALUE,
+    KubeTime,
+    ListMap,
+    SpecModel,
+    StatusModel,
+)
+from continuum.operator.api.common import (
+    API_VERSION,
+    Condition,
+    LabelValue,
+    ObjectMeta,
+    Resource,
+    ResourceAmounts,
+    Taint,
+    Tier,
+)
+
+DEFAULT_SECRET_NAMESPACE = "continuum-system"
+
+Score = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+Milliseconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class SecretKeyReference(SpecModel):
+    """A key of a Secret holding a kubeconfig for the member cluster."""
+
+    name: str = Field(max_length=253, pattern=DNS_SUBDOMAIN)
+    namespace: str = Field(default=DEFAULT_SECRET_NAMESPACE, max_length=63, pattern=DNS_LABEL)
+    key: str = Field(default="kubeconfig", max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
+
+
+class MemberClusterSpec(SpecModel):
+    tier: Tier
+    """Edge or Cloud."""
+    site: str = Field(max_length=63, pattern=LABEL_VALUE)
+    """The site the cluster is at; MLJob data sources and latencies refer to it."""
+    region: str = Field(max_length=63, pattern=LABEL_VALUE)
+    kubeconfig_secret_ref: SecretKeyReference
+    """The Secret with a kubeconfig the operator uses to reach the cluster."""
+    capacity: ResourceAmounts | None = None
+    """Declared capacity, used when the cluster's nodes cannot be read."""
+    cost_per_hour: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    """What a whole-cluster hour costs, in the unit of MLJob objectives.maxCostPerHour."""
+    labels: dict[str, LabelValue] = Field(default_factory=dict, max_length=64)
+    """Matched by MLJob spec.placement.clusterSelector."""
+    taints: Annotated[list[Taint], ListMap("key", "effect")] = Field(
+        default_factory=list, max_length=32
+    )
+
+
+class MemberClusterConditionType(StrEnum):
+    REACHABLE = "Reachable"
+    """The operator reached the cluster's API server at the last heartbeat."""
+    READY = "Ready"
+    """Reachable, and able to take shards."""
+    DEGRADED = "Degraded"
+    """Running, but its risk or latency is elevated."""
+
+
+class CapacitySource(StrEnum):
+    NODES = "Nodes"
+    DECLARED = "Declared"
+
+
+class Risk(StatusModel):
+    """How likely the cluster is to fail soon, and the signals behind the estimate."""
+
+    score: Score
+    signals: dict[str, float] = Field(default_factory=dict, max_length=32)
+    """Signal name to value, e.g. heartbeatMissRatio or packetLoss."""
+
+
+class MemberClusterStatus(StatusModel):
+    conditions: Annotated[list[Condition], ListMap("type")] = Field(
+        default_factory=list, max_length=32
+    )
+    allocatable: ResourceAmounts | None = None
+    allocatable_source: CapacitySource | None = None
+    """Whether allocatable was summed from the cluster's nodes or taken from spec.capacity."""
+    allocated: ResourceAmounts | None = None
+    """What Continuum's shards hold in the cluster."""
+    latency_to_sites: dict[str, Milliseconds] = Field(default_factory=dict, max_length=256)
+    """Round-trip time from this cluster to each site, in milliseconds."""
+    risk: Risk | None = None
+    last_heartbeat_time: KubeTime | None = None
+    kubernetes_version: str | None = Field(default=None, max_length=64)
+    observed_generation: int | None = Field(default=None, ge=0)
+
+
+class MemberCluster(Resource):
+    """A member cluster (cluster-scoped)."""
+
+    api_version: Literal["continuum.dev/v1alpha1"] = API_VERSION
+    kind: Literal["MemberCluster"] = "MemberCluster"
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: MemberClusterSpec
+    status: MemberClusterStatus | None = None

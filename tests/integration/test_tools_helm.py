@@ -1,0 +1,66 @@
+"""Helm v4, built by the repo's scripts, installs and removes the chart on the testbed's hub."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from e2e import binaries
+from e2e.pytest_plugin import RunningTestbed
+
+pytestmark = pytest.mark.integration
+
+CHART = Path(__file__).resolve().parents[2] / "charts" / "continuum"
+
+
+def _helm(tmp_path: Path, kubeconfig: Path, *args: str) -> str:
+    environment = {
+        "HOME": str(tmp_path),
+        "HELM_CACHE_HOME": str(tmp_path / "cache"),
+        "HELM_CONFIG_HOME": str(tmp_path / "config"),
+        "HELM_DATA_HOME": str(tmp_path / "data"),
+        "PATH": "/usr/bin:/bin",
+    }
+    result = subprocess.run(
+        [str(binaries.binary("helm")), f"--kubeconfig={kubeconfig}", *args],
+        capture_output=True,
+        text=True,
+        env=environment,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, f"helm {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def test_helm_is_v4_and_installs_the_chart(testbed: RunningTestbed, tmp_path: Path) -> None:
+    kubeconfig = testbed.hub.kubeconfig
+    assert _helm(tmp_path, kubeconfig, "version", "--short").startswith(binaries.HELM_VERSION)
+    _helm(tmp_path, kubeconfig, "lint", str(CHART))
+
+    namespace = f"helm-{uuid.uuid4().hex[:8]}"
+    release = "continuum"
+    _helm(tmp_path, kubeconfig, "install", release, str(CHART), "--namespace", namespace,
+          "--create-namespace", "--wait=false")  # fmt: skip
+    try:
+        deployment = json.loads(
+            testbed.kubectl(
+                "get", "deployment", f"{release}-operator", "-n", namespace, "-o", "json"
+            )
+        )
+        assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == f"{release}-operator"
+        role = json.loads(
+            testbed.kubectl("get", "clusterrole", f"{release}-operator", "-o", "json")
+        )
+        assert any("mljobs" in rule["resources"] for rule in role["rules"])
+        releases = json.loads(_helm(tmp_path, kubeconfig, "list", "-n", namespace, "-o", "json"))
+        assert [entry["name"] for entry in releases] == [release]
+    finally:
+        _helm(tmp_path, kubeconfig, "uninstall", release, "--namespace", namespace)
+    remaining = testbed.kubectl("get", "deployment", "-n", namespace, "-o", "name")
+    assert remaining == ""
+    testbed.kubectl("delete", "namespace", namespace, "--wait=false")
