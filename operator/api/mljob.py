@@ -224,12 +224,25 @@ class MLJobSpec(SpecModel):
         ),
         Rule(
             "data",
-            "Federated jobs need at least one data source with a site",
+            "Federated jobs need at least one data source, each with a site",
             lambda spec: (
                 spec.mode != JobMode.FEDERATED
-                or any(source.site is not None for source in spec.data)
+                or (bool(spec.data) and all(source.site is not None for source in spec.data))
             ),
-            cel="self.mode != 'Federated' || (has(self.data) && self.data.exists(d, has(d.site)))",
+            cel="self.mode != 'Federated' || "
+            "(has(self.data) && size(self.data) > 0 && self.data.all(d, has(d.site)))",
+        ),
+        Rule(
+            "shards.count",
+            "a Federated job has one shard per data source plus the cloud aggregator, "
+            "so shards.count must be the number of data sources + 1",
+            lambda spec: (
+                spec.mode != JobMode.FEDERATED
+                or not spec.data
+                or spec.shards.count == len(spec.data) + 1
+            ),
+            cel="self.mode != 'Federated' || !has(self.data) || size(self.data) == 0 || "
+            "self.shards.count == size(self.data) + 1",
         ),
     )
 

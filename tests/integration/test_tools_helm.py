@@ -44,8 +44,9 @@ def test_helm_is_v4_and_installs_the_chart(testbed: RunningTestbed, tmp_path: Pa
 
     namespace = f"helm-{uuid.uuid4().hex[:8]}"
     release = "continuum"
+    # The testbed installed the CRDs already, under its own field manager.
     _helm(tmp_path, kubeconfig, "install", release, str(CHART), "--namespace", namespace,
-          "--create-namespace", "--wait=false")  # fmt: skip
+          "--create-namespace", "--skip-crds")  # fmt: skip
     try:
         deployment = json.loads(
             testbed.kubectl(

@@ -191,7 +191,7 @@ def test_api_crds_cel_rules_carry_the_python_messages() -> None:
     assert rules[".spec.shards.minAvailable"] == "shards.minAvailable must not exceed shards.count"
     assert rules[".spec.data[].site"] == "site is required when residency is Site or Region"
     assert rules[".spec.objectives.latencyP99Ms"].startswith("Inference jobs need")
-    assert rules[".spec.data"] == "Federated jobs need at least one data source with a site"
+    assert rules[".spec.data"] == "Federated jobs need at least one data source, each with a site"
     assert rules[".spec.mode"] == "mode is immutable"
 
 

@@ -46,7 +46,7 @@ MLJOB = {
         "tenant": "team-a",
         "priority": 10,
         "shards": {
-            "count": 4,
+            "count": 3,
             "minAvailable": 3,
             "resources": {"cpu": "1500m", "memory": "4Gi", "gpu": "0.5"},
         },

@@ -37,6 +37,10 @@ def mljob(**spec: Any) -> dict[str, Any]:
     return manifest
 
 
+def federated_shards(count: int) -> dict[str, Any]:
+    return {"count": count, "resources": {"cpu": "2", "memory": "4Gi"}}
+
+
 def errors_of(manifest: dict[str, Any]) -> list[tuple[str, str]]:
     result = validate_resource(manifest)
     assert isinstance(result, list), f"expected errors, got {result!r}"
@@ -93,14 +97,27 @@ def test_api_rules_latency_objective_or_opt_out_not_both() -> None:
 
 
 def test_api_rules_federated_needs_a_data_site() -> None:
-    expected = [("spec.data", "Federated jobs need at least one data source with a site")]
+    expected = [("spec.data", "Federated jobs need at least one data source, each with a site")]
     assert errors_of(mljob(mode="Federated")) == expected
-    assert errors_of(mljob(mode="Federated", data=[{"name": "logs"}])) == expected
-    job = validate_resource(
-        mljob(mode="Federated", data=[{"name": "a", "site": "edge-a"}, {"name": "b", "site": "a"}])
-    )
+    no_site = [{"name": "logs"}]
+    assert errors_of(mljob(mode="Federated", data=no_site, shards=federated_shards(2))) == expected
+    two_sites = [{"name": "a", "site": "edge-a"}, {"name": "b", "site": "a"}]
+    three = [*two_sites, {"name": "c"}]
+    assert errors_of(mljob(mode="Federated", data=three, shards=federated_shards(4))) == expected
+    job = validate_resource(mljob(mode="Federated", data=two_sites, shards=federated_shards(3)))
     assert isinstance(job, MLJob)
     assert job.spec.data_sites == ["edge-a", "a"]
+
+
+def test_api_rules_federated_has_one_shard_per_site_plus_the_aggregator() -> None:
+    two_sites = [{"name": "a", "site": "edge-a"}, {"name": "b", "site": "edge-b"}]
+    assert errors_of(mljob(mode="Federated", data=two_sites, shards=federated_shards(2))) == [
+        (
+            "spec.shards.count",
+            "a Federated job has one shard per data source plus the cloud aggregator, "
+            "so shards.count must be the number of data sources + 1",
+        )
+    ]
 
 
 @pytest.mark.parametrize("threshold", [-0.1, 1.01])
