@@ -19,7 +19,8 @@ import pytest
 from e2e.binaries import kubectl
 from e2e.testbed import HUB, ClusterInfo, Testbed
 
-MEMBERS = 3
+# Three edge sites and the cloud: what the federated example needs.
+MEMBERS = 4
 
 
 @dataclass(frozen=True)

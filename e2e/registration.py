@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from e2e.testbed import ClusterInfo
 
 DEFAULT_TOPOLOGY = Path(__file__).resolve().parent / "topology" / "default.yaml"
+NETWORK_CONFIG_MAP = "continuum-network"
 SYSTEM_NAMESPACE = "continuum-system"
 SECRET_KEY = "kubeconfig"
 
@@ -27,7 +28,7 @@ class TopologyError(ValueError):
 
 
 def load_topology(path: Path) -> dict[str, Any]:
-    import yaml  # noqa: PLC0415 - only registration needs it; the rest of the testbed is stdlib
+    import yaml
 
     try:
         topology = yaml.safe_load(path.read_text())
@@ -56,6 +57,11 @@ def assign_clusters(topology: dict[str, Any], members: int, source: Path) -> lis
     return [*edges[: members - 1], clouds[0]]
 
 
+def latency_file(topology_file: Path) -> Path:
+    """The latency CSV that goes with a topology file: `<stem>-latency.csv` beside it."""
+    return topology_file.with_name(f"{topology_file.stem}-latency.csv")
+
+
 def manifests(
     members: Sequence[ClusterInfo], topology: dict[str, Any], source: Path
 ) -> list[dict[str, Any]]:
@@ -63,6 +69,17 @@ def manifests(
     objects: list[dict[str, Any]] = [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SYSTEM_NAMESPACE}}
     ]
+    latency = latency_file(source)
+    if latency.exists():
+        # The operator reads site-to-site RTT and bandwidth from here (the latency CSV format).
+        objects.append(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": NETWORK_CONFIG_MAP, "namespace": SYSTEM_NAMESPACE},
+                "data": {"latency.csv": latency.read_text()},
+            }
+        )
     for member, cluster in zip(
         members, assign_clusters(topology, len(members), source), strict=True
     ):

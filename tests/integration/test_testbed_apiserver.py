@@ -198,9 +198,9 @@ def test_kubectl_apply_works_against_the_hub(
 
 
 def test_members_are_separate_clusters_with_kuberay_crds(testbed: RunningTestbed) -> None:
-    assert len(testbed.members) == 3
+    assert len(testbed.members) == 4
     servers = {testbed.hub.server, *(member.server for member in testbed.members)}
-    assert len(servers) == 4
+    assert len(servers) == 5
     for member in testbed.members:
         crds = testbed.kubectl("get", "crd", "-o", "name", cluster=member).split()
         assert "customresourcedefinition.apiextensions.k8s.io/rayjobs.ray.io" in crds

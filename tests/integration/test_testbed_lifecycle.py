@@ -102,10 +102,13 @@ def test_register_creates_member_clusters_and_kubeconfig_secrets(testbed: Runnin
     register_members([testbed.hub, *testbed.members], None)
     listed = json.loads(testbed.kubectl("get", "memberclusters", "-o", "json"))["items"]
     by_name = {item["metadata"]["name"]: item["spec"] for item in listed}
-    assert sorted(by_name) == ["member-1", "member-2", "member-3"]
-    assert [by_name[name]["tier"] for name in sorted(by_name)] == ["Edge", "Edge", "Cloud"]
+    assert sorted(by_name) == ["member-1", "member-2", "member-3", "member-4"]
+    assert [by_name[name]["tier"] for name in sorted(by_name)] == ["Edge", "Edge", "Edge", "Cloud"]
     assert by_name["member-1"]["site"] == "delft"
-    assert by_name["member-3"]["site"] == "frankfurt"
+    assert by_name["member-4"]["site"] == "frankfurt"
+    network = testbed.kubectl("get", "configmap", "continuum-network", "-n", "continuum-system",
+                              "-o", "jsonpath={.data.latency\\.csv}")  # fmt: skip
+    assert network.startswith("from_site,to_site,rtt_ms,bandwidth_mbps")
     for name, spec in by_name.items():
         reference = spec["kubeconfigSecretRef"]
         secret = json.loads(

@@ -1,0 +1,160 @@
+"""The hub's Continuum objects: listed as validated models, written back with optimistic
+concurrency.
+
+Status writes are read-modify-write with the resourceVersion that was read: two writers (the
+scheduling cycle and the placement controller) never lose each other's updates; the loser gets
+409, and its next pass, which reads afresh, writes again. Nothing is kept in operator memory.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from continuum.operator.api import (
+    GROUP,
+    VERSION,
+    MemberCluster,
+    MLJob,
+    Placement,
+    PlacementSpec,
+    Resource,
+    Tenant,
+    validate_resource,
+)
+from continuum.operator.api.validation import FieldError, format_errors
+
+LOG = logging.getLogger(__name__)
+REQUEST_TIMEOUT_S = 10.0
+PLURALS: dict[type[Resource], str] = {
+    MLJob: "mljobs",
+    Placement: "placements",
+    MemberCluster: "memberclusters",
+    Tenant: "tenants",
+}
+R = TypeVar("R", bound=Resource)
+
+
+@dataclass(frozen=True)
+class Listed(Generic[R]):
+    valid: list[R]
+    # (namespace, name) -> what is wrong, for objects the API server holds but the models refuse
+    invalid: Mapping[tuple[str, str], list[FieldError]]
+    raw: Mapping[tuple[str, str], dict[str, Any]]
+
+
+def _identity(body: Mapping[str, Any]) -> tuple[str, str]:
+    metadata = body.get("metadata", {})
+    return (metadata.get("namespace", ""), metadata.get("name", ""))
+
+
+class Hub:
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+        self.objects = client.CustomObjectsApi(api)
+        self.core = client.CoreV1Api(api)
+
+    def list(self, kind: type[R]) -> Listed[R]:
+        response: Any = self.objects.list_cluster_custom_object(
+            GROUP, VERSION, PLURALS[kind], _request_timeout=REQUEST_TIMEOUT_S
+        )
+        valid: list[R] = []
+        invalid: dict[tuple[str, str], list[FieldError]] = {}
+        raw: dict[tuple[str, str], dict[str, Any]] = {}
+        for body in response.get("items", []):
+            identity = _identity(body)
+            raw[identity] = body
+            result = validate_resource(body)
+            if isinstance(result, kind):
+                valid.append(result)
+            elif isinstance(result, list):
+                invalid[identity] = result
+                LOG.debug(
+                    "%s %s/%s is invalid: %s", kind.__name__, *identity, format_errors(result)
+                )
+        return Listed(valid, invalid, raw)
+
+    def replace_status(self, kind: type[Resource], body: dict[str, Any]) -> bool:
+        """PUTs `body` (which carries the resourceVersion it was read at) to the status
+        subresource. False when someone else wrote in between (409) or the object is gone."""
+        namespace, name = _identity(body)
+        plural = PLURALS[kind]
+        try:
+            if namespace:
+                self.objects.replace_namespaced_custom_object_status(
+                    GROUP, VERSION, namespace, plural, name, body,
+                    _request_timeout=REQUEST_TIMEOUT_S,
+                )  # fmt: skip
+            else:
+                self.objects.replace_cluster_custom_object_status(
+                    GROUP, VERSION, plural, name, body, _request_timeout=REQUEST_TIMEOUT_S
+                )
+        except ApiException as error:
+            if error.status in (404, 409):
+                return False
+            raise
+        return True
+
+    def write_placement(self, job: MLJob, spec: PlacementSpec, existing: Placement | None) -> None:
+        """Creates the job's Placement, owned by the job so that it goes when the job goes, or
+        replaces its spec at the resourceVersion it was read at."""
+        namespace = job.metadata.namespace or ""
+        name = job.metadata.name or ""
+        body: dict[str, Any] = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "Placement",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "labels": {"continuum.dev/job": name},
+                "ownerReferences": [
+                    {
+                        "apiVersion": f"{GROUP}/{VERSION}",
+                        "kind": "MLJob",
+                        "name": name,
+                        "uid": job.metadata.uid,
+                        "controller": True,
+                        "blockOwnerDeletion": True,
+                    }
+                ],
+            },
+            "spec": spec.model_dump(mode="json", by_alias=True, exclude_none=True),
+        }
+        try:
+            if existing is None:
+                self.objects.create_namespaced_custom_object(
+                    GROUP, VERSION, namespace, "placements", body,
+                    _request_timeout=REQUEST_TIMEOUT_S,
+                )  # fmt: skip
+            else:
+                body["metadata"]["resourceVersion"] = existing.metadata.resource_version
+                body["status"] = (
+                    existing.status.model_dump(mode="json", by_alias=True, exclude_none=True)
+                    if existing.status
+                    else None
+                )
+                self.objects.replace_namespaced_custom_object(
+                    GROUP, VERSION, namespace, "placements", name, body,
+                    _request_timeout=REQUEST_TIMEOUT_S,
+                )  # fmt: skip
+        except ApiException as error:
+            # 409: a previous cycle wrote it meanwhile (or it exists already); the next cycle
+            # reads it afresh and decides again.
+            if error.status != 409:
+                raise
+
+    def config_map_data(self, namespace: str, name: str) -> dict[str, str]:
+        try:
+            config_map = self.core.read_namespaced_config_map(
+                name, namespace, _request_timeout=REQUEST_TIMEOUT_S
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return {}
+            raise
+        return dict(config_map.data or {})

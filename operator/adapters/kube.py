@@ -1,0 +1,99 @@
+"""Kubernetes clients: the hub's, and each member's from its kubeconfig Secret in the hub.
+
+Member clients are cached by the Secret's resourceVersion, so a rotated kubeconfig takes effect
+on the next use and an unchanged one costs no parsing. Every call to a member carries a short
+timeout: one unreachable edge site must not stall the operator's handling of the others.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from continuum.operator.api import MemberCluster
+
+MEMBER_REQUEST_TIMEOUT_S = 5.0
+HUB_REQUEST_TIMEOUT_S = 10.0
+
+
+class MemberUnavailableError(Exception):
+    """The member cannot be reached; `reason` is a CamelCase condition reason."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+def hub_client(kubeconfig: str | None) -> client.ApiClient:
+    """The hub's client: from a kubeconfig file, or in-cluster when none is given."""
+    if kubeconfig:
+        return config.new_client_from_config(config_file=kubeconfig)
+    configuration = client.Configuration()
+    config.load_incluster_config(client_configuration=configuration)
+    return client.ApiClient(configuration)
+
+
+@dataclass
+class _Cached:
+    resource_version: str
+    api: client.ApiClient
+
+
+class MemberClients:
+    def __init__(self, hub: client.ApiClient) -> None:
+        self._hub = client.CoreV1Api(hub)
+        self._cache: dict[str, _Cached] = {}
+        self._lock = threading.Lock()
+
+    def for_member(self, member: MemberCluster) -> client.ApiClient:
+        reference = member.spec.kubeconfig_secret_ref
+        name = member.metadata.name or ""
+        try:
+            secret = self._hub.read_namespaced_secret(
+                reference.name, reference.namespace, _request_timeout=HUB_REQUEST_TIMEOUT_S
+            )
+        except ApiException as error:
+            if error.status == 404:
+                raise MemberUnavailableError(
+                    "SecretNotFound",
+                    f"kubeconfig Secret {reference.namespace}/{reference.name} does not exist",
+                ) from error
+            raise
+        version = str(secret.metadata.resource_version) if secret.metadata else ""
+        with self._lock:
+            cached = self._cache.get(name)
+            if cached is not None and cached.resource_version == version:
+                return cached.api
+        encoded = (secret.data or {}).get(reference.key)
+        if not encoded:
+            raise MemberUnavailableError(
+                "KubeconfigMissing",
+                f"Secret {reference.namespace}/{reference.name} has no key {reference.key!r}",
+            )
+        try:
+            kubeconfig: dict[str, Any] = yaml.safe_load(base64.b64decode(encoded))
+            api = config.new_client_from_config_dict(kubeconfig)
+        except (yaml.YAMLError, ValueError, TypeError, config.ConfigException) as error:
+            raise MemberUnavailableError(
+                "KubeconfigInvalid",
+                f"Secret {reference.namespace}/{reference.name} key {reference.key!r}: {error}",
+            ) from error
+        with self._lock:
+            previous = self._cache.get(name)
+            self._cache[name] = _Cached(version, api)
+        if previous is not None:
+            previous.api.close()
+        return api
+
+    def close(self) -> None:
+        with self._lock:
+            for cached in self._cache.values():
+                cached.api.close()
+            self._cache.clear()

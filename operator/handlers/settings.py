@@ -1,0 +1,65 @@
+"""Operator-wide settings and lifecycle: one startup handler configures everything."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any
+
+import kopf
+
+from continuum.operator.adapters.kube import hub_client
+from continuum.operator.handlers.context import OperatorContext
+from continuum.operator.handlers.scheduling import scheduling_loop
+
+FINALIZER = "continuum.dev/cleanup"
+ANNOTATION_PREFIX = "continuum.dev"
+WATCH_SERVER_TIMEOUT_S = 300
+WATCH_CLIENT_TIMEOUT_S = 330
+REQUEST_TIMEOUT_S = 30
+LOG = logging.getLogger(__name__)
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    # Reads KUBECONFIG when called (the runner sets it from --kubeconfig); in a pod, falls back
+    # to the service account.
+    return kopf.login_with_kubeconfig(**kwargs) or kopf.login_with_service_account(**kwargs)
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix=ANNOTATION_PREFIX
+    )
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
+    )
+    settings.watching.server_timeout = WATCH_SERVER_TIMEOUT_S
+    settings.watching.client_timeout = WATCH_CLIENT_TIMEOUT_S
+    settings.networking.request_timeout = REQUEST_TIMEOUT_S
+    settings.posting.level = logging.INFO
+    # Kopf's handlers run in this thread pool; the scheduling loop has a thread of its own.
+    settings.execution.max_workers = 8
+    if not hasattr(memo, "context"):
+        # Started as `kopf run -m continuum.operator.handlers` rather than by our runner.
+        memo.context = OperatorContext(hub_client(os.environ.get("KUBECONFIG")))
+    context: OperatorContext = memo.context
+    thread = threading.Thread(
+        target=scheduling_loop, args=(context,), name="scheduling-loop", daemon=True
+    )
+    thread.start()
+    memo.scheduler_thread = thread
+
+
+@kopf.on.cleanup()
+def stop(memo: kopf.Memo, **_: Any) -> None:
+    context: OperatorContext = memo.context
+    context.stop.set()
+    context.wake_scheduler.set()
+    thread: threading.Thread | None = getattr(memo, "scheduler_thread", None)
+    if thread is not None:
+        thread.join(timeout=10)
+    context.members.close()

@@ -1,0 +1,19 @@
+"""The operator's Prometheus metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+RECONCILES = Counter(
+    "continuum_reconciles_total", "Reconciles by the operator, by resource kind", ["kind"]
+)
+RECONCILE_ERRORS = Counter(
+    "continuum_reconcile_errors_total", "Reconciles that failed, by resource kind", ["kind"]
+)
+CYCLE_SECONDS = Histogram(
+    "continuum_scheduling_cycle_seconds",
+    "Wall time of one scheduling cycle: snapshot, decision and writes",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+PENDING_SHARDS = Gauge("continuum_pending_shards", "Shards of admitted jobs not yet placed")
+PLACED_SHARDS = Gauge("continuum_placed_shards", "Shards with a placement decision")

@@ -1,0 +1,152 @@
+"""A scheduling cycle's result turned into Placement specs and MLJob scheduling status. Pure.
+
+A Placement is the audit trail of one job: its decisions say where each shard runs and why, its
+migrations say what moved, and its epoch rises on every change so that shard resources in the
+members can tell which decision they were made from.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from continuum.operator.api import (
+    ConditionStatus,
+    Decision,
+    JobReference,
+    Migration,
+    MigrationReason,
+    MLJob,
+    MLJobConditionType,
+    MLJobPhase,
+    MLJobStatus,
+    Placement,
+    PlacementReference,
+    PlacementSpec,
+    upsert_condition,
+)
+from continuum.operator.api.placement import MAX_MIGRATIONS
+from continuum.operator.reconcile.snapshot import job_key
+from continuum.schedulers.model import CycleResult
+
+MAX_REASONS = 32
+MAX_REASON_LENGTH = 1024
+# The scheduler scores lower-is-better and may say infinity for "misses the SLO"; the API keeps
+# finite numbers only.
+SCORE_LIMIT = 1e12
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """What one cycle means for one job: a new Placement spec (None: unchanged) and its
+    scheduling condition."""
+
+    placement: PlacementSpec | None
+    scheduled: bool
+    message: str
+
+
+def _finite(score: float) -> float:
+    if math.isnan(score):
+        return SCORE_LIMIT
+    return max(-SCORE_LIMIT, min(SCORE_LIMIT, score))
+
+
+def _reasons(reasons: Sequence[str]) -> list[str]:
+    return [reason[:MAX_REASON_LENGTH] for reason in reasons[:MAX_REASONS]]
+
+
+def plan_job(job: MLJob, previous: Placement | None, result: CycleResult, now: datetime) -> JobPlan:
+    key = job_key(job)
+    count = job.spec.shards.count
+    decisions: dict[int, Decision] = {
+        decision.shard: decision
+        for decision in (previous.spec.decisions if previous else [])
+        if decision.shard < count  # the job may have been scaled down since
+    }
+    for preemption in result.preemptions:
+        if preemption.job_key == key:
+            decisions.pop(preemption.shard_index, None)
+    for decision in result.decisions:
+        if decision.job_key == key:
+            decisions[decision.shard_index] = Decision(
+                shard=decision.shard_index,
+                cluster=decision.cluster,
+                score=_finite(decision.score),
+                reasons=_reasons(decision.reasons),
+            )
+    migrations = [
+        Migration(
+            shard=migration.shard_index,
+            from_cluster=migration.from_cluster,
+            to_cluster=migration.to_cluster,
+            reason=MigrationReason(migration.reason.value),
+            time=now,
+        )
+        for migration in result.migrations
+        if migration.job_key == key and migration.from_cluster != migration.to_cluster
+    ]
+    unschedulable = next(
+        (entry.reason for entry in result.unschedulable if entry.job_key == key), None
+    )
+    ordered = [decisions[shard] for shard in sorted(decisions)]
+    placed = {decision.shard: decision.cluster for decision in ordered}
+    before = {d.shard: d.cluster for d in previous.spec.decisions} if previous else {}
+    if placed == before and not migrations:
+        spec = None
+    else:
+        history = [*(previous.spec.migrations if previous else []), *migrations]
+        spec = PlacementSpec(
+            job_ref=JobReference(name=job.metadata.name or "", uid=job.metadata.uid),
+            epoch=(previous.spec.epoch if previous else 0) + 1,
+            decisions=ordered,
+            migrations=history[-MAX_MIGRATIONS:],
+        )
+    if unschedulable is not None and len(placed) < job.spec.shards.gang_size:
+        return JobPlan(spec, scheduled=False, message=unschedulable)
+    clusters = sorted(set(placed.values()))
+    message = f"{len(placed)} of {count} shards placed on {', '.join(clusters) or 'no cluster'}"
+    return JobPlan(spec, scheduled=bool(placed), message=message)
+
+
+def scheduling_status(
+    job: MLJob, plan: JobPlan, placement_name: str, epoch: int | None, now: datetime
+) -> MLJobStatus:
+    """The job's status after a cycle: its Scheduled condition and, while no shard is running
+    yet, its phase. Phases from Running on belong to the placement controller."""
+    status = job.status or MLJobStatus()
+    generation = job.metadata.generation
+    conditions = upsert_condition(
+        status.conditions,
+        MLJobConditionType.ADMITTED,
+        ConditionStatus.TRUE,
+        "Admitted",
+        "the spec is valid and the tenant exists",
+        observed_generation=generation,
+        now=now,
+    )
+    conditions = upsert_condition(
+        conditions,
+        MLJobConditionType.SCHEDULED,
+        ConditionStatus.TRUE if plan.scheduled else ConditionStatus.FALSE,
+        "Placed" if plan.scheduled else "Unschedulable",
+        plan.message,
+        observed_generation=generation,
+        now=now,
+    )
+    phase = status.phase
+    if phase in (None, MLJobPhase.PENDING, MLJobPhase.ADMITTED, MLJobPhase.SUSPENDED):
+        phase = MLJobPhase.PLACED if plan.scheduled else MLJobPhase.PENDING
+    updates: dict[str, object] = {"conditions": conditions, "phase": phase}
+    if plan.scheduled:
+        updates["placement_ref"] = PlacementReference(name=placement_name, epoch=epoch)
+    return status.model_copy(update=updates)
+
+
+def placements_by_job(placements: Sequence[Placement]) -> Mapping[str, Placement]:
+    return {
+        f"{placement.metadata.namespace}/{placement.spec.job_ref.name}": placement
+        for placement in placements
+    }

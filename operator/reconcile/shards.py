@@ -1,0 +1,250 @@
+"""The placement controller's decisions: which shard resources each member should hold, what
+to create, update or delete there, and what the members' states mean for the job. Pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from continuum.operator.adapters.kuberay import (
+    SHARD_LABELS,
+    build_shard_resource,
+    needs_update,
+    observe_shard,
+)
+from continuum.operator.api import (
+    ApplyState,
+    ClusterApplyStatus,
+    ConditionStatus,
+    MLJob,
+    MLJobConditionType,
+    MLJobPhase,
+    MLJobStatus,
+    Placement,
+    PlacementConditionType,
+    PlacementStatus,
+    ShardState,
+    ShardStatus,
+    upsert_condition,
+)
+
+Manifest = dict[str, Any]
+
+
+def _name(manifest: Mapping[str, Any]) -> str:
+    return str(manifest["metadata"]["name"])
+
+
+def _kind(manifest: Mapping[str, Any]) -> str:
+    return str(manifest["kind"])
+
+
+def shards_wanted(job: MLJob) -> bool:
+    """Whether the job's shards should exist at all: not while suspended or being deleted."""
+    return not job.spec.suspend and job.metadata.deletion_timestamp is None
+
+
+def desired_resources(job: MLJob, placement: Placement | None) -> dict[str, list[Manifest]]:
+    """Member cluster name -> the shard resources it should hold for this job."""
+    if placement is None or not shards_wanted(job):
+        return {}
+    desired: dict[str, list[Manifest]] = {}
+    for decision in placement.spec.decisions:
+        if decision.shard >= job.spec.shards.count:
+            continue
+        manifest = build_shard_resource(job, decision.shard, placement.spec.epoch)
+        desired.setdefault(decision.cluster, []).append(manifest)
+    return desired
+
+
+@dataclass(frozen=True)
+class ClusterPlan:
+    create: tuple[Manifest, ...] = ()
+    # (desired manifest, the observed object it replaces, for its resourceVersion)
+    update: tuple[tuple[Manifest, Manifest], ...] = ()
+    delete: tuple[Manifest, ...] = ()
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.create or self.update or self.delete)
+
+
+def plan_cluster(desired: Sequence[Manifest], observed: Sequence[Manifest]) -> ClusterPlan:
+    """What to do in one member so that it holds exactly `desired` of this job's resources.
+    `observed` are the job's resources there, found by its labels."""
+    observed_by_key = {(_kind(item), _name(item)): item for item in observed}
+    desired_keys = {(_kind(item), _name(item)) for item in desired}
+    create = tuple(item for item in desired if (_kind(item), _name(item)) not in observed_by_key)
+    update = tuple(
+        (item, observed_by_key[(_kind(item), _name(item))])
+        for item in desired
+        if (_kind(item), _name(item)) in observed_by_key
+        and needs_update(item, observed_by_key[(_kind(item), _name(item))])
+    )
+    delete = tuple(item for key, item in sorted(observed_by_key.items()) if key not in desired_keys)
+    return ClusterPlan(create, update, delete)
+
+
+@dataclass(frozen=True)
+class ClusterOutcome:
+    """What applying a ClusterPlan to one member came to."""
+
+    cluster: str
+    state: ApplyState
+    message: str = ""
+    # The job's resources in the member after applying, as read back or as written.
+    resources: tuple[Manifest, ...] = field(default_factory=tuple)
+
+
+def _shard_of(resource: Mapping[str, Any]) -> int | None:
+    value = resource.get("metadata", {}).get("labels", {}).get(SHARD_LABELS.shard)
+    return int(value) if value is not None and str(value).isdigit() else None
+
+
+def shard_statuses(
+    job: MLJob, placement: Placement, outcomes: Mapping[str, ClusterOutcome]
+) -> list[ShardStatus]:
+    previous = {shard.index: shard for shard in (job.status.shards if job.status else [])}
+    statuses = []
+    for decision in sorted(placement.spec.decisions, key=lambda d: d.shard):
+        if decision.shard >= job.spec.shards.count:
+            continue
+        earlier = previous.get(decision.shard)
+        restarts = earlier.restarts if earlier else 0
+        checkpoint: str | datetime | None = earlier.last_checkpoint if earlier else None
+        outcome = outcomes.get(decision.cluster)
+        resource = next(
+            (r for r in (outcome.resources if outcome else ()) if _shard_of(r) == decision.shard),
+            None,
+        )
+        if outcome is None or outcome.state == ApplyState.UNREACHABLE:
+            state = ShardState.UNKNOWN
+            message = outcome.message if outcome else f"member {decision.cluster} is not known"
+            checkpoint = earlier.last_checkpoint if earlier else None
+        elif resource is None:
+            state, message, checkpoint = (
+                ShardState.PENDING,
+                outcome.message or "not created yet",
+                None,
+            )
+        else:
+            observation = observe_shard(resource)
+            state, message = observation.state, observation.message
+            checkpoint = observation.last_checkpoint or (
+                earlier.last_checkpoint if earlier else None
+            )
+        statuses.append(
+            ShardStatus.model_validate(
+                {
+                    "index": decision.shard,
+                    "cluster": decision.cluster,
+                    "state": state,
+                    "restarts": restarts,
+                    "lastCheckpoint": checkpoint,
+                    "message": message[:1024] or None,
+                }
+            )
+        )
+    return statuses
+
+
+def job_phase(job: MLJob, shards: Sequence[ShardStatus], placed: bool) -> MLJobPhase:
+    if job.spec.suspend:
+        return MLJobPhase.SUSPENDED
+    states = [shard.state for shard in shards]
+    if not placed or not states:
+        return job.status.phase if job.status and job.status.phase else MLJobPhase.PENDING
+    if len(states) == job.spec.shards.count and all(s == ShardState.SUCCEEDED for s in states):
+        return MLJobPhase.SUCCEEDED
+    if any(s == ShardState.FAILED for s in states):
+        return MLJobPhase.FAILED
+    running = sum(1 for s in states if s in (ShardState.RUNNING, ShardState.SUCCEEDED))
+    if running >= job.spec.shards.gang_size:
+        return MLJobPhase.RUNNING
+    was_running = job.status is not None and job.status.phase in (
+        MLJobPhase.RUNNING,
+        MLJobPhase.RECOVERING,
+    )
+    return MLJobPhase.RECOVERING if was_running else MLJobPhase.PLACED
+
+
+def job_status(
+    job: MLJob, placement: Placement | None, outcomes: Mapping[str, ClusterOutcome], now: datetime
+) -> MLJobStatus:
+    status = job.status or MLJobStatus()
+    shards = shard_statuses(job, placement, outcomes) if placement and shards_wanted(job) else []
+    phase = job_phase(job, shards, placed=placement is not None)
+    running = sum(1 for shard in shards if shard.state == ShardState.RUNNING)
+    gang = job.spec.shards.gang_size
+    ready = running >= gang and phase == MLJobPhase.RUNNING
+    conditions = upsert_condition(
+        status.conditions,
+        MLJobConditionType.READY,
+        ConditionStatus.TRUE if ready else ConditionStatus.FALSE,
+        "ShardsRunning" if ready else ("Suspended" if job.spec.suspend else "ShardsNotRunning"),
+        f"{running} of {job.spec.shards.count} shards running; at least {gang} needed",
+        observed_generation=job.metadata.generation,
+        now=now,
+    )
+    updated = status.model_copy(
+        update={
+            "phase": phase,
+            "shards": shards,
+            "conditions": conditions,
+            "observed_generation": job.metadata.generation,
+        }
+    )
+    return updated.summarized(job.spec.shards.count)
+
+
+def placement_status(
+    placement: Placement, outcomes: Iterable[ClusterOutcome], now: datetime
+) -> PlacementStatus:
+    status = placement.status or PlacementStatus()
+    previous = {entry.cluster: entry for entry in status.clusters}
+    decided: dict[str, list[int]] = {}
+    for decision in placement.spec.decisions:
+        decided.setdefault(decision.cluster, []).append(decision.shard)
+    entries = []
+    for outcome in sorted(outcomes, key=lambda o: o.cluster):
+        shards = sorted(decided.get(outcome.cluster, []))
+        if not shards and not outcome.resources and outcome.state == ApplyState.APPLIED:
+            continue  # a member with nothing of this job, and nothing to do
+        before = previous.get(outcome.cluster)
+        unchanged = before is not None and before.state == outcome.state and before.shards == shards
+        entries.append(
+            ClusterApplyStatus(
+                cluster=outcome.cluster,
+                state=outcome.state,
+                applied_epoch=placement.spec.epoch
+                if outcome.state == ApplyState.APPLIED
+                else (before.applied_epoch if before else None),
+                shards=shards,
+                message=outcome.message[:1024] or None,
+                last_update_time=before.last_update_time if unchanged and before else now,
+            )
+        )
+    all_applied = all(entry.state == ApplyState.APPLIED for entry in entries)
+    pending = [entry.cluster for entry in entries if entry.state != ApplyState.APPLIED]
+    conditions = upsert_condition(
+        status.conditions,
+        PlacementConditionType.APPLIED,
+        ConditionStatus.TRUE if all_applied else ConditionStatus.FALSE,
+        "Applied" if all_applied else "MembersPending",
+        f"epoch {placement.spec.epoch} applied to every member"
+        if all_applied
+        else f"not applied yet: {', '.join(pending)}",
+        observed_generation=placement.metadata.generation,
+        now=now,
+    )
+    return status.model_copy(
+        update={
+            "clusters": entries,
+            "applied_epoch": placement.spec.epoch if all_applied else status.applied_epoch,
+            "conditions": conditions,
+            "observed_generation": placement.metadata.generation,
+        }
+    )

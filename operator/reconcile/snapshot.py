@@ -1,0 +1,240 @@
+"""Kubernetes objects, as validated models, turned into the scheduler's snapshot. Pure.
+
+The operator lists MemberClusters, Tenants, MLJobs and Placements from the hub and hands them
+here; what comes out is what `continuum.schedulers.schedule` decides on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from continuum.operator.api import (
+    ConditionStatus,
+    MemberCluster,
+    MemberClusterConditionType,
+    MLJob,
+    Placement,
+    ResourceAmounts,
+    Tenant,
+)
+from continuum.operator.api import Toleration as ApiToleration
+from continuum.schedulers import model
+
+SELECTOR_LABEL_PREFIX = "selector.continuum.dev/"
+
+
+def job_key(job: MLJob) -> str:
+    return f"{job.metadata.namespace}/{job.metadata.name}"
+
+
+def _amounts(amounts: ResourceAmounts | None, absent: float = 0.0) -> model.Resources:
+    """`absent` stands for a resource the object leaves out: none for a capacity, unlimited
+    (infinity) for a quota."""
+    if amounts is None:
+        return model.Resources(absent, absent, absent)
+    return model.Resources(
+        cpu=amounts.cpu.cores if amounts.cpu is not None else absent,
+        memory_gib=amounts.memory.gib if amounts.memory is not None else absent,
+        gpu=float(amounts.gpu.value) if amounts.gpu is not None else absent,
+    )
+
+
+def _sum(resources: Iterable[model.Resources]) -> model.Resources:
+    cpu = memory = gpu = 0.0
+    for amount in resources:
+        cpu, memory, gpu = cpu + amount.cpu, memory + amount.memory_gib, gpu + amount.gpu
+    return model.Resources(cpu, memory, gpu)
+
+
+def shard_demand(job: MLJob) -> model.Resources:
+    resources = job.spec.shards.resources
+    return model.Resources(
+        cpu=resources.cpu.cores, memory_gib=resources.memory.gib, gpu=float(resources.gpu.value)
+    )
+
+
+def is_reachable(member: MemberCluster) -> bool:
+    """Only a member the operator has reached counts: a new one waits for its first probe."""
+    conditions = member.status.conditions if member.status else []
+    return any(
+        condition.type == MemberClusterConditionType.REACHABLE
+        and condition.status == ConditionStatus.TRUE
+        for condition in conditions
+    )
+
+
+@dataclass(frozen=True)
+class SelectorLabels:
+    """matchExpressions, which the scheduler's plain label map cannot say, evaluated here: each
+    selector with expressions becomes one synthetic label on the clusters it matches."""
+
+    per_job: Mapping[str, Mapping[str, str]]
+    per_cluster: Mapping[str, Mapping[str, str]]
+
+
+def _selector_labels(jobs: Sequence[MLJob], members: Sequence[MemberCluster]) -> SelectorLabels:
+    per_job: dict[str, dict[str, str]] = {}
+    per_cluster: dict[str, dict[str, str]] = {member.metadata.name or "": {} for member in members}
+    for job in jobs:
+        selector = job.spec.placement.cluster_selector if job.spec.placement else None
+        if selector is None:
+            continue
+        labels = dict(selector.match_labels)
+        if selector.match_expressions:
+            digest = hashlib.sha256(selector.model_dump_json().encode()).hexdigest()[:12]
+            synthetic = SELECTOR_LABEL_PREFIX + digest
+            labels[synthetic] = "true"
+            for member in members:
+                if selector.matches(member.spec.labels):
+                    per_cluster[member.metadata.name or ""][synthetic] = "true"
+        per_job[job_key(job)] = labels
+    return SelectorLabels(per_job, per_cluster)
+
+
+def _tolerations(tolerations: Sequence[ApiToleration]) -> tuple[model.Toleration, ...]:
+    converted = []
+    for toleration in tolerations:
+        if toleration.key is None:
+            continue  # an empty key tolerates everything; the scheduler model has no such form
+        exists = toleration.operator.value == "Exists"
+        converted.append(
+            model.Toleration(toleration.key, None if exists else toleration.value or "")
+        )
+    return tuple(converted)
+
+
+def _job(job: MLJob, selector: Mapping[str, str]) -> model.Job:
+    spec = job.spec
+    data = tuple(
+        model.DataSource(
+            name=source.name,
+            site=source.site,
+            rate_mbps=source.rate_mbps or 0.0,
+            residency=model.Residency(source.residency.value),
+        )
+        for source in spec.data
+        if source.site is not None
+    )
+    objectives = spec.objectives
+    proactive = spec.fault_tolerance.proactive if spec.fault_tolerance else None
+    created = job.metadata.creation_timestamp
+    submitted = datetime.fromisoformat(created).timestamp() if created else 0.0
+    return model.Job(
+        key=job_key(job),
+        tenant=spec.tenant,
+        demand=shard_demand(job),
+        shards=spec.shards.count,
+        min_available=spec.shards.min_available,
+        mode=model.Mode(spec.mode.value),
+        priority=spec.priority,
+        data=data,
+        latency_slo_ms=float(objectives.latency_p99_ms)
+        if objectives and objectives.latency_p99_ms
+        else None,
+        deadline_s=float(objectives.deadline_seconds)
+        if objectives and objectives.deadline_seconds
+        else None,
+        cluster_selector=selector,
+        allowed_tiers=tuple(model.Tier(tier.value) for tier in spec.placement.allowed_tiers)
+        if spec.placement
+        else (),
+        tolerations=_tolerations(spec.placement.tolerations) if spec.placement else (),
+        risk_threshold=proactive.risk_threshold if proactive and proactive.enabled else None,
+        submit_time_s=submitted,
+    )
+
+
+def _cluster(
+    member: MemberCluster, held: model.Resources, extra_labels: Mapping[str, str]
+) -> model.Cluster:
+    status = member.status
+    observed = status.allocatable if status and status.allocatable else None
+    capacity = _amounts(observed or member.spec.capacity)
+    return model.Cluster(
+        name=member.metadata.name or "",
+        tier=model.Tier(member.spec.tier.value),
+        site=member.spec.site,
+        capacity=capacity,
+        # What Continuum's own placed shards hold; members report no other usage yet.
+        allocated=held,
+        cost_per_hour=member.spec.cost_per_hour or 0.0,
+        labels={**member.spec.labels, **extra_labels},
+        taints=tuple(
+            model.Taint(taint.key, taint.value or "", taint.effect.value)
+            for taint in member.spec.taints
+        ),
+        risk=min(1.0, max(0.0, status.risk.score)) if status and status.risk else 0.0,
+        healthy=is_reachable(member),
+    )
+
+
+def is_schedulable(job: MLJob) -> bool:
+    """Jobs the scheduler considers: not suspended, not being deleted, not finished."""
+    finished = job.status is not None and job.status.phase in ("Succeeded", "Failed")
+    return not job.spec.suspend and job.metadata.deletion_timestamp is None and not finished
+
+
+def build_snapshot(
+    members: Sequence[MemberCluster],
+    tenants: Sequence[Tenant],
+    jobs: Sequence[MLJob],
+    placements: Mapping[str, Placement],
+    links: Sequence[model.Link] = (),
+    now_s: float = 0.0,
+) -> model.Snapshot:
+    """`jobs` are the admitted MLJobs; `placements` their Placements by job key.
+
+    Shards already placed count as running where their Placement puts them, and their demand
+    is held on that cluster, so a cycle only decides what changed.
+    """
+    schedulable = [job for job in jobs if is_schedulable(job)]
+    selectors = _selector_labels(schedulable, members)
+    running: list[model.RunningShard] = []
+    held: dict[str, list[model.Resources]] = {}
+    demand_by_key = {job_key(job): shard_demand(job) for job in schedulable}
+    counts = {job_key(job): job.spec.shards.count for job in schedulable}
+    for key, placement in sorted(placements.items()):
+        if key not in demand_by_key:
+            continue
+        for decision in placement.spec.decisions:
+            if decision.shard >= counts[key]:
+                continue  # scaled down since: the placement plan drops it
+            running.append(model.RunningShard(key, decision.shard, decision.cluster))
+            held.setdefault(decision.cluster, []).append(demand_by_key[key])
+    sites = {member.spec.site: member.spec.region for member in members}
+    for job in schedulable:
+        for source in job.spec.data:
+            if source.site is not None:
+                sites.setdefault(source.site, "")
+    return model.Snapshot(
+        sites=tuple(model.Site(name, region) for name, region in sorted(sites.items())),
+        clusters=tuple(
+            _cluster(
+                member,
+                _sum(held.get(member.metadata.name or "", [])),
+                selectors.per_cluster.get(member.metadata.name or "", {}),
+            )
+            for member in sorted(members, key=lambda member: member.metadata.name or "")
+        ),
+        jobs=tuple(
+            _job(job, selectors.per_job.get(job_key(job), {}))
+            for job in sorted(schedulable, key=job_key)
+        ),
+        tenants=tuple(
+            model.Tenant(
+                tenant.metadata.name or "",
+                tenant.spec.weight,
+                _amounts(tenant.spec.nominal_quota, absent=math.inf)
+                if tenant.spec.nominal_quota
+                else None,
+            )
+            for tenant in sorted(tenants, key=lambda tenant: tenant.metadata.name or "")
+        ),
+        running=tuple(running),
+        network=model.Network(links=tuple(links)),
+        now_s=now_s,
+    )

@@ -1,0 +1,63 @@
+"""`continuum operator run`: the operator in the foreground, against the hub in --kubeconfig.
+
+It stops cleanly on SIGTERM or SIGINT: Kopf finishes the handlers in flight, the cleanup
+handler stops the scheduling loop, and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="action", required=True)
+    run_parser = actions.add_parser("run", help="run the operator in the foreground")
+    run_parser.add_argument("--kubeconfig", help="the hub's kubeconfig; in a pod, omit it")
+    run_parser.add_argument(
+        "--namespace",
+        action="append",
+        default=[],
+        help="watch MLJobs in this namespace (repeatable); default: every namespace",
+    )
+    run_parser.add_argument("--system-namespace", default="continuum-system")
+    run_parser.add_argument("--cycle-interval", type=float, default=2.0, metavar="SECONDS")
+    run_parser.add_argument("--policy", default="continuum")
+    run_parser.add_argument(
+        "--metrics-port", type=int, default=0, help="serve Prometheus metrics on 127.0.0.1:PORT"
+    )
+    run_parser.add_argument("--verbose", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    import kopf
+    import prometheus_client
+
+    import continuum.operator.handlers  # noqa: F401 - registers the handlers with Kopf
+    from continuum.operator.adapters.kube import hub_client
+    from continuum.operator.handlers.context import OperatorConfig, OperatorContext
+
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.kubeconfig:
+        # Kopf's own login reads KUBECONFIG; the operator's clients use the same file.
+        os.environ["KUBECONFIG"] = str(Path(args.kubeconfig).resolve())
+    if args.metrics_port:
+        prometheus_client.start_http_server(args.metrics_port, addr="127.0.0.1")
+    config = OperatorConfig(
+        system_namespace=args.system_namespace,
+        cycle_interval_s=args.cycle_interval,
+        policy=args.policy,
+    )
+    context = OperatorContext(hub_client(args.kubeconfig), config=config)
+    kopf.run(
+        standalone=True,
+        clusterwide=not args.namespace,
+        namespaces=args.namespace,
+        memo=kopf.Memo(context=context),
+    )
+    return 0

@@ -1,0 +1,261 @@
+"""The vertical slice on the testbed: `continuum operator run` against the hub, the examples
+applied with kubectl, shard resources in the members, status back in the hub.
+
+The operator runs as the user runs it, a separate process, so that the tests can stop it with
+SIGTERM and kill it with SIGKILL. e2e/kuberay_sim.py plays KubeRay in the members.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client, config
+
+from e2e import kuberay_sim
+from e2e.binaries import kubectl
+from e2e.pytest_plugin import RunningTestbed
+from e2e.registration import register_members
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "examples"
+WAIT_S = 60.0
+
+
+def eventually(check: Callable[[], Any], what: str, timeout: float = WAIT_S) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; last: {last!r}")
+
+
+class Operator:
+    def __init__(self, kubeconfig: Path, log: Path) -> None:
+        self.kubeconfig, self.log = kubeconfig, log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        output = self.log.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "continuum.operator.cli", "operator", "run",
+             "--kubeconfig", str(self.kubeconfig), "--cycle-interval", "1"],
+            stdout=output, stderr=subprocess.STDOUT, cwd=REPO,
+        )  # fmt: skip
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        assert self.process is not None
+        self.process.send_signal(sig)
+        code = self.process.wait(timeout=30)
+        self.process = None
+        return code
+
+
+@pytest.fixture(scope="module")
+def operator(
+    testbed: RunningTestbed, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Operator]:
+    register_members([testbed.hub, *testbed.members], None)
+    testbed.kubectl("apply", "-f", str(EXAMPLES / "tenants.yaml"))
+    testbed.kubectl("apply", "-f", str(EXAMPLES / "memberclusters.yaml"))
+    running = Operator(testbed.hub.kubeconfig, tmp_path_factory.mktemp("operator") / "log")
+    running.start()
+    try:
+        yield running
+    finally:
+        if running.process is not None:
+            running.stop()
+
+
+def member_api(testbed: RunningTestbed, name: str) -> client.ApiClient:
+    member = next(member for member in testbed.members if member.name == name)
+    return config.new_client_from_config(config_file=str(member.kubeconfig))
+
+
+def get_json(testbed: RunningTestbed, *args: str, cluster: Any = None) -> Any:
+    output = testbed.kubectl("get", *args, "-o", "json", cluster=cluster, check=False)
+    return json.loads(output) if output else None
+
+
+def shard_resources(testbed: RunningTestbed, kind: str, job: str) -> dict[str, list[str]]:
+    """Member name -> names of the job's resources of `kind` there."""
+    found = {}
+    for member in testbed.members:
+        listed = get_json(testbed, kind, "-n", "default", "-l", f"continuum.dev/job={job}",
+                          cluster=member)  # fmt: skip
+        found[member.name] = sorted(item["metadata"]["name"] for item in listed["items"])
+    return found
+
+
+def condition(obj: Any, kind: str) -> dict[str, Any] | None:
+    conditions = (obj or {}).get("status", {}).get("conditions", [])
+    return next((entry for entry in conditions if entry["type"] == kind), None)
+
+
+def test_members_become_reachable(testbed: RunningTestbed, operator: Operator) -> None:
+    def all_reachable() -> bool:
+        items = get_json(testbed, "memberclusters")["items"]
+        return len(items) == 4 and all(
+            (condition(item, "Reachable") or {}).get("status") == "True" for item in items
+        )
+
+    eventually(all_reachable, "every member to be Reachable")
+    member = get_json(testbed, "membercluster", "member-1")
+    assert member["status"]["kubernetesVersion"] == "v1.37.2"
+    assert member["status"]["allocatableSource"] == "Declared"
+    assert condition(member, "Ready")["status"] == "True"
+    assert member["status"]["lastHeartbeatTime"]
+
+
+def test_federated_job_is_placed_deployed_and_reports_running(
+    testbed: RunningTestbed, operator: Operator
+) -> None:
+    testbed.kubectl("apply", "-f", str(EXAMPLES / "mljob-federated.yaml"))
+    placement = eventually(
+        lambda: (get_json(testbed, "placement", "hvac-fedavg", "-n", "default") or {}).get("spec"),
+        "the Placement",
+    )
+    decisions = {decision["shard"]: decision for decision in placement["decisions"]}
+    assert sorted(decisions) == [0, 1, 2, 3]
+    # residency=Site keeps each participant at its data's site; the aggregator goes to the cloud.
+    assert [decisions[index]["cluster"] for index in range(4)] == [
+        "member-1", "member-2", "member-3", "member-4",
+    ]  # fmt: skip
+    assert all(decision["reasons"] for decision in decisions.values())
+    owner = get_json(testbed, "placement", "hvac-fedavg", "-n", "default")["metadata"]
+    assert owner["ownerReferences"][0]["kind"] == "MLJob"
+
+    def deployed() -> bool:
+        found = shard_resources(testbed, "rayjobs", "hvac-fedavg")
+        return all(len(names) == 1 for names in found.values())
+
+    eventually(deployed, "one RayJob in each member")
+    for member in testbed.members:
+        api = member_api(testbed, member.name)
+        kuberay_sim.advance(api, "default", to=kuberay_sim.Target.RUNNING)
+        api.close()
+
+    def running() -> Any:
+        job = get_json(testbed, "mljob", "hvac-fedavg", "-n", "default")
+        status = job.get("status", {})
+        return status if status.get("phase") == "Running" and status.get("ready") == "4/4" else None
+
+    status = eventually(running, "MLJob phase Running with 4/4 ready")
+    assert [shard["state"] for shard in status["shards"]] == ["Running"] * 4
+    assert condition({"status": status}, "Ready")["status"] == "True"
+    applied = get_json(testbed, "placement", "hvac-fedavg", "-n", "default")["status"]
+    assert applied["appliedEpoch"] == placement["epoch"]
+
+
+def test_inference_job_gets_a_rayservice_near_its_data(
+    testbed: RunningTestbed, operator: Operator
+) -> None:
+    testbed.kubectl("apply", "-f", str(EXAMPLES / "mljob-inference.yaml"))
+
+    def served() -> dict[str, list[str]] | None:
+        found = shard_resources(testbed, "rayservices", "defect-detector")
+        return found if sum(len(names) for names in found.values()) == 1 else None
+
+    found = eventually(served, "one RayService")
+    # residency=Region keeps it in eu-west, and the 50 ms SLO favours the data's own site.
+    assert found["member-1"], found
+    placement = get_json(testbed, "placement", "defect-detector", "-n", "default")
+    assert placement["spec"]["decisions"][0]["cluster"] == "member-1"
+
+
+def test_invalid_job_is_refused_at_apply_naming_the_field(testbed: RunningTestbed) -> None:
+    refused = kubectl(testbed.hub.kubeconfig, "apply", "-f", str(EXAMPLES / "mljob-invalid.yaml"),
+                      check=False)  # fmt: skip
+    assert refused.returncode != 0
+    assert "spec.shards.minAvailable" in refused.stderr
+    assert "shards.minAvailable must not exceed shards.count" in refused.stderr
+    assert get_json(testbed, "mljob", "too-big-gang", "-n", "default") is None
+
+
+def test_operator_restarts_converge_without_duplicates(
+    testbed: RunningTestbed, operator: Operator
+) -> None:
+    """SIGKILL at arbitrary points while a job is being placed and deployed, then a restart:
+    every shard resource exists exactly once, where the Placement says."""
+    manifest = (EXAMPLES / "mljob-federated.yaml").read_text().replace("hvac-fedavg", "restarted")
+    testbed.kubectl("apply", "-f", "-", stdin=manifest)
+    for delay in (0.3, 0.8, 1.5):
+        time.sleep(delay)
+        assert operator.stop(signal.SIGKILL) == -signal.SIGKILL
+        operator.start()
+
+    def converged() -> dict[str, list[str]] | None:
+        found = shard_resources(testbed, "rayjobs", "restarted")
+        return found if all(len(names) == 1 for names in found.values()) else None
+
+    found = eventually(converged, "one RayJob per member after the restarts")
+    placement = get_json(testbed, "placement", "restarted", "-n", "default")["spec"]
+    by_cluster = {decision["cluster"] for decision in placement["decisions"]}
+    assert by_cluster == set(found)
+    assert operator.stop(signal.SIGTERM) == 0
+    operator.start()
+
+
+def test_deleting_a_job_cleans_every_member(testbed: RunningTestbed, operator: Operator) -> None:
+    testbed.kubectl("delete", "mljob", "hvac-fedavg", "restarted", "-n", "default", "--timeout=60s")
+    assert get_json(testbed, "mljob", "hvac-fedavg", "-n", "default") is None
+    for job in ("hvac-fedavg", "restarted"):
+        assert all(not names for names in shard_resources(testbed, "rayjobs", job).values())
+
+    eventually(
+        lambda: get_json(testbed, "placement", "hvac-fedavg", "-n", "default") is None,
+        "the garbage collector to remove the Placement",
+    )
+
+
+def test_an_unreachable_member_shows_reachable_false(
+    testbed: RunningTestbed, operator: Operator
+) -> None:
+    kubeconfig = json.loads(testbed.members[0].kubeconfig.read_text())
+    kubeconfig["clusters"][0]["cluster"]["server"] = "https://127.0.0.1:9"  # nothing listens
+    secret = {
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "gone-kubeconfig", "namespace": "continuum-system"},
+        "data": {"kubeconfig": base64.b64encode(json.dumps(kubeconfig).encode()).decode()},
+    }  # fmt: skip
+    member = {
+        "apiVersion": "continuum.dev/v1alpha1", "kind": "MemberCluster",
+        "metadata": {"name": "gone"},
+        "spec": {"tier": "Edge", "site": "porto", "region": "eu-south",
+                 "kubeconfigSecretRef": {"name": "gone-kubeconfig"}},
+    }  # fmt: skip
+    testbed.kubectl("apply", "-f", "-", stdin=json.dumps({"kind": "List", "apiVersion": "v1",
+                                                           "items": [secret, member]}))  # fmt: skip
+    try:
+        reachable = eventually(
+            lambda: condition(get_json(testbed, "membercluster", "gone"), "Reachable"),
+            "a Reachable condition on the unreachable member",
+        )
+        assert reachable["status"] == "False"
+        assert reachable["reason"] == "ConnectionFailed"
+        assert reachable["message"]
+    finally:
+        testbed.kubectl("delete", "membercluster", "gone", "--wait=false", check=False)
+        testbed.kubectl(
+            "delete", "secret", "gone-kubeconfig", "-n", "continuum-system", check=False
+        )
+
+
+def test_sigterm_stops_the_operator_cleanly(operator: Operator) -> None:
+    assert operator.stop(signal.SIGTERM) == 0
+    log = operator.log.read_text()
+    assert "Traceback" not in log, log[-3000:]
+    operator.start()
