@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from continuum.operator.adapters.store import Listed
 from continuum.operator.api import (
     GROUP,
     VERSION,
@@ -38,14 +38,6 @@ PLURALS: dict[type[Resource], str] = {
     Tenant: "tenants",
 }
 R = TypeVar("R", bound=Resource)
-
-
-@dataclass(frozen=True)
-class Listed(Generic[R]):
-    valid: list[R]
-    # (namespace, name) -> what is wrong, for objects the API server holds but the models refuse
-    invalid: Mapping[tuple[str, str], list[FieldError]]
-    raw: Mapping[tuple[str, str], dict[str, Any]]
 
 
 def _identity(body: Mapping[str, Any]) -> tuple[str, str]:

@@ -42,6 +42,9 @@ class Decision(SpecModel):
     score: float = Field(allow_inf_nan=False)
     reasons: list[Reason] = Field(default_factory=list, max_length=32)
     """Sentences for people: why this cluster, and why not the others."""
+    epoch: int | None = Field(default=None, ge=0)
+    """The Placement epoch at which the shard was assigned to this cluster. Its resources carry
+    this one, not the current epoch, so a change to another shard does not restart this one."""
 
 
 class MigrationReason(StrEnum):

@@ -14,7 +14,6 @@ from continuum.operator.adapters.hub import Hub
 from continuum.operator.adapters.kube import MemberClients
 
 SYSTEM_NAMESPACE = "continuum-system"
-NETWORK_CONFIG_MAP = "continuum-network"
 
 
 def utc_now() -> datetime:

@@ -11,7 +11,7 @@ import kopf
 
 from continuum.operator.adapters.kube import hub_client
 from continuum.operator.handlers.context import OperatorContext
-from continuum.operator.handlers.scheduling import scheduling_loop
+from continuum.operator.handlers.cycle import scheduling_loop
 
 FINALIZER = "continuum.dev/cleanup"
 ANNOTATION_PREFIX = "continuum.dev"

@@ -91,16 +91,21 @@ def plan_job(job: MLJob, previous: Placement | None, result: CycleResult, now: d
     unschedulable = next(
         (entry.reason for entry in result.unschedulable if entry.job_key == key), None
     )
-    ordered = [decisions[shard] for shard in sorted(decisions)]
-    placed = {decision.shard: decision.cluster for decision in ordered}
-    before = {d.shard: d.cluster for d in previous.spec.decisions} if previous else {}
-    if placed == before and not migrations:
+    placed = {shard: decisions[shard].cluster for shard in sorted(decisions)}
+    before = {d.shard: d for d in previous.spec.decisions} if previous else {}
+    if placed == {shard: d.cluster for shard, d in before.items()} and not migrations:
         spec = None
     else:
+        epoch = (previous.spec.epoch if previous else 0) + 1
+        ordered = []
+        for shard, cluster in placed.items():
+            kept = before.get(shard)
+            assigned_at = kept.epoch if kept and kept.cluster == cluster and kept.epoch else epoch
+            ordered.append(decisions[shard].model_copy(update={"epoch": assigned_at}))
         history = [*(previous.spec.migrations if previous else []), *migrations]
         spec = PlacementSpec(
             job_ref=JobReference(name=job.metadata.name or "", uid=job.metadata.uid),
-            epoch=(previous.spec.epoch if previous else 0) + 1,
+            epoch=epoch,
             decisions=ordered,
             migrations=history[-MAX_MIGRATIONS:],
         )

@@ -55,7 +55,8 @@ def desired_resources(job: MLJob, placement: Placement | None) -> dict[str, list
     for decision in placement.spec.decisions:
         if decision.shard >= job.spec.shards.count:
             continue
-        manifest = build_shard_resource(job, decision.shard, placement.spec.epoch)
+        epoch = decision.epoch if decision.epoch is not None else placement.spec.epoch
+        manifest = build_shard_resource(job, decision.shard, epoch)
         desired.setdefault(decision.cluster, []).append(manifest)
     return desired
 

@@ -51,9 +51,16 @@ def _sum(resources: Iterable[model.Resources]) -> model.Resources:
 
 
 def shard_demand(job: MLJob) -> model.Resources:
+    """What one shard holds: spec.shards.resources is per Ray pod, and a shard is its head plus
+    workersPerShard workers (each pod gets the resources as requests and limits). A fractional
+    GPU is rounded up per pod, as Kubernetes allocates whole devices."""
     resources = job.spec.shards.resources
+    pods = 1 + job.spec.ray.workers_per_shard
+    gpu = float(resources.gpu.value)
     return model.Resources(
-        cpu=resources.cpu.cores, memory_gib=resources.memory.gib, gpu=float(resources.gpu.value)
+        cpu=resources.cpu.cores * pods,
+        memory_gib=resources.memory.gib * pods,
+        gpu=(math.ceil(gpu) if gpu else 0.0) * pods,
     )
 
 

@@ -1,19 +1,21 @@
-"""The scheduling cycle: snapshot the hub, decide, write Placements and job status.
+"""The scheduling cycle: snapshot the store, decide, write Placements and job status.
 
-It runs in one background thread, every `cycle_interval_s` or as soon as a handler wakes it.
-Each cycle reads everything afresh from the API server, so a crash or restart anywhere in it
-only delays the next cycle's identical decision.
+The operator runs it over the hub's API server in one background thread, every
+`cycle_interval_s` or as soon as a handler wakes it; the embedded demo runs it over its
+in-process store. Each cycle reads everything afresh, so a crash or restart anywhere in it only
+delays the next cycle's identical decision.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from datetime import datetime
 from typing import Any
 
 from continuum.operator import metrics
+from continuum.operator.adapters.store import ObjectStore
 from continuum.operator.api import MemberCluster, MLJob, Placement, Tenant
-from continuum.operator.handlers.context import NETWORK_CONFIG_MAP, OperatorContext
 from continuum.operator.reconcile.admission import (
     refusal_of_spec,
     refused_status,
@@ -22,17 +24,18 @@ from continuum.operator.reconcile.admission import (
 from continuum.operator.reconcile.placement import placements_by_job, plan_job, scheduling_status
 from continuum.operator.reconcile.snapshot import build_snapshot, is_schedulable, job_key
 from continuum.schedulers.loaders import FormatError, parse_latency
-from continuum.schedulers.model import Link
+from continuum.schedulers.model import CycleResult, Link
 from continuum.schedulers.policy import schedule
 
 LOG = logging.getLogger(__name__)
 LATENCY_KEY = "latency.csv"
+NETWORK_CONFIG_MAP = "continuum-network"
 
 
-def _links(context: OperatorContext) -> tuple[Link, ...]:
+def _links(store: ObjectStore, system_namespace: str) -> tuple[Link, ...]:
     """Site-to-site RTT and bandwidth from the `continuum-network` ConfigMap, in the latency
     CSV format of the benchmarks. A bad file is logged and ignored: defaults apply."""
-    data = context.hub.config_map_data(context.config.system_namespace, NETWORK_CONFIG_MAP)
+    data = store.config_map_data(system_namespace, NETWORK_CONFIG_MAP)
     text = data.get(LATENCY_KEY)
     if not text:
         return ()
@@ -43,27 +46,29 @@ def _links(context: OperatorContext) -> tuple[Link, ...]:
         return ()
 
 
-def _write_status(context: OperatorContext, raw: dict[str, Any], status: dict[str, Any]) -> None:
+def _write_status(store: ObjectStore, raw: dict[str, Any], status: dict[str, Any]) -> None:
     if raw.get("status") == status:
         return
-    context.hub.replace_status(MLJob, {**raw, "status": status})
+    store.replace_status(MLJob, {**raw, "status": status})
 
 
-def run_cycle(context: OperatorContext) -> None:
+def run_cycle(
+    store: ObjectStore, now: datetime, policy: str = "continuum",
+    system_namespace: str = "continuum-system",
+) -> CycleResult:  # fmt: skip
+    """One cycle; returns the scheduler's result, for callers that report on it."""
     started = time.perf_counter()
-    hub = context.hub
-    members = hub.list(MemberCluster).valid
-    tenants = hub.list(Tenant).valid
-    jobs = hub.list(MLJob)
-    placements = placements_by_job(hub.list(Placement).valid)
-    now = context.clock()
+    members = store.list(MemberCluster).valid
+    tenants = store.list(Tenant).valid
+    jobs = store.list(MLJob)
+    placements = placements_by_job(store.list(Placement).valid)
 
     for identity, errors in jobs.invalid.items():
         raw = jobs.raw[identity]
         refusal = refusal_of_spec(errors)
         generation = raw.get("metadata", {}).get("generation")
         status = refused_status(raw.get("status"), generation, refusal, now)
-        _write_status(context, raw, status.to_dict())
+        _write_status(store, raw, status.to_dict())
 
     admitted: list[MLJob] = []
     for job in jobs.valid:
@@ -73,42 +78,30 @@ def run_cycle(context: OperatorContext) -> None:
         raw = jobs.raw[(job.metadata.namespace or "", job.metadata.name or "")]
         if problem is not None:
             status = refused_status(raw.get("status"), job.metadata.generation, problem, now)
-            _write_status(context, raw, status.to_dict())
+            _write_status(store, raw, status.to_dict())
         else:
             admitted.append(job)
 
     snapshot = build_snapshot(
-        members, tenants, admitted, placements, _links(context), now_s=now.timestamp()
+        members, tenants, admitted, placements, _links(store, system_namespace), now.timestamp()
     )
-    result = schedule(snapshot, context.config.policy)
+    result = schedule(snapshot, policy)
     pending = placed = 0
     for job in admitted:
         key = job_key(job)
         previous = placements.get(key)
         plan = plan_job(job, previous, result, now)
         if plan.placement is not None:
-            hub.write_placement(job, plan.placement, previous)
+            store.write_placement(job, plan.placement, previous)
         effective = plan.placement or (previous.spec if previous else None)
         epoch = effective.epoch if effective else None
         status = scheduling_status(job, plan, job.metadata.name or "", epoch, now)
         raw = jobs.raw[(job.metadata.namespace or "", job.metadata.name or "")]
-        _write_status(context, raw, status.to_dict())
+        _write_status(store, raw, status.to_dict())
         shards = len(effective.decisions) if effective else 0
         placed += shards
         pending += job.spec.shards.count - shards
     metrics.PENDING_SHARDS.set(pending)
     metrics.PLACED_SHARDS.set(placed)
     metrics.CYCLE_SECONDS.observe(time.perf_counter() - started)
-
-
-def scheduling_loop(context: OperatorContext) -> None:
-    """Runs cycles until `context.stop` is set; a failed cycle is logged and retried."""
-    while not context.stop.is_set():
-        context.wake_scheduler.clear()
-        metrics.RECONCILES.labels("SchedulingCycle").inc()
-        try:
-            run_cycle(context)
-        except Exception:
-            metrics.RECONCILE_ERRORS.labels("SchedulingCycle").inc()
-            LOG.exception("scheduling cycle failed; retrying at the next tick")
-        context.wake_scheduler.wait(context.config.cycle_interval_s)
+    return result

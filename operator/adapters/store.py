@@ -1,0 +1,36 @@
+"""What the scheduling cycle needs of wherever the objects live: the hub's API server (Hub) or
+the embedded demo's in-process store. Both hand out the same validated models."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+from continuum.operator.api import MLJob, Placement, PlacementSpec, Resource
+from continuum.operator.api.validation import FieldError
+
+R = TypeVar("R", bound=Resource)
+
+
+@dataclass(frozen=True)
+class Listed(Generic[R]):
+    valid: list[R]
+    # (namespace, name) -> what is wrong, for objects the store holds but the models refuse
+    invalid: Mapping[tuple[str, str], list[FieldError]]
+    # (namespace, name) -> the object as stored, for writing status back at its resourceVersion
+    raw: Mapping[tuple[str, str], dict[str, Any]]
+
+
+class ObjectStore(Protocol):
+    def list(self, kind: type[R]) -> Listed[R]: ...
+
+    def replace_status(self, kind: type[Resource], body: dict[str, Any]) -> bool:
+        """Writes `body["status"]` if the object is still at `body`'s resourceVersion."""
+        ...
+
+    def write_placement(
+        self, job: MLJob, spec: PlacementSpec, existing: Placement | None
+    ) -> None: ...
+
+    def config_map_data(self, namespace: str, name: str) -> dict[str, str]: ...

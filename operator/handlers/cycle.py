@@ -1,0 +1,27 @@
+"""The thread that runs the scheduling cycle over the hub."""
+
+from __future__ import annotations
+
+import logging
+
+from continuum.operator import metrics
+from continuum.operator.handlers.context import OperatorContext
+from continuum.operator.scheduling import run_cycle
+
+LOG = logging.getLogger(__name__)
+
+
+def scheduling_loop(context: OperatorContext) -> None:
+    """Runs cycles until `context.stop` is set, every `cycle_interval_s` or as soon as a handler
+    sets `wake_scheduler`. A failed cycle is logged and retried at the next tick."""
+    while not context.stop.is_set():
+        context.wake_scheduler.clear()
+        metrics.RECONCILES.labels("SchedulingCycle").inc()
+        try:
+            run_cycle(
+                context.hub, context.clock(), context.config.policy, context.config.system_namespace
+            )
+        except Exception:
+            metrics.RECONCILE_ERRORS.labels("SchedulingCycle").inc()
+            LOG.exception("scheduling cycle failed; retrying at the next tick")
+        context.wake_scheduler.wait(context.config.cycle_interval_s)
