@@ -268,8 +268,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    # The kubernetes package ships without annotations for its config loaders.
-    api_client = config.new_client_from_config(config_file=args.kubeconfig)  # type: ignore[no-untyped-call]
+    api_client = config.new_client_from_config(config_file=args.kubeconfig)
     try:
         if args.to:
             for changed in advance(api_client, args.namespace, args.to):

@@ -28,6 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_parser.add_argument(
         "--metrics-port", type=int, default=0, help="serve Prometheus metrics on 127.0.0.1:PORT"
     )
+    run_parser.add_argument(
+        "--webhook-port",
+        type=int,
+        default=0,
+        help="serve the MLJob validating webhook on 127.0.0.1:PORT and register it in the hub",
+    )
     run_parser.add_argument("--verbose", action="store_true")
 
 
@@ -35,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     import kopf
     import prometheus_client
 
-    import continuum.operator.handlers  # noqa: F401 - registers the handlers with Kopf
+    import continuum.operator.handlers  # registers the handlers with Kopf
     from continuum.operator.adapters.kube import hub_client
     from continuum.operator.handlers.context import OperatorConfig, OperatorContext
 
@@ -43,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.webhook_port:
+        import continuum.operator.handlers.admission  # noqa: F401 - registers the webhook
     if args.kubeconfig:
         # Kopf's own login reads KUBECONFIG; the operator's clients use the same file.
         os.environ["KUBECONFIG"] = str(Path(args.kubeconfig).resolve())
@@ -52,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         system_namespace=args.system_namespace,
         cycle_interval_s=args.cycle_interval,
         policy=args.policy,
+        webhook_port=args.webhook_port,
     )
     context = OperatorContext(hub_client(args.kubeconfig), config=config)
     kopf.run(

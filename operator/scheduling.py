@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
 from continuum.operator import metrics
-from continuum.operator.adapters.store import ObjectStore
-from continuum.operator.api import MemberCluster, MLJob, Placement, Tenant
+from continuum.operator.adapters.store import EventSink, ObjectStore
+from continuum.operator.api import MemberCluster, MLJob, MLJobStatus, Placement, Tenant
 from continuum.operator.reconcile.admission import (
     refusal_of_spec,
     refused_status,
@@ -29,6 +30,9 @@ from continuum.schedulers.policy import schedule
 
 LOG = logging.getLogger(__name__)
 LATENCY_KEY = "latency.csv"
+# Concurrent writes of Placements and statuses: enough to hide request latency, few enough not
+# to crowd the API server's priority-and-fairness queues.
+WRITERS = 8
 NETWORK_CONFIG_MAP = "continuum-network"
 
 
@@ -52,10 +56,30 @@ def _write_status(store: ObjectStore, raw: dict[str, Any], status: dict[str, Any
     store.replace_status(MLJob, {**raw, "status": status})
 
 
+def _announce(events: EventSink | None, raw: dict[str, Any], status: MLJobStatus) -> None:
+    """An Event when the job's Scheduled condition changes, not on every cycle."""
+    if events is None:
+        return
+    conditions = raw.get("status", {}).get("conditions", [])
+    before: dict[str, Any] = next((c for c in conditions if c.get("type") == "Scheduled"), {})
+    after = next((c for c in status.conditions if c.type == "Scheduled"), None)
+    if after is None:
+        return
+    if (before.get("status"), before.get("message")) == (after.status.value, after.message):
+        return
+    if after.status.value == "True":
+        events.record_event(raw, "Normal", "Placed", after.message)
+    else:
+        events.record_event(raw, "Warning", "Unschedulable", after.message)
+
+
 def run_cycle(
-    store: ObjectStore, now: datetime, policy: str = "continuum",
+    store: ObjectStore,
+    now: datetime,
+    policy: str = "continuum",
     system_namespace: str = "continuum-system",
-) -> CycleResult:  # fmt: skip
+    events: EventSink | None = None,
+) -> CycleResult:
     """One cycle; returns the scheduler's result, for callers that report on it."""
     started = time.perf_counter()
     members = store.list(MemberCluster).valid
@@ -86,10 +110,11 @@ def run_cycle(
         members, tenants, admitted, placements, _links(store, system_namespace), now.timestamp()
     )
     result = schedule(snapshot, policy)
-    pending = placed = 0
-    for job in admitted:
-        key = job_key(job)
-        previous = placements.get(key)
+
+    def write(job: MLJob) -> int:
+        """Writes one job's Placement and status; returns how many of its shards are placed.
+        Jobs are independent, so their writes go out concurrently."""
+        previous = placements.get(job_key(job))
         plan = plan_job(job, previous, result, now)
         if plan.placement is not None:
             store.write_placement(job, plan.placement, previous)
@@ -97,10 +122,14 @@ def run_cycle(
         epoch = effective.epoch if effective else None
         status = scheduling_status(job, plan, job.metadata.name or "", epoch, now)
         raw = jobs.raw[(job.metadata.namespace or "", job.metadata.name or "")]
+        _announce(events, raw, status)
         _write_status(store, raw, status.to_dict())
-        shards = len(effective.decisions) if effective else 0
-        placed += shards
-        pending += job.spec.shards.count - shards
+        return len(effective.decisions) if effective else 0
+
+    with ThreadPoolExecutor(max_workers=WRITERS) as pool:
+        placed_per_job = list(pool.map(write, admitted))
+    placed = sum(placed_per_job)
+    pending = sum(job.spec.shards.count for job in admitted) - placed
     metrics.PENDING_SHARDS.set(pending)
     metrics.PLACED_SHARDS.set(placed)
     metrics.CYCLE_SECONDS.observe(time.perf_counter() - started)

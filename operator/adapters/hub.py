@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from kubernetes import client
@@ -139,6 +140,41 @@ class Hub:
             # reads it afresh and decides again.
             if error.status != 409:
                 raise
+
+    def record_event(
+        self, involved: Mapping[str, Any], event_type: str, reason: str, message: str
+    ) -> None:
+        """A core/v1 Event on `involved`, as `kubectl describe` and `kubectl events` show them.
+        Best effort: an Event that cannot be written is not worth failing a reconcile for."""
+        metadata = involved.get("metadata", {})
+        namespace = metadata.get("namespace") or "default"
+        now = datetime.now(UTC)
+        event = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(
+                generate_name=f"{metadata.get('name', 'object')}.", namespace=namespace
+            ),
+            involved_object=client.V1ObjectReference(
+                api_version=involved.get("apiVersion"),
+                kind=involved.get("kind"),
+                name=metadata.get("name"),
+                namespace=metadata.get("namespace"),
+                uid=metadata.get("uid"),
+                resource_version=metadata.get("resourceVersion"),
+            ),
+            type=event_type,
+            reason=reason,
+            message=message[:1024],
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+            source=client.V1EventSource(component="continuum-operator"),
+            reporting_component="continuum.dev/operator",
+            reporting_instance="continuum-operator",
+        )
+        try:
+            self.core.create_namespaced_event(namespace, event, _request_timeout=REQUEST_TIMEOUT_S)
+        except ApiException as error:
+            LOG.warning("could not record event %s: %s", reason, error.reason)
 
     def config_map_data(self, namespace: str, name: str) -> dict[str, str]:
         try:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +22,7 @@ from continuum.operator.api import MemberCluster
 
 MEMBER_REQUEST_TIMEOUT_S = 5.0
 HUB_REQUEST_TIMEOUT_S = 10.0
+SECRET_RECHECK_S = 5.0
 
 
 class MemberUnavailableError(Exception):
@@ -44,17 +47,31 @@ def hub_client(kubeconfig: str | None) -> client.ApiClient:
 class _Cached:
     resource_version: str
     api: client.ApiClient
+    checked_at: float
 
 
 class MemberClients:
-    def __init__(self, hub: client.ApiClient) -> None:
+    """Clients per member. The Secret is read again at most every `recheck_s`, so that many
+    handlers asking at once cost one read, and a rotated kubeconfig is used within seconds."""
+
+    def __init__(
+        self,
+        hub: client.ApiClient,
+        recheck_s: float = SECRET_RECHECK_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._hub = client.CoreV1Api(hub)
         self._cache: dict[str, _Cached] = {}
         self._lock = threading.Lock()
+        self.recheck_s, self.clock = recheck_s, clock
 
     def for_member(self, member: MemberCluster) -> client.ApiClient:
         reference = member.spec.kubeconfig_secret_ref
         name = member.metadata.name or ""
+        with self._lock:
+            cached = self._cache.get(name)
+        if cached is not None and self.clock() - cached.checked_at < self.recheck_s:
+            return cached.api
         try:
             secret = self._hub.read_namespaced_secret(
                 reference.name, reference.namespace, _request_timeout=HUB_REQUEST_TIMEOUT_S
@@ -67,10 +84,9 @@ class MemberClients:
                 ) from error
             raise
         version = str(secret.metadata.resource_version) if secret.metadata else ""
-        with self._lock:
-            cached = self._cache.get(name)
-            if cached is not None and cached.resource_version == version:
-                return cached.api
+        if cached is not None and cached.resource_version == version:
+            cached.checked_at = self.clock()
+            return cached.api
         encoded = (secret.data or {}).get(reference.key)
         if not encoded:
             raise MemberUnavailableError(
@@ -87,7 +103,7 @@ class MemberClients:
             ) from error
         with self._lock:
             previous = self._cache.get(name)
-            self._cache[name] = _Cached(version, api)
+            self._cache[name] = _Cached(version, api, self.clock())
         if previous is not None:
             previous.api.close()
         return api

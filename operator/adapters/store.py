@@ -34,3 +34,9 @@ class ObjectStore(Protocol):
     ) -> None: ...
 
     def config_map_data(self, namespace: str, name: str) -> dict[str, str]: ...
+
+
+class EventSink(Protocol):
+    def record_event(
+        self, involved: Mapping[str, Any], event_type: str, reason: str, message: str
+    ) -> None: ...

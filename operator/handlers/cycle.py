@@ -19,7 +19,11 @@ def scheduling_loop(context: OperatorContext) -> None:
         metrics.RECONCILES.labels("SchedulingCycle").inc()
         try:
             run_cycle(
-                context.hub, context.clock(), context.config.policy, context.config.system_namespace
+                context.hub,
+                context.clock(),
+                context.config.policy,
+                context.config.system_namespace,
+                events=context.hub,
             )
         except Exception:
             metrics.RECONCILE_ERRORS.labels("SchedulingCycle").inc()

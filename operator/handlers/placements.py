@@ -16,13 +16,13 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from continuum.operator import metrics
+from continuum.operator.adapters.inventory import list_managed
 from continuum.operator.adapters.kube import MEMBER_REQUEST_TIMEOUT_S, MemberUnavailableError
 from continuum.operator.adapters.kuberay import RESOURCE_KINDS, ResourceKind, job_selector
 from continuum.operator.api import (
     GROUP,
     VERSION,
     ApplyState,
-    MemberCluster,
     MLJob,
     Placement,
     validate_resource,
@@ -40,6 +40,7 @@ from continuum.operator.reconcile.shards import (
 LOG = logging.getLogger(__name__)
 KINDS_BY_NAME = {kind.kind: kind for kind in RESOURCE_KINDS}
 UNREACHABLE_ERRORS = (urllib3.exceptions.HTTPError, OSError)
+STATUS_INTERVAL_S = 5.0
 
 
 def _kind(manifest: Manifest) -> ResourceKind:
@@ -47,16 +48,7 @@ def _kind(manifest: Manifest) -> ResourceKind:
 
 
 def list_job_resources(api: client.ApiClient, namespace: str, job: MLJob) -> list[Manifest]:
-    objects = client.CustomObjectsApi(api)
-    selector = job_selector(job.metadata.name or "", job.metadata.uid)
-    found: list[Manifest] = []
-    for kind in RESOURCE_KINDS:
-        listed: Any = objects.list_namespaced_custom_object(
-            kind.group, kind.version, namespace, kind.plural,
-            label_selector=selector, _request_timeout=MEMBER_REQUEST_TIMEOUT_S,
-        )  # fmt: skip
-        found.extend(listed.get("items", []))
-    return found
+    return list_managed(api, namespace, job_selector(job.metadata.name or "", job.metadata.uid))
 
 
 def _ensure_namespace(api: client.ApiClient, namespace: str) -> None:
@@ -72,12 +64,18 @@ def _ensure_namespace(api: client.ApiClient, namespace: str) -> None:
 
 
 def converge_member(
-    api: client.ApiClient, namespace: str, job: MLJob, desired: list[Manifest]
+    api: client.ApiClient,
+    namespace: str,
+    job: MLJob,
+    desired: list[Manifest],
+    observed: list[Manifest] | None = None,
 ) -> list[Manifest]:
     """Creates, replaces and deletes this job's shard resources in one member so that it holds
-    exactly `desired`; returns what the member holds afterwards."""
+    exactly `desired`; returns what the member holds afterwards. `observed`, when given, is
+    what the member held a moment ago (from the shared inventory); else it is listed now."""
     objects = client.CustomObjectsApi(api)
-    observed = list_job_resources(api, namespace, job)
+    if observed is None:
+        observed = list_job_resources(api, namespace, job)
     plan = plan_cluster(desired, observed)
     if plan.is_empty:
         return observed
@@ -121,11 +119,14 @@ def converge_all(
     moved away, or a job that was suspended, leaves nothing behind."""
     namespace = job.metadata.namespace or ""
     outcomes: dict[str, ClusterOutcome] = {}
-    for member in context.hub.list(MemberCluster).valid:
+    for member in context.member_clusters():
         name = member.metadata.name or ""
         try:
             api = context.members.for_member(member)
-            held = converge_member(api, namespace, job, desired.get(name, []))
+            observed = context.inventory.job_resources(name, api, namespace, job)
+            held = converge_member(api, namespace, job, desired.get(name, []), observed)
+            if held is not observed:
+                context.inventory.invalidate(name, namespace)
         except MemberUnavailableError as error:
             outcomes[name] = ClusterOutcome(name, ApplyState.UNREACHABLE, error.message)
         except ApiException as error:
@@ -189,7 +190,7 @@ def placement_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         raise
 
 
-@kopf.timer(GROUP, VERSION, "placements", interval=3.0, idle=0)
+@kopf.timer(GROUP, VERSION, "placements", interval=STATUS_INTERVAL_S, idle=0)
 def placement_status_tick(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Level-triggered: re-converges and re-reads the members' states even when nothing in the
     hub changed, since KubeRay's status changes in the members raise no event here."""

@@ -8,12 +8,15 @@ import threading
 from typing import Any
 
 import kopf
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from continuum.operator.adapters.kube import hub_client
 from continuum.operator.handlers.context import OperatorContext
 from continuum.operator.handlers.cycle import scheduling_loop
 
 FINALIZER = "continuum.dev/cleanup"
+WEBHOOK_CONFIGURATION = "continuum.dev"
 ANNOTATION_PREFIX = "continuum.dev"
 WATCH_SERVER_TIMEOUT_S = 300
 WATCH_CLIENT_TIMEOUT_S = 330
@@ -40,13 +43,21 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.watching.server_timeout = WATCH_SERVER_TIMEOUT_S
     settings.watching.client_timeout = WATCH_CLIENT_TIMEOUT_S
     settings.networking.request_timeout = REQUEST_TIMEOUT_S
-    settings.posting.level = logging.INFO
+    # Kopf would post an Event for every handler run (every timer tick); only problems, please.
+    settings.posting.level = logging.WARNING
     # Kopf's handlers run in this thread pool; the scheduling loop has a thread of its own.
     settings.execution.max_workers = 8
     if not hasattr(memo, "context"):
         # Started as `kopf run -m continuum.operator.handlers` rather than by our runner.
         memo.context = OperatorContext(hub_client(os.environ.get("KUBECONFIG")))
     context: OperatorContext = memo.context
+    if context.config.webhook_port:
+        # The hub's API server calls back on loopback; Kopf makes a self-signed certificate and
+        # keeps the ValidatingWebhookConfiguration's caBundle and URL up to date.
+        settings.admission.server = kopf.WebhookServer(
+            addr="127.0.0.1", host="127.0.0.1", port=context.config.webhook_port
+        )
+        settings.admission.managed = WEBHOOK_CONFIGURATION
     thread = threading.Thread(
         target=scheduling_loop, args=(context,), name="scheduling-loop", daemon=True
     )
@@ -63,3 +74,15 @@ def stop(memo: kopf.Memo, **_: Any) -> None:
     if thread is not None:
         thread.join(timeout=10)
     context.members.close()
+    if context.config.webhook_port:
+        remove_webhook_configuration(context)
+
+
+def remove_webhook_configuration(context: OperatorContext) -> None:
+    """On a clean stop, so that applies do not wait for a webhook that no longer answers."""
+    registrations = client.AdmissionregistrationV1Api(context.hub_api)
+    try:
+        registrations.delete_validating_webhook_configuration(WEBHOOK_CONFIGURATION)
+    except ApiException as error:
+        if error.status != 404:
+            LOG.warning("could not remove the webhook configuration: %s", error.reason)

@@ -10,9 +10,11 @@ from __future__ import annotations
 import base64
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -43,16 +45,25 @@ def eventually(check: Callable[[], Any], what: str, timeout: float = WAIT_S) -> 
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; last: {last!r}")
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
 class Operator:
     def __init__(self, kubeconfig: Path, log: Path) -> None:
         self.kubeconfig, self.log = kubeconfig, log
         self.process: subprocess.Popen[bytes] | None = None
+        self.webhook_port, self.metrics_port = free_port(), free_port()
 
     def start(self) -> None:
         output = self.log.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "continuum.operator.cli", "operator", "run",
-             "--kubeconfig", str(self.kubeconfig), "--cycle-interval", "1"],
+             "--kubeconfig", str(self.kubeconfig), "--cycle-interval", "1",
+             "--webhook-port", str(self.webhook_port), "--metrics-port", str(self.metrics_port)],
             stdout=output, stderr=subprocess.STDOUT, cwd=REPO,
         )  # fmt: skip
 
@@ -100,6 +111,11 @@ def shard_resources(testbed: RunningTestbed, kind: str, job: str) -> dict[str, l
     return found
 
 
+def one_rayjob_per_member(testbed: RunningTestbed, job: str) -> dict[str, list[str]] | None:
+    found = shard_resources(testbed, "rayjobs", job)
+    return found if all(len(names) == 1 for names in found.values()) else None
+
+
 def condition(obj: Any, kind: str) -> dict[str, Any] | None:
     conditions = (obj or {}).get("status", {}).get("conditions", [])
     return next((entry for entry in conditions if entry["type"] == kind), None)
@@ -138,11 +154,7 @@ def test_federated_job_is_placed_deployed_and_reports_running(
     owner = get_json(testbed, "placement", "hvac-fedavg", "-n", "default")["metadata"]
     assert owner["ownerReferences"][0]["kind"] == "MLJob"
 
-    def deployed() -> bool:
-        found = shard_resources(testbed, "rayjobs", "hvac-fedavg")
-        return all(len(names) == 1 for names in found.values())
-
-    eventually(deployed, "one RayJob in each member")
+    eventually(lambda: one_rayjob_per_member(testbed, "hvac-fedavg"), "one RayJob per member")
     for member in testbed.members:
         api = member_api(testbed, member.name)
         kuberay_sim.advance(api, "default", to=kuberay_sim.Target.RUNNING)
@@ -185,6 +197,65 @@ def test_invalid_job_is_refused_at_apply_naming_the_field(testbed: RunningTestbe
     assert get_json(testbed, "mljob", "too-big-gang", "-n", "default") is None
 
 
+def test_the_webhook_refuses_a_job_whose_tenant_does_not_exist(
+    testbed: RunningTestbed, operator: Operator
+) -> None:
+    eventually(
+        lambda: get_json(testbed, "validatingwebhookconfiguration", "continuum.dev"),
+        "the operator to register its webhook",
+    )
+    manifest = (EXAMPLES / "mljob-inference.yaml").read_text()
+    manifest = manifest.replace("defect-detector", "orphan").replace("production", "nobody")
+
+    def refused() -> str:
+        result = kubectl(testbed.hub.kubeconfig, "apply", "-f", "-", stdin=manifest, check=False)
+        return result.stderr if result.returncode else ""
+
+    message = eventually(refused, "the webhook to refuse the job")
+    assert "admission webhook" in message
+    assert "spec.tenant: no Tenant named 'nobody'" in message
+    assert get_json(testbed, "mljob", "orphan", "-n", "default") is None
+
+
+def test_decisions_are_events_and_metrics(testbed: RunningTestbed, operator: Operator) -> None:
+    events = get_json(testbed, "events", "-n", "default",
+                      "--field-selector", "involvedObject.name=defect-detector")  # fmt: skip
+    reasons = {event["reason"] for event in events["items"]}
+    assert "Placed" in reasons, reasons
+    with urllib.request.urlopen(f"http://127.0.0.1:{operator.metrics_port}/metrics") as response:
+        exposition = response.read().decode()
+    cycles = next(
+        line for line in exposition.splitlines()
+        if line.startswith("continuum_scheduling_cycle_seconds_count")
+    )  # fmt: skip
+    assert float(cycles.split()[-1]) > 0
+    assert "continuum_pending_shards" in exposition
+
+
+def test_suspend_removes_the_shards_and_keeps_the_job(
+    testbed: RunningTestbed, operator: Operator
+) -> None:
+    patch = json.dumps({"spec": {"suspend": True}})
+    testbed.kubectl(
+        "patch", "mljob", "defect-detector", "-n", "default", "--type=merge", "-p", patch
+    )
+
+    def suspended() -> bool:
+        job = get_json(testbed, "mljob", "defect-detector", "-n", "default")
+        gone = not any(shard_resources(testbed, "rayservices", "defect-detector").values())
+        return gone and job["status"].get("phase") == "Suspended"
+
+    eventually(suspended, "the RayService to go and the phase to be Suspended")
+    patch = json.dumps({"spec": {"suspend": False}})
+    testbed.kubectl(
+        "patch", "mljob", "defect-detector", "-n", "default", "--type=merge", "-p", patch
+    )
+    eventually(
+        lambda: any(shard_resources(testbed, "rayservices", "defect-detector").values()),
+        "the RayService to come back after resuming",
+    )
+
+
 def test_operator_restarts_converge_without_duplicates(
     testbed: RunningTestbed, operator: Operator
 ) -> None:
@@ -197,11 +268,9 @@ def test_operator_restarts_converge_without_duplicates(
         assert operator.stop(signal.SIGKILL) == -signal.SIGKILL
         operator.start()
 
-    def converged() -> dict[str, list[str]] | None:
-        found = shard_resources(testbed, "rayjobs", "restarted")
-        return found if all(len(names) == 1 for names in found.values()) else None
-
-    found = eventually(converged, "one RayJob per member after the restarts")
+    found = eventually(
+        lambda: one_rayjob_per_member(testbed, "restarted"), "one RayJob per member after restarts"
+    )
     placement = get_json(testbed, "placement", "restarted", "-n", "default")["spec"]
     by_cluster = {decision["cluster"] for decision in placement["decisions"]}
     assert by_cluster == set(found)
@@ -219,6 +288,40 @@ def test_deleting_a_job_cleans_every_member(testbed: RunningTestbed, operator: O
         lambda: get_json(testbed, "placement", "hvac-fedavg", "-n", "default") is None,
         "the garbage collector to remove the Placement",
     )
+
+
+def test_deletion_waits_for_an_unreachable_member(
+    testbed: RunningTestbed, operator: Operator
+) -> None:
+    """The finalizer stays while a member holding shards cannot be reached, the member is named
+    in status.pendingCleanup, and the deletion completes once it is back."""
+    manifest = (EXAMPLES / "mljob-federated.yaml").read_text().replace("hvac-fedavg", "stranded")
+    testbed.kubectl("apply", "-f", "-", stdin=manifest)
+    eventually(lambda: one_rayjob_per_member(testbed, "stranded"), "the job's shards deployed")
+    secret = get_json(testbed, "secret", "member-3-kubeconfig", "-n", "continuum-system")
+    broken = json.loads(base64.b64decode(secret["data"]["kubeconfig"]))
+    broken["clusters"][0]["cluster"]["server"] = "https://127.0.0.1:9"
+    cut = {"data": {"kubeconfig": base64.b64encode(json.dumps(broken).encode()).decode()}}
+    testbed.kubectl("patch", "secret", "member-3-kubeconfig", "-n", "continuum-system",
+                    "--type=merge", "-p", json.dumps(cut))  # fmt: skip
+    try:
+        testbed.kubectl("delete", "mljob", "stranded", "-n", "default", "--wait=false")
+        held = eventually(
+            lambda: (get_json(testbed, "mljob", "stranded", "-n", "default") or {})
+            .get("status", {}).get("pendingCleanup"),
+            "pendingCleanup to name the unreachable member",
+        )  # fmt: skip
+        assert held == ["member-3"]
+        assert shard_resources(testbed, "rayjobs", "stranded")["member-1"] == []
+    finally:
+        restore = {"data": {"kubeconfig": secret["data"]["kubeconfig"]}}
+        testbed.kubectl("patch", "secret", "member-3-kubeconfig", "-n", "continuum-system",
+                        "--type=merge", "-p", json.dumps(restore))  # fmt: skip
+    eventually(
+        lambda: get_json(testbed, "mljob", "stranded", "-n", "default") is None,
+        "the deletion to finish once the member is back",
+    )
+    assert shard_resources(testbed, "rayjobs", "stranded")["member-3"] == []
 
 
 def test_an_unreachable_member_shows_reachable_false(

@@ -1,0 +1,248 @@
+"""The operator's latency and throughput on the testbed, as a benchmark (not a timed test).
+
+    .venv/bin/python e2e/bench_operator.py --jobs 200 --members 3 --json F --markdown F
+
+It starts (or reuses, with --dir) a testbed, registers the members, runs
+`continuum operator run` as a separate process, creates MLJobs in the hub as fast as the API
+server takes them, and watches the hub's Placements and the members' RayJobs. Per job it
+records the time from its create request to its Placement (ADDED in the hub's watch) and to its
+shard resources (ADDED in the member's watch). It also reports the operator's peak resident
+memory and whether every job was placed and deployed (no backlog) within --timeout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from kubernetes import client, config, watch
+
+from e2e.binaries import kubectl
+from e2e.registration import register_members
+from e2e.testbed import HUB, ClusterInfo, Testbed
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def job_manifest(index: int, namespace: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "continuum.dev/v1alpha1",
+        "kind": "MLJob",
+        "metadata": {"name": f"bench-{index:04d}", "namespace": namespace},
+        "spec": {
+            "mode": "Training",
+            "tenant": "research" if index % 2 else "production",
+            "shards": {"count": 1, "resources": {"cpu": "100m", "memory": "128Mi"}},
+            "ray": {"image": "rayproject/ray:2.50.0", "entrypoint": "python t.py",
+                    "workersPerShard": 0},
+        },
+    }  # fmt: skip
+
+
+class Watcher(threading.Thread):
+    """Records the first time each job's object of one kind appears in one cluster."""
+
+    def __init__(self, kubeconfig: Path, namespace: str, group: str, version: str, plural: str,
+                 job_of: Any, seen: dict[str, float], lock: threading.Lock) -> None:  # fmt: skip
+        super().__init__(daemon=True)
+        self.api = config.new_client_from_config(config_file=str(kubeconfig))
+        self.args = (group, version, namespace, plural)
+        self.job_of, self.seen, self.lock = job_of, seen, lock
+        self.stream = watch.Watch()
+
+    def run(self) -> None:
+        objects = client.CustomObjectsApi(self.api)
+        for event in self.stream.stream(
+            objects.list_namespaced_custom_object, *self.args, timeout_seconds=900
+        ):
+            if event["type"] != "ADDED":
+                continue
+            job = self.job_of(event["object"])
+            now = time.monotonic()
+            with self.lock:
+                self.seen.setdefault(job, now)
+
+    def stop(self) -> None:
+        self.stream.stop()
+
+
+def _rss_peak_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _percentile(values: Sequence[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def _summary(latencies: Sequence[float]) -> dict[str, float | None]:
+    if not latencies:
+        return {"p50_s": None, "p99_s": None, "max_s": None}
+    return {
+        "p50_s": round(statistics.median(latencies), 3),
+        "p99_s": round(_percentile(latencies, 0.99), 3),
+        "max_s": round(max(latencies), 3),
+    }
+
+
+def run_bench(clusters: list[ClusterInfo], jobs: int, timeout: float, log: Path) -> dict[str, Any]:
+    hub, members = clusters[0], clusters[1:]
+    namespace = f"bench-{int(time.time())}"
+    register_members(clusters, None)
+    hub_api = config.new_client_from_config(config_file=str(hub.kubeconfig))
+    core, objects = client.CoreV1Api(hub_api), client.CustomObjectsApi(hub_api)
+    tenants = (REPO / "examples" / "tenants.yaml").read_text()
+    kubectl(hub.kubeconfig, "apply", "-f", "-", stdin=tenants)
+    try:
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    except client.ApiException as error:
+        if error.status != 409:
+            raise
+
+    lock = threading.Lock()
+    placed: dict[str, float] = {}
+    deployed: dict[str, float] = {}
+    watchers = [
+        Watcher(
+            hub.kubeconfig,
+            namespace,
+            "continuum.dev",
+            "v1alpha1",
+            "placements",
+            lambda obj: obj["spec"]["jobRef"]["name"],
+            placed,
+            lock,
+        ),
+        *(
+            Watcher(
+                member.kubeconfig,
+                namespace,
+                "ray.io",
+                "v1",
+                "rayjobs",
+                lambda obj: obj["metadata"]["annotations"]["continuum.dev/job-name"],
+                deployed,
+                lock,
+            )
+            for member in members
+        ),
+    ]
+    for watcher in watchers:
+        watcher.start()
+    output = log.open("ab")
+    operator = subprocess.Popen(
+        [sys.executable, "-m", "continuum.operator.cli", "operator", "run",
+         "--kubeconfig", str(hub.kubeconfig), "--cycle-interval", "1"],
+        stdout=output, stderr=subprocess.STDOUT, cwd=REPO,
+    )  # fmt: skip
+    try:
+        time.sleep(5)  # the operator's start-up and first member probes
+        submitted: dict[str, float] = {}
+        started = time.monotonic()
+        for index in range(jobs):
+            manifest = job_manifest(index, namespace)
+            submitted[manifest["metadata"]["name"]] = time.monotonic()
+            objects.create_namespaced_custom_object(
+                "continuum.dev", "v1alpha1", namespace, "mljobs", manifest
+            )
+        submit_s = time.monotonic() - started
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with lock:
+                if len(deployed) >= jobs and len(placed) >= jobs:
+                    break
+            time.sleep(0.2)
+        drained_s = time.monotonic() - started
+        rss_mb = _rss_peak_mb(operator.pid)
+    finally:
+        # The jobs go while the operator runs, so that their finalizers are released.
+        kubectl(hub.kubeconfig, "delete", "mljobs", "--all", "-n", namespace, "--timeout=120s",
+                check=False)  # fmt: skip
+        operator.terminate()
+        operator.wait(timeout=60)
+        for watcher in watchers:
+            watcher.stop()
+        kubectl(hub.kubeconfig, "delete", "namespace", namespace, "--wait=false", check=False)
+    with lock:
+        to_placement = [placed[name] - t for name, t in submitted.items() if name in placed]
+        to_shards = [deployed[name] - t for name, t in submitted.items() if name in deployed]
+    return {
+        "jobs": jobs,
+        "members": len(members),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "submit_s": round(submit_s, 2),
+        "all_deployed_after_s": round(drained_s, 2),
+        "placed": len(to_placement),
+        "deployed": len(to_shards),
+        "backlog": jobs - len(to_shards),
+        "apply_to_placement": _summary(to_placement),
+        "apply_to_shard_resources": _summary(to_shards),
+        "operator_peak_rss_mb": round(rss_mb, 1),
+    }
+
+
+def markdown(result: dict[str, Any]) -> str:
+    placement, shards = result["apply_to_placement"], result["apply_to_shard_resources"]
+    return "\n".join([
+        f"Operator benchmark: {result['jobs']} MLJobs over {result['members']} members",
+        "",
+        "| measure | p50 s | p99 s | max s | goal |",
+        "|---|---|---|---|---|",
+        f"| apply to Placement | {placement['p50_s']} | {placement['p99_s']} | "
+        f"{placement['max_s']} | p99 <= 1 s |",
+        f"| apply to shard resources | {shards['p50_s']} | {shards['p99_s']} | "
+        f"{shards['max_s']} | p99 <= 2 s |",
+        "",
+        f"- placed {result['placed']}, deployed {result['deployed']}, backlog {result['backlog']}",
+        f"- submitted in {result['submit_s']} s; "
+        f"all deployed after {result['all_deployed_after_s']} s",
+        f"- operator peak RSS {result['operator_peak_rss_mb']} MiB",
+        "",
+    ])  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=200)
+    parser.add_argument("--members", type=int, default=3)
+    parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--dir", type=Path, help="a testbed folder to use (kept running)")
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--markdown", type=Path)
+    args = parser.parse_args(argv)
+    state = args.dir or Path("/tmp") / f"continuum-bench-{int(time.time())}"
+    testbed = Testbed(state)
+    clusters = testbed.up(args.members)
+    assert clusters[0].name == HUB
+    try:
+        result = run_bench(clusters, args.jobs, args.timeout, state / "operator.log")
+    finally:
+        if args.dir is None:
+            testbed.down()
+    text = markdown(result)
+    print(text)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    if args.markdown:
+        args.markdown.write_text(text)
+    return 0 if result["backlog"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
