@@ -26,8 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_parser.add_argument("--cycle-interval", type=float, default=2.0, metavar="SECONDS")
     run_parser.add_argument("--policy", default="continuum")
     run_parser.add_argument(
-        "--metrics-port", type=int, default=0, help="serve Prometheus metrics on 127.0.0.1:PORT"
+        "--metrics-port", type=int, default=0, help="serve Prometheus metrics on PORT"
     )
+    run_parser.add_argument("--metrics-address", default="127.0.0.1")
     run_parser.add_argument(
         "--webhook-port",
         type=int,
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         # Kopf's own login reads KUBECONFIG; the operator's clients use the same file.
         os.environ["KUBECONFIG"] = str(Path(args.kubeconfig).resolve())
     if args.metrics_port:
-        prometheus_client.start_http_server(args.metrics_port, addr="127.0.0.1")
+        prometheus_client.start_http_server(args.metrics_port, addr=args.metrics_address)
     config = OperatorConfig(
         system_namespace=args.system_namespace,
         cycle_interval_s=args.cycle_interval,
