@@ -29,6 +29,7 @@ from continuum.operator.api import (
     validate_resource,
 )
 from continuum.operator.api.validation import FieldError, format_errors
+from continuum.operator.reconcile.placement import placement_manifest
 
 LOG = logging.getLogger(__name__)
 REQUEST_TIMEOUT_S = 10.0
@@ -98,26 +99,7 @@ class Hub:
         replaces its spec at the resourceVersion it was read at."""
         namespace = job.metadata.namespace or ""
         name = job.metadata.name or ""
-        body: dict[str, Any] = {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "Placement",
-            "metadata": {
-                "name": name,
-                "namespace": namespace,
-                "labels": {"continuum.dev/job": name},
-                "ownerReferences": [
-                    {
-                        "apiVersion": f"{GROUP}/{VERSION}",
-                        "kind": "MLJob",
-                        "name": name,
-                        "uid": job.metadata.uid,
-                        "controller": True,
-                        "blockOwnerDeletion": True,
-                    }
-                ],
-            },
-            "spec": spec.model_dump(mode="json", by_alias=True, exclude_none=True),
-        }
+        body = placement_manifest(job, spec)
         try:
             if existing is None:
                 self.objects.create_namespaced_custom_object(

@@ -11,8 +11,10 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from continuum.operator.api import (
+    API_VERSION,
     ConditionStatus,
     Decision,
     JobReference,
@@ -154,4 +156,30 @@ def placements_by_job(placements: Sequence[Placement]) -> Mapping[str, Placement
     return {
         f"{placement.metadata.namespace}/{placement.spec.job_ref.name}": placement
         for placement in placements
+    }
+
+
+def placement_manifest(job: MLJob, spec: PlacementSpec) -> dict[str, Any]:
+    """The job's Placement as an object to create: same name and namespace, labelled with the
+    job, and owned by it, so that it goes when the job goes."""
+    name = job.metadata.name or ""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "Placement",
+        "metadata": {
+            "name": name,
+            "namespace": job.metadata.namespace or "",
+            "labels": {"continuum.dev/job": name},
+            "ownerReferences": [
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": "MLJob",
+                    "name": name,
+                    "uid": job.metadata.uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": spec.model_dump(mode="json", by_alias=True, exclude_none=True),
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import random
 import signal
 import socket
 import subprocess
@@ -263,7 +264,9 @@ def test_operator_restarts_converge_without_duplicates(
     every shard resource exists exactly once, where the Placement says."""
     manifest = (EXAMPLES / "mljob-federated.yaml").read_text().replace("hvac-fedavg", "restarted")
     testbed.kubectl("apply", "-f", "-", stdin=manifest)
-    for delay in (0.3, 0.8, 1.5):
+    # Random points in the create, place and deploy path; seeded, so a failure can be replayed.
+    delays = random.Random(20261201).sample([0.1, 0.3, 0.5, 0.8, 1.2, 1.5, 2.0], 3)
+    for delay in delays:
         time.sleep(delay)
         assert operator.stop(signal.SIGKILL) == -signal.SIGKILL
         operator.start()
