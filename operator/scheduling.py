@@ -85,7 +85,7 @@ def run_cycle(
     members = store.list(MemberCluster).valid
     tenants = store.list(Tenant).valid
     jobs = store.list(MLJob)
-    placements = placements_by_job(store.list(Placement).valid)
+    stored_placements = placements_by_job(store.list(Placement).valid)
 
     for identity, errors in jobs.invalid.items():
         raw = jobs.raw[identity]
@@ -106,6 +106,14 @@ def run_cycle(
         else:
             admitted.append(job)
 
+    # A Placement left by an earlier job of the same name (deleted and re-created before the
+    # garbage collector came by) is not this job's: it is replaced, and its shards do not count.
+    uids = {job_key(job): job.metadata.uid for job in admitted}
+    placements = {
+        key: placement
+        for key, placement in stored_placements.items()
+        if placement.spec.job_ref.uid in (None, uids.get(key))
+    }
     snapshot = build_snapshot(
         members, tenants, admitted, placements, _links(store, system_namespace), now.timestamp()
     )
@@ -117,7 +125,7 @@ def run_cycle(
         previous = placements.get(job_key(job))
         plan = plan_job(job, previous, result, now)
         if plan.placement is not None:
-            store.write_placement(job, plan.placement, previous)
+            store.write_placement(job, plan.placement, stored_placements.get(job_key(job)))
         effective = plan.placement or (previous.spec if previous else None)
         epoch = effective.epoch if effective else None
         status = scheduling_status(job, plan, job.metadata.name or "", epoch, now)

@@ -101,6 +101,16 @@ class Hub:
         name = job.metadata.name or ""
         body = placement_manifest(job, spec)
         try:
+            if existing is not None and existing.spec.job_ref.uid not in (None, job.metadata.uid):
+                # jobRef is immutable: a Placement of an earlier job of this name goes first.
+                self.objects.delete_namespaced_custom_object(
+                    GROUP, VERSION, namespace, "placements", name,
+                    body=client.V1DeleteOptions(
+                        preconditions=client.V1Preconditions(uid=existing.metadata.uid)
+                    ),
+                    _request_timeout=REQUEST_TIMEOUT_S,
+                )  # fmt: skip
+                existing = None
             if existing is None:
                 self.objects.create_namespaced_custom_object(
                     GROUP, VERSION, namespace, "placements", body,
@@ -118,9 +128,9 @@ class Hub:
                     _request_timeout=REQUEST_TIMEOUT_S,
                 )  # fmt: skip
         except ApiException as error:
-            # 409: a previous cycle wrote it meanwhile (or it exists already); the next cycle
-            # reads it afresh and decides again.
-            if error.status != 409:
+            # 409: a previous cycle wrote it meanwhile, or the old one is still being deleted
+            # (its finalizer); the next cycle reads afresh and writes again.
+            if error.status not in (404, 409):
                 raise
 
     def record_event(

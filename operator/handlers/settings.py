@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import threading
+from pathlib import Path
 from typing import Any
 
 import kopf
@@ -12,6 +14,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from continuum.operator.adapters.kube import hub_client
+from continuum.operator.adapters.webhook_certs import self_signed
 from continuum.operator.handlers.context import OperatorContext
 from continuum.operator.handlers.cycle import scheduling_loop
 
@@ -54,8 +57,14 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     if context.config.webhook_port:
         # The hub's API server calls back on loopback; Kopf makes a self-signed certificate and
         # keeps the ValidatingWebhookConfiguration's caBundle and URL up to date.
+        certificate = self_signed(Path(tempfile.mkdtemp(prefix="continuum-webhook-")))
         settings.admission.server = kopf.WebhookServer(
-            addr="127.0.0.1", host="127.0.0.1", port=context.config.webhook_port
+            addr="127.0.0.1",
+            host="127.0.0.1",
+            port=context.config.webhook_port,
+            certfile=str(certificate.certfile),
+            pkeyfile=str(certificate.pkeyfile),
+            cadata=certificate.pem,
         )
         settings.admission.managed = WEBHOOK_CONFIGURATION
     thread = threading.Thread(

@@ -112,6 +112,13 @@ def shard_resources(testbed: RunningTestbed, kind: str, job: str) -> dict[str, l
     return found
 
 
+def placement_of(testbed: RunningTestbed, job: str) -> dict[str, Any] | None:
+    """The spec of the job's Placement, once it is this incarnation's (same uid)."""
+    uid = (get_json(testbed, "mljob", job, "-n", "default") or {}).get("metadata", {}).get("uid")
+    spec = (get_json(testbed, "placement", job, "-n", "default") or {}).get("spec")
+    return spec if uid and spec and spec["jobRef"].get("uid") == uid else None
+
+
 def one_rayjob_per_member(testbed: RunningTestbed, job: str) -> dict[str, list[str]] | None:
     found = shard_resources(testbed, "rayjobs", job)
     return found if all(len(names) == 1 for names in found.values()) else None
@@ -141,10 +148,7 @@ def test_federated_job_is_placed_deployed_and_reports_running(
     testbed: RunningTestbed, operator: Operator
 ) -> None:
     testbed.kubectl("apply", "-f", str(EXAMPLES / "mljob-federated.yaml"))
-    placement = eventually(
-        lambda: (get_json(testbed, "placement", "hvac-fedavg", "-n", "default") or {}).get("spec"),
-        "the Placement",
-    )
+    placement = eventually(lambda: placement_of(testbed, "hvac-fedavg"), "the Placement")
     decisions = {decision["shard"]: decision for decision in placement["decisions"]}
     assert sorted(decisions) == [0, 1, 2, 3]
     # residency=Site keeps each participant at its data's site; the aggregator goes to the cloud.
@@ -185,8 +189,8 @@ def test_inference_job_gets_a_rayservice_near_its_data(
     found = eventually(served, "one RayService")
     # residency=Region keeps it in eu-west, and the 50 ms SLO favours the data's own site.
     assert found["member-1"], found
-    placement = get_json(testbed, "placement", "defect-detector", "-n", "default")
-    assert placement["spec"]["decisions"][0]["cluster"] == "member-1"
+    placement = eventually(lambda: placement_of(testbed, "defect-detector"), "the Placement")
+    assert placement["decisions"][0]["cluster"] == "member-1"
 
 
 def test_invalid_job_is_refused_at_apply_naming_the_field(testbed: RunningTestbed) -> None:
@@ -274,7 +278,7 @@ def test_operator_restarts_converge_without_duplicates(
     found = eventually(
         lambda: one_rayjob_per_member(testbed, "restarted"), "one RayJob per member after restarts"
     )
-    placement = get_json(testbed, "placement", "restarted", "-n", "default")["spec"]
+    placement = eventually(lambda: placement_of(testbed, "restarted"), "the Placement")
     by_cluster = {decision["cluster"] for decision in placement["decisions"]}
     assert by_cluster == set(found)
     assert operator.stop(signal.SIGTERM) == 0
