@@ -59,8 +59,11 @@ def shared_dir() -> Path:
     return Path(configured) if configured else REPO.parent / "shared"
 
 
-def crd_dirs() -> list[Path]:
-    candidates = [REPO / "crds", shared_dir() / "kuberay" / "v1.7.0"]
+def crd_dirs(cluster: str) -> list[Path]:
+    """The hub gets Continuum's CRDs, which it serves to users; a member gets KubeRay's, which
+    hold the shards. KubeRay's are megabytes of schema each, and installing them only where
+    they are used keeps the hub's start-up and memory down."""
+    candidates = [REPO / "crds"] if cluster == HUB else [shared_dir() / "kuberay" / "v1.7.0"]
     return [path for path in candidates if any(path.glob("*.yaml"))]
 
 
@@ -309,7 +312,7 @@ class Testbed:
                 ],
                 logs / "kube-controller-manager.log",
             )
-            install_crds(self.kubeconfig(name))
+            install_crds(cluster, cluster_pki, self.kubeconfig(name))
         except BaseException:
             for process in reversed(cluster.processes.values()):
                 process.stop()
@@ -422,20 +425,49 @@ def _wait_for(check: Callable[[], str | None], what: str, log: Path, cluster: Cl
     raise RuntimeError(f"{what} not ready: {problem}\n--- {log} (tail) ---\n{tail}")
 
 
-def install_crds(kubeconfig: Path) -> None:
-    """Installs our CRDs and KubeRay's, and waits until the API server serves them.
+def install_crds(cluster: Cluster, cluster_pki: pki.ClusterPki, kubeconfig: Path) -> None:
+    """Installs the cluster's CRDs and waits until the API server says they are Established.
 
     Server-side apply, because KubeRay's CRDs are larger than the annotation that client-side
-    apply keeps of the last applied object.
+    apply keeps of the last applied object. The wait polls the CRDs itself: `kubectl wait` on
+    KubeRay's megabyte-sized CRDs was seen to miss the condition for a minute after it was set.
     """
-    sources = [arg for path in crd_dirs() for arg in ("-f", str(path))]
+    sources = [arg for path in crd_dirs(cluster.name) for arg in ("-f", str(path))]
     if not sources:
         return
-    kubectl(
+    applied = kubectl(
         kubeconfig, "apply", "--server-side", "--force-conflicts",
-        "--field-manager=continuum-testbed", *sources,
-    )  # fmt: skip
-    kubectl(kubeconfig, "wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+        "--field-manager=continuum-testbed", "-o", "name", *sources,
+    ).stdout.split()  # fmt: skip
+    names = {entry.split("/", 1)[1] for entry in applied}
+    _wait_for(
+        lambda: _crds_not_established(cluster, cluster_pki, names),
+        f"{cluster.name}: CRDs Established",
+        kubeconfig,
+        cluster,
+    )
+
+
+def _crds_not_established(
+    cluster: Cluster, cluster_pki: pki.ClusterPki, names: set[str]
+) -> str | None:
+    """None when every CRD in `names` is Established, else which are not."""
+    url = f"{cluster.server}/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+    try:
+        with urllib.request.urlopen(url, timeout=10, context=_client_context(cluster_pki)) as reply:
+            listed = json.loads(reply.read())
+    except (OSError, ValueError) as error:
+        return str(error)
+    established = {
+        crd["metadata"]["name"]
+        for crd in listed.get("items", [])
+        if any(
+            condition.get("type") == "Established" and condition.get("status") == "True"
+            for condition in (crd.get("status") or {}).get("conditions") or []
+        )
+    }
+    missing = sorted(names - established)
+    return f"not Established yet: {', '.join(missing)}" if missing else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

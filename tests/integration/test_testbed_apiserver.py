@@ -44,20 +44,35 @@ def _eventually(condition: Callable[[], bool], what: str, timeout: float = WAIT_
 def test_invalid_custom_object_is_rejected_with_422_naming_the_field(
     hub_api: client.ApiClient, namespace: str
 ) -> None:
-    rayjob = {
-        "apiVersion": "ray.io/v1",
-        "kind": "RayJob",
-        "metadata": {"name": "typed-wrong"},
-        "spec": {"entrypoint": "python train.py", "shutdownAfterJobFinishes": "yes"},
+    mljob = {
+        "apiVersion": "continuum.dev/v1alpha1",
+        "kind": "MLJob",
+        "metadata": {"name": "gang-too-big"},
+        "spec": {
+            "mode": "Training",
+            "tenant": "research",
+            "shards": {"count": 2, "minAvailable": 3, "resources": {"cpu": "1", "memory": "1Gi"}},
+            "ray": {"image": "rayproject/ray:2.50.0", "entrypoint": "python train.py"},
+        },
     }
     with pytest.raises(ApiException) as raised:
         client.CustomObjectsApi(hub_api).create_namespaced_custom_object(
-            "ray.io", "v1", namespace, "rayjobs", rayjob
+            "continuum.dev", "v1alpha1", namespace, "mljobs", mljob
         )
     assert raised.value.status == 422
     body = json.loads(raised.value.body)
     fields = [cause.get("field") for cause in body["details"]["causes"]]
-    assert "spec.shutdownAfterJobFinishes" in fields, body
+    assert "spec.shards.minAvailable" in fields, body
+
+    typed_wrong = {**mljob, "spec": {**mljob["spec"], "priority": "high"}}
+    typed_wrong["spec"]["shards"] = {**mljob["spec"]["shards"], "minAvailable": 1}
+    with pytest.raises(ApiException) as raised:
+        client.CustomObjectsApi(hub_api).create_namespaced_custom_object(
+            "continuum.dev", "v1alpha1", namespace, "mljobs", typed_wrong
+        )
+    assert raised.value.status == 422
+    fields = [cause.get("field") for cause in json.loads(raised.value.body)["details"]["causes"]]
+    assert "spec.priority" in fields
 
 
 def test_update_with_a_stale_resource_version_gets_409(
@@ -195,6 +210,11 @@ def test_kubectl_apply_works_against_the_hub(
     )
     stored = client.CoreV1Api(hub_api).read_namespaced_config_map("settings", namespace)
     assert stored.data == {"mode": "cloud"}
+
+
+def test_the_hub_serves_continuum_and_the_members_kuberay(testbed: RunningTestbed) -> None:
+    hub_crds = testbed.kubectl("get", "crd", "-o", "name").split()
+    assert "customresourcedefinition.apiextensions.k8s.io/mljobs.continuum.dev" in hub_crds
 
 
 def test_members_are_separate_clusters_with_kuberay_crds(testbed: RunningTestbed) -> None:
