@@ -13,6 +13,7 @@ import itertools
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -195,31 +196,20 @@ class LocalStore:
             return True
 
     def write_placement(self, job: MLJob, spec: PlacementSpec, existing: Placement | None) -> None:
-        """Creates the job's Placement, owned by the job, or replaces its spec at the
-        resourceVersion it was read at; a conflict is left to the next cycle, as in Hub."""
-        namespace = job.metadata.namespace or ""
-        name = job.metadata.name or ""
-        body: Body = {
-            "apiVersion": API_VERSION,
-            "kind": "Placement",
-            "metadata": {
-                "name": name,
-                "namespace": namespace,
-                "labels": {"continuum.dev/job": name},
-                "ownerReferences": [
-                    {
-                        "apiVersion": API_VERSION,
-                        "kind": "MLJob",
-                        "name": name,
-                        "uid": job.metadata.uid,
-                        "controller": True,
-                        "blockOwnerDeletion": True,
-                    }
-                ],
-            },
-            "spec": spec.model_dump(mode="json", by_alias=True, exclude_none=True),
-        }
+        """Creates the job's Placement (the same manifest as Hub writes), or replaces its spec at
+        the resourceVersion it was read at; a conflict is left to the next cycle, as in Hub."""
+        # Imported here: reconcile.placement pulls in the scheduler and numpy, which a store
+        # that only holds objects (and `continuum --help`) does not need.
+        from continuum.operator.reconcile.placement import placement_manifest
+
+        body = placement_manifest(job, spec)
         try:
+            if existing is not None and existing.spec.job_ref.uid not in (None, job.metadata.uid):
+                # jobRef is immutable: a Placement of an earlier job of this name goes first.
+                self.delete(
+                    Placement, existing.metadata.namespace or "", existing.metadata.name or ""
+                )
+                existing = None
             if existing is None:
                 self.create(body)
             else:
@@ -258,3 +248,34 @@ class LocalStore:
 
 def _meta(namespace: str, name: str) -> Body:
     return {"metadata": {"namespace": namespace, "name": name}}
+
+
+@dataclass(frozen=True)
+class LinkState:
+    extra_rtt_ms: float
+    loss: float
+    up: bool
+
+
+@dataclass(frozen=True)
+class DegradingLink:
+    """A member's uplink over a run: healthy until `degrade_at_s`, then its RTT ramps up by
+    `peak_extra_rtt_ms` and its loss to `peak_loss` over `ramp_s`, and at `failure_at_s` the
+    site goes down. `failure_at_s` None: it never fails; `degrade_at_s` None: no warning."""
+
+    degrade_at_s: float | None
+    ramp_s: float
+    peak_extra_rtt_ms: float
+    peak_loss: float
+    failure_at_s: float | None
+
+    def at(self, elapsed_s: float) -> LinkState:
+        if self.failure_at_s is not None and elapsed_s >= self.failure_at_s:
+            return LinkState(0.0, 1.0, up=False)
+        if self.degrade_at_s is None or elapsed_s < self.degrade_at_s:
+            return LinkState(0.0, 0.0, up=True)
+        progress = min(1.0, (elapsed_s - self.degrade_at_s) / max(self.ramp_s, 1e-9))
+        return LinkState(progress * self.peak_extra_rtt_ms, progress * self.peak_loss, up=True)
+
+
+HEALTHY_LINK = DegradingLink(None, 0.0, 0.0, 0.0, None)

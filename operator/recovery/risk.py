@@ -1,0 +1,214 @@
+"""A member cluster's failure risk from the trend of its link, and its reachability from its
+heartbeats. Pure: samples carry their own time, and so does every assessment.
+
+Sites rarely fail out of the blue: a failing uplink first shows as round-trip times that climb
+and packets that go missing. The risk detector scores three signals over a sliding window:
+
+- `rttInflation`: how far the window's median RTT has risen above the member's own baseline,
+  a low quantile of the RTTs it has answered with (as TCP keeps a minimum RTT), so that a far
+  site with a high but steady RTT is not mistaken for a failing one, and a slow start does not
+  make a high baseline;
+- `packetLoss`: the share of probes in the window that went unanswered;
+- `rttTrend`: whether the RTT rises steadily (a positive least-squares slope that explains
+  most of the variance), as opposed to one spike.
+
+A rise is only *published* as a risk above `unconfirmed_cap` once it has held for
+`confirm_assessments` consecutive assessments: one noisy sample must never move shards, since
+the scheduler migrates everything off a member whose risk passes a job's threshold. Once
+confirmed, the alert holds until the evidence falls below `release_score`: a failing link has
+good moments, and a risk that flickered back to normal would invite the shards back.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class LinkSample:
+    """One probe of a member. `rtt_ms` is None when the probe went unanswered."""
+
+    at_s: float
+    rtt_ms: float | None
+
+    @property
+    def answered(self) -> bool:
+        return self.rtt_ms is not None
+
+
+@dataclass(frozen=True)
+class RiskConfig:
+    window_s: float = 4.0
+    min_samples: int = 6
+    baseline_samples: int = 5
+    # The baseline is this quantile of the last `baseline_history` answered RTTs.
+    baseline_quantile: float = 0.1
+    baseline_history: int = 400
+    # The inflation (median RTT over baseline) at which that signal counts in full.
+    rtt_inflation_full: float = 6.0
+    # The loss ratio at which that signal counts in full.
+    loss_full: float = 0.3
+    # A trend counts when the RTT's linear fit explains at least this share of its variance.
+    trend_min_r2: float = 0.5
+    weights: tuple[float, float, float] = (0.45, 0.35, 0.2)  # inflation, loss, trend
+    # A score at or above this, held for `confirm_assessments`, is a clear trend.
+    alert_score: float = 0.6
+    confirm_assessments: int = 3
+    unconfirmed_cap: float = 0.5
+    release_score: float = 0.35
+
+    def __post_init__(self) -> None:
+        if abs(sum(self.weights) - 1.0) > 1e-9:
+            raise ValueError(f"the signal weights must sum to 1, not {sum(self.weights)}")
+        if not 0.0 <= self.unconfirmed_cap < self.alert_score <= 1.0:
+            raise ValueError("need 0 <= unconfirmed_cap < alert_score <= 1")
+        if not 0.0 <= self.release_score <= self.alert_score:
+            raise ValueError("need 0 <= release_score <= alert_score")
+
+
+@dataclass(frozen=True)
+class RiskAssessment:
+    at_s: float
+    score: float
+    """What to publish as status.risk.score, in 0..1."""
+    raw_score: float
+    """The evidence before confirmation; equals `score` once the trend is clear."""
+    clear: bool
+    signals: dict[str, float] = field(default_factory=dict)
+    reason: str = ""
+
+
+def _clamp(value: float) -> float:
+    return max(0.0, min(1.0, value))
+
+
+def linear_trend(points: Sequence[tuple[float, float]]) -> tuple[float, float]:
+    """Least-squares slope (per second) and R² of (time, value) points."""
+    if len(points) < 3:
+        return 0.0, 0.0
+    times = [t for t, _ in points]
+    values = [v for _, v in points]
+    mean_t, mean_v = statistics.fmean(times), statistics.fmean(values)
+    var_t = sum((t - mean_t) ** 2 for t in times)
+    var_v = sum((v - mean_v) ** 2 for v in values)
+    if var_t == 0.0 or var_v == 0.0:
+        return 0.0, 0.0
+    covariance = sum((t - mean_t) * (v - mean_v) for t, v in points)
+    slope = covariance / var_t
+    return slope, covariance * covariance / (var_t * var_v)
+
+
+class RiskDetector:
+    """Watches one member. Feed it samples in time order with `observe`; ask `assess(now)`."""
+
+    def __init__(self, config: RiskConfig | None = None) -> None:
+        self.config = config or RiskConfig()
+        self._window: deque[LinkSample] = deque()
+        self._history: deque[float] = deque(maxlen=self.config.baseline_history)
+        self._confirmed = 0
+        self._alerting = False
+
+    @property
+    def baseline_rtt_ms(self) -> float | None:
+        if len(self._history) < self.config.baseline_samples:
+            return None
+        ordered = sorted(self._history)
+        return ordered[int(self.config.baseline_quantile * (len(ordered) - 1))]
+
+    def observe(self, sample: LinkSample) -> None:
+        if self._window and sample.at_s < self._window[-1].at_s:
+            raise ValueError(f"sample at {sample.at_s} s is older than the last one")
+        self._window.append(sample)
+        if sample.rtt_ms is not None:
+            self._history.append(sample.rtt_ms)
+
+    def observe_all(self, samples: Iterable[LinkSample]) -> None:
+        for sample in samples:
+            self.observe(sample)
+
+    def assess(self, now_s: float) -> RiskAssessment:
+        config = self.config
+        while self._window and self._window[0].at_s < now_s - config.window_s:
+            self._window.popleft()
+        window = list(self._window)
+        baseline = self.baseline_rtt_ms
+        if baseline is None or len(window) < config.min_samples:
+            self._confirmed, self._alerting = 0, False
+            return RiskAssessment(now_s, 0.0, 0.0, False, reason="not enough samples yet")
+
+        answered = [(s.at_s, s.rtt_ms) for s in window if s.rtt_ms is not None]
+        loss = 1.0 - len(answered) / len(window)
+        median_rtt = statistics.median(v for _, v in answered) if answered else math.inf
+        inflation = median_rtt / max(baseline, 1e-3)
+        slope, r2 = linear_trend(answered)
+        inflation_signal = _clamp((inflation - 1.0) / (config.rtt_inflation_full - 1.0))
+        loss_signal = _clamp(loss / config.loss_full)
+        rising = slope > 0 and r2 >= config.trend_min_r2
+        # A rise too small to matter is not a trend, however regular.
+        trend_signal = _clamp(r2) if rising and inflation_signal > 0.05 else 0.0
+        w_inflation, w_loss, w_trend = config.weights
+        raw = _clamp(w_inflation * inflation_signal + w_loss * loss_signal + w_trend * trend_signal)
+        self._confirmed = self._confirmed + 1 if raw >= config.alert_score else 0
+        if self._confirmed >= config.confirm_assessments:
+            self._alerting = True
+        elif raw < config.release_score:
+            self._alerting = False
+        clear = self._alerting
+        score = raw if clear else min(raw, config.unconfirmed_cap)
+        signals = {
+            "rttMs": round(median_rtt, 3) if math.isfinite(median_rtt) else -1.0,
+            "baselineRttMs": round(baseline, 3),
+            "rttInflation": round(inflation, 3) if math.isfinite(inflation) else -1.0,
+            "packetLoss": round(loss, 3),
+            "rttSlopeMsPerS": round(slope, 3),
+            "rttTrendR2": round(r2, 3),
+        }
+        if clear:
+            reason = (
+                f"RTT {median_rtt:.0f} ms ({inflation:.1f}x baseline), loss {loss:.0%}, "
+                f"rising {slope:.1f} ms/s (R² {r2:.2f})"
+            )
+        elif raw >= config.alert_score:
+            reason = f"rising ({self._confirmed} of {config.confirm_assessments} to confirm)"
+        else:
+            reason = "within the member's normal range"
+        return RiskAssessment(now_s, round(score, 4), round(raw, 4), clear, signals, reason)
+
+
+@dataclass(frozen=True)
+class HeartbeatVerdict:
+    reachable: bool
+    consecutive_misses: int
+    since_s: float | None
+    """When the member was declared unreachable (the first miss of the run that did it)."""
+
+
+class HeartbeatDetector:
+    """Declares a member unreachable after `misses_to_fail` unanswered heartbeats in a row, and
+    reachable again at the first answer: a lost packet is not an outage, as the API-server
+    probe it stands for retries over TCP."""
+
+    def __init__(self, misses_to_fail: int = 3) -> None:
+        if misses_to_fail < 1:
+            raise ValueError("misses_to_fail must be at least 1")
+        self.misses_to_fail = misses_to_fail
+        self._misses = 0
+        self._first_miss_s: float | None = None
+
+    def observe(self, sample: LinkSample) -> HeartbeatVerdict:
+        if sample.answered:
+            self._misses, self._first_miss_s = 0, None
+        else:
+            if self._misses == 0:
+                self._first_miss_s = sample.at_s
+            self._misses += 1
+        failed = self._misses >= self.misses_to_fail
+        return HeartbeatVerdict(
+            reachable=not failed,
+            consecutive_misses=self._misses,
+            since_s=self._first_miss_s if failed else None,
+        )
