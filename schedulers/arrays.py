@@ -1,0 +1,282 @@
+"""Numpy views of a snapshot: clusters as rows of arrays, pending work as placement groups.
+
+A placement group is a set of interchangeable shards of one job: the same demand, the same data
+sources, the same allowed tiers. Training and Inference jobs have one group; a Federated job has
+one group per data shard plus one for its aggregator. Filters and scores are computed once per
+(group, cluster) pair, so their cost grows with groups × clusters, never with shards × clusters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from continuum.schedulers.model import (
+    BLOCKING_TAINT_EFFECTS,
+    DataSource,
+    Job,
+    Mode,
+    Residency,
+    Snapshot,
+    Tier,
+    Toleration,
+)
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+TIER_INDEX: Mapping[Tier, int] = {Tier.EDGE: 0, Tier.CLOUD: 1}
+RESIDENCY_CODE: Mapping[Residency, int] = {Residency.SITE: 0, Residency.REGION: 1, Residency.ANY: 2}
+NO_SITE = -1
+
+Key = TypeVar("Key")
+
+
+@dataclass(frozen=True)
+class SiteIndex:
+    names: tuple[str, ...]
+    index: Mapping[str, int]
+    region_names: tuple[str, ...]
+    region_of: IntArray
+    rtt_ms: FloatArray
+    bandwidth_mbps: FloatArray
+
+
+def build_site_index(snapshot: Snapshot) -> SiteIndex:
+    """Every site the snapshot names; a site not listed in `sites` is its own region."""
+    region_by_site = {site.name: site.region for site in snapshot.sites}
+    names: list[str] = list(region_by_site)
+    seen = set(names)
+    extra = [c.site for c in snapshot.clusters] + [d.site for j in snapshot.jobs for d in j.data]
+    for name in extra:
+        if name not in seen:
+            seen.add(name)
+            names.append(name)
+            region_by_site[name] = name
+    index = {name: i for i, name in enumerate(names)}
+    region_names = tuple(sorted(set(region_by_site.values())))
+    region_index = {name: i for i, name in enumerate(region_names)}
+    region_of = np.array([region_index[region_by_site[n]] for n in names], dtype=np.int64)
+
+    network = snapshot.network
+    count = len(names)
+    rtt = np.full((count, count), network.default_rtt_ms)
+    bandwidth = np.full((count, count), network.default_bandwidth_mbps)
+    np.fill_diagonal(rtt, network.intra_site_rtt_ms)
+    np.fill_diagonal(bandwidth, network.intra_site_bandwidth_mbps)
+    known = [
+        (index[link.from_site], index[link.to_site], link.rtt_ms, link.bandwidth_mbps)
+        for link in network.links
+        if link.from_site in index and link.to_site in index
+    ]
+    if known:
+        sources, targets, rtts, bandwidths = (list(column) for column in zip(*known, strict=True))
+        # A link serves the way back too, unless that direction is given itself (second).
+        rtt[targets, sources] = rtts
+        bandwidth[targets, sources] = bandwidths
+        rtt[sources, targets] = rtts
+        bandwidth[sources, targets] = bandwidths
+    return SiteIndex(tuple(names), index, region_names, region_of, rtt, bandwidth)
+
+
+@dataclass(frozen=True)
+class ClusterArrays:
+    """Clusters sorted by name, so that index order is a deterministic tie-break."""
+
+    names: tuple[str, ...]
+    index: Mapping[str, int]
+    capacity: FloatArray
+    allocated: FloatArray
+    cost_per_hour: FloatArray
+    risk: FloatArray
+    tier: IntArray
+    site: IntArray
+    region: IntArray
+    healthy: BoolArray
+
+
+def build_cluster_arrays(snapshot: Snapshot, sites: SiteIndex) -> ClusterArrays:
+    clusters = sorted(snapshot.clusters, key=lambda c: c.name)
+    names = tuple(c.name for c in clusters)
+    site = np.array([sites.index[c.site] for c in clusters], dtype=np.int64)
+    return ClusterArrays(
+        names=names,
+        index={name: i for i, name in enumerate(names)},
+        capacity=np.array([c.capacity.as_tuple() for c in clusters], dtype=np.float64).reshape(
+            -1, 3
+        ),
+        allocated=np.array([c.allocated.as_tuple() for c in clusters], dtype=np.float64).reshape(
+            -1, 3
+        ),
+        cost_per_hour=np.array([c.cost_per_hour for c in clusters], dtype=np.float64),
+        risk=np.array([c.risk for c in clusters], dtype=np.float64),
+        tier=np.array([TIER_INDEX[c.tier] for c in clusters], dtype=np.int64),
+        site=site,
+        region=sites.region_of[site] if clusters else np.zeros(0, dtype=np.int64),
+        healthy=np.array([c.healthy for c in clusters], dtype=np.bool_),
+    )
+
+
+@dataclass(frozen=True)
+class GroupSpec:
+    """One group before vectorisation: which job, which shards, which of its data sources."""
+
+    job: int
+    shards: tuple[int, ...]
+    sources: tuple[DataSource, ...]
+    rate_share: float
+    tiers: tuple[Tier, ...]
+
+
+def split_into_groups(job_index: int, job: Job, shards: Iterable[int]) -> list[GroupSpec]:
+    """Group a job's shards by what they need (see Job for how shards map to data)."""
+    wanted = sorted(set(shards))
+    if not wanted:
+        return []
+    if job.mode is not Mode.FEDERATED:
+        return [GroupSpec(job_index, tuple(wanted), job.data, 1.0 / job.shards, job.allowed_tiers)]
+    aggregator = len(job.data)
+    groups = []
+    for shard in wanted:
+        if shard == aggregator:
+            groups.append(GroupSpec(job_index, (shard,), (), 0.0, (Tier.CLOUD,)))
+        else:
+            groups.append(
+                GroupSpec(job_index, (shard,), (job.data[shard],), 1.0, job.allowed_tiers)
+            )
+    return groups
+
+
+@dataclass(frozen=True)
+class Groups:
+    specs: tuple[GroupSpec, ...]
+    job: IntArray
+    demand: FloatArray
+    count: IntArray
+    tier_ok: BoolArray
+    selector: IntArray
+    selectors: tuple[tuple[tuple[str, str], ...], ...]
+    toleration: IntArray
+    tolerations: tuple[tuple[Toleration, ...], ...]
+    source_site: IntArray
+    source_residency: IntArray
+    source_rate: FloatArray
+    slo_ms: FloatArray
+    request_kb: FloatArray
+    service_ms: FloatArray
+    risk_threshold: FloatArray
+
+    def __len__(self) -> int:
+        return len(self.specs)
+
+
+def _interned(value: Key, table: dict[Key, int]) -> int:
+    return table.setdefault(value, len(table))
+
+
+def build_groups(
+    jobs: Sequence[Job],
+    specs: Sequence[GroupSpec],
+    sites: SiteIndex,
+    default_risk_threshold: float,
+) -> Groups:
+    count = len(specs)
+    width = max(max((len(spec.sources) for spec in specs), default=0), 1)
+    owners = [jobs[spec.job] for spec in specs]
+    source_site = np.full((count, width), NO_SITE, dtype=np.int64)
+    source_residency = np.full((count, width), RESIDENCY_CODE[Residency.ANY], dtype=np.int64)
+    source_rate = np.zeros((count, width))
+    for slot in range(width):
+        rows = [row for row, spec in enumerate(specs) if len(spec.sources) > slot]
+        if not rows:
+            continue
+        sources = [specs[row].sources[slot] for row in rows]
+        source_site[rows, slot] = [sites.index[s.site] for s in sources]
+        source_residency[rows, slot] = [RESIDENCY_CODE[s.residency] for s in sources]
+        source_rate[rows, slot] = [
+            s.rate_mbps * specs[row].rate_share for s, row in zip(sources, rows, strict=True)
+        ]
+    tier_ok = np.ones((count, 2), dtype=np.bool_)
+    restricted = [row for row, spec in enumerate(specs) if spec.tiers]
+    if restricted:
+        tier_ok[restricted] = [
+            [tier in specs[row].tiers for tier in (Tier.EDGE, Tier.CLOUD)] for row in restricted
+        ]
+    selector_table: dict[tuple[tuple[str, str], ...], int] = {}
+    toleration_table: dict[tuple[Toleration, ...], int] = {}
+    selector = [
+        _interned(tuple(sorted(job.cluster_selector.items())), selector_table) for job in owners
+    ]
+    toleration = [_interned(job.tolerations, toleration_table) for job in owners]
+    return Groups(
+        specs=tuple(specs),
+        job=np.array([spec.job for spec in specs], dtype=np.int64),
+        demand=np.array([job.demand.as_tuple() for job in owners], dtype=np.float64).reshape(-1, 3),
+        count=np.array([len(spec.shards) for spec in specs], dtype=np.int64),
+        tier_ok=tier_ok,
+        selector=np.array(selector, dtype=np.int64),
+        selectors=tuple(selector_table),
+        toleration=np.array(toleration, dtype=np.int64),
+        tolerations=tuple(toleration_table),
+        source_site=source_site,
+        source_residency=source_residency,
+        source_rate=source_rate,
+        slo_ms=np.array(
+            [np.inf if job.latency_slo_ms is None else job.latency_slo_ms for job in owners],
+            dtype=np.float64,
+        ),
+        request_kb=np.array([job.request_kb for job in owners], dtype=np.float64),
+        service_ms=np.array([job.service_ms for job in owners], dtype=np.float64),
+        risk_threshold=np.array(
+            [
+                default_risk_threshold if job.risk_threshold is None else job.risk_threshold
+                for job in owners
+            ],
+            dtype=np.float64,
+        ),
+    )
+
+
+def blocking_taints_tolerated(
+    snapshot: Snapshot, clusters: ClusterArrays, tolerations: tuple[Toleration, ...]
+) -> BoolArray:
+    """For each cluster, whether these tolerations cover all of its blocking taints."""
+    by_name = {c.name: c for c in snapshot.clusters}
+    result = np.ones(len(clusters.names), dtype=np.bool_)
+    for i, name in enumerate(clusters.names):
+        for taint in by_name[name].taints:
+            if taint.effect in BLOCKING_TAINT_EFFECTS and not any(
+                t.tolerates(taint) for t in tolerations
+            ):
+                result[i] = False
+                break
+    return result
+
+
+def selector_matches(
+    snapshot: Snapshot, clusters: ClusterArrays, selector: tuple[tuple[str, str], ...]
+) -> BoolArray:
+    by_name = {c.name: c for c in snapshot.clusters}
+    return np.array(
+        [
+            all(by_name[name].labels.get(key) == value for key, value in selector)
+            for name in clusters.names
+        ],
+        dtype=np.bool_,
+    )
+
+
+def fit_counts(free: FloatArray, demand: FloatArray) -> IntArray:
+    """How many shards of `demand` fit in each row of `free`."""
+    needed = demand > 0
+    if not needed.any():
+        return np.full(free.shape[0], np.iinfo(np.int32).max, dtype=np.int64)
+    # The epsilon forgives float noise from adding and removing the same demand.
+    ratios = (free[:, needed] + 1e-9) / demand[needed]
+    result: IntArray = np.floor(ratios.min(axis=1)).clip(min=0).astype(np.int64)
+    return result

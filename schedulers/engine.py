@@ -1,0 +1,1133 @@
+"""One scheduling cycle, shared by every policy; a `Strategy` says what each step does.
+
+The steps, in order:
+1. Running shards on a missing or unhealthy cluster become pending again (Failure).
+2. Pending work is split into placement groups; the filters and the score are computed for all
+   (group, cluster) pairs at once.
+3. Jobs are taken in the strategy's order (DRF: lowest weighted dominant share first), jobs that
+   already run first. Each job's groups are assigned against the free capacity of the moment; a
+   gang that does not reach minAvailable is rolled back.
+4. Blocked jobs get room by moving shards placed earlier in the cycle (repair), and the cycle
+   is packed again least-flexible job first if that places more (repack).
+5. Blocked jobs of tenants below their fair share may preempt tenants above theirs.
+6. A bounded local search improves the assignment (small instances only).
+7. Running shards on risky clusters move (Proactive); others move only for a large gain
+   (Rebalance).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from continuum.schedulers.arrays import (
+    BoolArray,
+    ClusterArrays,
+    FloatArray,
+    Groups,
+    GroupSpec,
+    IntArray,
+    SiteIndex,
+    build_cluster_arrays,
+    build_groups,
+    build_site_index,
+    fit_counts,
+    split_into_groups,
+)
+from continuum.schedulers.config import Assign, Order, PolicyConfig, Score, Strategy
+from continuum.schedulers.explain import chosen_reasons, rejection_reason, unschedulable_sentence
+from continuum.schedulers.fairness import DrfQueue, dominant_share, fair_shares
+from continuum.schedulers.filters import FilterMatrices, filter_matrices
+from continuum.schedulers.model import (
+    CycleResult,
+    CycleTiming,
+    Decision,
+    Job,
+    Migration,
+    MigrationReason,
+    Preemption,
+    Snapshot,
+    Tenant,
+    Unschedulable,
+)
+from continuum.schedulers.scoring import CostTerms, cost_matrix_terms, cost_terms
+
+ShardKey = tuple[int, int]
+
+# How many of its best clusters a group tries with cheap scalar checks (see _assign_best).
+SHORTLIST = 2
+
+
+@dataclass(frozen=True)
+class CycleMatrices:
+    """Everything a cycle derives from the snapshot before it assigns anything."""
+
+    snapshot: Snapshot
+    sites: SiteIndex
+    clusters: ClusterArrays
+    jobs: tuple[Job, ...]
+    tenants: dict[str, Tenant]
+    occupied: dict[ShardKey, int]
+    failed: dict[ShardKey, int]
+    groups: Groups
+    groups_of_job: dict[int, list[int]]
+    filters: FilterMatrices
+    rejections: IntArray
+    # The (group, cluster) pairs that pass every filter, grouped by group in cluster order:
+    # group g owns pair_cluster[offsets[g]:offsets[g + 1]].
+    pair_group: IntArray
+    pair_cluster: IntArray
+    offsets: IntArray
+    terms: CostTerms
+    free: FloatArray
+
+    def pairs_of(self, group: int) -> slice:
+        return slice(int(self.offsets[group]), int(self.offsets[group + 1]))
+
+
+# Above this many pairs the cost terms are computed in chunks on threads: numpy releases the
+# GIL in its array loops, so a second core shortens the largest cycles.
+PARALLEL_PAIRS = 400_000
+
+
+def _pair_terms(
+    groups: Groups,
+    clusters: ClusterArrays,
+    sites: SiteIndex,
+    config: PolicyConfig,
+    pair_group: IntArray,
+    pair_cluster: IntArray,
+    all_latencies: bool,
+) -> CostTerms:
+    def terms_of(part: slice) -> CostTerms:
+        return cost_terms(
+            groups,
+            clusters,
+            sites,
+            config.latency_model,
+            config.weights,
+            pair_group[part],
+            pair_cluster[part],
+            clusters.allocated,
+            all_latencies=all_latencies,
+            detailed=False,
+        )
+
+    size = len(pair_group)
+    workers = min(config.threads, max(size // PARALLEL_PAIRS, 1))
+    if workers <= 1:
+        return terms_of(slice(0, size))
+    bounds = np.linspace(0, size, workers + 1).astype(np.int64)
+    parts = [slice(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        chunks = list(pool.map(terms_of, parts))
+    return CostTerms(
+        p99_ms=np.concatenate([c.p99_ms for c in chunks]),
+        slo_miss=np.concatenate([c.slo_miss for c in chunks]),
+        wan_mbps=None,
+        wan_usd_h=None,
+        compute_usd_h=None,
+        utilisation=np.concatenate([c.utilisation for c in chunks]),
+        risk=None,
+        total=np.concatenate([c.total for c in chunks]),
+    )
+
+
+def prepare(
+    snapshot: Snapshot,
+    config: PolicyConfig,
+    enabled: frozenset[str],
+    all_latencies: bool = False,
+) -> CycleMatrices:
+    sites = build_site_index(snapshot)
+    clusters = build_cluster_arrays(snapshot, sites)
+    jobs = tuple(sorted(snapshot.jobs, key=lambda j: j.key))
+    job_index = {job.key: i for i, job in enumerate(jobs)}
+    tenants = {t.name: t for t in snapshot.tenants}
+    for job in jobs:
+        tenants.setdefault(job.tenant, Tenant(job.tenant))
+
+    occupied: dict[ShardKey, int] = {}
+    failed: dict[ShardKey, int] = {}
+    for running in snapshot.running:
+        owner = job_index.get(running.job_key)
+        if owner is None or not 0 <= running.shard_index < jobs[owner].shards:
+            continue
+        key = (owner, running.shard_index)
+        cluster = clusters.index.get(running.cluster, -1)
+        if cluster >= 0 and clusters.healthy[cluster]:
+            occupied[key] = cluster
+        else:
+            failed[key] = cluster
+
+    specs: list[GroupSpec] = []
+    groups_of_job: dict[int, list[int]] = defaultdict(list)
+    running_shards: dict[int, set[int]] = defaultdict(set)
+    for owner, shard in occupied:
+        running_shards[owner].add(shard)
+    for index, job_spec in enumerate(jobs):
+        pending = set(range(job_spec.shards)) - running_shards[index]
+        for spec in split_into_groups(index, job_spec, pending):
+            groups_of_job[index].append(len(specs))
+            specs.append(spec)
+    groups = build_groups(jobs, specs, sites, config.default_risk_threshold)
+    filters = filter_matrices(snapshot, groups, clusters, sites, enabled)
+    pair_group, pair_cluster = np.nonzero(filters.passed)
+    offsets = np.zeros(len(groups) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(pair_group, minlength=len(groups)), out=offsets[1:])
+    terms = _pair_terms(groups, clusters, sites, config, pair_group, pair_cluster, all_latencies)
+    return CycleMatrices(
+        snapshot=snapshot,
+        sites=sites,
+        clusters=clusters,
+        jobs=jobs,
+        tenants=tenants,
+        occupied=occupied,
+        failed=failed,
+        groups=groups,
+        groups_of_job=dict(groups_of_job),
+        filters=filters,
+        rejections=filters.rejection_counts(),
+        pair_group=pair_group.astype(np.int64),
+        pair_cluster=pair_cluster.astype(np.int64),
+        offsets=offsets,
+        terms=terms,
+        free=clusters.capacity - clusters.allocated,
+    )
+
+
+@dataclass
+class _Placement:
+    group: int
+    cluster: int
+    shards: list[int] = field(default_factory=list)
+
+
+class _Cycle:
+    def __init__(
+        self, snapshot: Snapshot, strategy: Strategy, config: PolicyConfig, clock_start: float
+    ) -> None:
+        self.strategy = strategy
+        self.config = config
+        self.clock_start = clock_start
+        self.m = prepare(
+            snapshot, config, strategy.filters, all_latencies=strategy.score is Score.LATENCY
+        )
+        self.filtered_at = config.clock()
+        self.score = self._score_matrix()
+        self.shortlist = self._shortlists().tolist()
+        # Plain lists for the per-group scalar work of the assignment loop, where numpy's
+        # per-element overhead would dominate.
+        self.demand_rows: list[list[float]] = self.m.groups.demand.tolist()
+        self.needed_resources = [[r for r in range(3) if row[r] > 0] for row in self.demand_rows]
+        self.pending_counts: list[int] = self.m.groups.count.tolist()
+        self.scored_at = config.clock()
+        self.free = self.m.free.copy()
+        self.rng = np.random.default_rng(config.seed)
+        healthy = self.m.clusters.healthy
+        self.total = self.m.clusters.capacity[healthy].sum(axis=0)
+        self.usage: dict[str, FloatArray] = {name: np.zeros(3) for name in self.m.tenants}
+        for job, _ in self.m.occupied:
+            spec = self.m.jobs[job]
+            self.usage[spec.tenant] = self.usage[spec.tenant] + spec.demand.as_tuple()
+        self.base_usage = dict(self.usage)
+        self.occupied = dict(self.m.occupied)
+        self.placements: dict[ShardKey, tuple[int, int]] = {}
+        self.blocked: list[tuple[int, int, int]] = []
+        self.preemptions: list[Preemption] = []
+        self.migrations: list[Migration] = []
+        self.moved_reasons: dict[ShardKey, str] = {}
+        self.moved_terms: dict[ShardKey, tuple[int, float]] = {}
+        self.running_count: dict[int, int] = defaultdict(int)
+        for job, _ in self.occupied:
+            self.running_count[job] += 1
+
+    def _score_matrix(self) -> FloatArray:
+        terms = self.m.terms
+        shape = terms.total.shape
+        score = self.strategy.score
+        if score is Score.OBJECTIVE:
+            return terms.total
+        if score is Score.OBJECTIVE_WITHOUT_SLO:
+            result: FloatArray = terms.total - self.config.weights.slo_miss_usd_h * terms.slo_miss
+            return result
+        if score is Score.LATENCY:
+            return terms.p99_ms
+        if score is Score.LEAST_LOADED:
+            return terms.utilisation
+        if score is Score.RANDOM:
+            return np.random.default_rng(self.config.seed).random(shape)
+        return self.m.pair_cluster.astype(np.float64)
+
+    # -- assignment -------------------------------------------------------------------------
+
+    def _take(self, group: int, cluster: int, count: int, out: list[_Placement]) -> None:
+        self.free[cluster] -= count * self.m.groups.demand[group]
+        out.append(_Placement(group, cluster, [-1] * count))
+
+    def _shortlists(self) -> IntArray:
+        """Per group, its SHORTLIST best clusters by (score, cluster index); -1 pads.
+
+        Pairs are stored group by group in cluster order, so a segment minimum and the first
+        pair that reaches it give each group's best cluster without sorting; repeating that
+        on what is left gives the next ones.
+        """
+        groups = len(self.m.groups)
+        shortlist = np.full((groups, SHORTLIST), -1, dtype=np.int64)
+        offsets = self.m.offsets
+        nonempty = np.flatnonzero(offsets[1:] > offsets[:-1])
+        if not nonempty.size:
+            return shortlist
+        score = np.array(self.score, dtype=np.float64, copy=True)
+        starts = offsets[nonempty]
+        lengths = np.diff(np.append(starts, score.size))
+        for rank in range(SHORTLIST):
+            best = np.minimum.reduceat(score, starts)
+            is_best = score == np.repeat(best, lengths)
+            is_best &= np.isfinite(score)
+            hits = np.flatnonzero(is_best)
+            if not hits.size:
+                break
+            owners, first = np.unique(self.m.pair_group[hits], return_index=True)
+            chosen = hits[first]
+            shortlist[owners, rank] = self.m.pair_cluster[chosen]
+            score[chosen] = np.inf
+        return shortlist
+
+    def _assign_best(self, group: int, out: list[_Placement]) -> None:
+        demand_row = self.demand_rows[group]
+        needed = self.needed_resources[group]
+        left = self.pending_counts[group]
+        free = self.free
+        tried: list[int] = []
+        # Most groups land on one of their best few clusters: try those with scalar checks
+        # before paying for a vector pass over every candidate.
+        for cluster in self.shortlist[group]:
+            if cluster < 0:
+                return
+            tried.append(cluster)
+            fit = min(
+                (int((free.item(cluster, r) + 1e-9) // demand_row[r]) for r in needed),
+                default=left,
+            )
+            if fit > 0:
+                count = min(left, fit)
+                self._take(group, cluster, count, out)
+                left -= count
+                if not left:
+                    return
+        demand = self.m.groups.demand[group]
+        pairs = self.m.pairs_of(group)
+        clusters = self.m.pair_cluster[pairs]
+        if clusters.size <= len(tried):
+            return
+        lacking = np.zeros(clusters.size, dtype=np.bool_)
+        for resource in needed:
+            lacking |= free[clusters, resource] < demand[resource] - 1e-9
+        lacking[np.searchsorted(clusters, tried)] = True
+        row = np.where(lacking, np.inf, self.score[pairs])
+        while left > 0:
+            best = int(np.argmin(row))
+            if not np.isfinite(row[best]):
+                break
+            cluster = int(clusters[best])
+            fit = min((int((free[cluster, r] + 1e-9) // demand[r]) for r in needed), default=left)
+            count = min(left, fit)
+            if count > 0:
+                self._take(group, cluster, count, out)
+                left -= count
+            row[best] = np.inf
+
+    def _assign_static_split(self, group: int, out: list[_Placement]) -> None:
+        """Karmada's static weights: replicas split by cluster cpu capacity, no spill-over."""
+        clusters = self.m.pair_cluster[self.m.pairs_of(group)]
+        fit = fit_counts(self.free[clusters], self.m.groups.demand[group])
+        weights = self.m.clusters.capacity[clusters, 0]
+        if weights.sum() <= 0:
+            return
+        count = int(self.m.groups.count[group])
+        quota = weights / weights.sum() * count
+        target = np.floor(quota).astype(np.int64)
+        remainder = count - int(target.sum())
+        if remainder:
+            # Largest remainder first; a stable sort keeps name order among equal remainders.
+            order = np.argsort(-(quota - target), kind="stable")[:remainder]
+            target[order] += 1
+        for position in np.flatnonzero(target):
+            placed = min(int(target[position]), int(fit[position]))
+            if placed:
+                self._take(group, int(clusters[position]), placed, out)
+
+    def _assign_whole_job(self, job: int, out: list[_Placement]) -> None:
+        """MultiKueue: the first cluster, in order, that admits every pending shard at once."""
+        groups = self.m.groups_of_job[job]
+        demand = self.m.groups.demand[groups[0]]
+        needed = int(self.m.groups.count[groups].sum())
+        fit = fit_counts(self.free, demand)
+        passed = np.logical_and.reduce([self.m.filters.passed[g] for g in groups])
+        candidates = np.flatnonzero(passed & (fit >= needed))
+        if candidates.size:
+            # The score is first-fit: cluster order is the order of MultiKueue's worker list.
+            cluster = int(candidates[0])
+            for group in groups:
+                self._take(group, cluster, int(self.m.groups.count[group]), out)
+
+    def _release(self, placements: Sequence[_Placement]) -> None:
+        for placement in placements:
+            self.free[placement.cluster] += (
+                len(placement.shards) * self.m.groups.demand[placement.group]
+            )
+
+    def _try_job(self, job: int, running: int) -> list[_Placement] | None:
+        """Assign a job's pending shards; None (and nothing held) if its gang is not met."""
+        out: list[_Placement] = []
+        if self.strategy.assign is Assign.WHOLE_JOB:
+            self._assign_whole_job(job, out)
+        else:
+            for group in self.m.groups_of_job[job]:
+                if self.strategy.assign is Assign.STATIC_SPLIT:
+                    self._assign_static_split(group, out)
+                else:
+                    self._assign_best(group, out)
+        placed = sum(len(p.shards) for p in out)
+        needed = max(0, self.m.jobs[job].gang_size - running) if self.strategy.gang else 1
+        if placed < max(needed, 1):
+            self._release(out)
+            return None
+        return out
+
+    def _commit(self, job: int, placements: Sequence[_Placement]) -> FloatArray:
+        spec = self.m.jobs[job]
+        placed = 0
+        for placement in placements:
+            shards = [s for s in self.m.groups.specs[placement.group].shards]
+            taken = [s for s in shards if (job, s) not in self.placements]
+            for slot, shard in enumerate(taken[: len(placement.shards)]):
+                placement.shards[slot] = shard
+                self.placements[(job, shard)] = (placement.group, placement.cluster)
+            placed += len(placement.shards)
+        charged = placed * np.array(spec.demand.as_tuple())
+        self.usage[spec.tenant] = self.usage[spec.tenant] + charged
+        return charged
+
+    def _job_order(self) -> list[int]:
+        pending = sorted(self.m.groups_of_job)
+        if self.strategy.order is Order.RANDOM:
+            return [pending[i] for i in self.rng.permutation(len(pending))]
+        jobs = self.m.jobs
+        if not self.strategy.rigid_first:
+            return sorted(pending, key=lambda j: (-jobs[j].priority, jobs[j].submit_time_s, j))
+        offsets = self.m.offsets
+
+        def candidates(job: int) -> int:
+            return min(int(offsets[g + 1] - offsets[g]) for g in self.m.groups_of_job[job])
+
+        # Among jobs of equal priority submitted at the same time, the one with fewer
+        # candidate clusters goes first: a flexible job can still go elsewhere afterwards.
+        return sorted(
+            pending, key=lambda j: (-jobs[j].priority, jobs[j].submit_time_s, candidates(j), j)
+        )
+
+    def assign_all(self) -> None:
+        ordered = self._job_order()
+        in_flight = {job for job, _ in self.occupied} | {job for job, _ in self.m.failed}
+        first = [j for j in ordered if j in in_flight]
+        rest = [j for j in ordered if j not in in_flight]
+        for job in first:
+            self._assign_job(job)
+        if self.strategy.order is not Order.DRF:
+            for job in rest:
+                self._assign_job(job)
+            return
+        by_tenant: dict[str, list[int]] = defaultdict(list)
+        for job in rest:
+            by_tenant[self.m.jobs[job].tenant].append(job)
+        demand = [np.zeros(3) for _ in range(len(self.m.jobs))]
+        for job in rest:
+            demand[job] = self._pending_demand(job)
+        queue = DrfQueue(
+            by_tenant, demand, self.usage, self.m.tenants, self.total, self.strategy.quota
+        )
+        while (next_job := queue.pop()) is not None:
+            charged = self._assign_job(next_job)
+            queue.settle(self.m.jobs[next_job].tenant, charged)
+
+    def _pending_demand(self, job: int) -> FloatArray:
+        shards = int(self.m.groups.count[self.m.groups_of_job.get(job, [])].sum())
+        return shards * np.array(self.m.jobs[job].demand.as_tuple())
+
+    def _assign_job(self, job: int) -> FloatArray:
+        running = self.running_count[job]
+        placements = self._try_job(job, running)
+        if placements is None:
+            # How many shards would fit is only worth knowing to explain; see _unschedulable.
+            self.blocked.append((job, running, -1))
+            return np.zeros(3)
+        return self._commit(job, placements)
+
+    def _fitting_shards(self, job: int) -> int:
+        total = 0
+        for group in self.m.groups_of_job[job]:
+            clusters = self.m.pair_cluster[self.m.pairs_of(group)]
+            fit = fit_counts(self.free[clusters], self.m.groups.demand[group])
+            total += int(min(fit.sum(), self.m.groups.count[group]))
+        return total
+
+    # -- preemption -------------------------------------------------------------------------
+
+    def _dominant(self, tenant: str) -> float:
+        return dominant_share(self.usage[tenant], self.total)
+
+    def preempt_for_blocked(self) -> None:
+        jobs = self.m.jobs
+        active = sorted(
+            {jobs[j].tenant for j, _ in self.occupied}
+            | {jobs[j].tenant for j in self.m.groups_of_job}
+        )
+        fair = fair_shares({n: self.m.tenants[n].weight for n in active}, active)
+        still_blocked = []
+        for attempt, (job, running, fitting) in enumerate(self.blocked):
+            if attempt >= self.config.max_preemption_attempts or not self._preempt(
+                job, running, fair
+            ):
+                still_blocked.append((job, running, fitting))
+        self.blocked = still_blocked
+
+    def _victim_units(self, job: int, fair: dict[str, float]) -> list[list[ShardKey]]:
+        jobs = self.m.jobs
+        preemptor = jobs[job]
+        allowed = np.logical_or.reduce(
+            [self.m.filters.passed[g] for g in self.m.groups_of_job[job]]
+        )
+        shards_of: dict[int, list[ShardKey]] = defaultdict(list)
+        for key in sorted(self.occupied):
+            shards_of[key[0]].append(key)
+        placed_now = {j for j, _ in self.placements}
+        units: list[tuple[tuple[int, float, int, str], list[ShardKey]]] = []
+        for victim, keys in shards_of.items():
+            spec = jobs[victim]
+            if (
+                spec.tenant == preemptor.tenant
+                or victim in placed_now
+                or spec.priority > preemptor.priority
+                or self._dominant(spec.tenant) <= fair.get(spec.tenant, 1.0)
+                or not any(allowed[self.occupied[k]] for k in keys)
+            ):
+                continue
+            share = -self._dominant(spec.tenant) / self.m.tenants[spec.tenant].weight
+            surplus = len(keys) - spec.gang_size
+            # Surplus shards beyond minAvailable go one by one; a gang only goes whole.
+            for key in sorted(keys, key=lambda k: -k[1])[: max(surplus, 0)]:
+                if allowed[self.occupied[key]]:
+                    units.append(((spec.priority, share, 0, spec.key), [key]))
+            units.append(((spec.priority, share, 1, spec.key), keys))
+        units.sort(key=lambda unit: unit[0])
+        return [keys for _, keys in units]
+
+    def _preempt(self, job: int, running: int, fair: dict[str, float]) -> bool:
+        spec = self.m.jobs[job]
+        tenant = spec.tenant
+        demand = self._pending_demand(job)
+        if tenant not in fair or self._dominant(tenant) >= fair[tenant]:
+            return False
+        if dominant_share(self.usage[tenant] + demand, self.total) > fair[tenant] + 1e-9:
+            return False
+        evicted: list[tuple[ShardKey, int]] = []
+        for unit in self._victim_units(job, fair)[: self.config.max_victims_per_attempt]:
+            keys = [k for k in unit if k in self.occupied]
+            if not keys:
+                continue
+            victim = self.m.jobs[keys[0][0]]
+            freed = len(keys) * np.array(victim.demand.as_tuple())
+            after = dominant_share(self.usage[victim.tenant] - freed, self.total)
+            if after < fair[victim.tenant] - 1e-9:
+                continue
+            for key in keys:
+                cluster = self.occupied.pop(key)
+                self.running_count[key[0]] -= 1
+                self.free[cluster] += victim.demand.as_tuple()
+                evicted.append((key, cluster))
+            self.usage[victim.tenant] = self.usage[victim.tenant] - freed
+            placements = self._try_job(job, running)
+            if placements is not None:
+                self._commit(job, placements)
+                share = dominant_share(self.usage[tenant] - demand, self.total)
+                for (victim_job, shard), cluster in evicted:
+                    self.preemptions.append(
+                        Preemption(
+                            self.m.jobs[victim_job].key,
+                            shard,
+                            self.m.clusters.names[cluster],
+                            f"tenant {self.m.jobs[victim_job].tenant} is above its fair share; "
+                            f"{spec.key} of tenant {tenant} (dominant share {share:.3f} below "
+                            f"fair {fair[tenant]:.3f}) needs the room",
+                        )
+                    )
+                return True
+        for (victim_job, shard), cluster in evicted:
+            victim = self.m.jobs[victim_job]
+            self.occupied[(victim_job, shard)] = cluster
+            self.running_count[victim_job] += 1
+            self.free[cluster] -= victim.demand.as_tuple()
+            self.usage[victim.tenant] = self.usage[victim.tenant] + victim.demand.as_tuple()
+        return False
+
+    # -- repair -----------------------------------------------------------------------------
+
+    def _pair_score(self, group: int, cluster: int) -> float:
+        pairs = self.m.pairs_of(group)
+        clusters = self.m.pair_cluster[pairs]
+        position = int(np.searchsorted(clusters, cluster))
+        if position < clusters.size and clusters[position] == cluster:
+            return float(self.score[pairs][position])
+        return float("inf")
+
+    def _best_alternative(self, group: int, avoid: BoolArray) -> int | None:
+        pairs = self.m.pairs_of(group)
+        clusters = self.m.pair_cluster[pairs]
+        demand = self.m.groups.demand[group]
+        usable = ~avoid[clusters]
+        for resource in range(3):
+            if demand[resource] > 0:
+                usable &= self.free[clusters, resource] >= demand[resource] - 1e-9
+        if not usable.any():
+            return None
+        row = np.where(usable, self.score[pairs], np.inf)
+        return int(clusters[int(np.argmin(row))])
+
+    def repair_blocked(self) -> None:
+        """Make room for blocked jobs by moving shards placed earlier in this cycle to their
+        next-best cluster, when that lowers the cycle objective (placing a shard is worth
+        `unplaced_usd_h`, far more than the moves cost). No one loses a placement, so the
+        tenants' shares only grow."""
+        movable_load = np.zeros_like(self.free)
+        self._placed_on: dict[int, list[tuple[ShardKey, int]]] = defaultdict(list)
+        for key, (group, cluster) in self.placements.items():
+            self._placed_on[cluster].append((key, group))
+        if self.placements:
+            groups, clusters = (
+                np.array(v, dtype=np.int64) for v in zip(*self.placements.values(), strict=True)
+            )
+            np.add.at(movable_load, clusters, self.m.groups.demand[groups])
+        still_blocked = []
+        for attempt, (job, running, fitting) in enumerate(self.blocked):
+            if attempt >= self.config.max_repair_jobs or not self._repair(
+                job, running, movable_load
+            ):
+                still_blocked.append((job, running, fitting))
+        self.blocked = still_blocked
+
+    def _could_fit(self, job: int, running: int, movable_load: FloatArray) -> bool:
+        """A quick necessary condition: the gang fits if every movable shard left."""
+        needed = max(self.m.jobs[job].gang_size - running, 1)
+        fitting = 0
+        for group in self.m.groups_of_job[job]:
+            clusters = self.m.pair_cluster[self.m.pairs_of(group)]
+            room = self.free[clusters] + movable_load[clusters]
+            fitting += min(
+                int(fit_counts(room, self.m.groups.demand[group]).sum()),
+                int(self.m.groups.count[group]),
+            )
+        return fitting >= needed
+
+    def _repair(self, job: int, running: int, movable_load: FloatArray) -> bool:
+        wanted = np.zeros(len(self.m.clusters.names), dtype=np.bool_)
+        for group in self.m.groups_of_job[job]:
+            wanted[self.m.pair_cluster[self.m.pairs_of(group)]] = True
+        # Moving shards out of the way helps a job confined to a few clusters; one that may
+        # use most of the continuum is blocked by total capacity, not by placement.
+        if 2 * int(np.count_nonzero(wanted)) > wanted.size:
+            return False
+        if not (movable_load[wanted] > 0).any() or not self._could_fit(job, running, movable_load):
+            return False
+        offsets = self.m.offsets
+        movable = sorted(
+            (
+                (key, group, cluster)
+                for cluster in np.flatnonzero(wanted).tolist()
+                for key, group in self._placed_on.get(cluster, ())
+                if key[0] != job and self.placements.get(key) == (group, cluster)
+            ),
+            key=lambda item: (-int(offsets[item[1] + 1] - offsets[item[1]]), item[0]),
+        )
+        moves: list[tuple[ShardKey, int, int, int]] = []
+        added_cost = 0.0
+        for key, group, cluster in movable[: self.config.max_repair_moves]:
+            target = self._best_alternative(group, wanted)
+            if target is None:
+                continue
+            added_cost += self._pair_score(group, target) - self._pair_score(group, cluster)
+            self._move_placed(key, group, cluster, target)
+            self._placed_on[target].append((key, group))
+            moves.append((key, group, cluster, target))
+            placements = self._try_job(job, running)
+            if placements is None:
+                continue
+            placed = sum(len(p.shards) for p in placements)
+            own_cost = sum(len(p.shards) * self._pair_score(p.group, p.cluster) for p in placements)
+            if added_cost + own_cost < placed * self.config.weights.unplaced_usd_h:
+                self._commit(job, placements)
+                for placement in placements:
+                    for shard in placement.shards:
+                        self._placed_on[placement.cluster].append(((job, shard), placement.group))
+                demand = self.m.groups.demand
+                for _, moved_group, source, destination in moves:
+                    movable_load[source] -= demand[moved_group]
+                    movable_load[destination] += demand[moved_group]
+                for placement in placements:
+                    movable_load[placement.cluster] += (
+                        len(placement.shards) * demand[placement.group]
+                    )
+                return True
+            self._release(placements)
+            break
+        for key, group, cluster, target in reversed(moves):
+            self._move_placed(key, group, target, cluster)
+        return False
+
+    def repack(self) -> None:
+        """Place this cycle's work again, least flexible job first, and keep the packing that
+        lowers the objective the most, provided every job admitted so far stays placed.
+
+        Greedy in fairness order lets a flexible job take the one site a residency-bound job
+        could use; packing rigid jobs first undoes that. Fairness still decides who is
+        admitted when capacity truly runs out, because no admitted job may lose its place.
+        """
+        if (
+            not self.blocked
+            or not self.placements
+            or len(self.m.pair_group) > self.config.repack_max_pairs
+        ):
+            return
+        offsets = self.m.offsets
+
+        def flexibility(job: int) -> tuple[int, int]:
+            counts = [int(offsets[g + 1] - offsets[g]) for g in self.m.groups_of_job[job]]
+            return (min(counts, default=0), job)
+
+        admitted = sorted({job for job, _ in self.placements}, key=flexibility)
+        # Only the capacity this cycle placed on can be rearranged, so only blocked jobs that
+        # may use one of those clusters can gain; the others stay blocked untouched.
+        used = np.zeros(len(self.m.clusters.names), dtype=np.bool_)
+        used[[cluster for _, cluster in self.placements.values()]] = True
+        blocked = [job for job, _, _ in self.blocked if self._may_use(job, used)]
+        if not blocked:
+            return
+        best = (self._objective(), self._save())
+        original = best[1]
+        for order in (sorted(admitted + blocked, key=flexibility), admitted + blocked):
+            self._restore(original)
+            if self._pack(order, set(admitted)) and self._objective() < best[0] - 1e-9:
+                best = (self._objective(), self._save())
+        self._restore(best[1])
+
+    def _may_use(self, job: int, clusters: BoolArray) -> bool:
+        return any(
+            clusters[self.m.pair_cluster[self.m.pairs_of(group)]].any()
+            for group in self.m.groups_of_job[job]
+        )
+
+    def _objective(self) -> float:
+        placed_cost = sum(self._pair_score(g, k) for g, k in self.placements.values())
+        return placed_cost - self.config.weights.unplaced_usd_h * len(self.placements)
+
+    def _save(
+        self,
+    ) -> tuple[
+        FloatArray,
+        dict[ShardKey, tuple[int, int]],
+        dict[str, FloatArray],
+        list[tuple[int, int, int]],
+    ]:
+        return (self.free.copy(), dict(self.placements), dict(self.usage), list(self.blocked))
+
+    def _pack(self, order: Sequence[int], must_place: set[int]) -> bool:
+        """Redo this cycle's assignment in `order`; False if a job of must_place fails."""
+        blocked_info = {job: (job, running, fitting) for job, running, fitting in self.blocked}
+        for group, cluster in self.placements.values():
+            self.free[cluster] += self.m.groups.demand[group]
+        self.placements = {}
+        self.usage = dict(self.base_usage)
+        in_order = set(order)
+        self.blocked = [entry for entry in self.blocked if entry[0] not in in_order]
+        for job in order:
+            running = self.running_count[job]
+            placements = self._try_job(job, running)
+            if placements is not None:
+                self._commit(job, placements)
+            elif job in must_place:
+                return False
+            else:
+                self.blocked.append(blocked_info.get(job, (job, running, 0)))
+        return True
+
+    def _restore(
+        self,
+        saved: tuple[
+            FloatArray,
+            dict[ShardKey, tuple[int, int]],
+            dict[str, FloatArray],
+            list[tuple[int, int, int]],
+        ],
+    ) -> None:
+        # Copies, so that a saved state survives being restored and worked on again.
+        free, placements, usage, blocked = saved
+        self.free, self.placements = free.copy(), dict(placements)
+        self.usage, self.blocked = dict(usage), list(blocked)
+
+    # -- local search -----------------------------------------------------------------------
+
+    def improve(self) -> None:
+        """Move placed shards to cheaper clusters, then swap pairs, while the cost drops."""
+        groups, clusters = len(self.m.groups), len(self.m.clusters.names)
+        if groups * clusters > self.config.improve_max_pairs:
+            return
+        cost = np.full((groups, clusters), np.inf)
+        cost[self.m.pair_group, self.m.pair_cluster] = self.m.terms.total
+        passed = self.m.filters.passed
+        demand = self.m.groups.demand
+        for _ in range(self.config.improve_max_rounds):
+            changed = False
+            for key in sorted(self.placements):
+                group, cluster = self.placements[key]
+                fit = fit_counts(self.free, demand[group]) > 0
+                row = np.where(passed[group] & fit, cost[group], np.inf)
+                best = int(np.argmin(row))
+                if row[best] < cost[group, cluster] - 1e-9:
+                    self._move_placed(key, group, cluster, best)
+                    changed = True
+            changed |= self._swap_pass(cost, passed, demand)
+            if not changed:
+                break
+
+    def _move_placed(self, key: ShardKey, group: int, source: int, target: int) -> None:
+        self.free[source] += self.m.groups.demand[group]
+        self.free[target] -= self.m.groups.demand[group]
+        self.placements[key] = (group, target)
+
+    def _swap_pass(self, cost: FloatArray, passed: BoolArray, demand: FloatArray) -> bool:
+        keys = sorted(self.placements)
+        changed = False
+        for i, first in enumerate(keys):
+            for second in keys[i + 1 :]:
+                group_a, cluster_a = self.placements[first]
+                group_b, cluster_b = self.placements[second]
+                if cluster_a == cluster_b or group_a == group_b:
+                    continue
+                gain = (cost[group_a, cluster_a] + cost[group_b, cluster_b]) - (
+                    cost[group_a, cluster_b] + cost[group_b, cluster_a]
+                )
+                if gain <= 1e-9 or not (passed[group_a, cluster_b] and passed[group_b, cluster_a]):
+                    continue
+                delta = demand[group_a] - demand[group_b]
+                if (self.free[cluster_b] - delta < -1e-9).any() or (
+                    self.free[cluster_a] + delta < -1e-9
+                ).any():
+                    continue
+                self.free[cluster_b] -= delta
+                self.free[cluster_a] += delta
+                self.placements[first] = (group_a, cluster_b)
+                self.placements[second] = (group_b, cluster_a)
+                changed = True
+        return changed
+
+    # -- moving running shards --------------------------------------------------------------
+
+    def move_running(self) -> None:
+        """Move running shards off risky clusters (Proactive), and move others only when the
+        gain passes both rebalance thresholds (Rebalance), at most a few per cycle."""
+        if not (self.strategy.proactive or self.strategy.rebalance) or not self.occupied:
+            return
+        m, config = self.m, self.config
+        by_place: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for (job, shard), cluster in sorted(self.occupied.items()):
+            by_place[(job, cluster)].append(shard)
+        specs: list[GroupSpec] = []
+        current_list: list[int] = []
+        for (job, cluster), shards in by_place.items():
+            for spec in split_into_groups(job, m.jobs[job], shards):
+                specs.append(spec)
+                current_list.append(cluster)
+        groups = build_groups(m.jobs, specs, m.sites, config.default_risk_threshold)
+        filters = filter_matrices(m.snapshot, groups, m.clusters, m.sites, self.strategy.filters)
+        current = np.array(current_list, dtype=np.int64)
+        allocated = m.clusters.capacity - self.free
+        without_self = allocated.copy()
+        np.subtract.at(without_self, current, groups.demand)
+        rows = np.arange(len(specs), dtype=np.int64)
+        here = cost_terms(
+            groups,
+            m.clusters,
+            m.sites,
+            config.latency_model,
+            config.weights,
+            rows,
+            current,
+            without_self,
+        ).total
+        elsewhere = cost_matrix_terms(
+            groups, m.clusters, m.sites, config.latency_model, config.weights, allocated
+        ).total
+        options = np.where(filters.passed, elsewhere, np.inf)
+        options[rows, current] = np.inf
+        gain_bound = here - options.min(axis=1)
+        risky = m.clusters.risk[current] > groups.risk_threshold
+        if not self.strategy.proactive:
+            risky[:] = False
+        worth = gain_bound >= np.maximum(
+            config.rebalance_min_gain_usd_h, config.rebalance_min_gain_fraction * here
+        )
+        candidates = np.flatnonzero(risky | (worth & self.strategy.rebalance))
+        rebalances = 0
+        for row in sorted(candidates.tolist(), key=lambda r: (not risky[r], -gain_bound[r], r)):
+            if not risky[row] and rebalances >= config.max_rebalances_per_cycle:
+                continue
+            source = int(current[row])
+            # A risky cluster is left by every shard; a rebalance moves one shard a cycle.
+            shards = list(specs[row].shards) if risky[row] else [specs[row].shards[0]]
+            for shard in shards:
+                demand = groups.demand[row]
+                fits = (self.free >= demand - 1e-9).all(axis=1)
+                choice = np.where(fits, options[row], np.inf)
+                target = int(np.argmin(choice))
+                if not np.isfinite(choice[target]):
+                    break
+                gain = float(here[row] - choice[target])
+                if risky[row]:
+                    reason = MigrationReason.PROACTIVE
+                    detail = (
+                        f"risk {m.clusters.risk[source]:.2f} of {m.clusters.names[source]} "
+                        f"is above the threshold {groups.risk_threshold[row]:g}"
+                    )
+                else:
+                    needed = max(
+                        config.rebalance_min_gain_usd_h,
+                        config.rebalance_min_gain_fraction * float(here[row]),
+                    )
+                    if gain < needed:
+                        break
+                    reason = MigrationReason.REBALANCE
+                    detail = f"gains {gain:.3f} $/h over {m.clusters.names[source]}"
+                    rebalances += 1
+                self._move_running(specs[row].job, shard, source, target, demand)
+                self.migrations.append(
+                    Migration(
+                        m.jobs[specs[row].job].key,
+                        shard,
+                        m.clusters.names[source],
+                        m.clusters.names[target],
+                        reason,
+                        detail,
+                    )
+                )
+                self.moved_reasons[(specs[row].job, shard)] = detail
+                self.moved_terms[(specs[row].job, shard)] = (target, float(choice[target]))
+
+    def _move_running(
+        self, job: int, shard: int, source: int, target: int, demand: FloatArray
+    ) -> None:
+        self.free[target] -= demand
+        self.free[source] += demand
+        del self.occupied[(job, shard)]
+
+    # -- result -----------------------------------------------------------------------------
+
+    def result(self) -> CycleResult:
+        m = self.m
+        decisions: list[Decision] = []
+        total_clusters = len(m.clusters.names)
+        chosen = sorted(set(self.placements.values()))
+        terms = self._chosen_terms(chosen)
+        reasons: dict[tuple[int, int], tuple[str, ...]] = dict.fromkeys(chosen, ())
+        if self.config.explain:
+            reasons = self._all_reasons(chosen, terms, total_clusters)
+        scores = dict(zip(chosen, terms.total.tolist(), strict=True))
+        for key in sorted(self.placements):
+            pair = self.placements[key]
+            decisions.append(
+                Decision(
+                    m.jobs[key[0]].key,
+                    key[1],
+                    m.clusters.names[pair[1]],
+                    scores[pair],
+                    reasons[pair],
+                )
+            )
+        failure_migrations = [
+            Migration(
+                m.jobs[job].key,
+                shard,
+                m.clusters.names[source] if source >= 0 else "",
+                self.m.clusters.names[self.placements[(job, shard)][1]],
+                MigrationReason.FAILURE,
+                "its cluster is unhealthy or gone",
+            )
+            for (job, shard), source in sorted(m.failed.items())
+            if (job, shard) in self.placements
+        ]
+        for key, (target, score) in sorted(self.moved_terms.items()):
+            job = m.jobs[key[0]]
+            decisions.append(
+                Decision(
+                    job.key,
+                    key[1],
+                    m.clusters.names[target],
+                    score,
+                    (f"moved: {self.moved_reasons[key]}",),
+                )
+            )
+        unschedulable = [
+            self._unschedulable(job, running, fitting)
+            if self.config.explain
+            else Unschedulable(m.jobs[job].key, "")
+            for job, running, fitting in self.blocked
+        ]
+        end = self.config.clock()
+        timing = CycleTiming(
+            total_ms=(end - self.clock_start) * 1000,
+            filter_ms=(self.filtered_at - self.clock_start) * 1000,
+            score_ms=(self.scored_at - self.filtered_at) * 1000,
+            assign_ms=(end - self.scored_at) * 1000,
+        )
+        return CycleResult(
+            policy=self.strategy.name,
+            decisions=tuple(decisions),
+            unschedulable=tuple(sorted(unschedulable, key=lambda u: u.job_key)),
+            preemptions=tuple(self.preemptions),
+            migrations=tuple(failure_migrations + self.migrations),
+            timing=timing,
+        )
+
+    def _chosen_terms(self, chosen: Sequence[tuple[int, int]]) -> CostTerms:
+        pairs = np.array(chosen, dtype=np.int64).reshape(-1, 2)
+        config = self.config
+        return cost_terms(
+            self.m.groups,
+            self.m.clusters,
+            self.m.sites,
+            config.latency_model,
+            config.weights,
+            pairs[:, 0],
+            pairs[:, 1],
+            self.m.clusters.allocated,
+        )
+
+    def _no_room(self, groups: list[int]) -> dict[int, int]:
+        """Per group, the clusters past its filters without room for one more of its shards
+        once the cycle is done."""
+        if not groups:
+            return {}
+        index = np.array(groups, dtype=np.int64)
+        demand = self.m.groups.demand[index]
+        lacking = np.zeros((index.size, len(self.m.clusters.names)), dtype=np.bool_)
+        for resource in range(3):
+            wanted = demand[:, resource] > 0
+            if wanted.any():
+                short = self.free[None, :, resource] < demand[:, resource, None] - 1e-9
+                lacking |= short & wanted[:, None]
+        lacking &= self.m.filters.passed[index]
+        counts = np.count_nonzero(lacking, axis=1)
+        return {group: int(count) for group, count in zip(groups, counts, strict=True)}
+
+    def _all_reasons(
+        self, chosen: list[tuple[int, int]], terms: CostTerms, total_clusters: int
+    ) -> dict[tuple[int, int], tuple[str, ...]]:
+        """Reasons per chosen (group, cluster): the filter rejections of the group, then the
+        chosen cluster's terms. Values go through tolist() once: numpy scalars are slow to
+        format one by one, and a big cycle has thousands of pairs."""
+        m = self.m
+        groups = sorted({group for group, _ in chosen})
+        no_room = self._no_room(groups)
+        counts = m.rejections[groups].tolist()
+        rejected = {
+            group: rejection_reason(
+                list(zip(m.filters.names, row, strict=True)), no_room[group], total_clusters
+            )
+            for group, row in zip(groups, counts, strict=True)
+        }
+        policy = f"policy {self.strategy.name}: {self.strategy.summary}"
+        slo = m.groups.slo_ms.tolist()
+        assert terms.wan_mbps is not None and terms.wan_usd_h is not None
+        assert terms.compute_usd_h is not None and terms.risk is not None
+        columns = zip(
+            terms.total.tolist(),
+            terms.p99_ms.tolist(),
+            terms.wan_mbps.tolist(),
+            terms.wan_usd_h.tolist(),
+            terms.compute_usd_h.tolist(),
+            terms.utilisation.tolist(),
+            terms.risk.tolist(),
+            strict=True,
+        )
+        result = {}
+        for (group, cluster), values in zip(chosen, columns, strict=True):
+            total, p99, wan, wan_usd, compute, utilisation, risk = values
+            described = chosen_reasons(
+                m.clusters.names[cluster],
+                total,
+                p99,
+                slo[group],
+                wan,
+                wan_usd,
+                compute,
+                utilisation,
+                risk,
+            )
+            result[(group, cluster)] = (rejected[group], *described, policy)
+        return result
+
+    def _unschedulable(self, job: int, running: int, fitting: int) -> Unschedulable:
+        m = self.m
+        if fitting < 0:
+            fitting = self._fitting_shards(job)
+        spec = m.jobs[job]
+        group = m.groups_of_job[job][0]
+        needed = max(spec.gang_size - running, 1) if self.strategy.gang else 1
+        for candidate in m.groups_of_job[job]:
+            fit = fit_counts(self.free, m.groups.demand[candidate])
+            if not (m.filters.passed[candidate] & (fit > 0)).any():
+                group = candidate
+                break
+        masks = [
+            (name, mask[group]) for name, mask in zip(m.filters.names, m.filters.masks, strict=True)
+        ]
+        sentence = unschedulable_sentence(
+            spec,
+            m.groups.specs[group],
+            masks,
+            m.clusters,
+            m.sites,
+            self.free,
+            needed,
+            fitting,
+        )
+        return Unschedulable(spec.key, sentence)
+
+
+def run_cycle(snapshot: Snapshot, strategy: Strategy, config: PolicyConfig) -> CycleResult:
+    start = config.clock()
+    cycle = _Cycle(snapshot, strategy, config, start)
+    cycle.assign_all()
+    if strategy.repair and cycle.blocked:
+        cycle.repair_blocked()
+        cycle.repack()
+    if strategy.preempt and cycle.blocked:
+        cycle.preempt_for_blocked()
+    if strategy.improve:
+        cycle.improve()
+    cycle.move_running()
+    return cycle.result()
+
+
+def placement_groups(matrices: CycleMatrices) -> dict[ShardKey, int]:
+    """(job index, shard) -> the group that holds it, for every pending shard."""
+    return {
+        (spec.job, shard): group
+        for group, spec in enumerate(matrices.groups.specs)
+        for shard in spec.shards
+    }

@@ -1,0 +1,1 @@
+"""Network models: how long a request from a data site takes to be served on a cluster."""

@@ -1,0 +1,503 @@
+"""A discrete-event simulator: a workload replayed under one policy.
+
+Events are job arrivals, job completions and the failures of the failure CSV. A scheduling
+cycle runs every `cycle_interval_s` seconds, and only when something changed since the last one
+(the scheduler is deterministic, so an unchanged state gives an unchanged decision).
+
+- A job progresses at rate 1 while at least minAvailable of its shards run on healthy clusters;
+  it completes when its progress reaches its duration.
+- A `down` failure makes a cluster unhealthy: its shards stop until the policy moves them or the
+  cluster returns (then they restart in place).
+- A `degrade` failure raises the cluster's risk (what the risk predictor would report) and slows
+  its service time, so that shards there miss latency SLOs unless they move.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from continuum.schedulers.config import PolicyConfig
+from continuum.schedulers.fairness import dominant_share, jain_index, water_fill
+from continuum.schedulers.metrics import (
+    SimulationMetrics,
+    TimelinePoint,
+    mean,
+    percentile,
+    region_map,
+    residency_violated,
+)
+from continuum.schedulers.model import (
+    Cluster,
+    CycleResult,
+    DataSource,
+    Job,
+    Mode,
+    Resources,
+    RunningShard,
+    Snapshot,
+    Tenant,
+)
+from continuum.schedulers.network.latency import QueueingLatencyModel
+from continuum.schedulers.policy import schedule
+from continuum.schedulers.scoring import MEGABITS_PER_GIGABYTE, SECONDS_PER_HOUR
+from continuum.schedulers.trace import FailureKind, TraceJob, Workload
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    cycle_interval_s: float = 10.0
+    # Stop at this time even if work is left; None: last arrival + 3 × the longest duration.
+    horizon_s: float | None = None
+    degrade_risk: float = 0.9
+    degrade_slowdown: float = 4.0
+    policy: PolicyConfig = field(default_factory=lambda: PolicyConfig(explain=False))
+
+
+@dataclass(frozen=True)
+class SimulationResult:
+    policy: str
+    metrics: SimulationMetrics
+    timeline: tuple[TimelinePoint, ...]
+
+
+@dataclass
+class _JobState:
+    trace: TraceJob
+    shards: dict[int, str] = field(default_factory=dict)
+    progress_s: float = 0.0
+    started_s: float | None = None
+
+
+@dataclass
+class _Accounts:
+    slo_demand_s: float = 0.0
+    slo_met_s: float = 0.0
+    wan_gb: float = 0.0
+    cost: float = 0.0
+    contended_s: float = 0.0
+    jain_weighted: float = 0.0
+
+
+def infeasible_jobs(workload: Workload) -> frozenset[str]:
+    """Jobs whose gang cannot be placed even on the whole, empty, healthy continuum under
+    their own hard constraints (residency, tiers, selectors). No policy can be blamed for
+    them, so fairness and SLO accounting leave them out."""
+    topology = workload.topology
+    empty = tuple(replace(c, allocated=Resources(), healthy=True) for c in topology.clusters)
+    config = PolicyConfig(explain=False)
+    infeasible = set()
+    for trace in workload.jobs:
+        snapshot = Snapshot(
+            sites=topology.sites,
+            clusters=empty,
+            jobs=(replace(trace.job, risk_threshold=1.0),),
+            tenants=topology.tenants,
+            network=topology.network,
+        )
+        placed = len(schedule(snapshot, "continuum", config).decisions)
+        if placed < max(trace.job.gang_size, 1):
+            infeasible.add(trace.job.key)
+    return frozenset(infeasible)
+
+
+class _Simulation:
+    def __init__(
+        self,
+        workload: Workload,
+        policy: str,
+        config: SimulationConfig,
+        infeasible: frozenset[str] = frozenset(),
+    ) -> None:
+        self.infeasible = infeasible
+        self.workload = workload
+        self.policy = policy
+        self.config = config
+        topology = workload.topology
+        self.base_clusters = {c.name: c for c in topology.clusters}
+        self.down: dict[str, int] = dict.fromkeys(self.base_clusters, 0)
+        self.degraded: dict[str, int] = dict.fromkeys(self.base_clusters, 0)
+        self.regions = region_map(topology.sites)
+        self.links = topology.network.link_table()
+        self.tenants = {t.name: t for t in topology.tenants}
+        for trace in workload.jobs:
+            self.tenants.setdefault(trace.job.tenant, Tenant(trace.job.tenant))
+        self.arrivals = sorted(workload.jobs, key=lambda t: (t.job.submit_time_s, t.job.key))
+        self.next_arrival = 0
+        self.active: dict[str, _JobState] = {}
+        self.accounts = _Accounts()
+        self.jct: list[float] = []
+        self.rho: list[float] = []
+        self.queueing: list[float] = []
+        self.cycle_ms: list[float] = []
+        self.placements = 0
+        self.violations = 0
+        self.schedule_s = 0.0
+        self.timeline: list[TimelinePoint] = []
+        self.latency = QueueingLatencyModel()
+        self.total_capacity = np.sum([c.capacity.as_tuple() for c in topology.clusters], axis=0)
+        self.tenant_count = max(len(self.tenants), 1)
+        self.dirty = True
+        self.end_time = 0.0
+        self._views: dict[str, Cluster] | None = None
+        self._rates: dict[str, list[tuple[float, float, bool]]] | None = None
+        self._fairness: tuple[float | None] | None = None
+        self._static_loads: dict[
+            tuple[str, int, str], tuple[float, float, tuple[int, ...], tuple[DataSource, ...]]
+        ] = {}
+
+    def invalidate(self) -> None:
+        """Forget cached cluster views and shard rates after the placement changed."""
+        self._views = None
+        self._rates = None
+        self._fairness = None
+
+    # -- state ------------------------------------------------------------------------------
+
+    def cluster_views(self) -> dict[str, Cluster]:
+        if self._views is None:
+            self._views = self._cluster_views()
+        return self._views
+
+    def _cluster_views(self) -> dict[str, Cluster]:
+        allocated: dict[str, np.ndarray] = {name: np.zeros(3) for name in self.base_clusters}
+        for state in self.active.values():
+            demand = np.array(state.trace.job.demand.as_tuple())
+            for cluster in state.shards.values():
+                allocated[cluster] += demand
+        views = {}
+        for name, base in self.base_clusters.items():
+            risk = max(base.risk, self.config.degrade_risk) if self.degraded[name] else base.risk
+            views[name] = replace(
+                base,
+                allocated=Resources(*(float(v) for v in allocated[name])),
+                risk=risk,
+                healthy=not self.down[name],
+            )
+        return views
+
+    def snapshot(self, now: float) -> Snapshot:
+        topology = self.workload.topology
+        running = tuple(
+            RunningShard(key, shard, cluster)
+            for key, state in self.active.items()
+            for shard, cluster in sorted(state.shards.items())
+        )
+        return Snapshot(
+            sites=topology.sites,
+            clusters=tuple(self.cluster_views().values()),
+            jobs=tuple(state.trace.job for state in self.active.values()),
+            tenants=tuple(self.tenants.values()),
+            running=running,
+            network=topology.network,
+            now_s=now,
+        )
+
+    def healthy_shards(self, state: _JobState) -> int:
+        return sum(1 for c in state.shards.values() if not self.down[c])
+
+    # -- time passing -----------------------------------------------------------------------
+
+    def shard_rates(self) -> dict[str, list[tuple[float, float, bool]]]:
+        """Per job, per healthy running shard: (cost $/h, WAN Mbps, meets SLO)."""
+        if self._rates is None:
+            self._rates = self._shard_rates()
+        return self._rates
+
+    def _shard_rates(self) -> dict[str, list[tuple[float, float, bool]]]:
+        views = self.cluster_views()
+        rows: list[tuple[str, float, float]] = []
+        # Latency inputs of every (latency-bound shard, data source), for one vector call.
+        owners: list[int] = []
+        inputs: list[tuple[float, float, float, float, float]] = []
+        slos: list[float] = []
+        no_slo = float("inf")
+        for key, state in self.active.items():
+            job = state.trace.job
+            for shard, name in state.shards.items():
+                if self.down[name]:
+                    continue
+                cluster = views[name]
+                place = (key, shard, name)
+                static = self._static_loads.get(place)
+                if static is None:
+                    static = self._shard_load(job, shard, cluster)
+                    self._static_loads[place] = static
+                cost, wan, wanted, sources = static
+                allocated = cluster.allocated.as_tuple()
+                capacity = cluster.capacity.as_tuple()
+                utilisation = max((allocated[i] / capacity[i] for i in wanted), default=0.0)
+                if job.latency_slo_ms is not None:
+                    slowdown = self.config.degrade_slowdown if self.degraded[name] else 1.0
+                    for source in sources:
+                        rtt, bandwidth = self._path(source.site, cluster.site)
+                        owners.append(len(rows))
+                        inputs.append(
+                            (rtt, bandwidth, job.request_kb, job.service_ms * slowdown, utilisation)
+                        )
+                slos.append(no_slo if job.latency_slo_ms is None else job.latency_slo_ms)
+                rows.append((key, cost, wan))
+        worst = np.zeros(len(rows))
+        if inputs:
+            columns = np.array(inputs).T
+            p99 = self.latency.p99_ms(columns[0], columns[1], columns[2], columns[3], columns[4])
+            np.maximum.at(worst, np.array(owners), p99)
+        rates: dict[str, list[tuple[float, float, bool]]] = {key: [] for key in self.active}
+        for (key, cost, wan), p99_ms, slo in zip(rows, worst.tolist(), slos, strict=True):
+            rates[key].append((cost, wan, p99_ms <= slo))
+        return rates
+
+    def _shard_load(
+        self, job: Job, shard: int, cluster: Cluster
+    ) -> tuple[float, float, tuple[int, ...], tuple[DataSource, ...]]:
+        """What does not change while a shard stays on a cluster: (cost $/h, WAN Mbps, the
+        resources it asks for, its data sources)."""
+        demand = job.demand.as_tuple()
+        capacity = cluster.capacity.as_tuple()
+        wanted = tuple(i for i in range(3) if demand[i] > 0 and capacity[i] > 0)
+        share = max((demand[i] / capacity[i] for i in wanted), default=0.0)
+        sources: tuple[DataSource, ...]
+        if job.mode is Mode.FEDERATED:
+            sources = (job.data[shard],) if shard < len(job.data) else ()
+            rate_share = 1.0
+        else:
+            sources, rate_share = job.data, 1.0 / job.shards
+        wan = sum(s.rate_mbps * rate_share for s in sources if s.site != cluster.site)
+        return cluster.cost_per_hour * share, wan, wanted, sources
+
+    def _path(self, source: str, target: str) -> tuple[float, float]:
+        network = self.workload.topology.network
+        if source == target:
+            return network.intra_site_rtt_ms, network.intra_site_bandwidth_mbps
+        link = self.links.get((source, target))
+        if link is None:
+            return network.default_rtt_ms, network.default_bandwidth_mbps
+        return link.rtt_ms, link.bandwidth_mbps
+
+    def advance(self, start: float, end: float) -> None:
+        """Let time run from start to end with no event in between."""
+        if end <= start:
+            return
+        rates = self.shard_rates()
+        finished: list[tuple[float, str]] = []
+        for key, state in self.active.items():
+            job = state.trace.job
+            running = self.healthy_shards(state)
+            gang = job.gang_size
+            span = end - start
+            if running >= max(gang, 1):
+                remaining = state.trace.duration_s - state.progress_s
+                if remaining <= span:
+                    span = max(remaining, 0.0)
+                    finished.append((start + span, key))
+                state.progress_s += span
+            shard_rates = rates.get(key, [])
+            for cost, wan, _ in shard_rates:
+                self.accounts.cost += cost * span / SECONDS_PER_HOUR
+                self.accounts.wan_gb += wan * span / MEGABITS_PER_GIGABYTE
+            if job.latency_slo_ms is not None and key not in self.infeasible:
+                self.accounts.slo_demand_s += job.shards * span
+                met = sum(1 for _, _, ok in shard_rates if ok)
+                self.accounts.slo_met_s += min(met, job.shards) * span
+        for at, key in finished:
+            self.finish(key, at)
+
+    def finish(self, key: str, at: float) -> None:
+        state = self.active.pop(key)
+        self.invalidate()
+        job = state.trace.job
+        jct = at - job.submit_time_s
+        self.jct.append(jct)
+        demand = np.array(job.demand.as_tuple()) * job.shards
+        fraction = dominant_share(demand, self.total_capacity) * self.tenant_count
+        ideal = state.trace.duration_s * max(1.0, fraction)
+        self.rho.append(jct / ideal if ideal > 0 else 1.0)
+        self.dirty = True
+
+    # -- events -----------------------------------------------------------------------------
+
+    def failure_events(self) -> list[tuple[float, int, str, FailureKind]]:
+        events: list[tuple[float, int, str, FailureKind]] = []
+        for failure in self.workload.failures:
+            events.append((failure.at_s, +1, failure.cluster, failure.kind))
+            events.append((failure.at_s + failure.duration_s, -1, failure.cluster, failure.kind))
+        heapq.heapify(events)
+        return events
+
+    def apply_failure(self, change: int, cluster: str, kind: FailureKind) -> None:
+        if cluster not in self.base_clusters:
+            return
+        table = self.down if kind is FailureKind.DOWN else self.degraded
+        table[cluster] = max(0, table[cluster] + change)
+        self.invalidate()
+        self.dirty = True
+
+    def admit_arrivals(self, now: float) -> None:
+        while (
+            self.next_arrival < len(self.arrivals)
+            and self.arrivals[self.next_arrival].job.submit_time_s <= now
+        ):
+            trace = self.arrivals[self.next_arrival]
+            self.active[trace.job.key] = _JobState(trace)
+            self.next_arrival += 1
+            self.dirty = True
+            self.invalidate()
+
+    # -- cycles -----------------------------------------------------------------------------
+
+    def cycle(self, now: float, clock: Callable[[], float]) -> None:
+        snapshot = self.snapshot(now)
+        started = clock()
+        result = schedule(snapshot, self.policy, self.config.policy)
+        self.schedule_s += clock() - started
+        self.cycle_ms.append(result.timing.total_ms)
+        changed = self.apply(result, now)
+        self.dirty = changed
+        self.sample_fairness(now)
+
+    def apply(self, result: CycleResult, now: float) -> bool:
+        self.invalidate()
+        for preemption in result.preemptions:
+            state = self.active.get(preemption.job_key)
+            if state is not None:
+                state.shards.pop(preemption.shard_index, None)
+        for decision in result.decisions:
+            state = self.active[decision.job_key]
+            state.shards[decision.shard_index] = decision.cluster
+            self.placements += 1
+            if residency_violated(
+                state.trace.job,
+                decision.shard_index,
+                self.base_clusters[decision.cluster],
+                self.regions,
+            ):
+                self.violations += 1
+        for state in self.active.values():
+            job = state.trace.job
+            if state.started_s is None and self.healthy_shards(state) >= max(job.gang_size, 1):
+                state.started_s = now
+                self.queueing.append(now - job.submit_time_s)
+        return bool(result.decisions or result.preemptions or result.migrations)
+
+    def sample_fairness(self, now: float) -> None:
+        if self._fairness is None:
+            self._fairness = (self._jain_now(),)
+        (jain,) = self._fairness
+        if jain is not None:
+            self.accounts.contended_s += self.config.cycle_interval_s
+            self.accounts.jain_weighted += jain * self.config.cycle_interval_s
+        attainment = (
+            self.accounts.slo_met_s / self.accounts.slo_demand_s
+            if self.accounts.slo_demand_s
+            else None
+        )
+        self.timeline.append(TimelinePoint(now, attainment, jain))
+
+    def _jain_now(self) -> float | None:
+        """Jain's index of dominant share over fair share, or None without contention."""
+        usage: dict[str, np.ndarray] = {}
+        demand: dict[str, np.ndarray] = {}
+        pending = False
+        for key, state in self.active.items():
+            if key in self.infeasible:
+                continue
+            job = state.trace.job
+            per_shard = np.array(job.demand.as_tuple())
+            running = self.healthy_shards(state)
+            usage[job.tenant] = usage.get(job.tenant, np.zeros(3)) + running * per_shard
+            demand[job.tenant] = demand.get(job.tenant, np.zeros(3)) + job.shards * per_shard
+            pending |= running < job.shards
+        total = np.sum(
+            [c.capacity.as_tuple() for n, c in self.base_clusters.items() if not self.down[n]],
+            axis=0,
+        )
+        if not pending or len(demand) < 2:
+            return None
+        weights = {name: self.tenants[name].weight for name in demand}
+        wanted = {name: min(dominant_share(d, total), 1.0) for name, d in demand.items()}
+        fair = water_fill(wanted, weights)
+        ratios = [
+            dominant_share(usage[name], total) / fair[name] for name in fair if fair[name] > 0
+        ]
+        return jain_index(ratios)
+
+    def run(self, clock: Callable[[], float], progress: Callable[[float], None] | None) -> None:
+        interval = self.config.cycle_interval_s
+        horizon = self.config.horizon_s
+        if horizon is None:
+            last = max((t.job.submit_time_s for t in self.arrivals), default=0.0)
+            longest = max((t.duration_s for t in self.arrivals), default=0.0)
+            horizon = last + 3 * longest + interval
+        events = self.failure_events()
+        now = 0.0
+        while now <= horizon:
+            self.admit_arrivals(now)
+            if self.dirty:
+                self.cycle(now, clock)
+            elif self.timeline:
+                self.sample_fairness(now)
+            if progress is not None:
+                progress(min(now / horizon, 1.0) if horizon else 1.0)
+            if not self.active and self.next_arrival >= len(self.arrivals):
+                break
+            until = now + interval
+            cursor = now
+            while events and events[0][0] < until:
+                at, change, cluster, kind = heapq.heappop(events)
+                self.advance(cursor, max(at, cursor))
+                cursor = max(at, cursor)
+                self.apply_failure(change, cluster, kind)
+            self.advance(cursor, until)
+            now = until
+        self.end_time = now
+
+    def metrics(self) -> SimulationMetrics:
+        censored = [self.end_time - s.trace.job.submit_time_s for s in self.active.values()]
+        jcts = self.jct + censored
+        accounts = self.accounts
+        return SimulationMetrics(
+            slo_attainment=accounts.slo_met_s / accounts.slo_demand_s
+            if accounts.slo_demand_s
+            else None,
+            jain_index=accounts.jain_weighted / accounts.contended_s
+            if accounts.contended_s
+            else None,
+            max_rho=max(self.rho) if self.rho else None,
+            mean_jct_s=mean(jcts),
+            p95_jct_s=percentile(jcts, 95),
+            mean_queueing_s=mean(self.queueing),
+            wan_gb=accounts.wan_gb,
+            cost=accounts.cost,
+            residency_violations=self.violations,
+            placements=self.placements,
+            placements_per_s=self.placements / self.schedule_s if self.schedule_s else None,
+            p99_cycle_ms=percentile(self.cycle_ms, 99),
+            cycles=len(self.cycle_ms),
+            completed_jobs=len(self.jct),
+            unfinished_jobs=len(self.active),
+            infeasible_jobs=len(self.infeasible),
+        )
+
+
+def simulate(
+    workload: Workload,
+    policy: str = "continuum",
+    config: SimulationConfig | None = None,
+    clock: Callable[[], float] | None = None,
+    progress: Callable[[float], None] | None = None,
+    infeasible: frozenset[str] | None = None,
+) -> SimulationResult:
+    """Replay the workload under the policy. `infeasible` (see infeasible_jobs) can be passed
+    in when several policies run on the same workload, to compute it once."""
+    config = config or SimulationConfig()
+    if infeasible is None:
+        infeasible = infeasible_jobs(workload)
+    simulation = _Simulation(workload, policy, config, infeasible)
+    simulation.run(clock or config.policy.clock, progress)
+    if not math.isfinite(simulation.end_time):
+        raise ValueError("the simulation did not end")
+    return SimulationResult(policy, simulation.metrics(), tuple(simulation.timeline))

@@ -1,0 +1,154 @@
+"""The simulator and the benchmark command on tiny workloads."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from continuum.operator import bench
+from continuum.schedulers.generators import (
+    TopologySpec,
+    WorkloadSpec,
+    generate_failures,
+    generate_jobs,
+    generate_topology,
+)
+from continuum.schedulers.metrics import SimulationMetrics, combined_scores
+from continuum.schedulers.simulator import SimulationConfig, simulate
+from continuum.schedulers.trace import Failure, FailureKind, Workload
+
+pytestmark = pytest.mark.unit
+
+
+def tiny_workload(seed: int = 1, jobs: int = 25) -> Workload:
+    rng = np.random.default_rng(seed)
+    topology = generate_topology(TopologySpec(tenants=3), rng)
+    generated = generate_jobs(topology, WorkloadSpec(jobs=jobs, span_s=900.0, load=1.2), rng)
+    return Workload(topology, generated, generate_failures(topology, 2, 900.0, rng))
+
+
+def test_every_job_finishes_and_continuum_keeps_residency() -> None:
+    result = simulate(tiny_workload(), "continuum", SimulationConfig(cycle_interval_s=30.0))
+    metrics = result.metrics
+    assert metrics.completed_jobs + metrics.infeasible_jobs == 25
+    assert metrics.residency_violations == 0
+    assert metrics.slo_attainment is not None and 0.0 <= metrics.slo_attainment <= 1.0
+    assert metrics.mean_jct_s is not None and metrics.p95_jct_s is not None
+    assert metrics.p95_jct_s >= metrics.mean_jct_s * 0.5
+    assert result.timeline and result.timeline[-1].time_s > 0
+
+
+def test_an_outage_makes_shards_move() -> None:
+    workload = tiny_workload(2, jobs=10)
+    busiest = workload.topology.clusters[0].name
+    quiet = simulate(replace(workload, failures=()), "continuum")
+    outages = tuple(
+        Failure(t, c.name, FailureKind.DOWN, 600.0)
+        for t in (300.0,)
+        for c in workload.topology.clusters
+        if c.name != busiest
+    )
+    stormy = simulate(replace(workload, failures=outages), "continuum")
+    assert stormy.metrics.placements > quiet.metrics.placements
+
+
+def test_the_residency_blind_baselines_are_caught_breaking_residency() -> None:
+    metrics = simulate(tiny_workload(), "cloud-only").metrics
+    assert metrics.residency_violations > 0
+
+
+def metrics(**overrides: float | int | None) -> SimulationMetrics:
+    base: dict[str, float | int | None] = dict(
+        slo_attainment=0.9,
+        jain_index=0.95,
+        max_rho=2.0,
+        mean_jct_s=100.0,
+        p95_jct_s=200.0,
+        mean_queueing_s=10.0,
+        wan_gb=10.0,
+        cost=5.0,
+        residency_violations=0,
+        placements=100,
+        placements_per_s=1000.0,
+        p99_cycle_ms=5.0,
+        cycles=10,
+        completed_jobs=10,
+        unfinished_jobs=0,
+    )
+    base.update(overrides)
+    return SimulationMetrics(**base)  # type: ignore[arg-type]
+
+
+def test_the_combined_score_rewards_better_figures_and_punishes_violations() -> None:
+    scores = combined_scores(
+        {
+            "good": metrics(),
+            "slow": metrics(mean_jct_s=300.0, p95_jct_s=900.0),
+            "leaky": metrics(residency_violations=50),
+        }
+    )
+    assert scores["good"] > scores["slow"]
+    assert scores["leaky"] == pytest.approx(scores["good"] / 2)
+
+
+def run_bench(arguments: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    return bench.run(parser.parse_args([*arguments, "--no-progress"]))
+
+
+def test_bench_writes_json_and_markdown(tmp_path: Path) -> None:
+    out = tmp_path / "small.json"
+    markdown = tmp_path / "small.md"
+    code = run_bench(
+        [
+            "--scenario",
+            "small",
+            "--seeds",
+            "1",
+            "--policies",
+            "continuum,fifo",
+            "--json",
+            str(out),
+            "--markdown",
+            str(markdown),
+        ]
+    )
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert report["scenario"] == "small"
+    assert set(report["policies"]) == {"continuum", "fifo", "milp"}
+    for name in ("continuum", "fifo"):
+        assert set(bench.FIELDS) <= set(report["policies"][name])
+    assert report["policies"]["continuum"]["residency_violations"] == 0
+    assert report["policies"]["milp"]["slo_attainment"] is None
+    assert "| continuum |" in markdown.read_text()
+
+
+def test_bench_times_a_scaled_down_large_cycle(tmp_path: Path) -> None:
+    out = tmp_path / "large.json"
+    code = run_bench(
+        [
+            "--scenario",
+            "large",
+            "--clusters",
+            "20",
+            "--seeds",
+            "1",
+            "--policies",
+            "continuum,karmada",
+            "--json",
+            str(out),
+        ]
+    )
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert report["shape"]["pending_shards"] == 10 * report["shape"]["clusters"]
+    row = report["policies"]["continuum"]
+    assert row["p99_cycle_ms"] > 0 and row["placements_per_s"] > 0 and row["peak_rss_mb"] > 0
+    assert row["slo_attainment"] is None
