@@ -63,8 +63,15 @@ def crd_dirs(cluster: str) -> list[Path]:
     """The hub gets Continuum's CRDs, which it serves to users; a member gets KubeRay's, which
     hold the shards. KubeRay's are megabytes of schema each, and installing them only where
     they are used keeps the hub's start-up and memory down."""
-    candidates = [REPO / "crds"] if cluster == HUB else [shared_dir() / "kuberay" / "v1.7.0"]
-    return [path for path in candidates if any(path.glob("*.yaml"))]
+    if cluster == HUB:
+        return [REPO / "crds"] if any((REPO / "crds").glob("*.yaml")) else []
+    kuberay = shared_dir() / "kuberay" / "v1.7.0"
+    if not any(kuberay.glob("*.yaml")):
+        raise FileNotFoundError(
+            f"KubeRay's CRDs are not at {kuberay}: shared/ must sit beside the repository "
+            "(or set CONTINUUM_SHARED to its path)"
+        )
+    return [kuberay]
 
 
 @dataclass
@@ -85,19 +92,30 @@ class Process:
     def stop(self) -> None:
         if not self.is_running():
             return
+        # From here on the pid is known to be ours; wait for it to be gone, not merely for its
+        # /proc/<pid>/exe to stop resolving, which happens early in a process's exit.
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT_S
-        while self.is_running() and time.monotonic() < deadline:
+        while not _has_exited(self.pid) and time.monotonic() < deadline:
             _reap(self.pid)
             time.sleep(0.05)
-        if self.is_running():
+        if not _has_exited(self.pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGKILL)
-            while self.is_running():
+            while not _has_exited(self.pid):
                 _reap(self.pid)
                 time.sleep(0.05)
         _reap(self.pid)
+
+
+def _has_exited(pid: int) -> bool:
+    """Gone, or dead and waiting to be reaped (Z, X): nothing of it runs any more."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
 
 
 def _reap(pid: int) -> None:
