@@ -312,6 +312,13 @@ def test_deletion_waits_for_an_unreachable_member(
     testbed.kubectl("patch", "secret", "member-3-kubeconfig", "-n", "continuum-system",
                     "--type=merge", "-p", json.dumps(cut))  # fmt: skip
     try:
+        # The operator re-reads a member's Secret every few seconds; once its probe says the
+        # member is unreachable, the deletion's own attempt will find it so too.
+        eventually(
+            lambda: (condition(get_json(testbed, "membercluster", "member-3"), "Reachable") or {})
+            .get("status") == "False",
+            "member-3 to be seen unreachable",
+        )  # fmt: skip
         testbed.kubectl("delete", "mljob", "stranded", "-n", "default", "--wait=false")
         held = eventually(
             lambda: (get_json(testbed, "mljob", "stranded", "-n", "default") or {})
