@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from continuum.operator.adapters.store import Listed
+from continuum.operator.adapters.store import Listed, identity, listed_from
 from continuum.operator.api import (
     GROUP,
     VERSION,
@@ -26,9 +26,8 @@ from continuum.operator.api import (
     PlacementSpec,
     Resource,
     Tenant,
-    validate_resource,
 )
-from continuum.operator.api.validation import FieldError, format_errors
+from continuum.operator.api.validation import format_errors
 from continuum.operator.reconcile.placement import placement_manifest
 
 LOG = logging.getLogger(__name__)
@@ -42,11 +41,6 @@ PLURALS: dict[type[Resource], str] = {
 R = TypeVar("R", bound=Resource)
 
 
-def _identity(body: Mapping[str, Any]) -> tuple[str, str]:
-    metadata = body.get("metadata", {})
-    return (metadata.get("namespace", ""), metadata.get("name", ""))
-
-
 class Hub:
     def __init__(self, api: client.ApiClient) -> None:
         self.api = api
@@ -57,26 +51,17 @@ class Hub:
         response: Any = self.objects.list_cluster_custom_object(
             GROUP, VERSION, PLURALS[kind], _request_timeout=REQUEST_TIMEOUT_S
         )
-        valid: list[R] = []
-        invalid: dict[tuple[str, str], list[FieldError]] = {}
-        raw: dict[tuple[str, str], dict[str, Any]] = {}
-        for body in response.get("items", []):
-            identity = _identity(body)
-            raw[identity] = body
-            result = validate_resource(body)
-            if isinstance(result, kind):
-                valid.append(result)
-            elif isinstance(result, list):
-                invalid[identity] = result
-                LOG.debug(
-                    "%s %s/%s is invalid: %s", kind.__name__, *identity, format_errors(result)
-                )
-        return Listed(valid, invalid, raw)
+        listed = listed_from(kind, response.get("items", []))
+        for (namespace, name), errors in listed.invalid.items():
+            LOG.debug(
+                "%s %s/%s is invalid: %s", kind.__name__, namespace, name, format_errors(errors)
+            )
+        return listed
 
     def replace_status(self, kind: type[Resource], body: dict[str, Any]) -> bool:
         """PUTs `body` (which carries the resourceVersion it was read at) to the status
         subresource. False when someone else wrote in between (409) or the object is gone."""
-        namespace, name = _identity(body)
+        namespace, name = identity(body)
         plural = PLURALS[kind]
         try:
             if namespace:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from continuum.operator.adapters.store import Listed
+from continuum.operator.adapters.store import Listed, identity, listed_from
 from continuum.operator.api import (
     API_VERSION,
     MemberCluster,
@@ -28,7 +28,6 @@ from continuum.operator.api import (
     Tenant,
     validate_resource,
 )
-from continuum.operator.api.validation import FieldError
 
 R = TypeVar("R", bound=Resource)
 Body = dict[str, Any]
@@ -44,11 +43,6 @@ class ConflictError(Exception):
     (create) or does not (update): what the API server answers with 409 or 404."""
 
 
-def _identity(body: Mapping[str, Any]) -> tuple[str, str]:
-    metadata = body.get("metadata", {})
-    return (metadata.get("namespace", "") or "", metadata.get("name", "") or "")
-
-
 class LocalStore:
     """Thread-safe: the demo's scheduling loop and its executor write from different threads."""
 
@@ -62,7 +56,7 @@ class LocalStore:
     # -- what the API server does on create, update and delete ------------------------------
 
     def _key(self, kind: str, body: Mapping[str, Any]) -> Key:
-        namespace, name = _identity(body)
+        namespace, name = identity(body)
         if not name:
             raise ValueError(f"a {kind} needs metadata.name")
         if kind in NAMESPACED_KINDS and not namespace:
@@ -168,18 +162,7 @@ class LocalStore:
                 for key, body in sorted(self._objects.items())
                 if key[0] == kind.__name__
             ]
-        valid: list[R] = []
-        invalid: dict[tuple[str, str], list[FieldError]] = {}
-        raw: dict[tuple[str, str], Body] = {}
-        for body in bodies:
-            identity = _identity(body)
-            raw[identity] = body
-            result = validate_resource(body)
-            if isinstance(result, kind):
-                valid.append(result)
-            elif isinstance(result, list):
-                invalid[identity] = result
-        return Listed(valid, invalid, raw)
+        return listed_from(kind, bodies)
 
     def replace_status(self, kind: type[Resource], body: dict[str, Any]) -> bool:
         """Writes `body["status"]` if the object is still at `body`'s resourceVersion."""

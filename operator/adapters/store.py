@@ -3,11 +3,11 @@ the embedded demo's in-process store. Both hand out the same validated models.""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
-from continuum.operator.api import MLJob, Placement, PlacementSpec, Resource
+from continuum.operator.api import MLJob, Placement, PlacementSpec, Resource, validate_resource
 from continuum.operator.api.validation import FieldError
 
 R = TypeVar("R", bound=Resource)
@@ -20,6 +20,28 @@ class Listed(Generic[R]):
     invalid: Mapping[tuple[str, str], list[FieldError]]
     # (namespace, name) -> the object as stored, for writing status back at its resourceVersion
     raw: Mapping[tuple[str, str], dict[str, Any]]
+
+
+def identity(body: Mapping[str, Any]) -> tuple[str, str]:
+    """(namespace, name); the namespace is "" for cluster-scoped objects."""
+    metadata = body.get("metadata", {})
+    return (metadata.get("namespace") or "", metadata.get("name") or "")
+
+
+def listed_from(kind: type[R], bodies: Iterable[dict[str, Any]]) -> Listed[R]:
+    """Stored objects sorted into the models that validate and the errors of those that don't."""
+    valid: list[R] = []
+    invalid: dict[tuple[str, str], list[FieldError]] = {}
+    raw: dict[tuple[str, str], dict[str, Any]] = {}
+    for body in bodies:
+        key = identity(body)
+        raw[key] = body
+        result = validate_resource(body)
+        if isinstance(result, kind):
+            valid.append(result)
+        elif isinstance(result, list):
+            invalid[key] = result
+    return Listed(valid, invalid, raw)
 
 
 class ObjectStore(Protocol):

@@ -12,7 +12,14 @@ from kubernetes.client.exceptions import ApiException
 
 from continuum.operator import metrics
 from continuum.operator.adapters.kube import MEMBER_REQUEST_TIMEOUT_S, MemberUnavailableError
-from continuum.operator.api import GROUP, VERSION, MemberCluster, ResourceAmounts, validate_resource
+from continuum.operator.api import (
+    GROUP,
+    VERSION,
+    MemberCluster,
+    MemberClusterStatus,
+    ResourceAmounts,
+    validate_resource,
+)
 from continuum.operator.api.quantity import Quantity
 from continuum.operator.handlers.context import OperatorContext
 from continuum.operator.reconcile.membership import ProbeResult, probed_status
@@ -56,6 +63,11 @@ def probe_member(context: OperatorContext, member: MemberCluster) -> ProbeResult
     )
 
 
+def _is_ready(status: MemberClusterStatus | None) -> bool:
+    conditions = status.conditions if status else []
+    return any(c.type == "Ready" and c.status == "True" for c in conditions)
+
+
 @kopf.timer(GROUP, VERSION, "memberclusters", interval=PROBE_INTERVAL_S, idle=0)
 def heartbeat(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, **_: Any) -> None:
     context: OperatorContext = memo.context
@@ -67,9 +79,5 @@ def heartbeat(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, **_: Any) -> 
     before = member.status
     status = probed_status(member, probe_member(context, member), context.clock())
     patch.status.update(status.to_dict())
-    was_ready = before is not None and any(
-        c.type == "Ready" and c.status == "True" for c in before.conditions
-    )
-    is_ready = any(c.type == "Ready" and c.status == "True" for c in status.conditions)
-    if was_ready != is_ready:
+    if _is_ready(before) != _is_ready(status):
         context.wake_scheduler.set()

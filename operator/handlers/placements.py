@@ -182,21 +182,20 @@ def sync_placement(context: OperatorContext, body: kopf.Body) -> None:
 @kopf.on.update(GROUP, VERSION, "placements", field="spec")
 @kopf.on.resume(GROUP, VERSION, "placements")
 def placement_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    metrics.RECONCILES.labels("Placement").inc()
-    try:
-        sync_placement(memo.context, body)
-    except Exception:
-        metrics.RECONCILE_ERRORS.labels("Placement").inc()
-        raise
+    _counted_sync(memo.context, body)
 
 
 @kopf.timer(GROUP, VERSION, "placements", interval=STATUS_INTERVAL_S, idle=0)
 def placement_status_tick(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Level-triggered: re-converges and re-reads the members' states even when nothing in the
     hub changed, since KubeRay's status changes in the members raise no event here."""
+    _counted_sync(memo.context, body)
+
+
+def _counted_sync(context: OperatorContext, body: kopf.Body) -> None:
     metrics.RECONCILES.labels("Placement").inc()
     try:
-        sync_placement(memo.context, body)
+        sync_placement(context, body)
     except Exception:
         metrics.RECONCILE_ERRORS.labels("Placement").inc()
         raise
