@@ -16,11 +16,13 @@ import argparse
 import json
 import os
 import platform
+import socket
 import statistics
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import urllib3
 from kubernetes import client, config, watch
 
 from e2e.binaries import kubectl
@@ -65,15 +68,18 @@ class Watcher(threading.Thread):
 
     def run(self) -> None:
         objects = client.CustomObjectsApi(self.api)
-        for event in self.stream.stream(
-            objects.list_namespaced_custom_object, *self.args, timeout_seconds=900
-        ):
-            if event["type"] != "ADDED":
-                continue
-            job = self.job_of(event["object"])
-            now = time.monotonic()
-            with self.lock:
-                self.seen.setdefault(job, now)
+        try:
+            for event in self.stream.stream(
+                objects.list_namespaced_custom_object, *self.args, timeout_seconds=900
+            ):
+                if event["type"] != "ADDED":
+                    continue
+                job = self.job_of(event["object"])
+                now = time.monotonic()
+                with self.lock:
+                    self.seen.setdefault(job, now)
+        except urllib3.exceptions.ProtocolError:
+            pass  # the API server ended the watch as the benchmark stopped it
 
     def stop(self) -> None:
         self.stream.stop()
@@ -99,6 +105,32 @@ def _summary(latencies: Sequence[float]) -> dict[str, float | None]:
         "p99_s": round(_percentile(latencies, 0.99), 3),
         "max_s": round(max(latencies), 3),
     }
+
+
+def operator_counters(port: int) -> dict[str, float]:
+    """The operator's own counters at the end of the run: the cycles, passes and conflicts
+    behind the latencies."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    wanted = (
+        "continuum_reconciles_total",
+        "continuum_write_conflicts_total",
+        "continuum_scheduling_cycle_seconds_count",
+        "continuum_scheduling_cycle_seconds_sum",
+    )
+    counters: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(wanted):
+            name, _, value = line.rpartition(" ")
+            counters[name] = round(float(value), 3)
+    return counters
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def run_bench(clusters: list[ClusterInfo], jobs: int, timeout: float, log: Path) -> dict[str, Any]:
@@ -146,9 +178,11 @@ def run_bench(clusters: list[ClusterInfo], jobs: int, timeout: float, log: Path)
     for watcher in watchers:
         watcher.start()
     output = log.open("ab")
+    metrics_port = _free_port()
     operator = subprocess.Popen(
         [sys.executable, "-m", "continuum.operator.cli", "operator", "run",
-         "--kubeconfig", str(hub.kubeconfig), "--cycle-interval", "1"],
+         "--kubeconfig", str(hub.kubeconfig), "--cycle-interval", "1",
+         "--metrics-port", str(metrics_port)],
         stdout=output, stderr=subprocess.STDOUT, cwd=REPO,
     )  # fmt: skip
     try:
@@ -170,6 +204,7 @@ def run_bench(clusters: list[ClusterInfo], jobs: int, timeout: float, log: Path)
             time.sleep(0.2)
         drained_s = time.monotonic() - started
         rss_mb = _rss_peak_mb(operator.pid)
+        counters = operator_counters(metrics_port)
     finally:
         # The jobs go while the operator runs, so that their finalizers are released.
         kubectl(hub.kubeconfig, "delete", "mljobs", "--all", "-n", namespace, "--timeout=120s",
@@ -194,6 +229,7 @@ def run_bench(clusters: list[ClusterInfo], jobs: int, timeout: float, log: Path)
         "apply_to_placement": _summary(to_placement),
         "apply_to_shard_resources": _summary(to_shards),
         "operator_peak_rss_mb": round(rss_mb, 1),
+        "operator_counters": counters,
     }
 
 
@@ -213,6 +249,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"- submitted in {result['submit_s']} s; "
         f"all deployed after {result['all_deployed_after_s']} s",
         f"- operator peak RSS {result['operator_peak_rss_mb']} MiB",
+        *(f"- `{name}` {value}" for name, value in result["operator_counters"].items()),
         "",
     ])  # fmt: skip
 

@@ -17,3 +17,8 @@ CYCLE_SECONDS = Histogram(
 )
 PENDING_SHARDS = Gauge("continuum_pending_shards", "Shards of admitted jobs not yet placed")
 PLACED_SHARDS = Gauge("continuum_placed_shards", "Shards with a placement decision")
+WRITE_CONFLICTS = Counter(
+    "continuum_write_conflicts_total",
+    "Writes to the hub refused with 409 (someone wrote first); the next pass writes again",
+    ["kind"],
+)

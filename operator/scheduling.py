@@ -16,7 +16,7 @@ from typing import Any
 
 from continuum.operator import metrics
 from continuum.operator.adapters.store import EventSink, ObjectStore
-from continuum.operator.api import MemberCluster, MLJob, MLJobStatus, Placement, Tenant
+from continuum.operator.api import MemberCluster, MLJob, Placement, PlacementSpec, Tenant
 from continuum.operator.reconcile.admission import (
     refusal_of_spec,
     refused_status,
@@ -50,27 +50,35 @@ def _links(store: ObjectStore, system_namespace: str) -> tuple[Link, ...]:
         return ()
 
 
-def _write_status(store: ObjectStore, raw: dict[str, Any], status: dict[str, Any]) -> None:
+def _write_status(
+    store: ObjectStore, raw: dict[str, Any], status: dict[str, Any], events: EventSink | None
+) -> None:
     if raw.get("status") == status:
         return
-    store.replace_status(MLJob, {**raw, "status": status})
+    if store.replace_status(MLJob, {**raw, "status": status}):
+        _announce(events, raw, status)  # once: a write that lost a race is made again
 
 
-def _announce(events: EventSink | None, raw: dict[str, Any], status: MLJobStatus) -> None:
-    """An Event when the job's Scheduled condition changes, not on every cycle."""
+def _condition(conditions: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    return next((c for c in conditions if c.get("type") == kind), {})
+
+
+def _announce(events: EventSink | None, raw: dict[str, Any], status: dict[str, Any]) -> None:
+    """An Event when the job's Admitted or Scheduled condition changes, not on every cycle:
+    Warning for a refusal or an unschedulable job, Normal once it is placed."""
     if events is None:
         return
-    conditions = raw.get("status", {}).get("conditions", [])
-    before: dict[str, Any] = next((c for c in conditions if c.get("type") == "Scheduled"), {})
-    after = next((c for c in status.conditions if c.type == "Scheduled"), None)
-    if after is None:
-        return
-    if (before.get("status"), before.get("message")) == (after.status.value, after.message):
-        return
-    if after.status.value == "True":
-        events.record_event(raw, "Normal", "Placed", after.message)
-    else:
-        events.record_event(raw, "Warning", "Unschedulable", after.message)
+    before = raw.get("status", {}).get("conditions", [])
+    after = status.get("conditions", [])
+    for kind, refused in (("Admitted", None), ("Scheduled", "Unschedulable")):
+        old, new = _condition(before, kind), _condition(after, kind)
+        if not new or (old.get("status"), old.get("message")) == (new["status"], new["message"]):
+            continue
+        if new["status"] == "True":
+            if kind == "Scheduled":
+                events.record_event(raw, "Normal", "Placed", new["message"])
+        else:
+            events.record_event(raw, "Warning", refused or new["reason"], new["message"])
 
 
 def run_cycle(
@@ -87,12 +95,16 @@ def run_cycle(
     jobs = store.list(MLJob)
     stored_placements = placements_by_job(store.list(Placement).valid)
 
+    # (the job as stored, its new status): written after the Placements, so that a decision
+    # reaches the placement controller without waiting for the statuses of a whole cycle.
+    statuses: list[tuple[dict[str, Any], dict[str, Any]]] = []
     for identity, errors in jobs.invalid.items():
         raw = jobs.raw[identity]
         refusal = refusal_of_spec(errors)
         generation = raw.get("metadata", {}).get("generation")
-        status = refused_status(raw.get("status"), generation, refusal, now)
-        _write_status(store, raw, status.to_dict())
+        statuses.append(
+            (raw, refused_status(raw.get("status"), generation, refusal, now).to_dict())
+        )
 
     admitted: list[MLJob] = []
     for job in jobs.valid:
@@ -102,7 +114,7 @@ def run_cycle(
         raw = jobs.raw[(job.metadata.namespace or "", job.metadata.name or "")]
         if problem is not None:
             status = refused_status(raw.get("status"), job.metadata.generation, problem, now)
-            _write_status(store, raw, status.to_dict())
+            statuses.append((raw, status.to_dict()))
         else:
             admitted.append(job)
 
@@ -119,24 +131,31 @@ def run_cycle(
     )
     result = schedule(snapshot, policy)
 
-    def write(job: MLJob) -> int:
-        """Writes one job's Placement and status; returns how many of its shards are placed.
-        Jobs are independent, so their writes go out concurrently."""
+    placed = 0
+    new_placements: list[tuple[MLJob, PlacementSpec]] = []
+    for job in admitted:
         previous = placements.get(job_key(job))
         plan = plan_job(job, previous, result, now)
         if plan.placement is not None:
-            store.write_placement(job, plan.placement, stored_placements.get(job_key(job)))
+            new_placements.append((job, plan.placement))
         effective = plan.placement or (previous.spec if previous else None)
         epoch = effective.epoch if effective else None
+        placed += len(effective.decisions) if effective else 0
         status = scheduling_status(job, plan, job.metadata.name or "", epoch, now)
-        raw = jobs.raw[(job.metadata.namespace or "", job.metadata.name or "")]
-        _announce(events, raw, status)
-        _write_status(store, raw, status.to_dict())
-        return len(effective.decisions) if effective else 0
+        statuses.append((jobs.raw[(job.metadata.namespace or "", job.metadata.name or "")],
+                         status.to_dict()))  # fmt: skip
 
+    def write_placement(item: tuple[MLJob, PlacementSpec]) -> None:
+        job, spec = item
+        store.write_placement(job, spec, stored_placements.get(job_key(job)))
+
+    def write_status(item: tuple[dict[str, Any], dict[str, Any]]) -> None:
+        _write_status(store, item[0], item[1], events)
+
+    # Jobs are independent, so their writes go out concurrently.
     with ThreadPoolExecutor(max_workers=WRITERS) as pool:
-        placed_per_job = list(pool.map(write, admitted))
-    placed = sum(placed_per_job)
+        list(pool.map(write_placement, new_placements))
+        list(pool.map(write_status, statuses))
     pending = sum(job.spec.shards.count for job in admitted) - placed
     metrics.PENDING_SHARDS.set(pending)
     metrics.PLACED_SHARDS.set(placed)

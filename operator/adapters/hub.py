@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from continuum.operator import metrics
 from continuum.operator.adapters.store import Listed, identity, listed_from
 from continuum.operator.api import (
     GROUP,
@@ -61,27 +62,40 @@ class Hub:
     def replace_status(self, kind: type[Resource], body: dict[str, Any]) -> bool:
         """PUTs `body` (which carries the resourceVersion it was read at) to the status
         subresource. False when someone else wrote in between (409) or the object is gone."""
+        return self.put_status(kind, body) is not None
+
+    def put_status(self, kind: type[Resource], body: dict[str, Any]) -> dict[str, Any] | None:
+        """As `replace_status`, returning the object as written, or None."""
         namespace, name = identity(body)
         plural = PLURALS[kind]
         try:
             if namespace:
-                self.objects.replace_namespaced_custom_object_status(
+                written: Any = self.objects.replace_namespaced_custom_object_status(
                     GROUP, VERSION, namespace, plural, name, body,
                     _request_timeout=REQUEST_TIMEOUT_S,
                 )  # fmt: skip
             else:
-                self.objects.replace_cluster_custom_object_status(
+                written = self.objects.replace_cluster_custom_object_status(
                     GROUP, VERSION, plural, name, body, _request_timeout=REQUEST_TIMEOUT_S
                 )
         except ApiException as error:
+            if error.status == 409:
+                metrics.WRITE_CONFLICTS.labels(kind.__name__).inc()
             if error.status in (404, 409):
-                return False
+                return None
             raise
-        return True
+        result: dict[str, Any] = written
+        return result
 
     def write_placement(self, job: MLJob, spec: PlacementSpec, existing: Placement | None) -> None:
+        self.put_placement(job, spec, existing)
+
+    def put_placement(
+        self, job: MLJob, spec: PlacementSpec, existing: Placement | None
+    ) -> dict[str, Any] | None:
         """Creates the job's Placement, owned by the job so that it goes when the job goes, or
-        replaces its spec at the resourceVersion it was read at."""
+        replaces its spec at the resourceVersion it was read at. Returns the object as written,
+        or None when it was not (a conflict, or the job is gone)."""
         namespace = job.metadata.namespace or ""
         name = job.metadata.name or ""
         body = placement_manifest(job, spec)
@@ -97,7 +111,7 @@ class Hub:
                 )  # fmt: skip
                 existing = None
             if existing is None:
-                self.objects.create_namespaced_custom_object(
+                written: Any = self.objects.create_namespaced_custom_object(
                     GROUP, VERSION, namespace, "placements", body,
                     _request_timeout=REQUEST_TIMEOUT_S,
                 )  # fmt: skip
@@ -108,15 +122,39 @@ class Hub:
                     if existing.status
                     else None
                 )
-                self.objects.replace_namespaced_custom_object(
+                written = self.objects.replace_namespaced_custom_object(
                     GROUP, VERSION, namespace, "placements", name, body,
                     _request_timeout=REQUEST_TIMEOUT_S,
                 )  # fmt: skip
         except ApiException as error:
             # 409: a previous cycle wrote it meanwhile, or the old one is still being deleted
             # (its finalizer); the next cycle reads afresh and writes again.
+            if error.status == 409:
+                metrics.WRITE_CONFLICTS.labels("Placement").inc()
             if error.status not in (404, 409):
                 raise
+            return None
+        result: dict[str, Any] = written
+        return result
+
+    def remove_finalizer(self, kind: type[Resource], body: dict[str, Any], finalizer: str) -> bool:
+        """Takes `finalizer` off the object, at the resourceVersion it was read at. False when
+        someone wrote in between (409) or the object is gone."""
+        metadata = body.get("metadata", {})
+        remaining = [name for name in metadata.get("finalizers", []) if name != finalizer]
+        patch = {"metadata": {"finalizers": remaining,
+                              "resourceVersion": metadata.get("resourceVersion")}}  # fmt: skip
+        namespace, name = identity(body)
+        try:
+            self.objects.patch_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURALS[kind], name, patch,
+                _request_timeout=REQUEST_TIMEOUT_S,
+            )  # fmt: skip
+        except ApiException as error:
+            if error.status in (404, 409):
+                return False
+            raise
+        return True
 
     def record_event(
         self, involved: Mapping[str, Any], event_type: str, reason: str, message: str

@@ -23,6 +23,11 @@ from continuum.operator.api import MemberCluster
 MEMBER_REQUEST_TIMEOUT_S = 5.0
 HUB_REQUEST_TIMEOUT_S = 10.0
 SECRET_RECHECK_S = 5.0
+# Connections kept per API server: the mirrors' watches each hold one, and the scheduling
+# cycle's writers, the placement workers and the probes share the rest. The client's default
+# (5 per core) is smaller than that, and a request beyond the pool opens a new TLS connection
+# and throws it away afterwards, which under a burst costs more than the request itself.
+CONNECTIONS_PER_SERVER = 48
 
 
 class MemberUnavailableError(Exception):
@@ -36,10 +41,22 @@ class MemberUnavailableError(Exception):
 
 def hub_client(kubeconfig: str | None) -> client.ApiClient:
     """The hub's client: from a kubeconfig file, or in-cluster when none is given."""
-    if kubeconfig:
-        return config.new_client_from_config(config_file=kubeconfig)
     configuration = client.Configuration()
-    config.load_incluster_config(client_configuration=configuration)
+    if kubeconfig:
+        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    else:
+        config.load_incluster_config(client_configuration=configuration)
+    return _pooled_client(configuration)
+
+
+def member_client(kubeconfig: dict[str, Any]) -> client.ApiClient:
+    configuration = client.Configuration()
+    config.load_kube_config_from_dict(kubeconfig, client_configuration=configuration)
+    return _pooled_client(configuration)
+
+
+def _pooled_client(configuration: client.Configuration) -> client.ApiClient:
+    configuration.connection_pool_maxsize = CONNECTIONS_PER_SERVER
     return client.ApiClient(configuration)
 
 
@@ -95,7 +112,7 @@ class MemberClients:
             )
         try:
             kubeconfig: dict[str, Any] = yaml.safe_load(base64.b64decode(encoded))
-            api = config.new_client_from_config_dict(kubeconfig)
+            api = member_client(kubeconfig)
         except (yaml.YAMLError, ValueError, TypeError, config.ConfigException) as error:
             raise MemberUnavailableError(
                 "KubeconfigInvalid",

@@ -31,6 +31,10 @@ def validate_mljob(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         raise kopf.AdmissionError(format_errors(job), code=UNPROCESSABLE)
     if not isinstance(job, MLJob):
         raise kopf.AdmissionError(f"expected an MLJob, got {body.get('kind')}")
-    refusal = tenant_refusal(job, context.hub.list(Tenant).valid)
+    refusal = tenant_refusal(job, context.mirror.list(Tenant).valid)
+    if refusal is not None:
+        # The mirror may not have seen a Tenant applied a moment ago: refuse only on the
+        # hub's own word.
+        refusal = tenant_refusal(job, context.hub.list(Tenant).valid)
     if refusal is not None:
         raise kopf.AdmissionError(refusal.message, code=UNPROCESSABLE)

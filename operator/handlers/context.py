@@ -1,23 +1,29 @@
-"""What every handler shares: clients, the clock, settings. Built once at startup, kept in
-Kopf's memo; it holds no state that is not also in the API server."""
+"""What every handler shares: clients, the clock, settings, and the mirrors of what the hub
+and the members hold. Built once at startup, kept in Kopf's memo; it holds no state that is
+not also in an API server (the mirrors are rebuilt from them on every start)."""
 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from kubernetes import client
 
 from continuum.operator.adapters.hub import Hub
-from continuum.operator.adapters.inventory import MemberInventory
+from continuum.operator.adapters.hub_mirror import HubMirror
 from continuum.operator.adapters.kube import MemberClients
-from continuum.operator.api import MemberCluster
+from continuum.operator.adapters.member_mirror import MemberMirrors, job_of
+from continuum.operator.api import MemberCluster, MLJob, Placement, Resource, Tenant
+from continuum.operator.workqueue import WorkQueue
 
 SYSTEM_NAMESPACE = "continuum-system"
-MEMBER_LIST_TTL_S = 1.0
+# On MLJobs, until every member is clean of the job's shards. Placements need none, but
+# operators before 0.2 let Kopf put it on them too: the placement controller takes it off.
+FINALIZER = "continuum.dev/cleanup"
+PLACEMENT_WORKERS = 8
 
 
 def utc_now() -> datetime:
@@ -46,18 +52,51 @@ class OperatorContext:
 
     def __post_init__(self) -> None:
         self.hub = Hub(self.hub_api)
-        self._member_list: tuple[float, list[MemberCluster]] | None = None
-        self._member_lock = threading.Lock()
+        self.mirror = HubMirror(self.hub, on_change=self._hub_changed)
         self.members = MemberClients(self.hub_api)
-        self.inventory = MemberInventory()
+        self.member_mirrors = MemberMirrors(on_change=self._member_changed)
+        # (namespace, name) of the Placements to converge; the placement controller sets the
+        # handler when it starts.
+        self.placements: WorkQueue[tuple[str, str]] | None = None
 
     def member_clusters(self) -> list[MemberCluster]:
-        """The registered members, listed at most once a second for all the handlers that ask:
-        every Placement's pass needs them, and they change rarely."""
-        with self._member_lock:
-            cached = self._member_list
-            if cached is not None and time.monotonic() - cached[0] < MEMBER_LIST_TTL_S:
-                return cached[1]
-            members = self.hub.list(MemberCluster).valid
-            self._member_list = (time.monotonic(), members)
-            return members
+        members: list[MemberCluster] = self.mirror.list(MemberCluster).valid
+        return members
+
+    def _ask_placement(self, namespace: str, name: str) -> None:
+        if self.placements is not None and name:
+            self.placements.add((namespace, name))
+
+    def _hub_changed(
+        self, kind: type[Resource], event: str, body: dict[str, Any], before: dict[str, Any] | None
+    ) -> None:
+        """Turns the hub's changes into work: the scheduler for what it decides on, the
+        placement controller for what it converges. A Placement has its job's name. A change
+        of status alone (most of them, and mostly the operator's own) asks for neither."""
+        metadata = body.get("metadata", {})
+        namespace, name = metadata.get("namespace", ""), metadata.get("name", "")
+        spec_changed = event != "MODIFIED" or _generation(before) != _generation(body)
+        if (kind is Placement and FINALIZER in metadata.get("finalizers", [])) or (
+            kind in (Placement, MLJob) and spec_changed
+        ):
+            self._ask_placement(namespace, name)
+        if kind in (MemberCluster, Tenant) or spec_changed or _needs_scheduling(body):
+            self.wake_scheduler.set()
+
+    def _member_changed(self, member: str, event: str, body: dict[str, Any]) -> None:
+        self._ask_placement(*job_of(body))
+
+
+def _generation(body: dict[str, Any] | None) -> Any:
+    return (body or {}).get("metadata", {}).get("generation")
+
+
+def _needs_scheduling(body: dict[str, Any]) -> bool:
+    """A job whose spec the scheduler has not acted on yet, or that finished."""
+    metadata = body.get("metadata", {})
+    status = body.get("status") or {}
+    return (
+        status.get("observedGeneration") != metadata.get("generation")
+        or "deletionTimestamp" in metadata
+        or status.get("phase") in ("Succeeded", "Failed")
+    )

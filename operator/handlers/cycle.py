@@ -9,6 +9,7 @@ from continuum.operator.handlers.context import OperatorContext
 from continuum.operator.scheduling import run_cycle
 
 LOG = logging.getLogger(__name__)
+MIN_GAP_S = 0.05
 
 
 def scheduling_loop(context: OperatorContext) -> None:
@@ -19,13 +20,16 @@ def scheduling_loop(context: OperatorContext) -> None:
         metrics.RECONCILES.labels("SchedulingCycle").inc()
         try:
             run_cycle(
-                context.hub,
+                context.mirror,
                 context.clock(),
                 context.config.policy,
                 context.config.system_namespace,
-                events=context.hub,
+                events=context.mirror,
             )
         except Exception:
             metrics.RECONCILE_ERRORS.labels("SchedulingCycle").inc()
             LOG.exception("scheduling cycle failed; retrying at the next tick")
+        # A short pause even when woken: the changes of a burst of applies are taken together,
+        # and the mirror brings the versions the cycle's own writes made before it runs again.
+        context.stop.wait(MIN_GAP_S)
         context.wake_scheduler.wait(context.config.cycle_interval_s)

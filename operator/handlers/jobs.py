@@ -1,5 +1,6 @@
-"""MLJob: wake the scheduler on changes, say what is wrong with a bad spec, and on deletion
-remove every shard resource from every member before the finalizer is released."""
+"""MLJob deletion: remove every shard resource from every member before the finalizer is
+released. (The hub's mirror wakes the scheduler on a job's changes, and the scheduling cycle
+says what is wrong with a bad spec, in the Admitted condition and an Event.)"""
 
 from __future__ import annotations
 
@@ -7,27 +8,12 @@ from typing import Any
 
 import kopf
 
-from continuum.operator import metrics
 from continuum.operator.adapters.kube import MemberUnavailableError
-from continuum.operator.api import GROUP, VERSION, MemberCluster, MLJob, validate_resource
-from continuum.operator.api.validation import format_errors
+from continuum.operator.api import GROUP, VERSION, MLJob, validate_resource
 from continuum.operator.handlers.context import OperatorContext
 from continuum.operator.handlers.placements import UNREACHABLE_ERRORS, converge_member
 
 CLEANUP_RETRY_S = 5.0
-
-
-@kopf.on.create(GROUP, VERSION, "mljobs")
-@kopf.on.update(GROUP, VERSION, "mljobs", field="spec")
-@kopf.on.resume(GROUP, VERSION, "mljobs")
-def job_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    metrics.RECONCILES.labels("MLJob").inc()
-    context: OperatorContext = memo.context
-    result = validate_resource(body)
-    if isinstance(result, list):
-        # The scheduling cycle writes the Admitted=False condition; the Event tells the user now.
-        kopf.warn(body, reason="InvalidSpec", message=format_errors(result)[:1024])
-    context.wake_scheduler.set()
 
 
 @kopf.on.delete(GROUP, VERSION, "mljobs")
@@ -39,7 +25,7 @@ def job_deleted(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, **_: Any) -
     if not isinstance(job, MLJob):
         return  # never valid, so never placed: nothing exists in any member
     pending = []
-    for member in context.hub.list(MemberCluster).valid:
+    for member in context.member_clusters():
         try:
             api = context.members.for_member(member)
             converge_member(api, job.metadata.namespace or "", job, desired=[])

@@ -1,33 +1,34 @@
 """The placement controller: make each member hold exactly the shard resources its Placement
 decides, and report what the members say back into Placement and MLJob status.
 
-Every pass lists the job's resources in every member by label and converges them, so a pass
-can run twice, or stop halfway, and the next one still ends in the right state.
+It is a work queue of Placement keys, fed by the hub's mirror (a Placement or its job changed),
+the members' mirrors (a shard resource changed, as KubeRay reports progress), the scheduling
+cycle, and a periodic resync. Every pass reads the current state from the mirrors and
+converges every member, so a pass can run twice, or stop halfway, and the next one still ends
+in the right state; a pass that finds nothing to do sends no request.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
-import kopf
 import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from continuum.operator import metrics
-from continuum.operator.adapters.inventory import list_managed
 from continuum.operator.adapters.kube import MEMBER_REQUEST_TIMEOUT_S, MemberUnavailableError
-from continuum.operator.adapters.kuberay import RESOURCE_KINDS, ResourceKind, job_selector
-from continuum.operator.api import (
-    GROUP,
-    VERSION,
-    ApplyState,
-    MLJob,
-    Placement,
-    validate_resource,
+from continuum.operator.adapters.kuberay import (
+    RESOURCE_KINDS,
+    SHARD_LABELS,
+    ResourceKind,
+    job_selector,
 )
-from continuum.operator.handlers.context import OperatorContext
+from continuum.operator.adapters.member_mirror import MemberMirrors, job_of, list_managed
+from continuum.operator.api import ApplyState, MLJob, Placement
+from continuum.operator.handlers.context import FINALIZER, PLACEMENT_WORKERS, OperatorContext
 from continuum.operator.reconcile.shards import (
     ClusterOutcome,
     Manifest,
@@ -36,11 +37,16 @@ from continuum.operator.reconcile.shards import (
     placement_status,
     plan_cluster,
 )
+from continuum.operator.workqueue import RetryLater, WorkQueue
 
 LOG = logging.getLogger(__name__)
 KINDS_BY_NAME = {kind.kind: kind for kind in RESOURCE_KINDS}
 UNREACHABLE_ERRORS = (urllib3.exceptions.HTTPError, OSError)
-STATUS_INTERVAL_S = 5.0
+# Level-triggered safety net: every Placement is converged at least this often even if no event
+# says so (a lost watch event, a resource changed by hand in a member).
+RESYNC_INTERVAL_S = 30.0
+# After a 409 the mirror needs a moment to bring the newer version.
+CONFLICT_RETRY_S = 0.1
 
 
 def _kind(manifest: Manifest) -> ResourceKind:
@@ -63,42 +69,72 @@ def _ensure_namespace(api: client.ApiClient, namespace: str) -> None:
             raise
 
 
+def _create(api: client.ApiClient, namespace: str, manifest: Manifest) -> Manifest:
+    """Creates one shard resource, and the job's namespace first if the member lacks it (asked
+    only when the create says so: it nearly always exists already)."""
+    kind = _kind(manifest)
+    objects = client.CustomObjectsApi(api)
+    for attempt in (1, 2):
+        try:
+            created: Any = objects.create_namespaced_custom_object(
+                kind.group, kind.version, namespace, kind.plural, manifest,
+                field_validation="Strict", _request_timeout=MEMBER_REQUEST_TIMEOUT_S,
+            )  # fmt: skip
+            return created
+        except ApiException as error:
+            if error.status == 404 and attempt == 1:  # the namespace does not exist
+                _ensure_namespace(api, namespace)
+                continue
+            if error.status != 409:
+                raise
+            # Created by a pass that crashed before recording it: it is there.
+            existing: Any = objects.get_namespaced_custom_object(
+                kind.group, kind.version, namespace, kind.plural, manifest["metadata"]["name"],
+                _request_timeout=MEMBER_REQUEST_TIMEOUT_S,
+            )  # fmt: skip
+            return existing
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
 def converge_member(
     api: client.ApiClient,
     namespace: str,
     job: MLJob,
     desired: list[Manifest],
     observed: list[Manifest] | None = None,
+    mirrors: MemberMirrors | None = None,
+    member: str = "",
 ) -> list[Manifest]:
     """Creates, replaces and deletes this job's shard resources in one member so that it holds
     exactly `desired`; returns what the member holds afterwards. `observed`, when given, is
-    what the member held a moment ago (from the shared inventory); else it is listed now."""
+    what the member's mirror holds; else it is listed now. Each write's result goes into
+    `mirrors`, when given, so that the next pass sees it before the watch brings it."""
     objects = client.CustomObjectsApi(api)
     if observed is None:
         observed = list_job_resources(api, namespace, job)
     plan = plan_cluster(desired, observed)
     if plan.is_empty:
         return observed
-    if plan.create:
-        _ensure_namespace(api, namespace)
+    held = {(item["kind"], item["metadata"]["name"]): item for item in observed}
+
+    def record(written: Manifest | None, removed: Manifest | None = None) -> None:
+        if mirrors is not None:
+            mirrors.record(member, written, removed)
+
     for manifest in plan.create:
-        kind = _kind(manifest)
-        try:
-            objects.create_namespaced_custom_object(
-                kind.group, kind.version, namespace, kind.plural, manifest,
-                field_validation="Strict", _request_timeout=MEMBER_REQUEST_TIMEOUT_S,
-            )  # fmt: skip
-        except ApiException as error:
-            if error.status != 409:  # created by a pass that crashed before recording it
-                raise
+        created = _create(api, namespace, manifest)
+        held[(manifest["kind"], manifest["metadata"]["name"])] = created
+        record(created)
     for manifest, current in plan.update:
         kind = _kind(manifest)
         version = current["metadata"]["resourceVersion"]
         replacement = {**manifest, "metadata": {**manifest["metadata"], "resourceVersion": version}}
-        objects.replace_namespaced_custom_object(
+        replaced: Any = objects.replace_namespaced_custom_object(
             kind.group, kind.version, namespace, kind.plural, manifest["metadata"]["name"],
             replacement, field_validation="Strict", _request_timeout=MEMBER_REQUEST_TIMEOUT_S,
         )  # fmt: skip
+        held[(manifest["kind"], manifest["metadata"]["name"])] = replaced
+        record(replaced)
     for manifest in plan.delete:
         kind = _kind(manifest)
         try:
@@ -109,7 +145,9 @@ def converge_member(
         except ApiException as error:
             if error.status != 404:
                 raise
-    return list_job_resources(api, namespace, job)
+        held.pop((manifest["kind"], manifest["metadata"]["name"]), None)
+        record(None, manifest)
+    return list(held.values())
 
 
 def converge_all(
@@ -123,10 +161,11 @@ def converge_all(
         name = member.metadata.name or ""
         try:
             api = context.members.for_member(member)
-            observed = context.inventory.job_resources(name, api, namespace, job)
-            held = converge_member(api, namespace, job, desired.get(name, []), observed)
-            if held is not observed:
-                context.inventory.invalidate(name, namespace)
+            context.member_mirrors.follow(name, api)
+            observed = context.member_mirrors.job_resources(name, namespace, job)
+            held = converge_member(
+                api, namespace, job, desired.get(name, []), observed, context.member_mirrors, name
+            )
         except MemberUnavailableError as error:
             outcomes[name] = ClusterOutcome(name, ApplyState.UNREACHABLE, error.message)
         except ApiException as error:
@@ -144,58 +183,110 @@ def converge_all(
     return outcomes
 
 
-def _job_of(context: OperatorContext, placement: Placement) -> tuple[MLJob, dict[str, Any]] | None:
-    namespace = placement.metadata.namespace or ""
-    try:
-        raw: dict[str, Any] = context.hub.objects.get_namespaced_custom_object(  # type: ignore[assignment]
-            GROUP, VERSION, namespace, "mljobs", placement.spec.job_ref.name
-        )
-    except ApiException as error:
-        if error.status == 404:
-            return None  # the garbage collector removes the Placement next
-        raise
-    job = validate_resource(raw)
-    return (job, raw) if isinstance(job, MLJob) else None
-
-
-def sync_placement(context: OperatorContext, body: kopf.Body) -> None:
-    placement = validate_resource(body)
-    if not isinstance(placement, Placement):
-        raise kopf.PermanentError(f"invalid Placement: {placement}")
-    found = _job_of(context, placement)
+def sync_placement(context: OperatorContext, key: tuple[str, str]) -> None:
+    """One pass over the Placement `key` (namespace, name): converge, then report."""
+    raw = context.mirror.get(Placement, key)
+    finalized = raw is not None and FINALIZER in raw.get("metadata", {}).get("finalizers", [])
+    if (
+        finalized
+        and raw is not None
+        and not context.hub.remove_finalizer(Placement, raw, FINALIZER)
+    ):
+        raise RetryLater(CONFLICT_RETRY_S)
+    found = context.mirror.model(Placement, key)
     if found is None:
-        return
-    job, raw_job = found
+        return  # deleted: the job's finalizer cleans the members
+    placement, raw_placement = found
+    assert isinstance(placement, Placement)
+    job_found = context.mirror.model(MLJob, (key[0], placement.spec.job_ref.name))
+    if job_found is None:
+        return  # the garbage collector removes the Placement next
+    job, raw_job = job_found
+    assert isinstance(job, MLJob)
     if placement.spec.job_ref.uid and placement.spec.job_ref.uid != job.metadata.uid:
         return  # a Placement left from an earlier job of the same name
+    if job.metadata.deletion_timestamp is not None:
+        return  # the deletion handler owns the members now
+    metrics.RECONCILES.labels("Placement").inc()
     outcomes = converge_all(context, job, desired_resources(job, placement))
     now = context.clock()
+    conflicts = 0
     new_placement_status = placement_status(placement, outcomes.values(), now).to_dict()
-    if body.get("status") != new_placement_status:
-        context.hub.replace_status(Placement, {**dict(body), "status": new_placement_status})
+    if raw_placement.get("status") != new_placement_status:
+        written = {**raw_placement, "status": new_placement_status}
+        conflicts += not context.mirror.replace_status(Placement, written)
     new_job_status = job_status(job, placement, outcomes, now).to_dict()
     if raw_job.get("status") != new_job_status:
-        context.hub.replace_status(MLJob, {**raw_job, "status": new_job_status})
+        conflicts += not context.mirror.replace_status(MLJob, {**raw_job, "status": new_job_status})
+    if conflicts:
+        raise RetryLater(CONFLICT_RETRY_S)
 
 
-@kopf.on.create(GROUP, VERSION, "placements")
-@kopf.on.update(GROUP, VERSION, "placements", field="spec")
-@kopf.on.resume(GROUP, VERSION, "placements")
-def placement_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    _counted_sync(memo.context, body)
+def sweep_orphans(context: OperatorContext) -> None:
+    """Deletes shard resources whose MLJob is gone from the hub, or is another incarnation of
+    its name: what a job deleted before its finalizer was set would leave behind. Only members
+    whose mirrors are in step are swept, and only once the hub's mirror is."""
+    if not context.mirror.wait_synced(0):
+        return
+    jobs = {
+        key: body.get("metadata", {}).get("uid")
+        for key, body in context.mirror.list(MLJob).raw.items()
+    }
+    members = {member.metadata.name or "": member for member in context.member_clusters()}
+    for name, resources in context.member_mirrors.all_resources().items():
+        member = members.get(name)
+        if member is None:
+            continue
+        for resource in resources:
+            metadata = resource.get("metadata", {})
+            owner = job_of(resource)
+            uid = (metadata.get("labels") or {}).get(SHARD_LABELS.job_uid)
+            if owner in jobs and (uid is None or uid == jobs[owner]):
+                continue
+            LOG.info("deleting the orphan %s %s/%s in %s", resource.get("kind"), owner[0],
+                     metadata.get("name"), name)  # fmt: skip
+            try:
+                api = context.members.for_member(member)
+                kind = _kind(resource)
+                client.CustomObjectsApi(api).delete_namespaced_custom_object(
+                    kind.group, kind.version, metadata.get("namespace"), kind.plural,
+                    metadata.get("name"), propagation_policy="Background",
+                    _request_timeout=MEMBER_REQUEST_TIMEOUT_S,
+                )  # fmt: skip
+                context.member_mirrors.record(name, None, resource)
+            except (MemberUnavailableError, ApiException, *UNREACHABLE_ERRORS) as error:
+                LOG.warning("could not delete an orphan in %s: %s", name, error)
 
 
-@kopf.timer(GROUP, VERSION, "placements", interval=STATUS_INTERVAL_S, idle=0)
-def placement_status_tick(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Level-triggered: re-converges and re-reads the members' states even when nothing in the
-    hub changed, since KubeRay's status changes in the members raise no event here."""
-    _counted_sync(memo.context, body)
+def resync(context: OperatorContext) -> None:
+    """Every RESYNC_INTERVAL_S: every Placement once more, the members' mirrors kept to the
+    registered members, and orphans swept."""
+    queue = context.placements
+    while not context.stop.wait(RESYNC_INTERVAL_S):
+        try:
+            registered = {member.metadata.name or "" for member in context.member_clusters()}
+            context.member_mirrors.retain(registered)
+            if queue is not None:
+                for key in context.mirror.list(Placement).raw:
+                    queue.add(key)
+            sweep_orphans(context)
+        except Exception:
+            LOG.exception("placement resync failed; retrying at the next interval")
 
 
-def _counted_sync(context: OperatorContext, body: kopf.Body) -> None:
-    metrics.RECONCILES.labels("Placement").inc()
-    try:
-        sync_placement(context, body)
-    except Exception:
-        metrics.RECONCILE_ERRORS.labels("Placement").inc()
-        raise
+def start_controller(context: OperatorContext) -> threading.Thread:
+    """Starts the workers and the resync; the mirror's first list enqueues every Placement."""
+
+    def counted(key: tuple[str, str]) -> None:
+        try:
+            sync_placement(context, key)
+        except RetryLater:
+            raise
+        except Exception:
+            metrics.RECONCILE_ERRORS.labels("Placement").inc()
+            raise
+
+    context.placements = WorkQueue("placements", counted, PLACEMENT_WORKERS).start()
+    thread = threading.Thread(target=resync, args=(context,), name="placement-resync", daemon=True)
+    thread.start()
+    return thread

@@ -15,15 +15,18 @@ from kubernetes.client.exceptions import ApiException
 
 from continuum.operator.adapters.kube import hub_client
 from continuum.operator.adapters.webhook_certs import self_signed
-from continuum.operator.handlers.context import OperatorContext
+from continuum.operator.handlers.context import FINALIZER, OperatorContext
 from continuum.operator.handlers.cycle import scheduling_loop
+from continuum.operator.handlers.placements import start_controller
 
-FINALIZER = "continuum.dev/cleanup"
 WEBHOOK_CONFIGURATION = "continuum.dev"
 ANNOTATION_PREFIX = "continuum.dev"
 WATCH_SERVER_TIMEOUT_S = 300
 WATCH_CLIENT_TIMEOUT_S = 330
 REQUEST_TIMEOUT_S = 30
+# How long start-up waits for the first lists of the hub's objects before going on regardless
+# (the cycle and the webhook then see less, never anything wrong).
+MIRROR_SYNC_TIMEOUT_S = 30.0
 LOG = logging.getLogger(__name__)
 
 
@@ -67,6 +70,10 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
             cadata=certificate.pem,
         )
         settings.admission.managed = WEBHOOK_CONFIGURATION
+    # The controller's queue first, so that the mirror's first list fills it.
+    memo.resync_thread = start_controller(context)
+    if not context.mirror.start().wait_synced(MIRROR_SYNC_TIMEOUT_S):
+        LOG.warning("the hub's objects are not all listed yet; going on")
     thread = threading.Thread(
         target=scheduling_loop, args=(context,), name="scheduling-loop", daemon=True
     )
@@ -82,6 +89,10 @@ def stop(memo: kopf.Memo, **_: Any) -> None:
     thread: threading.Thread | None = getattr(memo, "scheduler_thread", None)
     if thread is not None:
         thread.join(timeout=10)
+    if context.placements is not None:
+        context.placements.stop()
+    context.mirror.stop()
+    context.member_mirrors.stop()
     context.members.close()
     if context.config.webhook_port:
         remove_webhook_configuration(context)

@@ -1,0 +1,122 @@
+"""The hub's Continuum objects read from watch mirrors, written through to the API server.
+
+It is the ObjectStore the operator's scheduling cycle and placement controller use: a cycle
+over a few hundred jobs then costs no list request, and an object is validated once per
+resourceVersion rather than once per pass. Writes go to the API server exactly as `Hub` makes
+them (optimistic, at the resourceVersion read), and what they return goes into the mirror.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from continuum.operator.adapters.hub import PLURALS, Hub
+from continuum.operator.adapters.store import Listed, identity
+from continuum.operator.adapters.watchcache import Body, Key, WatchCache, wait_all_synced
+from continuum.operator.api import (
+    GROUP,
+    VERSION,
+    MLJob,
+    Placement,
+    PlacementSpec,
+    Resource,
+    validate_resource,
+)
+from continuum.operator.api.validation import FieldError
+
+# kind, event type, the object and its version before, for every change any mirror sees
+HubChangeHandler = Callable[[type[Resource], str, Body, Body | None], None]
+Validated = Resource | list[FieldError] | None
+
+
+class HubMirror:
+    def __init__(self, hub: Hub, on_change: HubChangeHandler | None = None) -> None:
+        self.hub = hub
+        self.caches: dict[type[Resource], WatchCache] = {}
+        for kind, plural in PLURALS.items():
+            notify = functools.partial(on_change, kind) if on_change is not None else None
+            self.caches[kind] = WatchCache(
+                plural,
+                hub.objects.list_cluster_custom_object,
+                {"group": GROUP, "version": VERSION, "plural": plural},
+                on_change=notify,
+            )
+        # per kind, (uid, resourceVersion) -> what validate_resource made of that version
+        self._validated: dict[type[Resource], dict[tuple[str, str], Validated]] = {
+            kind: {} for kind in PLURALS
+        }
+        self._lock = threading.Lock()
+
+    def start(self) -> HubMirror:
+        for cache in self.caches.values():
+            cache.start()
+        return self
+
+    def stop(self) -> None:
+        for cache in self.caches.values():
+            cache.stop()
+
+    def wait_synced(self, timeout_s: float) -> bool:
+        return wait_all_synced(list(self.caches.values()), timeout_s)
+
+    def _validate(self, kind: type[Resource], body: Body, memo: dict[Any, Validated]) -> Validated:
+        metadata = body.get("metadata", {})
+        version = (metadata.get("uid", ""), metadata.get("resourceVersion", ""))
+        with self._lock:
+            known = self._validated[kind]
+            if version in known:
+                memo[version] = known[version]
+                return known[version]
+        result = validate_resource(body)
+        memo[version] = result
+        return result
+
+    def list(self, kind: type[Resource]) -> Listed[Any]:
+        valid: list[Resource] = []
+        invalid: dict[Key, list[FieldError]] = {}
+        raw: dict[Key, Body] = {}
+        memo: dict[tuple[str, str], Validated] = {}
+        for body in self.caches[kind].items():
+            key = identity(body)
+            raw[key] = body
+            result = self._validate(kind, body, memo)
+            if isinstance(result, kind):
+                valid.append(result)
+            elif isinstance(result, list):
+                invalid[key] = result
+        with self._lock:
+            # Only the versions the mirror holds now, so the memo does not grow.
+            self._validated[kind] = memo
+        return Listed(valid, invalid, raw)
+
+    def get(self, kind: type[Resource], key: Key) -> Body | None:
+        return self.caches[kind].get(key)
+
+    def model(self, kind: type[Resource], key: Key) -> tuple[Resource, Body] | None:
+        body = self.get(kind, key)
+        if body is None:
+            return None
+        result = self._validate(kind, body, {})
+        return (result, body) if isinstance(result, kind) else None
+
+    def replace_status(self, kind: type[Resource], body: dict[str, Any]) -> bool:
+        written = self.hub.put_status(kind, body)
+        if written is not None:
+            self.caches[kind].store(written)
+        return written is not None
+
+    def write_placement(self, job: MLJob, spec: PlacementSpec, existing: Placement | None) -> None:
+        written = self.hub.put_placement(job, spec, existing)
+        if written is not None:
+            self.caches[Placement].store(written)
+
+    def config_map_data(self, namespace: str, name: str) -> dict[str, str]:
+        return self.hub.config_map_data(namespace, name)
+
+    def record_event(
+        self, involved: Mapping[str, Any], event_type: str, reason: str, message: str
+    ) -> None:
+        self.hub.record_event(involved, event_type, reason, message)

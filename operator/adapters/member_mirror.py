@@ -1,0 +1,150 @@
+"""What each member holds of Continuum's shard resources, mirrored by list-and-watch.
+
+Every Placement's pass visits every member, so that nothing is left behind where a shard used
+to be. Listing per pass would cost jobs × members × kinds requests; the mirrors cost one watch
+per member and kind, and a change in a member (KubeRay moving a RayJob to Running) reaches the
+placement controller as it happens, not at its next poll. They are caches, never a record of
+their own: a member whose mirror is not in step with its API server (not listed yet, or its
+watch broken) is asked directly, as before.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from kubernetes import client
+
+from continuum.operator.adapters.kube import MEMBER_REQUEST_TIMEOUT_S
+from continuum.operator.adapters.kuberay import (
+    MANAGED_SELECTOR,
+    RESOURCE_KINDS,
+    SHARD_LABELS,
+    job_label_value,
+)
+from continuum.operator.adapters.watchcache import WatchCache
+from continuum.operator.api import MLJob
+
+Manifest = dict[str, Any]
+# member name, event type, and the shard resource
+MemberChangeHandler = Callable[[str, str, Manifest], None]
+
+
+def list_managed(api: client.ApiClient, namespace: str, selector: str) -> list[Manifest]:
+    objects = client.CustomObjectsApi(api)
+    found: list[Manifest] = []
+    for kind in RESOURCE_KINDS:
+        listed: Any = objects.list_namespaced_custom_object(
+            kind.group, kind.version, namespace, kind.plural,
+            label_selector=selector, _request_timeout=MEMBER_REQUEST_TIMEOUT_S,
+        )  # fmt: skip
+        found.extend(listed.get("items", []))
+    return found
+
+
+def belongs_to(resource: Manifest, job: MLJob) -> bool:
+    labels = resource.get("metadata", {}).get("labels", {})
+    if labels.get(SHARD_LABELS.job) != job_label_value(job.metadata.name or ""):
+        return False
+    return not job.metadata.uid or labels.get(SHARD_LABELS.job_uid) == job.metadata.uid
+
+
+def job_of(resource: Manifest) -> tuple[str, str]:
+    """(namespace, MLJob name) of a shard resource: the label holds a shortened name, the
+    annotation the whole of it."""
+    metadata = resource.get("metadata", {})
+    annotations = metadata.get("annotations") or {}
+    return (metadata.get("namespace", ""), annotations.get(SHARD_LABELS.job_name_annotation, ""))
+
+
+class _Member:
+    def __init__(self, name: str, api: client.ApiClient, on_change: MemberChangeHandler) -> None:
+        self.api = api
+        objects = client.CustomObjectsApi(api)
+        self.caches = {
+            kind.kind: WatchCache(
+                f"{name}-{kind.plural}",
+                objects.list_cluster_custom_object,
+                {"group": kind.group, "version": kind.version, "plural": kind.plural,
+                 "label_selector": MANAGED_SELECTOR},
+                on_change=lambda event, body, _: on_change(name, event, body),
+                index=job_of,
+            ).start()
+            for kind in RESOURCE_KINDS
+        }  # fmt: skip
+
+    def synced(self) -> bool:
+        return all(cache.synced.is_set() for cache in self.caches.values())
+
+    def stop(self) -> None:
+        for cache in self.caches.values():
+            cache.stop()
+
+
+class MemberMirrors:
+    def __init__(self, on_change: MemberChangeHandler | None = None) -> None:
+        self._on_change: MemberChangeHandler = on_change or (lambda member, event, body: None)
+        self._members: dict[str, _Member] = {}
+        self._lock = threading.Lock()
+
+    def follow(self, member: str, api: client.ApiClient) -> None:
+        """Mirrors `member` through `api`; a new client (a rotated kubeconfig) restarts it."""
+        with self._lock:
+            current = self._members.get(member)
+            if current is not None and current.api is api:
+                return
+            if current is not None:
+                current.stop()
+            self._members[member] = _Member(member, api, self._on_change)
+
+    def retain(self, members: set[str]) -> None:
+        """Stops mirroring the members no longer registered."""
+        with self._lock:
+            for name in [name for name in self._members if name not in members]:
+                self._members.pop(name).stop()
+
+    def job_resources(self, member: str, namespace: str, job: MLJob) -> list[Manifest] | None:
+        """The job's shard resources in `member`, or None if its mirror is not in step."""
+        with self._lock:
+            mirrored = self._members.get(member)
+        if mirrored is None or not mirrored.synced():
+            return None
+        return [
+            item
+            for cache in mirrored.caches.values()
+            for item in cache.indexed((namespace, job.metadata.name or ""))
+            if belongs_to(item, job)
+        ]
+
+    def all_resources(self) -> dict[str, list[Manifest]]:
+        """Member -> every shard resource it holds, for the members whose mirrors are in step."""
+        with self._lock:
+            members = dict(self._members)
+        return {
+            name: [item for cache in mirrored.caches.values() for item in cache.items()]
+            for name, mirrored in members.items()
+            if mirrored.synced()
+        }
+
+    def record(self, member: str, written: Manifest | None, removed: Manifest | None) -> None:
+        """What a write to `member` returned (or removed), into its mirror at once."""
+        with self._lock:
+            mirrored = self._members.get(member)
+        if mirrored is None:
+            return
+        body = written or removed
+        if body is None or body.get("kind") not in mirrored.caches:
+            return
+        cache = mirrored.caches[body["kind"]]
+        if written is not None:
+            cache.store(written)
+        else:
+            metadata = body.get("metadata", {})
+            cache.discard((metadata.get("namespace", ""), metadata.get("name", "")))
+
+    def stop(self) -> None:
+        with self._lock:
+            for mirrored in self._members.values():
+                mirrored.stop()
+            self._members.clear()

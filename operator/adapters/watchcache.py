@@ -1,0 +1,225 @@
+"""A list-and-watch mirror of one kind of object in one API server, like client-go's informer.
+
+The operator reads the hub's objects and the members' shard resources from these mirrors
+instead of listing them on every pass: a pass that changes nothing then costs no request at
+all, and a change reaches its handler as soon as the API server announces it. A mirror is a
+cache, never a record of its own: it starts from a list, follows the watch, lists again when
+the watch expires or breaks, and is rebuilt from nothing on restart. Writes still go to the API
+server with the resourceVersion they were read at, so a stale mirror costs a 409 and a retry,
+never a lost update; what a write returns is put in the mirror at once (`store`), so the next
+pass sees its own write without waiting for the watch.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import urllib3
+from kubernetes import watch
+from kubernetes.client.exceptions import ApiException
+
+from continuum.operator.adapters.store import identity
+
+LOG = logging.getLogger(__name__)
+Body = dict[str, Any]
+Key = tuple[str, str]
+# The server ends each watch after this long, and the mirror watches again from where it was:
+# short enough that a half-open connection to a vanished member is noticed within a minute.
+WATCH_TIMEOUT_S = 50
+CONNECT_TIMEOUT_S = 5.0
+LIST_TIMEOUT_S = 30.0
+RETRY_INITIAL_S = 0.5
+RETRY_MAX_S = 10.0
+GONE = 410
+# event type ("ADDED", "MODIFIED", "DELETED"), the object as it is now (for DELETED, as it
+# was last), and the version the mirror held before (None if it held none)
+ChangeHandler = Callable[[str, Body, Body | None], None]
+IndexFunction = Callable[[Body], Hashable]
+
+
+class WatchCache:
+    """Mirrors what `list_function(**list_arguments)` lists (a `list_*` method of a kubernetes
+    client API, which also takes `watch=True`), and calls `on_change` for every change it sees,
+    including those of the first list (as ADDED). `on_change` runs on the mirror's thread and
+    must be quick: it enqueues work, it does not do it. With `index`, `indexed(value)` gives
+    the objects whose `index(object)` is `value` without looking at the others."""
+
+    def __init__(
+        self,
+        name: str,
+        list_function: Callable[..., Any],
+        list_arguments: dict[str, Any] | None = None,
+        on_change: ChangeHandler | None = None,
+        index: IndexFunction | None = None,
+    ) -> None:
+        self.name = name
+        self._list_function = list_function
+        self._list_arguments = dict(list_arguments or {})
+        self._on_change = on_change
+        self._index = index
+        self._items: dict[Key, Body] = {}
+        self._indexed: dict[Hashable, dict[Key, Body]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._stream: watch.Watch | None = None
+        # Set once the first list has arrived, cleared while the API server cannot be reached.
+        self.synced = threading.Event()
+        self.last_error = ""
+
+    def start(self) -> WatchCache:
+        self._thread = threading.Thread(target=self._run, name=f"watch-{self.name}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        stream = self._stream
+        if stream is not None:
+            stream.stop()
+
+    def wait_synced(self, timeout_s: float) -> bool:
+        return self.synced.wait(timeout_s)
+
+    def items(self) -> list[Body]:
+        with self._lock:
+            return list(self._items.values())
+
+    def get(self, key: Key) -> Body | None:
+        with self._lock:
+            return self._items.get(key)
+
+    def indexed(self, value: Hashable) -> list[Body]:
+        with self._lock:
+            return list(self._indexed.get(value, {}).values())
+
+    def store(self, body: Body) -> None:
+        """Puts what a write returned in the mirror, and tells `on_change` as the watch would
+        have. The watch brings the same version a moment later, and is not told twice."""
+        with self._lock:
+            before = self._items.get(identity(body))
+            self._put(body)
+        if _version(before) != _version(body):
+            self._notify("ADDED" if before is None else "MODIFIED", body, before)
+
+    def discard(self, key: Key) -> None:
+        with self._lock:
+            before = self._items.get(key)
+            self._remove(key)
+        if before is not None:
+            self._notify("DELETED", before, before)
+
+    def _put(self, body: Body) -> None:
+        key = identity(body)
+        self._remove(key)
+        self._items[key] = body
+        if self._index is not None:
+            self._indexed.setdefault(self._index(body), {})[key] = body
+
+    def _remove(self, key: Key) -> None:
+        body = self._items.pop(key, None)
+        if body is None or self._index is None:
+            return
+        value = self._index(body)
+        bucket = self._indexed.get(value, {})
+        bucket.pop(key, None)
+        if not bucket:
+            self._indexed.pop(value, None)
+
+    def _notify(self, event_type: str, body: Body, before: Body | None) -> None:
+        if self._on_change is None:
+            return
+        try:
+            self._on_change(event_type, body, before)
+        except Exception:
+            LOG.exception("%s: change handler failed", self.name)
+
+    def _list(self) -> str:
+        listed: Any = self._list_function(**self._list_arguments, _request_timeout=LIST_TIMEOUT_S)
+        items: list[Body] = listed.get("items", [])
+        fresh = {identity(item): item for item in items}
+        with self._lock:
+            gone = [body for key, body in self._items.items() if key not in fresh]
+            changed = [
+                (body, self._items.get(key))
+                for key, body in fresh.items()
+                if _version(self._items.get(key)) != _version(body)
+            ]
+            self._items, self._indexed = {}, {}
+            for body in items:
+                self._put(body)
+        for body in gone:
+            self._notify("DELETED", body, body)
+        for body, before in changed:
+            self._notify("ADDED" if before is None else "MODIFIED", body, before)
+        self.synced.set()
+        self.last_error = ""
+        version: str = listed.get("metadata", {}).get("resourceVersion", "")
+        return version
+
+    def _watch(self, resource_version: str) -> str:
+        """Follows the watch until the server ends it; returns the last resourceVersion seen."""
+        self._stream = stream = watch.Watch()
+        for event in stream.stream(
+            self._list_function,
+            **self._list_arguments,
+            resource_version=resource_version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=WATCH_TIMEOUT_S,
+            _request_timeout=(CONNECT_TIMEOUT_S, WATCH_TIMEOUT_S + 10),
+        ):
+            if self._stop.is_set():
+                break
+            event_type, body = event["type"], event["object"]
+            if event_type == "BOOKMARK":
+                continue
+            with self._lock:
+                before = self._items.get(identity(body))
+                if event_type == "DELETED":
+                    self._remove(identity(body))
+                else:
+                    self._put(body)
+            if event_type != "DELETED" and _version(before) == _version(body):
+                continue  # the echo of a write whose result is in the mirror already
+            self._notify(event_type, body, before)
+        return stream.resource_version or resource_version
+
+    def _run(self) -> None:
+        delay = RETRY_INITIAL_S
+        resource_version = ""
+        while not self._stop.is_set():
+            try:
+                if not resource_version:
+                    resource_version = self._list()
+                resource_version = self._watch(resource_version)
+                delay = RETRY_INITIAL_S
+            except ApiException as error:
+                if error.status != GONE:
+                    self._failed(f"HTTP {error.status}: {error.reason}")
+                    self._stop.wait(delay)
+                    delay = min(delay * 2, RETRY_MAX_S)
+                resource_version = ""  # expired, or unknown after an error: list afresh
+            except (urllib3.exceptions.HTTPError, OSError, ValueError) as error:
+                self._failed(str(error)[:500])
+                resource_version = ""
+                self._stop.wait(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+
+    def _failed(self, message: str) -> None:
+        if not self._stop.is_set():
+            LOG.debug("%s: list or watch failed: %s", self.name, message)
+        self.last_error = message
+        self.synced.clear()
+
+
+def _version(body: Body | None) -> str | None:
+    return body.get("metadata", {}).get("resourceVersion") if body is not None else None
+
+
+def wait_all_synced(caches: list[WatchCache], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    return all(cache.wait_synced(max(0.0, deadline - time.monotonic())) for cache in caches)
