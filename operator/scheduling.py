@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
@@ -34,6 +35,8 @@ LATENCY_KEY = "latency.csv"
 # to crowd the API server's priority-and-fairness queues.
 WRITERS = 8
 NETWORK_CONFIG_MAP = "continuum-network"
+# Takes a job's new status (the job as read, and the status): the cycle's own part of it.
+StatusHandOver = Callable[[dict[str, Any], dict[str, Any]], None]
 
 
 def _links(store: ObjectStore, system_namespace: str) -> tuple[Link, ...]:
@@ -50,20 +53,23 @@ def _links(store: ObjectStore, system_namespace: str) -> tuple[Link, ...]:
         return ()
 
 
-def _write_status(
+def write_status(
     store: ObjectStore, raw: dict[str, Any], status: dict[str, Any], events: EventSink | None
-) -> None:
+) -> bool:
+    """False when the job changed since `raw` was read, and the status was not written."""
     if raw.get("status") == status:
-        return
-    if store.replace_status(MLJob, {**raw, "status": status}):
-        _announce(events, raw, status)  # once: a write that lost a race is made again
+        return True
+    if not store.replace_status(MLJob, {**raw, "status": status}):
+        return False
+    announce(events, raw, status)  # once: a write that lost a race is made again
+    return True
 
 
 def _condition(conditions: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     return next((c for c in conditions if c.get("type") == kind), {})
 
 
-def _announce(events: EventSink | None, raw: dict[str, Any], status: dict[str, Any]) -> None:
+def announce(events: EventSink | None, raw: dict[str, Any], status: dict[str, Any]) -> None:
     """An Event when the job's Admitted or Scheduled condition changes, not on every cycle:
     Warning for a refusal or an unschedulable job, Normal once it is placed."""
     if events is None:
@@ -87,8 +93,11 @@ def run_cycle(
     policy: str = "continuum",
     system_namespace: str = "continuum-system",
     events: EventSink | None = None,
+    hand_over: StatusHandOver | None = None,
 ) -> CycleResult:
-    """One cycle; returns the scheduler's result, for callers that report on it."""
+    """One cycle; returns the scheduler's result, for callers that report on it. With
+    `hand_over`, each job's new status goes to it (the operator's placement controller, which
+    writes it together with its own part); else it is written before the cycle returns."""
     started = time.perf_counter()
     members = store.list(MemberCluster).valid
     tenants = store.list(Tenant).valid
@@ -98,8 +107,8 @@ def run_cycle(
     # (the job as stored, its new status): written after the Placements, so that a decision
     # reaches the placement controller without waiting for the statuses of a whole cycle.
     statuses: list[tuple[dict[str, Any], dict[str, Any]]] = []
-    for identity, errors in jobs.invalid.items():
-        raw = jobs.raw[identity]
+    for key, errors in jobs.invalid.items():
+        raw = jobs.raw[key]
         refusal = refusal_of_spec(errors)
         generation = raw.get("metadata", {}).get("generation")
         statuses.append(
@@ -149,13 +158,18 @@ def run_cycle(
         job, spec = item
         store.write_placement(job, spec, stored_placements.get(job_key(job)))
 
-    def write_status(item: tuple[dict[str, Any], dict[str, Any]]) -> None:
-        _write_status(store, item[0], item[1], events)
+    def write_job_status(item: tuple[dict[str, Any], dict[str, Any]]) -> None:
+        write_status(store, item[0], item[1], events)
 
     # Jobs are independent, so their writes go out concurrently.
     with ThreadPoolExecutor(max_workers=WRITERS) as pool:
         list(pool.map(write_placement, new_placements))
-        list(pool.map(write_status, statuses))
+        if hand_over is None:
+            list(pool.map(write_job_status, statuses))
+    if hand_over is not None:
+        for raw, new_status in statuses:
+            if raw.get("status") != new_status:
+                hand_over(raw, new_status)
     pending = sum(job.spec.shards.count for job in admitted) - placed
     metrics.PENDING_SHARDS.set(pending)
     metrics.PLACED_SHARDS.set(placed)

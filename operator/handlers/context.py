@@ -16,6 +16,7 @@ from continuum.operator.adapters.hub import Hub
 from continuum.operator.adapters.hub_mirror import HubMirror
 from continuum.operator.adapters.kube import MemberClients
 from continuum.operator.adapters.member_mirror import MemberMirrors, job_of
+from continuum.operator.adapters.store import identity
 from continuum.operator.api import MemberCluster, MLJob, Placement, Resource, Tenant
 from continuum.operator.workqueue import WorkQueue
 
@@ -58,6 +59,30 @@ class OperatorContext:
         # (namespace, name) of the Placements to converge; the placement controller sets the
         # handler when it starts.
         self.placements: WorkQueue[tuple[str, str]] | None = None
+        # The scheduling cycle's newest status for each job, until the placement controller,
+        # the one writer of MLJob status, has written it with its own part. A hand-off, not a
+        # record: a restarted operator's first cycle computes them all again.
+        self._handed: dict[tuple[str, str], tuple[dict[str, Any], dict[str, Any]]] = {}
+        self._handed_lock = threading.Lock()
+
+    def hand_over_status(self, raw: dict[str, Any], status: dict[str, Any]) -> None:
+        key = identity(raw)
+        with self._handed_lock:
+            self._handed[key] = (raw, status)
+        self._ask_placement(*key)
+
+    def take_handed_status(
+        self, key: tuple[str, str]
+    ) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        with self._handed_lock:
+            return self._handed.pop(key, None)
+
+    def give_back_handed_status(
+        self, key: tuple[str, str], handed: tuple[dict[str, Any], dict[str, Any]]
+    ) -> None:
+        """After a pass that could not write it: kept, unless the cycle has a newer one."""
+        with self._handed_lock:
+            self._handed.setdefault(key, handed)
 
     def member_clusters(self) -> list[MemberCluster]:
         members: list[MemberCluster] = self.mirror.list(MemberCluster).valid

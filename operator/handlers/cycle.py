@@ -25,6 +25,7 @@ def scheduling_loop(context: OperatorContext) -> None:
                 context.config.policy,
                 context.config.system_namespace,
                 events=context.mirror,
+                hand_over=context.hand_over_status,
             )
         except Exception:
             metrics.RECONCILE_ERRORS.labels("SchedulingCycle").inc()

@@ -27,8 +27,9 @@ from continuum.operator.adapters.kuberay import (
     job_selector,
 )
 from continuum.operator.adapters.member_mirror import MemberMirrors, job_of, list_managed
-from continuum.operator.api import ApplyState, MLJob, Placement
+from continuum.operator.api import ApplyState, MLJob, MLJobStatus, Placement
 from continuum.operator.handlers.context import FINALIZER, PLACEMENT_WORKERS, OperatorContext
+from continuum.operator.reconcile.placement import merge_scheduling
 from continuum.operator.reconcile.shards import (
     ClusterOutcome,
     Manifest,
@@ -37,6 +38,7 @@ from continuum.operator.reconcile.shards import (
     placement_status,
     plan_cluster,
 )
+from continuum.operator.scheduling import write_status
 from continuum.operator.workqueue import RetryLater, WorkQueue
 
 LOG = logging.getLogger(__name__)
@@ -184,42 +186,81 @@ def converge_all(
 
 
 def sync_placement(context: OperatorContext, key: tuple[str, str]) -> None:
-    """One pass over the Placement `key` (namespace, name): converge, then report."""
-    raw = context.mirror.get(Placement, key)
-    finalized = raw is not None and FINALIZER in raw.get("metadata", {}).get("finalizers", [])
-    if (
-        finalized
-        and raw is not None
-        and not context.hub.remove_finalizer(Placement, raw, FINALIZER)
-    ):
+    """One pass over the job `key` (namespace, name; its Placement has the same name): take off
+    a stale finalizer, converge the members, then write Placement and MLJob status, the latter
+    with the scheduling cycle's part (handed over) laid in."""
+    _drop_stale_finalizer(context, key)
+    handed = context.take_handed_status(key)
+    try:
+        _sync(context, key, handed)
+    except Exception:
+        if handed is not None:
+            context.give_back_handed_status(key, handed)
+        raise
+
+
+def _drop_stale_finalizer(context: OperatorContext, key: tuple[str, str]) -> None:
+    raw = context.mirror.get(Placement, key) or {}
+    stale = FINALIZER in raw.get("metadata", {}).get("finalizers", [])
+    if stale and not context.hub.remove_finalizer(Placement, raw, FINALIZER):
         raise RetryLater(CONFLICT_RETRY_S)
-    found = context.mirror.model(Placement, key)
+
+
+def _sync(
+    context: OperatorContext,
+    key: tuple[str, str],
+    handed: tuple[dict[str, Any], dict[str, Any]] | None,
+) -> None:
+    raw_job = context.mirror.get(MLJob, key)
+    if raw_job is None:
+        return  # gone: the garbage collector removes the Placement next
+    uid = raw_job.get("metadata", {}).get("uid")
+    if handed is not None and handed[0].get("metadata", {}).get("uid") != uid:
+        handed = None  # computed for an earlier job of this name
+    found = context.mirror.model(MLJob, key)
     if found is None:
-        return  # deleted: the job's finalizer cleans the members
-    placement, raw_placement = found
-    assert isinstance(placement, Placement)
-    job_found = context.mirror.model(MLJob, (key[0], placement.spec.job_ref.name))
-    if job_found is None:
-        return  # the garbage collector removes the Placement next
-    job, raw_job = job_found
+        # A spec the models refuse: the cycle's refusal is all its status says, written at the
+        # version it was computed from; if that is stale the cycle computes it again.
+        if handed is not None and not write_status(context.mirror, *handed, context.mirror):
+            context.wake_scheduler.set()
+        return
+    job = found[0]
     assert isinstance(job, MLJob)
-    if placement.spec.job_ref.uid and placement.spec.job_ref.uid != job.metadata.uid:
-        return  # a Placement left from an earlier job of the same name
     if job.metadata.deletion_timestamp is not None:
         return  # the deletion handler owns the members now
-    metrics.RECONCILES.labels("Placement").inc()
-    outcomes = converge_all(context, job, desired_resources(job, placement))
-    now = context.clock()
-    conflicts = 0
-    new_placement_status = placement_status(placement, outcomes.values(), now).to_dict()
-    if raw_placement.get("status") != new_placement_status:
-        written = {**raw_placement, "status": new_placement_status}
-        conflicts += not context.mirror.replace_status(Placement, written)
-    new_job_status = job_status(job, placement, outcomes, now).to_dict()
-    if raw_job.get("status") != new_job_status:
-        conflicts += not context.mirror.replace_status(MLJob, {**raw_job, "status": new_job_status})
-    if conflicts:
+    status = job.status or MLJobStatus()
+    if handed is not None:
+        status = merge_scheduling(status, MLJobStatus.model_validate(handed[1]))
+    job = job.model_copy(update={"status": status})
+    found_placement = _placement_of(context, key, job)
+    if found_placement is not None:
+        placement, raw_placement = found_placement
+        metrics.RECONCILES.labels("Placement").inc()
+        outcomes = converge_all(context, job, desired_resources(job, placement))
+        now = context.clock()
+        new_placement_status = placement_status(placement, outcomes.values(), now).to_dict()
+        if raw_placement.get("status") != new_placement_status:
+            written = {**raw_placement, "status": new_placement_status}
+            if not context.mirror.replace_status(Placement, written):
+                raise RetryLater(CONFLICT_RETRY_S)
+        status = job_status(job, placement, outcomes, now)
+    if not write_status(context.mirror, raw_job, status.to_dict(), context.mirror):
         raise RetryLater(CONFLICT_RETRY_S)
+
+
+def _placement_of(
+    context: OperatorContext, key: tuple[str, str], job: MLJob
+) -> tuple[Placement, dict[str, Any]] | None:
+    """The job's Placement and its stored body, if there is one and it is this job's (not an
+    earlier one's of the same name)."""
+    found = context.mirror.model(Placement, key)
+    if found is None:
+        return None
+    placement, raw = found
+    assert isinstance(placement, Placement)
+    if placement.spec.job_ref.uid and placement.spec.job_ref.uid != job.metadata.uid:
+        return None
+    return placement, raw
 
 
 def sweep_orphans(context: OperatorContext) -> None:

@@ -118,6 +118,10 @@ def plan_job(job: MLJob, previous: Placement | None, result: CycleResult, now: d
     return JobPlan(spec, scheduled=bool(placed), message=message)
 
 
+SCHEDULING_CONDITIONS = (MLJobConditionType.ADMITTED, MLJobConditionType.SCHEDULED)
+EARLY_PHASES = (None, MLJobPhase.PENDING, MLJobPhase.ADMITTED, MLJobPhase.SUSPENDED)
+
+
 def scheduling_status(
     job: MLJob, plan: JobPlan, placement_name: str, epoch: int | None, now: datetime
 ) -> MLJobStatus:
@@ -144,12 +148,34 @@ def scheduling_status(
         now=now,
     )
     phase = status.phase
-    if phase in (None, MLJobPhase.PENDING, MLJobPhase.ADMITTED, MLJobPhase.SUSPENDED):
+    if phase in EARLY_PHASES:
         phase = MLJobPhase.PLACED if plan.scheduled else MLJobPhase.PENDING
     updates: dict[str, object] = {"conditions": conditions, "phase": phase}
     if plan.scheduled:
         updates["placement_ref"] = PlacementReference(name=placement_name, epoch=epoch)
     return status.model_copy(update=updates)
+
+
+def merge_scheduling(current: MLJobStatus, scheduled: MLJobStatus) -> MLJobStatus:
+    """The scheduling cycle's part of a job's status (the Admitted and Scheduled conditions,
+    the Placement reference, and the phase while no shard runs yet) laid over the status as it
+    is now, whose other parts belong to the placement controller. One writer can then write
+    both without either undoing the other."""
+    theirs = {c.type: c for c in scheduled.conditions if c.type in SCHEDULING_CONDITIONS}
+    conditions = [theirs.pop(c.type, c) for c in current.conditions]
+    conditions.extend(theirs.values())
+    # Up to Placed the phase is the cycle's word; from Running on, the placement controller's.
+    cycles_phases = (*EARLY_PHASES, MLJobPhase.PLACED)
+    phase = current.phase
+    if phase in cycles_phases and scheduled.phase in cycles_phases:
+        phase = scheduled.phase
+    return current.model_copy(
+        update={
+            "conditions": conditions,
+            "phase": phase,
+            "placement_ref": scheduled.placement_ref or current.placement_ref,
+        }
+    )
 
 
 def placements_by_job(placements: Sequence[Placement]) -> Mapping[str, Placement]:
