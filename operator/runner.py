@@ -24,6 +24,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     run_parser.add_argument("--system-namespace", default="continuum-system")
     run_parser.add_argument("--cycle-interval", type=float, default=2.0, metavar="SECONDS")
+    run_parser.add_argument(
+        "--resync-interval",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="converge every Placement and sweep orphaned shard resources at least this often",
+    )
     run_parser.add_argument("--policy", default="continuum")
     run_parser.add_argument(
         "--metrics-port", type=int, default=0, help="serve Prometheus metrics on PORT"
@@ -60,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     config = OperatorConfig(
         system_namespace=args.system_namespace,
         cycle_interval_s=args.cycle_interval,
+        resync_interval_s=args.resync_interval,
         policy=args.policy,
         webhook_port=args.webhook_port,
     )

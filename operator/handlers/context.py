@@ -36,7 +36,8 @@ class OperatorConfig:
     system_namespace: str = SYSTEM_NAMESPACE
     cycle_interval_s: float = 2.0
     probe_interval_s: float = 10.0
-    status_interval_s: float = 3.0
+    # every Placement converged again, and orphans swept, at least this often
+    resync_interval_s: float = 30.0
     policy: str = "continuum"
     # 0: no admission webhook; the reconcile still refuses what it would have refused.
     webhook_port: int = 0

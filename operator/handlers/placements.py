@@ -44,9 +44,6 @@ from continuum.operator.workqueue import RetryLater, WorkQueue
 LOG = logging.getLogger(__name__)
 KINDS_BY_NAME = {kind.kind: kind for kind in RESOURCE_KINDS}
 UNREACHABLE_ERRORS = (urllib3.exceptions.HTTPError, OSError)
-# Level-triggered safety net: every Placement is converged at least this often even if no event
-# says so (a lost watch event, a resource changed by hand in a member).
-RESYNC_INTERVAL_S = 30.0
 # After a 409 the mirror needs a moment to bring the newer version.
 CONFLICT_RETRY_S = 0.1
 
@@ -300,10 +297,11 @@ def sweep_orphans(context: OperatorContext) -> None:
 
 
 def resync(context: OperatorContext) -> None:
-    """Every RESYNC_INTERVAL_S: every Placement once more, the members' mirrors kept to the
-    registered members, and orphans swept."""
+    """The level-triggered safety net, every `resync_interval_s`: every Placement once more
+    (a watch event lost, a resource changed by hand in a member), the members' mirrors kept to
+    the registered members, and orphans swept."""
     queue = context.placements
-    while not context.stop.wait(RESYNC_INTERVAL_S):
+    while not context.stop.wait(context.config.resync_interval_s):
         try:
             registered = {member.metadata.name or "" for member in context.member_clusters()}
             context.member_mirrors.retain(registered)

@@ -64,6 +64,7 @@ class Operator:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "continuum.operator.cli", "operator", "run",
              "--kubeconfig", str(self.kubeconfig), "--cycle-interval", "1",
+             "--resync-interval", "3",
              "--webhook-port", str(self.webhook_port), "--metrics-port", str(self.metrics_port)],
             stdout=output, stderr=subprocess.STDOUT, cwd=REPO,
         )  # fmt: skip
@@ -207,6 +208,26 @@ def test_a_finalizer_left_on_a_placement_by_an_older_operator_is_taken_off(
         .get("finalizers"),
         "the operator to take the finalizer off",
     )  # fmt: skip
+
+
+def test_a_shard_resource_whose_job_is_gone_is_swept(
+    testbed: RunningTestbed, operator: Operator
+) -> None:
+    """What a job deleted before its finalizer was set would leave in a member."""
+    labels = {"continuum.dev/managed-by": "continuum", "continuum.dev/job": "ghost",
+              "continuum.dev/job-uid": "0000", "continuum.dev/shard": "0"}  # fmt: skip
+    orphan = {
+        "apiVersion": "ray.io/v1", "kind": "RayJob",
+        "metadata": {"name": "ghost-0", "namespace": "default", "labels": labels,
+                     "annotations": {"continuum.dev/job-name": "ghost"}},
+        "spec": {"entrypoint": "python t.py"},
+    }  # fmt: skip
+    member = testbed.members[0]
+    testbed.kubectl("apply", "-f", "-", stdin=json.dumps(orphan), cluster=member)
+    eventually(
+        lambda: shard_resources(testbed, "rayjobs", "ghost")[member.name] == [],
+        "the orphan to be swept",
+    )
 
 
 def test_invalid_job_is_refused_at_apply_naming_the_field(testbed: RunningTestbed) -> None:
