@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from continuum.operator import metrics
-from continuum.operator.adapters.store import EventSink, ObjectStore
+from continuum.operator.adapters.store import EventSink, ObjectStore, identity
 from continuum.operator.api import MemberCluster, MLJob, Placement, PlacementSpec, Tenant
 from continuum.operator.reconcile.admission import (
     refusal_of_spec,
@@ -35,8 +35,9 @@ LATENCY_KEY = "latency.csv"
 # to crowd the API server's priority-and-fairness queues.
 WRITERS = 8
 NETWORK_CONFIG_MAP = "continuum-network"
-# Takes a job's new status (the job as read, and the status): the cycle's own part of it.
-StatusHandOver = Callable[[dict[str, Any], dict[str, Any]], None]
+# Takes a job's new status (the job as read, and the status: the cycle's own part of it), and
+# whether to ask for a pass now (else the Placement write asks).
+StatusHandOver = Callable[[dict[str, Any], dict[str, Any], bool], None]
 
 
 def _links(store: ObjectStore, system_namespace: str) -> tuple[Link, ...]:
@@ -161,15 +162,24 @@ def run_cycle(
     def write_job_status(item: tuple[dict[str, Any], dict[str, Any]]) -> None:
         write_status(store, item[0], item[1], events)
 
+    if hand_over is not None:
+        # Before the Placements are written: the pass a new Placement asks for then finds the
+        # job's status waiting, and one pass does both.
+        changed = [(raw, new) for raw, new in statuses if raw.get("status") != new]
+        for raw, new_status in changed:
+            hand_over(raw, new_status, False)
     # Jobs are independent, so their writes go out concurrently.
     with ThreadPoolExecutor(max_workers=WRITERS) as pool:
         list(pool.map(write_placement, new_placements))
         if hand_over is None:
             list(pool.map(write_job_status, statuses))
     if hand_over is not None:
-        for raw, new_status in statuses:
-            if raw.get("status") != new_status:
-                hand_over(raw, new_status)
+        placed_now = {
+            (job.metadata.namespace or "", job.metadata.name or "") for job, _ in new_placements
+        }
+        for raw, new_status in changed:
+            if identity(raw) not in placed_now:
+                hand_over(raw, new_status, True)
     pending = sum(job.spec.shards.count for job in admitted) - placed
     metrics.PENDING_SHARDS.set(pending)
     metrics.PLACED_SHARDS.set(placed)

@@ -66,11 +66,12 @@ class OperatorContext:
         self._handed: dict[tuple[str, str], tuple[dict[str, Any], dict[str, Any]]] = {}
         self._handed_lock = threading.Lock()
 
-    def hand_over_status(self, raw: dict[str, Any], status: dict[str, Any]) -> None:
+    def hand_over_status(self, raw: dict[str, Any], status: dict[str, Any], ask: bool) -> None:
         key = identity(raw)
         with self._handed_lock:
             self._handed[key] = (raw, status)
-        self._ask_placement(*key)
+        if ask:
+            self._ask_placement(*key)
 
     def take_handed_status(
         self, key: tuple[str, str]
