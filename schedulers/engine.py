@@ -17,15 +17,14 @@ The steps, in order:
 
 from __future__ import annotations
 
-import itertools
 from collections import defaultdict
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from continuum.schedulers.arrays import (
+    RESIDENCY_CODE,
     BoolArray,
     ClusterArrays,
     FloatArray,
@@ -51,11 +50,18 @@ from continuum.schedulers.model import (
     Migration,
     MigrationReason,
     Preemption,
+    Residency,
     Snapshot,
     Tenant,
     Unschedulable,
 )
-from continuum.schedulers.scoring import CostTerms, cost_matrix_terms, cost_terms
+from continuum.schedulers.scoring import (
+    ClusterTables,
+    CostTerms,
+    block_terms,
+    cost_matrix_terms,
+    cost_terms,
+)
 
 ShardKey = tuple[int, int]
 
@@ -90,9 +96,33 @@ class CycleMatrices:
         return slice(int(self.offsets[group]), int(self.offsets[group + 1]))
 
 
-# Above this many pairs the cost terms are computed in chunks on threads: numpy releases the
-# GIL in its array loops, so a second core shortens the largest cycles.
-PARALLEL_PAIRS = 400_000
+def _wide_blocks(groups: Groups, passed: BoolArray, enabled: frozenset[str]) -> list[IntArray]:
+    """Groups whose candidate clusters do not depend on their data, batched by what does
+    decide them (tiers, selector, tolerations, risk threshold): within a batch every group
+    passes the same clusters, so its cost terms form one dense block."""
+    if not len(groups):
+        return []
+    wide = (groups.source_residency == RESIDENCY_CODE[Residency.ANY]).all(axis=1)
+    if "residency" not in enabled:
+        wide[:] = True
+    rows = np.flatnonzero(wide)
+    if not rows.size:
+        return []
+    keys = np.column_stack(
+        [
+            groups.tier_ok[rows].astype(np.float64),
+            groups.selector[rows],
+            groups.toleration[rows],
+            groups.risk_threshold[rows],
+        ]
+    )
+    _, batch = np.unique(keys, axis=0, return_inverse=True)
+    batch = batch.reshape(-1)
+    order = np.argsort(batch, kind="stable")
+    bounds = np.flatnonzero(np.diff(batch[order])) + 1
+    blocks = np.split(rows[order], bounds)
+    # A batch needs enough clusters per group for the dense gathers to pay off.
+    return [block for block in blocks if passed[block[0]].any()]
 
 
 def _pair_terms(
@@ -100,42 +130,63 @@ def _pair_terms(
     clusters: ClusterArrays,
     sites: SiteIndex,
     config: PolicyConfig,
+    passed: BoolArray,
+    enabled: frozenset[str],
     pair_group: IntArray,
     pair_cluster: IntArray,
+    offsets: IntArray,
     all_latencies: bool,
 ) -> CostTerms:
-    def terms_of(part: slice) -> CostTerms:
-        return cost_terms(
+    """The lean cost terms (total, p99, SLO miss, utilisation) of every pair that passes.
+
+    Groups without a residency bound (most pairs of a large cycle) are costed in dense blocks
+    per batch of groups that share their candidate clusters; the rest pair by pair. The
+    results are the same either way, bit for bit (see scoring.block_terms).
+    """
+    size = len(pair_group)
+    p99, utilisation, total = np.zeros(size), np.zeros(size), np.zeros(size)
+    slo_miss = np.zeros(size, dtype=np.bool_)
+    in_block = np.zeros(size, dtype=np.bool_)
+    tables = ClusterTables.of(groups, clusters, clusters.allocated, config.weights)
+    for rows in _wide_blocks(groups, passed, enabled):
+        columns = np.flatnonzero(passed[rows[0]])
+        block = block_terms(
             groups,
             clusters,
             sites,
             config.latency_model,
             config.weights,
-            pair_group[part],
-            pair_cluster[part],
+            tables,
+            rows,
+            columns,
+            all_latencies,
+        )
+        # Pairs are stored group by group in cluster order, so a block row is a segment.
+        positions = (offsets[rows][:, None] + np.arange(columns.size)[None, :]).ravel()
+        p99[positions] = block.p99_ms.ravel()
+        slo_miss[positions] = block.slo_miss.ravel()
+        utilisation[positions] = block.utilisation.ravel()
+        total[positions] = block.total.ravel()
+        in_block[positions] = True
+    rest = np.flatnonzero(~in_block)
+    if rest.size:
+        terms = cost_terms(
+            groups,
+            clusters,
+            sites,
+            config.latency_model,
+            config.weights,
+            pair_group[rest],
+            pair_cluster[rest],
             clusters.allocated,
             all_latencies=all_latencies,
             detailed=False,
         )
-
-    size = len(pair_group)
-    workers = min(config.threads, max(size // PARALLEL_PAIRS, 1))
-    if workers <= 1:
-        return terms_of(slice(0, size))
-    bounds = np.linspace(0, size, workers + 1).astype(np.int64)
-    parts = [slice(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        chunks = list(pool.map(terms_of, parts))
-    return CostTerms(
-        p99_ms=np.concatenate([c.p99_ms for c in chunks]),
-        slo_miss=np.concatenate([c.slo_miss for c in chunks]),
-        wan_mbps=None,
-        wan_usd_h=None,
-        compute_usd_h=None,
-        utilisation=np.concatenate([c.utilisation for c in chunks]),
-        risk=None,
-        total=np.concatenate([c.total for c in chunks]),
-    )
+        p99[rest] = terms.p99_ms
+        slo_miss[rest] = terms.slo_miss
+        utilisation[rest] = terms.utilisation
+        total[rest] = terms.total
+    return CostTerms(p99, slo_miss, None, None, None, utilisation, None, total)
 
 
 def prepare(
@@ -177,10 +228,21 @@ def prepare(
             specs.append(spec)
     groups = build_groups(jobs, specs, sites, config.default_risk_threshold)
     filters = filter_matrices(snapshot, groups, clusters, sites, enabled)
-    pair_group, pair_cluster = np.nonzero(filters.passed)
+    pair_group, pair_cluster = (index.astype(np.int64) for index in np.nonzero(filters.passed))
     offsets = np.zeros(len(groups) + 1, dtype=np.int64)
     np.cumsum(np.bincount(pair_group, minlength=len(groups)), out=offsets[1:])
-    terms = _pair_terms(groups, clusters, sites, config, pair_group, pair_cluster, all_latencies)
+    terms = _pair_terms(
+        groups,
+        clusters,
+        sites,
+        config,
+        filters.passed,
+        enabled,
+        pair_group,
+        pair_cluster,
+        offsets,
+        all_latencies,
+    )
     return CycleMatrices(
         snapshot=snapshot,
         sites=sites,
@@ -193,8 +255,8 @@ def prepare(
         groups_of_job=dict(groups_of_job),
         filters=filters,
         rejections=filters.rejection_counts(),
-        pair_group=pair_group.astype(np.int64),
-        pair_cluster=pair_cluster.astype(np.int64),
+        pair_group=pair_group,
+        pair_cluster=pair_cluster,
         offsets=offsets,
         terms=terms,
         free=clusters.capacity - clusters.allocated,

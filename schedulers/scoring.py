@@ -81,19 +81,9 @@ def cost_terms(
     once this one shard is added to `allocated`.
     """
     shape = np.broadcast_shapes(group_index.shape, cluster_index.shape)
-    # Jobs ask for few distinct shard sizes, so the capacity terms are tabulated per
-    # (distinct demand, cluster) and gathered, instead of computed per pair.
-    demands, demand_class = np.unique(groups.demand, axis=0, return_inverse=True)
-    demand_class = demand_class.reshape(-1)
-    utilisation_table, dominant_table = capacity_tables(demands, clusters.capacity, allocated)
-    compute_table = dominant_table * clusters.cost_per_hour[None, :]
-    cluster_part = (
-        compute_table
-        + weights.balance_usd_h * utilisation_table
-        + weights.risk_usd_h * clusters.risk[None, :]
-    )
-    pair_class = demand_class[group_index]
-    utilisation = utilisation_table[pair_class, cluster_index]
+    tables = ClusterTables.of(groups, clusters, allocated, weights)
+    pair_class = tables.demand_class[group_index]
+    utilisation = tables.utilisation[pair_class, cluster_index]
 
     if all_latencies:
         p99 = _p99_ms(groups, clusters, sites, latency, group_index, cluster_index, utilisation)
@@ -125,14 +115,104 @@ def cost_terms(
 
     slo_miss = p99 > groups.slo_ms[group_index]
     wan_usd_h = wan_usd_per_hour(wan_mbps, weights)
-    total = cluster_part[pair_class, cluster_index]
+    total = tables.cluster_part[pair_class, cluster_index]
     total += wan_usd_h
     total += weights.slo_miss_usd_h * slo_miss
     if not detailed:
         return CostTerms(p99, slo_miss, None, None, None, utilisation, None, total)
-    compute_usd_h = compute_table[pair_class, cluster_index]
+    compute_usd_h = tables.compute[pair_class, cluster_index]
     risk = np.broadcast_to(clusters.risk[cluster_index], shape)
     return CostTerms(p99, slo_miss, wan_mbps, wan_usd_h, compute_usd_h, utilisation, risk, total)
+
+
+@dataclass(frozen=True)
+class ClusterTables:
+    """The terms that depend only on a shard's demand and the cluster, per (distinct demand,
+    cluster): jobs ask for few distinct shard sizes, so these are tabulated once and gathered,
+    instead of computed per pair."""
+
+    demand_class: IntArray
+    utilisation: FloatArray
+    compute: FloatArray
+    # compute + balance + risk: the part of a pair's total that does not depend on its data.
+    cluster_part: FloatArray
+
+    @staticmethod
+    def of(
+        groups: Groups, clusters: ClusterArrays, allocated: FloatArray, weights: ObjectiveWeights
+    ) -> ClusterTables:
+        demands, demand_class = np.unique(groups.demand, axis=0, return_inverse=True)
+        utilisation, dominant = capacity_tables(demands, clusters.capacity, allocated)
+        compute = dominant * clusters.cost_per_hour[None, :]
+        cluster_part = (
+            compute
+            + weights.balance_usd_h * utilisation
+            + weights.risk_usd_h * clusters.risk[None, :]
+        )
+        return ClusterTables(demand_class.reshape(-1), utilisation, compute, cluster_part)
+
+
+def block_terms(
+    groups: Groups,
+    clusters: ClusterArrays,
+    sites: SiteIndex,
+    latency: LatencyModel,
+    weights: ObjectiveWeights,
+    tables: ClusterTables,
+    rows: IntArray,
+    columns: IntArray,
+    all_latencies: bool,
+) -> CostTerms:
+    """`cost_terms(detailed=False)` for every pair of rows × columns, as (rows, columns) arrays.
+
+    For groups that share their candidate clusters (no residency bound): their terms are dense
+    blocks, where the per-cluster tables are gathered row by row instead of pair by pair. The
+    arithmetic is the same, element by element, so the results are bit for bit those of
+    `cost_terms`.
+    """
+    shape = (rows.size, columns.size)
+    demand_class = tables.demand_class[rows]
+    utilisation = tables.utilisation[:, columns][demand_class]
+    column_site = clusters.site[columns]
+    slo = groups.slo_ms[rows]
+    if all_latencies:
+        p99 = _p99_ms(
+            groups, clusters, sites, latency, rows[:, None], columns[None, :], utilisation
+        )
+    else:
+        # As in cost_terms: the RTT bound first, the full estimate only where it may meet
+        # the SLO.
+        p99 = np.zeros(shape)
+        bounded = np.flatnonzero(np.isfinite(slo))
+        if bounded.size:
+            bound = np.zeros((bounded.size, columns.size))
+            for slot in range(groups.source_site.shape[1]):
+                source = groups.source_site[rows[bounded], slot]
+                valid = source != NO_SITE
+                rtt = sites.rtt_ms[np.where(valid, source, 0)][:, column_site]
+                np.maximum(bound, np.where(valid[:, None], rtt, 0.0), out=bound)
+            p99[bounded] = bound
+            close_row, close_column = np.nonzero(bound <= slo[bounded, None])
+            block_row = bounded[close_row]
+            p99[block_row, close_column] = _p99_ms(
+                groups,
+                clusters,
+                sites,
+                latency,
+                rows[block_row],
+                columns[close_column],
+                utilisation[block_row, close_column],
+            )
+    wan_mbps = np.zeros(shape)
+    for slot in range(groups.source_site.shape[1]):
+        source = groups.source_site[rows, slot]
+        off_site = (source[:, None] != NO_SITE) & (source[:, None] != column_site[None, :])
+        wan_mbps += np.where(off_site, groups.source_rate[rows, slot][:, None], 0.0)
+    slo_miss = p99 > slo[:, None]
+    total = tables.cluster_part[:, columns][demand_class]
+    total += wan_usd_per_hour(wan_mbps, weights)
+    total += weights.slo_miss_usd_h * slo_miss
+    return CostTerms(p99, slo_miss, None, None, None, utilisation, None, total)
 
 
 def capacity_tables(

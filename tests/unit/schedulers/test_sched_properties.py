@@ -261,3 +261,35 @@ def test_preemption_keeps_both_tenants_on_their_side_of_the_fair_share(
         assert share["a"] >= fair["a"] - 1e-9
         assert share["b"] <= fair["b"] + 1e-9
     assert share["a"] + share["b"] <= 1.0 + 1e-9
+
+
+@SETTINGS
+@given(snapshots(), st.booleans(), st.sampled_from(["continuum", "fifo"]))
+def test_block_costing_equals_pair_by_pair_costing(
+    snapshot: Snapshot, all_latencies: bool, policy: str
+) -> None:
+    # The cycle costs the groups without a residency bound in dense blocks; that must give
+    # the very numbers of costing every pair on its own, so no decision depends on the path.
+    from continuum.schedulers.config import PolicyConfig
+    from continuum.schedulers.engine import prepare
+    from continuum.schedulers.policy import STRATEGIES
+    from continuum.schedulers.scoring import cost_terms
+
+    config = PolicyConfig()
+    m = prepare(snapshot, config, STRATEGIES[policy].filters, all_latencies=all_latencies)
+    expected = cost_terms(
+        m.groups,
+        m.clusters,
+        m.sites,
+        config.latency_model,
+        config.weights,
+        m.pair_group,
+        m.pair_cluster,
+        m.clusters.allocated,
+        all_latencies=all_latencies,
+        detailed=False,
+    )
+    assert np.array_equal(m.terms.total, expected.total)
+    assert np.array_equal(m.terms.p99_ms, expected.p99_ms)
+    assert np.array_equal(m.terms.slo_miss, expected.slo_miss)
+    assert np.array_equal(m.terms.utilisation, expected.utilisation)
