@@ -70,6 +70,17 @@ SHORTLIST = 2
 
 
 @dataclass(frozen=True)
+class Block:
+    """Groups that pass the same clusters whatever their data (no residency bound): their cost
+    terms are one dense (rows × columns) block, computed with row gathers of per-cluster
+    tables instead of pair by pair. Most pairs of a large cycle live in a few blocks."""
+
+    rows: IntArray
+    columns: IntArray
+    terms: CostTerms
+
+
+@dataclass(frozen=True)
 class CycleMatrices:
     """Everything a cycle derives from the snapshot before it assigns anything."""
 
@@ -84,73 +95,119 @@ class CycleMatrices:
     groups_of_job: dict[int, list[int]]
     filters: FilterMatrices
     rejections: IntArray
-    # The (group, cluster) pairs that pass every filter, grouped by group in cluster order:
-    # group g owns pair_cluster[offsets[g]:offsets[g + 1]].
+    # The (group, cluster) pairs that pass every filter, for the groups outside blocks, group
+    # by group in cluster order: group g owns pair_cluster[offsets[g]:offsets[g + 1]].
     pair_group: IntArray
     pair_cluster: IntArray
     offsets: IntArray
     terms: CostTerms
+    blocks: tuple[Block, ...]
+    # Per group: its block (-1 for none) and its row there.
+    block_of: IntArray
+    block_row: IntArray
+    # Per group: how many clusters pass its filters; offsets of all pairs in the canonical
+    # order (group by group, clusters in order), whatever holds them.
+    candidate_counts: IntArray
+    all_offsets: IntArray
     free: FloatArray
 
     def pairs_of(self, group: int) -> slice:
         return slice(int(self.offsets[group]), int(self.offsets[group + 1]))
 
+    def candidates(self, group: int) -> IntArray:
+        """The clusters that pass the group's filters, in cluster order."""
+        block = int(self.block_of[group])
+        if block >= 0:
+            return self.blocks[block].columns
+        return self.pair_cluster[self.pairs_of(group)]
 
-def _wide_blocks(groups: Groups, passed: BoolArray, enabled: frozenset[str]) -> list[IntArray]:
-    """Groups whose candidate clusters do not depend on their data, batched by what does
-    decide them (tiers, selector, tolerations, risk threshold): within a batch every group
-    passes the same clusters, so its cost terms form one dense block."""
+    @property
+    def pair_count(self) -> int:
+        return int(self.all_offsets[-1])
+
+    def all_pairs(self) -> tuple[IntArray, IntArray, FloatArray]:
+        """(group, cluster, objective total) of every pair that passes, in canonical order."""
+        pair_group = np.repeat(np.arange(len(self.groups), dtype=np.int64), self.candidate_counts)
+        pair_cluster = np.zeros(self.pair_count, dtype=np.int64)
+        total = np.zeros(self.pair_count)
+        outside = _ragged(self.all_offsets[:-1], self.offsets[1:] - self.offsets[:-1])
+        pair_cluster[outside] = self.pair_cluster
+        total[outside] = self.terms.total
+        for block in self.blocks:
+            positions = _block_positions(self.all_offsets, block)
+            pair_cluster[positions] = np.broadcast_to(block.columns, block.terms.total.shape)
+            total[positions] = block.terms.total
+        return pair_group, pair_cluster, total
+
+
+def _ragged(starts: IntArray, lengths: IntArray) -> IntArray:
+    """The concatenation of range(start, start + length) for each pair, without a loop."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    size = int(lengths.sum())
+    if not size:
+        return np.zeros(0, dtype=np.int64)
+    ends = np.cumsum(lengths)
+    shift = np.repeat(np.asarray(starts, dtype=np.int64) - (ends - lengths), lengths)
+    result: IntArray = np.arange(size, dtype=np.int64) + shift
+    return result
+
+
+def _block_positions(offsets: IntArray, block: Block) -> IntArray:
+    """Where a block's pairs sit in a canonical pair order whose group g starts at
+    offsets[g]: a block row is one group's whole segment."""
+    result: IntArray = offsets[block.rows][:, None] + np.arange(block.columns.size)[None, :]
+    return result
+
+
+def _block_rows(groups: Groups, filters: FilterMatrices, enabled: frozenset[str]) -> list[IntArray]:
+    """The groups of each filter class that makes a block: a class without a residency bound
+    (its clusters do not depend on where its data is) and with clusters to go to."""
     if not len(groups):
         return []
     wide = (groups.source_residency == RESIDENCY_CODE[Residency.ANY]).all(axis=1)
     if "residency" not in enabled:
         wide[:] = True
-    rows = np.flatnonzero(wide)
+    reachable: BoolArray = np.any(filters.passed, axis=1)
+    rows = np.flatnonzero(wide & reachable[filters.row_of])
     if not rows.size:
         return []
-    keys = np.column_stack(
-        [
-            groups.tier_ok[rows].astype(np.float64),
-            groups.selector[rows],
-            groups.toleration[rows],
-            groups.risk_threshold[rows],
-        ]
-    )
-    _, batch = np.unique(keys, axis=0, return_inverse=True)
-    batch = batch.reshape(-1)
-    order = np.argsort(batch, kind="stable")
-    bounds = np.flatnonzero(np.diff(batch[order])) + 1
-    blocks = np.split(rows[order], bounds)
-    # A batch needs enough clusters per group for the dense gathers to pay off.
-    return [block for block in blocks if passed[block[0]].any()]
+    classes = filters.row_of[rows]
+    order = np.argsort(classes, kind="stable")
+    bounds = np.flatnonzero(np.diff(classes[order])) + 1
+    return np.split(rows[order], bounds)
 
 
-def _pair_terms(
+def _outside_pairs(
+    groups: Groups, filters: FilterMatrices, in_block: BoolArray
+) -> tuple[IntArray, IntArray, IntArray]:
+    """(pair_group, pair_cluster, offsets) of the groups outside blocks, from their classes'
+    rows of the filter matrix."""
+    class_rows, class_columns = np.nonzero(filters.passed)
+    class_offsets = np.zeros(filters.passed.shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.bincount(class_rows, minlength=filters.passed.shape[0]), out=class_offsets[1:])
+    row = filters.row_of
+    lengths = np.where(in_block, 0, class_offsets[row + 1] - class_offsets[row])
+    offsets = np.zeros(len(groups) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    pair_group = np.repeat(np.arange(len(groups), dtype=np.int64), lengths)
+    pair_cluster = class_columns[_ragged(class_offsets[row], lengths)].astype(np.int64)
+    return pair_group, pair_cluster, offsets
+
+
+def _cost_blocks(
     groups: Groups,
     clusters: ClusterArrays,
     sites: SiteIndex,
     config: PolicyConfig,
-    passed: BoolArray,
-    enabled: frozenset[str],
-    pair_group: IntArray,
-    pair_cluster: IntArray,
-    offsets: IntArray,
+    filters: FilterMatrices,
+    block_rows: list[IntArray],
     all_latencies: bool,
-) -> CostTerms:
-    """The lean cost terms (total, p99, SLO miss, utilisation) of every pair that passes.
-
-    Groups without a residency bound (most pairs of a large cycle) are costed in dense blocks
-    per batch of groups that share their candidate clusters; the rest pair by pair. The
-    results are the same either way, bit for bit (see scoring.block_terms).
-    """
-    size = len(pair_group)
-    p99, utilisation, total = np.zeros(size), np.zeros(size), np.zeros(size)
-    slo_miss = np.zeros(size, dtype=np.bool_)
-    in_block = np.zeros(size, dtype=np.bool_)
+) -> tuple[Block, ...]:
     tables = ClusterTables.of(groups, clusters, clusters.allocated, config.weights)
-    for rows in _wide_blocks(groups, passed, enabled):
-        columns = np.flatnonzero(passed[rows[0]])
-        block = block_terms(
+    blocks = []
+    for rows in block_rows:
+        columns = np.flatnonzero(filters.passes(int(rows[0])))
+        terms = block_terms(
             groups,
             clusters,
             sites,
@@ -161,32 +218,8 @@ def _pair_terms(
             columns,
             all_latencies,
         )
-        # Pairs are stored group by group in cluster order, so a block row is a segment.
-        positions = (offsets[rows][:, None] + np.arange(columns.size)[None, :]).ravel()
-        p99[positions] = block.p99_ms.ravel()
-        slo_miss[positions] = block.slo_miss.ravel()
-        utilisation[positions] = block.utilisation.ravel()
-        total[positions] = block.total.ravel()
-        in_block[positions] = True
-    rest = np.flatnonzero(~in_block)
-    if rest.size:
-        terms = cost_terms(
-            groups,
-            clusters,
-            sites,
-            config.latency_model,
-            config.weights,
-            pair_group[rest],
-            pair_cluster[rest],
-            clusters.allocated,
-            all_latencies=all_latencies,
-            detailed=False,
-        )
-        p99[rest] = terms.p99_ms
-        slo_miss[rest] = terms.slo_miss
-        utilisation[rest] = terms.utilisation
-        total[rest] = terms.total
-    return CostTerms(p99, slo_miss, None, None, None, utilisation, None, total)
+        blocks.append(Block(rows, columns, terms))
+    return tuple(blocks)
 
 
 def prepare(
@@ -228,21 +261,29 @@ def prepare(
             specs.append(spec)
     groups = build_groups(jobs, specs, sites, config.default_risk_threshold)
     filters = filter_matrices(snapshot, groups, clusters, sites, enabled)
-    pair_group, pair_cluster = (index.astype(np.int64) for index in np.nonzero(filters.passed))
-    offsets = np.zeros(len(groups) + 1, dtype=np.int64)
-    np.cumsum(np.bincount(pair_group, minlength=len(groups)), out=offsets[1:])
-    terms = _pair_terms(
+    block_rows = _block_rows(groups, filters, enabled)
+    block_of = np.full(len(groups), -1, dtype=np.int64)
+    block_row = np.zeros(len(groups), dtype=np.int64)
+    for number, rows in enumerate(block_rows):
+        block_of[rows] = number
+        block_row[rows] = np.arange(rows.size)
+    pair_group, pair_cluster, offsets = _outside_pairs(groups, filters, block_of >= 0)
+    terms = cost_terms(
         groups,
         clusters,
         sites,
-        config,
-        filters.passed,
-        enabled,
+        config.latency_model,
+        config.weights,
         pair_group,
         pair_cluster,
-        offsets,
-        all_latencies,
+        clusters.allocated,
+        all_latencies=all_latencies,
+        detailed=False,
     )
+    blocks = _cost_blocks(groups, clusters, sites, config, filters, block_rows, all_latencies)
+    candidate_counts = np.count_nonzero(filters.passed, axis=1)[filters.row_of]
+    all_offsets = np.zeros(len(groups) + 1, dtype=np.int64)
+    np.cumsum(candidate_counts, out=all_offsets[1:])
     return CycleMatrices(
         snapshot=snapshot,
         sites=sites,
@@ -259,6 +300,11 @@ def prepare(
         pair_cluster=pair_cluster,
         offsets=offsets,
         terms=terms,
+        blocks=blocks,
+        block_of=block_of,
+        block_row=block_row,
+        candidate_counts=candidate_counts.astype(np.int64),
+        all_offsets=all_offsets,
         free=clusters.capacity - clusters.allocated,
     )
 
@@ -281,7 +327,9 @@ class _Cycle:
             snapshot, config, strategy.filters, all_latencies=strategy.score is Score.LATENCY
         )
         self.filtered_at = config.clock()
-        self.score = self._score_matrix()
+        self.block_of: list[int] = self.m.block_of.tolist()
+        self.block_row: list[int] = self.m.block_row.tolist()
+        self.score, self.block_scores = self._scores()
         self.shortlist = self._shortlists().tolist()
         # Plain lists for the per-group scalar work of the assignment loop, where numpy's
         # per-element overhead would dominate.
@@ -309,9 +357,9 @@ class _Cycle:
         for job, _ in self.occupied:
             self.running_count[job] += 1
 
-    def _score_matrix(self) -> FloatArray:
-        terms = self.m.terms
-        shape = terms.total.shape
+    def _score_of(self, terms: CostTerms, clusters: IntArray) -> FloatArray:
+        """The strategy's score (lower is better) from a set of pairs' terms; `clusters`
+        broadcasts against them. Score.RANDOM is drawn in _scores."""
         score = self.strategy.score
         if score is Score.OBJECTIVE:
             return terms.total
@@ -322,9 +370,30 @@ class _Cycle:
             return terms.p99_ms
         if score is Score.LEAST_LOADED:
             return terms.utilisation
-        if score is Score.RANDOM:
-            return np.random.default_rng(self.config.seed).random(shape)
-        return self.m.pair_cluster.astype(np.float64)
+        first_fit: FloatArray = np.broadcast_to(clusters, terms.total.shape).astype(np.float64)
+        return first_fit
+
+    def _scores(self) -> tuple[FloatArray, list[FloatArray]]:
+        """Scores of the pairs outside blocks, and one matrix per block."""
+        m = self.m
+        if self.strategy.score is Score.RANDOM:
+            # One draw over every pair in canonical order, whatever holds the pair.
+            drawn = np.random.default_rng(self.config.seed).random(m.pair_count)
+            outside = _ragged(m.all_offsets[:-1], m.offsets[1:] - m.offsets[:-1])
+            return drawn[outside], [drawn[_block_positions(m.all_offsets, b)] for b in m.blocks]
+        return self._score_of(m.terms, m.pair_cluster), [
+            self._score_of(block.terms, block.columns[None, :]) for block in m.blocks
+        ]
+
+    def score_row(self, group: int) -> FloatArray:
+        """The group's scores, aligned with `self.m.candidates(group)`."""
+        block = self.block_of[group]
+        row: FloatArray = (
+            self.block_scores[block][self.block_row[group]]
+            if block >= 0
+            else self.score[self.m.pairs_of(group)]
+        )
+        return row
 
     # -- assignment -------------------------------------------------------------------------
 
@@ -337,10 +406,18 @@ class _Cycle:
 
         Pairs are stored group by group in cluster order, so a segment minimum and the first
         pair that reaches it give each group's best cluster without sorting; repeating that
-        on what is left gives the next ones.
+        on what is left gives the next ones. A block row's first minimum does the same.
         """
         groups = len(self.m.groups)
         shortlist = np.full((groups, SHORTLIST), -1, dtype=np.int64)
+        for block, block_score in zip(self.m.blocks, self.block_scores, strict=True):
+            score = np.array(block_score, dtype=np.float64, copy=True)
+            lines = np.arange(block.rows.size)
+            for rank in range(SHORTLIST):
+                best = np.argmin(score, axis=1)
+                finite = np.isfinite(score[lines, best])
+                shortlist[block.rows[finite], rank] = block.columns[best[finite]]
+                score[lines, best] = np.inf
         offsets = self.m.offsets
         nonempty = np.flatnonzero(offsets[1:] > offsets[:-1])
         if not nonempty.size:
@@ -384,15 +461,14 @@ class _Cycle:
                 if not left:
                     return
         demand = self.m.groups.demand[group]
-        pairs = self.m.pairs_of(group)
-        clusters = self.m.pair_cluster[pairs]
+        clusters = self.m.candidates(group)
         if clusters.size <= len(tried):
             return
         lacking = np.zeros(clusters.size, dtype=np.bool_)
         for resource in needed:
             lacking |= free[clusters, resource] < demand[resource] - 1e-9
         lacking[np.searchsorted(clusters, tried)] = True
-        row = np.where(lacking, np.inf, self.score[pairs])
+        row = np.where(lacking, np.inf, self.score_row(group))
         while left > 0:
             best = int(np.argmin(row))
             if not np.isfinite(row[best]):
@@ -407,7 +483,7 @@ class _Cycle:
 
     def _assign_static_split(self, group: int, out: list[_Placement]) -> None:
         """Karmada's static weights: replicas split by cluster cpu capacity, no spill-over."""
-        clusters = self.m.pair_cluster[self.m.pairs_of(group)]
+        clusters = self.m.candidates(group)
         fit = fit_counts(self.free[clusters], self.m.groups.demand[group])
         weights = self.m.clusters.capacity[clusters, 0]
         if weights.sum() <= 0:
@@ -431,7 +507,7 @@ class _Cycle:
         demand = self.m.groups.demand[groups[0]]
         needed = int(self.m.groups.count[groups].sum())
         fit = fit_counts(self.free, demand)
-        passed = np.logical_and.reduce([self.m.filters.passed[g] for g in groups])
+        passed = np.logical_and.reduce([self.m.filters.passes(g) for g in groups])
         candidates = np.flatnonzero(passed & (fit >= needed))
         if candidates.size:
             # The score is first-fit: cluster order is the order of MultiKueue's worker list.
@@ -484,10 +560,10 @@ class _Cycle:
         jobs = self.m.jobs
         if not self.strategy.rigid_first:
             return sorted(pending, key=lambda j: (-jobs[j].priority, jobs[j].submit_time_s, j))
-        offsets = self.m.offsets
+        counts = self.m.candidate_counts
 
         def candidates(job: int) -> int:
-            return min(int(offsets[g + 1] - offsets[g]) for g in self.m.groups_of_job[job])
+            return min(int(counts[g]) for g in self.m.groups_of_job[job])
 
         # Among jobs of equal priority submitted at the same time, the one with fewer
         # candidate clusters goes first: a flexible job can still go elsewhere afterwards.
@@ -535,7 +611,7 @@ class _Cycle:
     def _fitting_shards(self, job: int) -> int:
         total = 0
         for group in self.m.groups_of_job[job]:
-            clusters = self.m.pair_cluster[self.m.pairs_of(group)]
+            clusters = self.m.candidates(group)
             fit = fit_counts(self.free[clusters], self.m.groups.demand[group])
             total += int(min(fit.sum(), self.m.groups.count[group]))
         return total
@@ -564,7 +640,7 @@ class _Cycle:
         jobs = self.m.jobs
         preemptor = jobs[job]
         allowed = np.logical_or.reduce(
-            [self.m.filters.passed[g] for g in self.m.groups_of_job[job]]
+            [self.m.filters.passes(g) for g in self.m.groups_of_job[job]]
         )
         shards_of: dict[int, list[ShardKey]] = defaultdict(list)
         for key in sorted(self.occupied):
@@ -642,16 +718,14 @@ class _Cycle:
     # -- repair -----------------------------------------------------------------------------
 
     def _pair_score(self, group: int, cluster: int) -> float:
-        pairs = self.m.pairs_of(group)
-        clusters = self.m.pair_cluster[pairs]
+        clusters = self.m.candidates(group)
         position = int(np.searchsorted(clusters, cluster))
         if position < clusters.size and clusters[position] == cluster:
-            return float(self.score[pairs][position])
+            return float(self.score_row(group)[position])
         return float("inf")
 
     def _best_alternative(self, group: int, avoid: BoolArray) -> int | None:
-        pairs = self.m.pairs_of(group)
-        clusters = self.m.pair_cluster[pairs]
+        clusters = self.m.candidates(group)
         demand = self.m.groups.demand[group]
         usable = ~avoid[clusters]
         for resource in range(3):
@@ -659,7 +733,7 @@ class _Cycle:
                 usable &= self.free[clusters, resource] >= demand[resource] - 1e-9
         if not usable.any():
             return None
-        row = np.where(usable, self.score[pairs], np.inf)
+        row = np.where(usable, self.score_row(group), np.inf)
         return int(clusters[int(np.argmin(row))])
 
     def repair_blocked(self) -> None:
@@ -689,7 +763,7 @@ class _Cycle:
         needed = max(self.m.jobs[job].gang_size - running, 1)
         fitting = 0
         for group in self.m.groups_of_job[job]:
-            clusters = self.m.pair_cluster[self.m.pairs_of(group)]
+            clusters = self.m.candidates(group)
             room = self.free[clusters] + movable_load[clusters]
             fitting += min(
                 int(fit_counts(room, self.m.groups.demand[group]).sum()),
@@ -700,14 +774,14 @@ class _Cycle:
     def _repair(self, job: int, running: int, movable_load: FloatArray) -> bool:
         wanted = np.zeros(len(self.m.clusters.names), dtype=np.bool_)
         for group in self.m.groups_of_job[job]:
-            wanted[self.m.pair_cluster[self.m.pairs_of(group)]] = True
+            wanted[self.m.candidates(group)] = True
         # Moving shards out of the way helps a job confined to a few clusters; one that may
         # use most of the continuum is blocked by total capacity, not by placement.
         if 2 * int(np.count_nonzero(wanted)) > wanted.size:
             return False
         if not (movable_load[wanted] > 0).any() or not self._could_fit(job, running, movable_load):
             return False
-        offsets = self.m.offsets
+        counts = self.m.candidate_counts
         movable = sorted(
             (
                 (key, group, cluster)
@@ -715,7 +789,7 @@ class _Cycle:
                 for key, group in self._placed_on.get(cluster, ())
                 if key[0] != job and self.placements.get(key) == (group, cluster)
             ),
-            key=lambda item: (-int(offsets[item[1] + 1] - offsets[item[1]]), item[0]),
+            key=lambda item: (-int(counts[item[1]]), item[0]),
         )
         moves: list[tuple[ShardKey, int, int, int]] = []
         added_cost = 0.0
@@ -763,13 +837,13 @@ class _Cycle:
         if (
             not self.blocked
             or not self.placements
-            or len(self.m.pair_group) > self.config.repack_max_pairs
+            or self.m.pair_count > self.config.repack_max_pairs
         ):
             return
-        offsets = self.m.offsets
+        candidate_counts = self.m.candidate_counts
 
         def flexibility(job: int) -> tuple[int, int]:
-            counts = [int(offsets[g + 1] - offsets[g]) for g in self.m.groups_of_job[job]]
+            counts = [int(candidate_counts[g]) for g in self.m.groups_of_job[job]]
             return (min(counts, default=0), job)
 
         admitted = sorted({job for job, _ in self.placements}, key=flexibility)
@@ -789,10 +863,7 @@ class _Cycle:
         self._restore(best[1])
 
     def _may_use(self, job: int, clusters: BoolArray) -> bool:
-        return any(
-            clusters[self.m.pair_cluster[self.m.pairs_of(group)]].any()
-            for group in self.m.groups_of_job[job]
-        )
+        return any(clusters[self.m.candidates(group)].any() for group in self.m.groups_of_job[job])
 
     def _objective(self) -> float:
         placed_cost = sum(self._pair_score(g, k) for g, k in self.placements.values())
@@ -850,8 +921,9 @@ class _Cycle:
         if groups * clusters > self.config.improve_max_pairs:
             return
         cost = np.full((groups, clusters), np.inf)
-        cost[self.m.pair_group, self.m.pair_cluster] = self.m.terms.total
-        passed = self.m.filters.passed
+        pair_group, pair_cluster, total = self.m.all_pairs()
+        cost[pair_group, pair_cluster] = total
+        passed = self.m.filters.group_rows()
         demand = self.m.groups.demand
         for _ in range(self.config.improve_max_rounds):
             changed = False
@@ -935,7 +1007,7 @@ class _Cycle:
         elsewhere = cost_matrix_terms(
             groups, m.clusters, m.sites, config.latency_model, config.weights, allocated
         ).total
-        options = np.where(filters.passed, elsewhere, np.inf)
+        options = np.where(filters.group_rows(), elsewhere, np.inf)
         options[rows, current] = np.inf
         gain_bound = here - options.min(axis=1)
         risky = m.clusters.risk[current] > groups.risk_threshold
@@ -1092,7 +1164,7 @@ class _Cycle:
             if wanted.any():
                 short = self.free[None, :, resource] < demand[:, resource, None] - 1e-9
                 lacking |= short & wanted[:, None]
-        lacking &= self.m.filters.passed[index]
+        lacking &= self.m.filters.group_rows(index)
         counts = np.count_nonzero(lacking, axis=1)
         return {group: int(count) for group, count in zip(groups, counts, strict=True)}
 
@@ -1152,12 +1224,10 @@ class _Cycle:
         needed = max(spec.gang_size - running, 1) if self.strategy.gang else 1
         for candidate in m.groups_of_job[job]:
             fit = fit_counts(self.free, m.groups.demand[candidate])
-            if not (m.filters.passed[candidate] & (fit > 0)).any():
+            if not (m.filters.passes(candidate) & (fit > 0)).any():
                 group = candidate
                 break
-        masks = [
-            (name, mask[group]) for name, mask in zip(m.filters.names, m.filters.masks, strict=True)
-        ]
+        masks = m.filters.mask_rows(group)
         sentence = unschedulable_sentence(
             spec,
             m.groups.specs[group],
