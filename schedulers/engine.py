@@ -64,6 +64,9 @@ from continuum.schedulers.scoring import (
 )
 
 ShardKey = tuple[int, int]
+# Whether a job fits this cycle: (shards its gang needs, per group (filter class, shard size
+# class, pending shards)).
+Signature = tuple[int, tuple[tuple[int, int, int], ...]]
 
 # How many of its best clusters a group tries with cheap scalar checks (see _assign_best).
 SHORTLIST = 2
@@ -336,6 +339,14 @@ class _Cycle:
         self.demand_rows: list[list[float]] = self.m.groups.demand.tolist()
         self.needed_resources = [[r for r in range(3) if row[r] > 0] for row in self.demand_rows]
         self.pending_counts: list[int] = self.m.groups.count.tolist()
+        self.filter_class: list[int] = self.m.filters.row_of.tolist()
+        self.demand_class: list[int] = (
+            np.unique(self.m.groups.demand, axis=0, return_inverse=True)[1].reshape(-1).tolist()
+            if len(self.m.groups)
+            else []
+        )
+        self.static_targets: dict[tuple[int, int], tuple[IntArray, list[int]]] = {}
+        self.failed_signatures: set[Signature] = set()
         self.scored_at = config.clock()
         self.free = self.m.free.copy()
         self.rng = np.random.default_rng(config.seed)
@@ -481,25 +492,41 @@ class _Cycle:
                 left -= count
             row[best] = np.inf
 
+    def _static_targets(self, group: int) -> tuple[IntArray, list[int]]:
+        """Karmada's split of a group's replicas over its clusters, by cpu capacity alone:
+        it depends only on the group's filter class and shard count, so it is computed once
+        per (class, count) in a cycle."""
+        count = int(self.m.groups.count[group])
+        key = (int(self.m.filters.row_of[group]), count)
+        known = self.static_targets.get(key)
+        if known is not None:
+            return known
+        clusters = self.m.candidates(group)
+        weights = self.m.clusters.capacity[clusters, 0]
+        targets: tuple[IntArray, list[int]] = (np.zeros(0, dtype=np.int64), [])
+        if weights.sum() > 0:
+            quota = weights / weights.sum() * count
+            target = np.floor(quota).astype(np.int64)
+            remainder = count - int(target.sum())
+            if remainder:
+                # Largest remainder first; a stable sort keeps name order among equal ones.
+                order = np.argsort(-(quota - target), kind="stable")[:remainder]
+                target[order] += 1
+            positions = np.flatnonzero(target)
+            targets = (clusters[positions], target[positions].tolist())
+        self.static_targets[key] = targets
+        return targets
+
     def _assign_static_split(self, group: int, out: list[_Placement]) -> None:
         """Karmada's static weights: replicas split by cluster cpu capacity, no spill-over."""
-        clusters = self.m.candidates(group)
-        fit = fit_counts(self.free[clusters], self.m.groups.demand[group])
-        weights = self.m.clusters.capacity[clusters, 0]
-        if weights.sum() <= 0:
+        clusters, targets = self._static_targets(group)
+        if not targets:
             return
-        count = int(self.m.groups.count[group])
-        quota = weights / weights.sum() * count
-        target = np.floor(quota).astype(np.int64)
-        remainder = count - int(target.sum())
-        if remainder:
-            # Largest remainder first; a stable sort keeps name order among equal remainders.
-            order = np.argsort(-(quota - target), kind="stable")[:remainder]
-            target[order] += 1
-        for position in np.flatnonzero(target):
-            placed = min(int(target[position]), int(fit[position]))
+        fit = fit_counts(self.free[clusters], self.m.groups.demand[group]).tolist()
+        for cluster, target, room in zip(clusters.tolist(), targets, fit, strict=True):
+            placed = min(target, room)
             if placed:
-                self._take(group, int(clusters[position]), placed, out)
+                self._take(group, cluster, placed, out)
 
     def _assign_whole_job(self, job: int, out: list[_Placement]) -> None:
         """MultiKueue: the first cluster, in order, that admits every pending shard at once."""
@@ -572,6 +599,12 @@ class _Cycle:
         )
 
     def assign_all(self) -> None:
+        # Free capacity only shrinks while jobs are assigned in order (a job that fails gives
+        # back what it tried), and whether a job fits depends only on its signature (see
+        # _signature) and the free capacity. So a job whose signature already failed in this
+        # pass fails again: it is marked blocked without trying, which keeps a long backlog
+        # of alike jobs from costing a full attempt each, every cycle.
+        self.failed_signatures = set()
         ordered = self._job_order()
         in_flight = {job for job, _ in self.occupied} | {job for job, _ in self.m.failed}
         first = [j for j in ordered if j in in_flight]
@@ -599,10 +632,26 @@ class _Cycle:
         shards = int(self.m.groups.count[self.m.groups_of_job.get(job, [])].sum())
         return shards * np.array(self.m.jobs[job].demand.as_tuple())
 
+    def _signature(self, job: int, running: int) -> Signature:
+        """What decides whether a job fits: the shards its gang needs, and per group its
+        filter class (hence its clusters), its shard size and its pending shards."""
+        needed = max(0, self.m.jobs[job].gang_size - running) if self.strategy.gang else 1
+        return (
+            max(needed, 1),
+            tuple(
+                (self.filter_class[g], self.demand_class[g], self.pending_counts[g])
+                for g in self.m.groups_of_job[job]
+            ),
+        )
+
     def _assign_job(self, job: int) -> FloatArray:
         running = self.running_count[job]
-        placements = self._try_job(job, running)
+        signature = self._signature(job, running)
+        placements = None
+        if signature not in self.failed_signatures:
+            placements = self._try_job(job, running)
         if placements is None:
+            self.failed_signatures.add(signature)
             # How many shards would fit is only worth knowing to explain; see _unschedulable.
             self.blocked.append((job, running, -1))
             return np.zeros(3)
