@@ -79,5 +79,7 @@ class Strategy:
     proactive: bool = False
     rebalance: bool = False
     rigid_first: bool = False
+    # Earliest deadline first within a tenant's jobs of one priority (with rigid_first).
+    deadlines: bool = False
     repair: bool = False
     improve: bool = False

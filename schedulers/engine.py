@@ -17,6 +17,7 @@ The steps, in order:
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -592,10 +593,15 @@ class _Cycle:
         def candidates(job: int) -> int:
             return min(int(counts[g]) for g in self.m.groups_of_job[job])
 
-        # Among jobs of equal priority submitted at the same time, the one with fewer
-        # candidate clusters goes first: a flexible job can still go elsewhere afterwards.
+        def due(job: int) -> float:
+            return job_due_s(jobs[job]) if self.strategy.deadlines else math.inf
+
+        # Within a priority, the earliest deadline first (jobs without one last); then among
+        # jobs submitted at the same time, the one with fewer candidate clusters: a flexible
+        # job can still go elsewhere afterwards.
         return sorted(
-            pending, key=lambda j: (-jobs[j].priority, jobs[j].submit_time_s, candidates(j), j)
+            pending,
+            key=lambda j: (-jobs[j].priority, due(j), jobs[j].submit_time_s, candidates(j), j),
         )
 
     def assign_all(self) -> None:
@@ -755,6 +761,7 @@ class _Cycle:
                             f"fair {fair[tenant]:.3f}) needs the room",
                         )
                     )
+                self._replace_evicted(evicted, spec.key)
                 return True
         for (victim_job, shard), cluster in evicted:
             victim = self.m.jobs[victim_job]
@@ -763,6 +770,64 @@ class _Cycle:
             self.free[cluster] -= victim.demand.as_tuple()
             self.usage[victim.tenant] = self.usage[victim.tenant] + victim.demand.as_tuple()
         return False
+
+    def _replace_evicted(self, evicted: list[tuple[ShardKey, int]], preemptor: str) -> None:
+        """Place shards just evicted on another cluster in the same cycle where idle room
+        allows: all of a victim job's evicted shards or none of them, each at its best cluster
+        by the policy's score. Each one so placed is a Migration with reason Preemption (and
+        stays listed in `preemptions`); the others are pending again next cycle."""
+        m = self.m
+        names = m.clusters.names
+        by_job: dict[int, list[tuple[int, int]]] = defaultdict(list)
+        for (job, shard), cluster in evicted:
+            by_job[job].append((shard, cluster))
+        everywhere = np.arange(len(names), dtype=np.int64)[None, :]
+        for job, shards in sorted(by_job.items()):
+            spec = m.jobs[job]
+            specs = [g for shard, _ in shards for g in split_into_groups(job, spec, [shard])]
+            groups = build_groups(m.jobs, specs, m.sites, self.config.default_risk_threshold)
+            filters = filter_matrices(
+                m.snapshot, groups, m.clusters, m.sites, self.strategy.filters
+            )
+            terms = cost_matrix_terms(
+                groups,
+                m.clusters,
+                m.sites,
+                self.config.latency_model,
+                self.config.weights,
+                m.clusters.capacity - self.free,
+            )
+            score = np.where(filters.group_rows(), self._score_of(terms, everywhere), np.inf)
+            demand = np.array(spec.demand.as_tuple())
+            moves: list[tuple[int, int, int, float]] = []
+            for row, (shard, source) in enumerate(shards):
+                choice = np.where((self.free >= demand - 1e-9).all(axis=1), score[row], np.inf)
+                choice[source] = np.inf
+                target = int(np.argmin(choice))
+                if not np.isfinite(choice[target]):
+                    break
+                self.free[target] -= demand
+                moves.append((shard, source, target, float(terms.total[row, target])))
+            if len(moves) < len(shards):
+                for _, _, target, _ in moves:
+                    self.free[target] += demand
+                continue
+            self.usage[spec.tenant] = self.usage[spec.tenant] + len(moves) * demand
+            for shard, source, target, cost in moves:
+                detail = f"preempted from {names[source]} for {preemptor}; room left elsewhere"
+                self.migrations.append(
+                    Migration(
+                        spec.key,
+                        shard,
+                        names[source],
+                        names[target],
+                        MigrationReason.PREEMPTION,
+                        detail,
+                    )
+                )
+                self.moved_reasons[(job, shard)] = detail
+                self.moved_terms[(job, shard)] = (target, cost)
+                self.running_count[job] += 1
 
     # -- repair -----------------------------------------------------------------------------
 
@@ -1288,6 +1353,12 @@ class _Cycle:
             fitting,
         )
         return Unschedulable(spec.key, sentence)
+
+
+def job_due_s(job: Job) -> float:
+    """When the job is due, on the snapshot's clock: submission plus its deadline; infinity
+    without a deadline."""
+    return math.inf if job.deadline_s is None else job.submit_time_s + job.deadline_s
 
 
 def run_cycle(snapshot: Snapshot, strategy: Strategy, config: PolicyConfig) -> CycleResult:

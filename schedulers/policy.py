@@ -21,6 +21,7 @@ CONTINUUM = Strategy(
     proactive=True,
     rebalance=True,
     rigid_first=True,
+    deadlines=True,
     repair=True,
     improve=True,
 )
