@@ -17,9 +17,11 @@ The steps, in order:
 
 from __future__ import annotations
 
+import gc
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -1361,19 +1363,39 @@ def job_due_s(job: Job) -> float:
     return math.inf if job.deadline_s is None else job.submit_time_s + job.deadline_s
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for the length of a cycle.
+
+    A large cycle allocates hundreds of thousands of short-lived tuples and lists, which
+    trigger about 200 collections, each walking every live object of the process (the
+    snapshot's jobs among them): a tenth of the cycle. The cycle builds no reference cycles
+    that would need the collector, so reference counting frees its garbage either way; the
+    collector is enabled again afterwards if it was on.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def run_cycle(snapshot: Snapshot, strategy: Strategy, config: PolicyConfig) -> CycleResult:
-    start = config.clock()
-    cycle = _Cycle(snapshot, strategy, config, start)
-    cycle.assign_all()
-    if strategy.repair and cycle.blocked:
-        cycle.repair_blocked()
-        cycle.repack()
-    if strategy.preempt and cycle.blocked:
-        cycle.preempt_for_blocked()
-    if strategy.improve:
-        cycle.improve()
-    cycle.move_running()
-    return cycle.result()
+    with _collector_paused():
+        start = config.clock()
+        cycle = _Cycle(snapshot, strategy, config, start)
+        cycle.assign_all()
+        if strategy.repair and cycle.blocked:
+            cycle.repair_blocked()
+            cycle.repack()
+        if strategy.preempt and cycle.blocked:
+            cycle.preempt_for_blocked()
+        if strategy.improve:
+            cycle.improve()
+        cycle.move_running()
+        return cycle.result()
 
 
 def placement_groups(matrices: CycleMatrices) -> dict[ShardKey, int]:
