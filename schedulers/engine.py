@@ -67,9 +67,9 @@ from continuum.schedulers.scoring import (
 )
 
 ShardKey = tuple[int, int]
-# Whether a job fits this cycle: (shards its gang needs, per group (filter class, shard size
-# class, pending shards)).
-Signature = tuple[int, tuple[tuple[int, int, int], ...]]
+# Whether a job fits this cycle: (shards its gang needs, per group the number of its
+# (filter class, shard size class, pending shards)).
+Signature = tuple[int, tuple[int, ...]]
 
 # How many of its best clusters a group tries with cheap scalar checks (see _assign_best).
 SHORTLIST = 2
@@ -342,6 +342,12 @@ class _Cycle:
         self.demand_rows: list[list[float]] = self.m.groups.demand.tolist()
         self.needed_resources = [[r for r in range(3) if row[r] > 0] for row in self.demand_rows]
         self.pending_counts: list[int] = self.m.groups.count.tolist()
+        jobs = self.m.jobs
+        self.job_demand = np.array([job.demand.as_tuple() for job in jobs]).reshape(-1, 3)
+        self.pending_shards = np.bincount(
+            self.m.groups.job, weights=self.m.groups.count, minlength=len(jobs)
+        ).astype(np.int64)
+        self.gang_sizes: list[int] = [job.gang_size for job in jobs]
         self.filter_class: list[int] = self.m.filters.row_of.tolist()
         self.demand_class: list[int] = (
             np.unique(self.m.groups.demand, axis=0, return_inverse=True)[1].reshape(-1).tolist()
@@ -350,6 +356,7 @@ class _Cycle:
         )
         self.static_targets: dict[tuple[int, int], tuple[IntArray, list[int]]] = {}
         self.failed_signatures: set[Signature] = set()
+        self.group_signatures = self._group_signatures()
         self.scored_at = config.clock()
         self.free = self.m.free.copy()
         self.rng = np.random.default_rng(config.seed)
@@ -412,7 +419,12 @@ class _Cycle:
     # -- assignment -------------------------------------------------------------------------
 
     def _take(self, group: int, cluster: int, count: int, out: list[_Placement]) -> None:
-        self.free[cluster] -= count * self.m.groups.demand[group]
+        # Scalar updates of the resources the shard asks for: the same floats as subtracting
+        # the demand row, without numpy's per-call overhead (the others change by 0).
+        free = self.free
+        demand_row = self.demand_rows[group]
+        for resource in self.needed_resources[group]:
+            free[cluster, resource] -= count * demand_row[resource]
         out.append(_Placement(group, cluster, [-1] * count))
 
     def _shortlists(self) -> IntArray:
@@ -464,12 +476,11 @@ class _Cycle:
             if cluster < 0:
                 return
             tried.append(cluster)
-            fit = min(
-                (int((free.item(cluster, r) + 1e-9) // demand_row[r]) for r in needed),
-                default=left,
-            )
-            if fit > 0:
-                count = min(left, fit)
+            count = left
+            for resource in needed:
+                fit = int((free.item(cluster, resource) + 1e-9) // demand_row[resource])
+                count = min(count, fit)
+            if count > 0:
                 self._take(group, cluster, count, out)
                 left -= count
                 if not left:
@@ -563,7 +574,7 @@ class _Cycle:
                 else:
                     self._assign_best(group, out)
         placed = sum(len(p.shards) for p in out)
-        needed = max(0, self.m.jobs[job].gang_size - running) if self.strategy.gang else 1
+        needed = max(0, self.gang_sizes[job] - running) if self.strategy.gang else 1
         if placed < max(needed, 1):
             self._release(out)
             return None
@@ -573,13 +584,13 @@ class _Cycle:
         spec = self.m.jobs[job]
         placed = 0
         for placement in placements:
-            shards = [s for s in self.m.groups.specs[placement.group].shards]
+            shards = self.m.groups.specs[placement.group].shards
             taken = [s for s in shards if (job, s) not in self.placements]
             for slot, shard in enumerate(taken[: len(placement.shards)]):
                 placement.shards[slot] = shard
                 self.placements[(job, shard)] = (placement.group, placement.cluster)
             placed += len(placement.shards)
-        charged = placed * np.array(spec.demand.as_tuple())
+        charged: FloatArray = placed * self.job_demand[job]
         self.usage[spec.tenant] = self.usage[spec.tenant] + charged
         return charged
 
@@ -626,9 +637,7 @@ class _Cycle:
         by_tenant: dict[str, list[int]] = defaultdict(list)
         for job in rest:
             by_tenant[self.m.jobs[job].tenant].append(job)
-        demand = [np.zeros(3) for _ in range(len(self.m.jobs))]
-        for job in rest:
-            demand[job] = self._pending_demand(job)
+        demand = self.pending_shards[:, None] * self.job_demand
         queue = DrfQueue(
             by_tenant, demand, self.usage, self.m.tenants, self.total, self.strategy.quota
         )
@@ -637,20 +646,25 @@ class _Cycle:
             queue.settle(self.m.jobs[next_job].tenant, charged)
 
     def _pending_demand(self, job: int) -> FloatArray:
-        shards = int(self.m.groups.count[self.m.groups_of_job.get(job, [])].sum())
-        return shards * np.array(self.m.jobs[job].demand.as_tuple())
+        result: FloatArray = self.pending_shards[job] * self.job_demand[job]
+        return result
+
+    def _group_signatures(self) -> dict[int, tuple[int, ...]]:
+        """Per job, its groups' (filter class, shard size, pending shards), each numbered."""
+        groups = self.m.groups
+        if not len(groups):
+            return {}
+        keys = np.column_stack([self.m.filters.row_of, self.demand_class, groups.count])
+        numbers = np.unique(keys, axis=0, return_inverse=True)[1].reshape(-1).tolist()
+        return {
+            job: tuple(numbers[g] for g in members) for job, members in self.m.groups_of_job.items()
+        }
 
     def _signature(self, job: int, running: int) -> Signature:
         """What decides whether a job fits: the shards its gang needs, and per group its
         filter class (hence its clusters), its shard size and its pending shards."""
-        needed = max(0, self.m.jobs[job].gang_size - running) if self.strategy.gang else 1
-        return (
-            max(needed, 1),
-            tuple(
-                (self.filter_class[g], self.demand_class[g], self.pending_counts[g])
-                for g in self.m.groups_of_job[job]
-            ),
-        )
+        needed = max(0, self.gang_sizes[job] - running) if self.strategy.gang else 1
+        return (max(needed, 1), self.group_signatures[job])
 
     def _assign_job(self, job: int) -> FloatArray:
         running = self.running_count[job]
@@ -1189,7 +1203,6 @@ class _Cycle:
 
     def result(self) -> CycleResult:
         m = self.m
-        decisions: list[Decision] = []
         total_clusters = len(m.clusters.names)
         chosen = sorted(set(self.placements.values()))
         terms = self._chosen_terms(chosen)
@@ -1197,17 +1210,12 @@ class _Cycle:
         if self.config.explain:
             reasons = self._all_reasons(chosen, terms, total_clusters)
         scores = dict(zip(chosen, terms.total.tolist(), strict=True))
-        for key in sorted(self.placements):
-            pair = self.placements[key]
-            decisions.append(
-                Decision(
-                    m.jobs[key[0]].key,
-                    key[1],
-                    m.clusters.names[pair[1]],
-                    scores[pair],
-                    reasons[pair],
-                )
-            )
+        names = m.clusters.names
+        job_keys = [job.key for job in m.jobs]
+        decisions = [
+            Decision(job_keys[job], shard, names[pair[1]], scores[pair], reasons[pair])
+            for (job, shard), pair in sorted(self.placements.items())
+        ]
         failure_migrations = [
             Migration(
                 m.jobs[job].key,
@@ -1272,17 +1280,24 @@ class _Cycle:
         once the cycle is done."""
         if not groups:
             return {}
+        # The count depends only on the group's shard size and filter class: computed once
+        # per pair of them that occurs.
         index = np.array(groups, dtype=np.int64)
-        demand = self.m.groups.demand[index]
-        lacking = np.zeros((index.size, len(self.m.clusters.names)), dtype=np.bool_)
+        kinds = np.column_stack([np.array(self.demand_class)[index], self.m.filters.row_of[index]])
+        _, representative, kind_of = np.unique(
+            kinds, axis=0, return_index=True, return_inverse=True
+        )
+        first = index[representative]
+        demand = self.m.groups.demand[first]
+        lacking = np.zeros((first.size, len(self.m.clusters.names)), dtype=np.bool_)
         for resource in range(3):
             wanted = demand[:, resource] > 0
             if wanted.any():
                 short = self.free[None, :, resource] < demand[:, resource, None] - 1e-9
                 lacking |= short & wanted[:, None]
-        lacking &= self.m.filters.group_rows(index)
-        counts = np.count_nonzero(lacking, axis=1)
-        return {group: int(count) for group, count in zip(groups, counts, strict=True)}
+        lacking &= self.m.filters.group_rows(first)
+        counts = np.count_nonzero(lacking, axis=1)[kind_of.reshape(-1)].tolist()
+        return dict(zip(groups, counts, strict=True))
 
     def _all_reasons(
         self, chosen: list[tuple[int, int]], terms: CostTerms, total_clusters: int
@@ -1293,13 +1308,21 @@ class _Cycle:
         m = self.m
         groups = sorted({group for group, _ in chosen})
         no_room = self._no_room(groups)
-        counts = m.rejections[groups].tolist()
-        rejected = {
-            group: rejection_reason(
-                list(zip(m.filters.names, row, strict=True)), no_room[group], total_clusters
-            )
-            for group, row in zip(groups, counts, strict=True)
-        }
+        # Groups of one filter class share their rejection counts: one sentence per
+        # (class, clusters without room).
+        row_of = m.filters.row_of.tolist()
+        sentences: dict[tuple[int, int], str] = {}
+        rejected = {}
+        for group in groups:
+            key = (row_of[group], no_room[group])
+            sentence = sentences.get(key)
+            if sentence is None:
+                counts = m.rejections[group].tolist()
+                sentence = rejection_reason(
+                    list(zip(m.filters.names, counts, strict=True)), key[1], total_clusters
+                )
+                sentences[key] = sentence
+            rejected[group] = sentence
         policy = f"policy {self.strategy.name}: {self.strategy.summary}"
         slo = m.groups.slo_ms.tolist()
         assert terms.wan_mbps is not None and terms.wan_usd_h is not None
