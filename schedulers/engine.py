@@ -39,6 +39,7 @@ from continuum.schedulers.arrays import (
     build_groups,
     build_site_index,
     fit_counts,
+    ragged_ranges,
     split_into_groups,
 )
 from continuum.schedulers.config import Assign, Order, PolicyConfig, Score, Strategy
@@ -136,7 +137,7 @@ class CycleMatrices:
         pair_group = np.repeat(np.arange(len(self.groups), dtype=np.int64), self.candidate_counts)
         pair_cluster = np.zeros(self.pair_count, dtype=np.int64)
         total = np.zeros(self.pair_count)
-        outside = _ragged(self.all_offsets[:-1], self.offsets[1:] - self.offsets[:-1])
+        outside = ragged_ranges(self.all_offsets[:-1], self.offsets[1:] - self.offsets[:-1])
         pair_cluster[outside] = self.pair_cluster
         total[outside] = self.terms.total
         for block in self.blocks:
@@ -144,18 +145,6 @@ class CycleMatrices:
             pair_cluster[positions] = np.broadcast_to(block.columns, block.terms.total.shape)
             total[positions] = block.terms.total
         return pair_group, pair_cluster, total
-
-
-def _ragged(starts: IntArray, lengths: IntArray) -> IntArray:
-    """The concatenation of range(start, start + length) for each pair, without a loop."""
-    lengths = np.asarray(lengths, dtype=np.int64)
-    size = int(lengths.sum())
-    if not size:
-        return np.zeros(0, dtype=np.int64)
-    ends = np.cumsum(lengths)
-    shift = np.repeat(np.asarray(starts, dtype=np.int64) - (ends - lengths), lengths)
-    result: IntArray = np.arange(size, dtype=np.int64) + shift
-    return result
 
 
 def _block_positions(offsets: IntArray, block: Block) -> IntArray:
@@ -178,7 +167,8 @@ def _block_rows(groups: Groups, filters: FilterMatrices, enabled: frozenset[str]
     if not rows.size:
         return []
     classes = filters.row_of[rows]
-    order = np.argsort(classes, kind="stable")
+    # By class, and within a class the groups with an SLO first (see scoring.block_terms).
+    order = np.lexsort((~np.isfinite(groups.slo_ms[rows]), classes))
     bounds = np.flatnonzero(np.diff(classes[order])) + 1
     return np.split(rows[order], bounds)
 
@@ -196,7 +186,7 @@ def _outside_pairs(
     offsets = np.zeros(len(groups) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     pair_group = np.repeat(np.arange(len(groups), dtype=np.int64), lengths)
-    pair_cluster = class_columns[_ragged(class_offsets[row], lengths)].astype(np.int64)
+    pair_cluster = class_columns[ragged_ranges(class_offsets[row], lengths)].astype(np.int64)
     return pair_group, pair_cluster, offsets
 
 
@@ -400,7 +390,7 @@ class _Cycle:
         if self.strategy.score is Score.RANDOM:
             # One draw over every pair in canonical order, whatever holds the pair.
             drawn = np.random.default_rng(self.config.seed).random(m.pair_count)
-            outside = _ragged(m.all_offsets[:-1], m.offsets[1:] - m.offsets[:-1])
+            outside = ragged_ranges(m.all_offsets[:-1], m.offsets[1:] - m.offsets[:-1])
             return drawn[outside], [drawn[_block_positions(m.all_offsets, b)] for b in m.blocks]
         return self._score_of(m.terms, m.pair_cluster), [
             self._score_of(block.terms, block.columns[None, :]) for block in m.blocks

@@ -23,6 +23,7 @@ from continuum.schedulers.arrays import (
     Groups,
     IntArray,
     SiteIndex,
+    ragged_ranges,
 )
 from continuum.schedulers.network.latency import LatencyModel
 
@@ -166,15 +167,18 @@ def block_terms(
     """`cost_terms(detailed=False)` for every pair of rows × columns, as (rows, columns) arrays.
 
     For groups that share their candidate clusters (no residency bound): their terms are dense
-    blocks, where the per-cluster tables are gathered row by row instead of pair by pair. The
-    arithmetic is the same, element by element, so the results are bit for bit those of
-    `cost_terms`.
+    blocks, where the per-cluster tables are gathered row by row instead of pair by pair, and
+    the WAN term is one number per row (all its data read off-site) patched at the few
+    clusters at its sources' sites. The arithmetic is the same, element by element, so the
+    results are bit for bit those of `cost_terms`. Rows with an SLO should come first: their
+    p99 bounds are then written in place.
     """
     shape = (rows.size, columns.size)
     demand_class = tables.demand_class[rows]
     utilisation = tables.utilisation[:, columns][demand_class]
     column_site = clusters.site[columns]
     slo = groups.slo_ms[rows]
+    bounded = np.flatnonzero(np.isfinite(slo))
     if all_latencies:
         p99 = _p99_ms(
             groups, clusters, sites, latency, rows[:, None], columns[None, :], utilisation
@@ -183,15 +187,18 @@ def block_terms(
         # As in cost_terms: the RTT bound first, the full estimate only where it may meet
         # the SLO.
         p99 = np.zeros(shape)
-        bounded = np.flatnonzero(np.isfinite(slo))
         if bounded.size:
-            bound = np.zeros((bounded.size, columns.size))
+            prefix = int(bounded[-1]) == bounded.size - 1
+            bound = p99[: bounded.size] if prefix else np.zeros((bounded.size, columns.size))
             for slot in range(groups.source_site.shape[1]):
                 source = groups.source_site[rows[bounded], slot]
                 valid = source != NO_SITE
                 rtt = sites.rtt_ms[np.where(valid, source, 0)][:, column_site]
-                np.maximum(bound, np.where(valid[:, None], rtt, 0.0), out=bound)
-            p99[bounded] = bound
+                if not valid.all():
+                    rtt[~valid] = 0.0
+                np.maximum(bound, rtt, out=bound)
+            if not prefix:
+                p99[bounded] = bound
             close_row, close_column = np.nonzero(bound <= slo[bounded, None])
             block_row = bounded[close_row]
             p99[block_row, close_column] = _p99_ms(
@@ -203,16 +210,45 @@ def block_terms(
                 columns[close_column],
                 utilisation[block_row, close_column],
             )
-    wan_mbps = np.zeros(shape)
-    for slot in range(groups.source_site.shape[1]):
-        source = groups.source_site[rows, slot]
-        off_site = (source[:, None] != NO_SITE) & (source[:, None] != column_site[None, :])
-        wan_mbps += np.where(off_site, groups.source_rate[rows, slot][:, None], 0.0)
     slo_miss = p99 > slo[:, None]
-    total = tables.cluster_part[:, columns][demand_class]
-    total += wan_usd_per_hour(wan_mbps, weights)
-    total += weights.slo_miss_usd_h * slo_miss
+    sources = groups.source_site[rows]
+    rates = groups.source_rate[rows]
+    row_mbps = np.zeros(rows.size)
+    for slot in range(sources.shape[1]):
+        row_mbps += np.where(sources[:, slot] != NO_SITE, rates[:, slot], 0.0)
+    cell_row, cell_column = _on_site_cells(sources, column_site)
+    cell_mbps = np.zeros(cell_row.size)
+    for slot in range(sources.shape[1]):
+        source = sources[cell_row, slot]
+        off_site = (source != NO_SITE) & (source != column_site[cell_column])
+        cell_mbps += np.where(off_site, rates[cell_row, slot], 0.0)
+    part = tables.cluster_part[:, columns]
+    total = part[demand_class]
+    total += wan_usd_per_hour(row_mbps, weights)[:, None]
+    total[cell_row, cell_column] = part[demand_class[cell_row], cell_column] + wan_usd_per_hour(
+        cell_mbps, weights
+    )
+    if bounded.size:
+        # Only rows with an SLO can miss it; elsewhere the term adds 0.
+        total[bounded] += weights.slo_miss_usd_h * slo_miss[bounded]
     return CostTerms(p99, slo_miss, None, None, None, utilisation, None, total)
+
+
+def _on_site_cells(sources: IntArray, column_site: IntArray) -> tuple[IntArray, IntArray]:
+    """(row, column) of the cells of a block where a row's data source sits at the column's
+    site (a cell can repeat, once per source there)."""
+    order = np.argsort(column_site, kind="stable")
+    sorted_sites = column_site[order]
+    cell_rows: list[IntArray] = []
+    cell_columns: list[IntArray] = []
+    for slot in range(sources.shape[1]):
+        source = sources[:, slot]
+        start = np.searchsorted(sorted_sites, source, side="left")
+        end = np.searchsorted(sorted_sites, source, side="right")
+        lengths = np.where(source != NO_SITE, end - start, 0)
+        cell_rows.append(np.repeat(np.arange(source.size, dtype=np.int64), lengths))
+        cell_columns.append(order[ragged_ranges(start, lengths)])
+    return np.concatenate(cell_rows), np.concatenate(cell_columns)
 
 
 def capacity_tables(
