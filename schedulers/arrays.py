@@ -133,22 +133,25 @@ class GroupSpec:
     tiers: tuple[Tier, ...]
 
 
-def split_into_groups(job_index: int, job: Job, shards: Iterable[int]) -> list[GroupSpec]:
-    """Group a job's shards by what they need (see Job for how shards map to data)."""
+def split_into_groups(
+    job_index: int, job: Job, shards: Iterable[int], tiers: tuple[Tier, ...] = ()
+) -> list[GroupSpec]:
+    """Group a job's shards by what they need (see Job for how shards map to data).
+
+    `tiers`, when given, replaces the job's allowed tiers (as cloud-only does)."""
     wanted = sorted(set(shards))
     if not wanted:
         return []
+    allowed = tiers or job.allowed_tiers
     if job.mode is not Mode.FEDERATED:
-        return [GroupSpec(job_index, tuple(wanted), job.data, 1.0 / job.shards, job.allowed_tiers)]
+        return [GroupSpec(job_index, tuple(wanted), job.data, 1.0 / job.shards, allowed)]
     aggregator = len(job.data)
     groups = []
     for shard in wanted:
         if shard == aggregator:
             groups.append(GroupSpec(job_index, (shard,), (), 0.0, (Tier.CLOUD,)))
         else:
-            groups.append(
-                GroupSpec(job_index, (shard,), (job.data[shard],), 1.0, job.allowed_tiers)
-            )
+            groups.append(GroupSpec(job_index, (shard,), (job.data[shard],), 1.0, allowed))
     return groups
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from continuum.schedulers.filters import ALL_FILTERS
+from continuum.schedulers.model import Tier
 from continuum.schedulers.network.latency import LatencyModel, QueueingLatencyModel
 from continuum.schedulers.scoring import ObjectiveWeights
 
@@ -81,5 +82,7 @@ class Strategy:
     rigid_first: bool = False
     # Earliest deadline first within a tenant's jobs of one priority (with rigid_first).
     deadlines: bool = False
+    # When given, every job may use these tiers alone, whatever it allows (cloud-only).
+    tiers: tuple[Tier, ...] = ()
     repair: bool = False
     improve: bool = False

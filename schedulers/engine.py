@@ -57,6 +57,7 @@ from continuum.schedulers.model import (
     Residency,
     Snapshot,
     Tenant,
+    Tier,
     Unschedulable,
 )
 from continuum.schedulers.scoring import (
@@ -223,6 +224,7 @@ def prepare(
     config: PolicyConfig,
     enabled: frozenset[str],
     all_latencies: bool = False,
+    tiers: tuple[Tier, ...] = (),
 ) -> CycleMatrices:
     sites = build_site_index(snapshot)
     clusters = build_cluster_arrays(snapshot, sites)
@@ -252,7 +254,7 @@ def prepare(
         running_shards[owner].add(shard)
     for index, job_spec in enumerate(jobs):
         pending = set(range(job_spec.shards)) - running_shards[index]
-        for spec in split_into_groups(index, job_spec, pending):
+        for spec in split_into_groups(index, job_spec, pending, tiers):
             groups_of_job[index].append(len(specs))
             specs.append(spec)
     groups = build_groups(jobs, specs, sites, config.default_risk_threshold)
@@ -320,7 +322,11 @@ class _Cycle:
         self.config = config
         self.clock_start = clock_start
         self.m = prepare(
-            snapshot, config, strategy.filters, all_latencies=strategy.score is Score.LATENCY
+            snapshot,
+            config,
+            strategy.filters,
+            all_latencies=strategy.score is Score.LATENCY,
+            tiers=strategy.tiers,
         )
         self.filtered_at = config.clock()
         self.block_of: list[int] = self.m.block_of.tolist()
@@ -690,12 +696,16 @@ class _Cycle:
         )
         fair = fair_shares({n: self.m.tenants[n].weight for n in active}, active)
         still_blocked = []
+        self.evicted: list[tuple[list[tuple[ShardKey, int]], str]] = []
         for attempt, (job, running, fitting) in enumerate(self.blocked):
             if attempt >= self.config.max_preemption_attempts or not self._preempt(
                 job, running, fair
             ):
                 still_blocked.append((job, running, fitting))
         self.blocked = still_blocked
+        # Only once every blocked job has had its try: idle room goes to them first.
+        for evicted, preemptor in self.evicted:
+            self._replace_evicted(evicted, preemptor)
 
     def _victim_units(self, job: int, fair: dict[str, float]) -> list[list[ShardKey]]:
         jobs = self.m.jobs
@@ -767,7 +777,7 @@ class _Cycle:
                             f"fair {fair[tenant]:.3f}) needs the room",
                         )
                     )
-                self._replace_evicted(evicted, spec.key)
+                self.evicted.append((evicted, spec.key))
                 return True
         for (victim_job, shard), cluster in evicted:
             victim = self.m.jobs[victim_job]
@@ -778,10 +788,11 @@ class _Cycle:
         return False
 
     def _replace_evicted(self, evicted: list[tuple[ShardKey, int]], preemptor: str) -> None:
-        """Place shards just evicted on another cluster in the same cycle where idle room
-        allows: all of a victim job's evicted shards or none of them, each at its best cluster
-        by the policy's score. Each one so placed is a Migration with reason Preemption (and
-        stays listed in `preemptions`); the others are pending again next cycle."""
+        """Place shards evicted in this cycle on another cluster where idle room is left once
+        the blocked jobs have had their turn: all of a victim job's evicted shards or none,
+        each at its best cluster by the policy's score. Each one so placed is a Migration with
+        reason Preemption (and stays listed in `preemptions`); the others are pending again
+        next cycle."""
         m = self.m
         names = m.clusters.names
         by_job: dict[int, list[tuple[int, int]]] = defaultdict(list)
@@ -790,7 +801,8 @@ class _Cycle:
         everywhere = np.arange(len(names), dtype=np.int64)[None, :]
         for job, shards in sorted(by_job.items()):
             spec = m.jobs[job]
-            specs = [g for shard, _ in shards for g in split_into_groups(job, spec, [shard])]
+            tiers = self.strategy.tiers
+            specs = [g for shard, _ in shards for g in split_into_groups(job, spec, [shard], tiers)]
             groups = build_groups(m.jobs, specs, m.sites, self.config.default_risk_threshold)
             filters = filter_matrices(
                 m.snapshot, groups, m.clusters, m.sites, self.strategy.filters
@@ -1104,7 +1116,7 @@ class _Cycle:
         specs: list[GroupSpec] = []
         current_list: list[int] = []
         for (job, cluster), shards in by_place.items():
-            for spec in split_into_groups(job, m.jobs[job], shards):
+            for spec in split_into_groups(job, m.jobs[job], shards, self.strategy.tiers):
                 specs.append(spec)
                 current_list.append(cluster)
         groups = build_groups(m.jobs, specs, m.sites, config.default_risk_threshold)

@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from continuum.schedulers.config import PolicyConfig
+from continuum.schedulers.engine import prepare
 from continuum.schedulers.fairness import dominant_share, jain_index, water_fill
+from continuum.schedulers.filters import ALL_FILTERS
 from continuum.schedulers.metrics import (
     SimulationMetrics,
     TimelinePoint,
@@ -45,7 +47,7 @@ from continuum.schedulers.model import (
 from continuum.schedulers.network.latency import QueueingLatencyModel
 from continuum.schedulers.policy import schedule
 from continuum.schedulers.scoring import MEGABITS_PER_GIGABYTE, SECONDS_PER_HOUR
-from continuum.schedulers.trace import FailureKind, TraceJob, Workload
+from continuum.schedulers.trace import FailureKind, Topology, TraceJob, Workload
 
 
 @dataclass(frozen=True)
@@ -86,23 +88,70 @@ class _Accounts:
 def infeasible_jobs(workload: Workload) -> frozenset[str]:
     """Jobs whose gang cannot be placed even on the whole, empty, healthy continuum under
     their own hard constraints (residency, tiers, selectors). No policy can be blamed for
-    them, so fairness and SLO accounting leave them out."""
+    them, so fairness and SLO accounting leave them out.
+
+    Alone on an empty continuum, a job of one placement group (Training, Inference) gets as
+    many shards as fit on the clusters that pass its filters, whatever its scores; that sum
+    is computed for all of them at once. A Federated job's shards compete for clusters in
+    the order the policy picks them, so each one is scheduled alone, as the policy would.
+    """
     topology = workload.topology
     empty = tuple(replace(c, allocated=Resources(), healthy=True) for c in topology.clusters)
     config = PolicyConfig(explain=False)
-    infeasible = set()
-    for trace in workload.jobs:
+    jobs = tuple(replace(trace.job, risk_threshold=1.0) for trace in workload.jobs)
+
+    def alone(job: Job) -> int:
         snapshot = Snapshot(
             sites=topology.sites,
             clusters=empty,
-            jobs=(replace(trace.job, risk_threshold=1.0),),
+            jobs=(job,),
             tenants=topology.tenants,
             network=topology.network,
         )
-        placed = len(schedule(snapshot, "continuum", config).decisions)
-        if placed < max(trace.job.gang_size, 1):
-            infeasible.add(trace.job.key)
+        return len(schedule(snapshot, "continuum", config).decisions)
+
+    whole = [job for job in jobs if job.mode is not Mode.FEDERATED]
+    placed = dict(
+        zip((job.key for job in whole), fitting_alone(topology, empty, whole), strict=True)
+    )
+    infeasible = set()
+    for job in jobs:
+        count = placed[job.key] if job.key in placed else alone(job)
+        if count < max(job.gang_size, 1):
+            infeasible.add(job.key)
     return frozenset(infeasible)
+
+
+def fitting_alone(
+    topology: Topology, clusters: tuple[Cluster, ...], jobs: Sequence[Job]
+) -> list[int]:
+    """Per job of one placement group: the shards it would get alone on these clusters, all
+    free: its pending shards, capped by how many fit on the clusters that pass its filters
+    (with the engine's rounding, see _Cycle._assign_best)."""
+    if not jobs:
+        return []
+    snapshot = Snapshot(
+        sites=topology.sites,
+        clusters=clusters,
+        jobs=tuple(jobs),
+        tenants=topology.tenants,
+        network=topology.network,
+    )
+    m = prepare(snapshot, PolicyConfig(explain=False), ALL_FILTERS)
+    demand = m.groups.demand
+    fit = np.full((len(m.groups), len(m.clusters.names)), np.iinfo(np.int32).max, dtype=np.int64)
+    for resource in range(3):
+        asks = demand[:, resource] > 0
+        if asks.any():
+            room = m.clusters.capacity[None, :, resource] + 1e-9
+            shards = (room // np.where(asks, demand[:, resource], 1.0)[:, None]).astype(np.int64)
+            fit = np.where(asks[:, None], np.minimum(fit, shards), fit)
+    fit = np.where(m.filters.group_rows(), np.maximum(fit, 0), 0)
+    total = np.minimum(fit.sum(axis=1), m.groups.count)
+    by_key = {
+        m.jobs[int(job)].key: int(count) for job, count in zip(m.groups.job, total, strict=True)
+    }
+    return [by_key.get(job.key, 0) for job in jobs]
 
 
 class _Simulation:
@@ -399,18 +448,24 @@ class _Simulation:
 
     def _jain_now(self) -> float | None:
         """Jain's index of dominant share over fair share, or None without contention."""
-        usage: dict[str, np.ndarray] = {}
-        demand: dict[str, np.ndarray] = {}
+        # Plain floats per tenant: this runs every cycle over every active job.
+        used: dict[str, list[float]] = {}
+        asked: dict[str, list[float]] = {}
         pending = False
         for key, state in self.active.items():
             if key in self.infeasible:
                 continue
             job = state.trace.job
-            per_shard = np.array(job.demand.as_tuple())
+            per_shard = job.demand.as_tuple()
             running = self.healthy_shards(state)
-            usage[job.tenant] = usage.get(job.tenant, np.zeros(3)) + running * per_shard
-            demand[job.tenant] = demand.get(job.tenant, np.zeros(3)) + job.shards * per_shard
+            tenant_used = used.setdefault(job.tenant, [0.0, 0.0, 0.0])
+            tenant_asked = asked.setdefault(job.tenant, [0.0, 0.0, 0.0])
+            for resource in range(3):
+                tenant_used[resource] += running * per_shard[resource]
+                tenant_asked[resource] += job.shards * per_shard[resource]
             pending |= running < job.shards
+        usage = {name: np.array(values) for name, values in used.items()}
+        demand = {name: np.array(values) for name, values in asked.items()}
         total = np.sum(
             [c.capacity.as_tuple() for n, c in self.base_clusters.items() if not self.down[n]],
             axis=0,
