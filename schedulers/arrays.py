@@ -308,3 +308,32 @@ def ragged_ranges(starts: IntArray, lengths: IntArray) -> IntArray:
     shift = np.repeat(np.asarray(starts, dtype=np.int64) - (ends - lengths), lengths)
     result: IntArray = np.arange(size, dtype=np.int64) + shift
     return result
+
+
+# Below this many rows a dictionary numbers distinct rows faster than np.unique(axis=0), whose
+# fixed cost dominates the small cycles of a simulation.
+SMALL_UNIQUE = 2048
+
+
+def unique_rows(rows: npt.NDArray[np.generic]) -> tuple[IntArray, IntArray]:
+    """(index of one row per distinct value, the number of each row's value).
+
+    Distinct values are numbered in an order of their own (callers only compare numbers).
+    """
+    table = np.asarray(rows)
+    if table.ndim == 1:
+        table = table[:, None]
+    if len(table) > SMALL_UNIQUE:
+        _, first, inverse = np.unique(table, axis=0, return_index=True, return_inverse=True)
+        return first.astype(np.int64), inverse.reshape(-1).astype(np.int64)
+    numbers: dict[tuple[object, ...], int] = {}
+    firsts: list[int] = []
+    values: list[int] = []
+    for index, row in enumerate(table.tolist()):
+        key = tuple(row)
+        number = numbers.get(key)
+        if number is None:
+            number = numbers[key] = len(firsts)
+            firsts.append(index)
+        values.append(number)
+    return np.array(firsts, dtype=np.int64), np.array(values, dtype=np.int64)

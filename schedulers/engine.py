@@ -41,6 +41,7 @@ from continuum.schedulers.arrays import (
     fit_counts,
     ragged_ranges,
     split_into_groups,
+    unique_rows,
 )
 from continuum.schedulers.config import Assign, Order, PolicyConfig, Score, Strategy
 from continuum.schedulers.explain import chosen_reasons, rejection_reason, unschedulable_sentence
@@ -346,9 +347,7 @@ class _Cycle:
         self.gang_sizes: list[int] = [job.gang_size for job in jobs]
         self.filter_class: list[int] = self.m.filters.row_of.tolist()
         self.demand_class: list[int] = (
-            np.unique(self.m.groups.demand, axis=0, return_inverse=True)[1].reshape(-1).tolist()
-            if len(self.m.groups)
-            else []
+            unique_rows(self.m.groups.demand)[1].tolist() if len(self.m.groups) else []
         )
         self.static_targets: dict[tuple[int, int], tuple[IntArray, list[int]]] = {}
         self.failed_signatures: set[Signature] = set()
@@ -651,7 +650,7 @@ class _Cycle:
         if not len(groups):
             return {}
         keys = np.column_stack([self.m.filters.row_of, self.demand_class, groups.count])
-        numbers = np.unique(keys, axis=0, return_inverse=True)[1].reshape(-1).tolist()
+        numbers = unique_rows(keys)[1].tolist()
         return {
             job: tuple(numbers[g] for g in members) for job, members in self.m.groups_of_job.items()
         }
@@ -1286,9 +1285,7 @@ class _Cycle:
         # per pair of them that occurs.
         index = np.array(groups, dtype=np.int64)
         kinds = np.column_stack([np.array(self.demand_class)[index], self.m.filters.row_of[index]])
-        _, representative, kind_of = np.unique(
-            kinds, axis=0, return_index=True, return_inverse=True
-        )
+        representative, kind_of = unique_rows(kinds)
         first = index[representative]
         demand = self.m.groups.demand[first]
         lacking = np.zeros((first.size, len(self.m.clusters.names)), dtype=np.bool_)

@@ -20,6 +20,7 @@ from continuum.schedulers.arrays import (
     SiteIndex,
     blocking_taints_tolerated,
     selector_matches,
+    unique_rows,
 )
 from continuum.schedulers.model import Residency, Snapshot
 
@@ -106,8 +107,7 @@ def filter_classes(groups: Groups, enabled: frozenset[str]) -> tuple[IntArray, I
         # Only a bound source's site matters to the filters.
         columns += [np.where(bound, groups.source_site, NO_SITE), groups.source_residency]
     keys = np.column_stack(columns)
-    _, first, row_of = np.unique(keys, axis=0, return_index=True, return_inverse=True)
-    return first.astype(np.int64), row_of.reshape(-1).astype(np.int64)
+    return unique_rows(keys)
 
 
 def filter_matrices(

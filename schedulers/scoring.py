@@ -24,6 +24,7 @@ from continuum.schedulers.arrays import (
     IntArray,
     SiteIndex,
     ragged_ranges,
+    unique_rows,
 )
 from continuum.schedulers.network.latency import LatencyModel
 
@@ -142,7 +143,8 @@ class ClusterTables:
     def of(
         groups: Groups, clusters: ClusterArrays, allocated: FloatArray, weights: ObjectiveWeights
     ) -> ClusterTables:
-        demands, demand_class = np.unique(groups.demand, axis=0, return_inverse=True)
+        first, demand_class = unique_rows(groups.demand)
+        demands = groups.demand[first]
         utilisation, dominant = capacity_tables(demands, clusters.capacity, allocated)
         compute = dominant * clusters.cost_per_hour[None, :]
         cluster_part = (
@@ -150,7 +152,7 @@ class ClusterTables:
             + weights.balance_usd_h * utilisation
             + weights.risk_usd_h * clusters.risk[None, :]
         )
-        return ClusterTables(demand_class.reshape(-1), utilisation, compute, cluster_part)
+        return ClusterTables(demand_class, utilisation, compute, cluster_part)
 
 
 def block_terms(

@@ -195,6 +195,8 @@ class _Simulation:
         self._views: dict[str, Cluster] | None = None
         self._rates: dict[str, list[tuple[float, float, bool]]] | None = None
         self._fairness: tuple[float | None] | None = None
+        # Healthy running shards per job, until the placement or a cluster's health changes.
+        self._healthy: dict[str, int] = {}
         self._static_loads: dict[
             tuple[str, int, str], tuple[float, float, tuple[int, ...], tuple[DataSource, ...]]
         ] = {}
@@ -204,6 +206,7 @@ class _Simulation:
         self._views = None
         self._rates = None
         self._fairness = None
+        self._healthy = {}
 
     # -- state ------------------------------------------------------------------------------
 
@@ -213,19 +216,20 @@ class _Simulation:
         return self._views
 
     def _cluster_views(self) -> dict[str, Cluster]:
-        allocated: dict[str, np.ndarray] = {name: np.zeros(3) for name in self.base_clusters}
+        # Plain floats, added in the same order as before: this runs after every change.
+        allocated = {name: [0.0, 0.0, 0.0] for name in self.base_clusters}
         for state in self.active.values():
-            demand = np.array(state.trace.job.demand.as_tuple())
+            cpu, memory, gpu = state.trace.job.demand.as_tuple()
             for cluster in state.shards.values():
-                allocated[cluster] += demand
+                used = allocated[cluster]
+                used[0] += cpu
+                used[1] += memory
+                used[2] += gpu
         views = {}
         for name, base in self.base_clusters.items():
             risk = max(base.risk, self.config.degrade_risk) if self.degraded[name] else base.risk
             views[name] = replace(
-                base,
-                allocated=Resources(*(float(v) for v in allocated[name])),
-                risk=risk,
-                healthy=not self.down[name],
+                base, allocated=Resources(*allocated[name]), risk=risk, healthy=not self.down[name]
             )
         return views
 
@@ -247,7 +251,12 @@ class _Simulation:
         )
 
     def healthy_shards(self, state: _JobState) -> int:
-        return sum(1 for c in state.shards.values() if not self.down[c])
+        key = state.trace.job.key
+        count = self._healthy.get(key)
+        if count is None:
+            count = sum(1 for c in state.shards.values() if not self.down[c])
+            self._healthy[key] = count
+        return count
 
     # -- time passing -----------------------------------------------------------------------
 
@@ -265,21 +274,28 @@ class _Simulation:
         inputs: list[tuple[float, float, float, float, float]] = []
         slos: list[float] = []
         no_slo = float("inf")
+        down = self.down
+        static_loads = self._static_loads
+        # A cluster's utilisation over the resources a shard asks for, once per call.
+        utilisations: dict[tuple[str, tuple[int, ...]], float] = {}
         for key, state in self.active.items():
             job = state.trace.job
             for shard, name in state.shards.items():
-                if self.down[name]:
+                if down[name]:
                     continue
                 cluster = views[name]
                 place = (key, shard, name)
-                static = self._static_loads.get(place)
+                static = static_loads.get(place)
                 if static is None:
                     static = self._shard_load(job, shard, cluster)
-                    self._static_loads[place] = static
+                    static_loads[place] = static
                 cost, wan, wanted, sources = static
-                allocated = cluster.allocated.as_tuple()
-                capacity = cluster.capacity.as_tuple()
-                utilisation = max((allocated[i] / capacity[i] for i in wanted), default=0.0)
+                utilisation = utilisations.get((name, wanted))
+                if utilisation is None:
+                    allocated = cluster.allocated.as_tuple()
+                    capacity = cluster.capacity.as_tuple()
+                    utilisation = max((allocated[i] / capacity[i] for i in wanted), default=0.0)
+                    utilisations[(name, wanted)] = utilisation
                 if job.latency_slo_ms is not None:
                     slowdown = self.config.degrade_slowdown if self.degraded[name] else 1.0
                     for source in sources:
