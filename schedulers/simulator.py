@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from continuum.schedulers.config import PolicyConfig
+from continuum.schedulers.config import Order, PolicyConfig, Score
 from continuum.schedulers.engine import prepare
 from continuum.schedulers.fairness import dominant_share, jain_index, water_fill
 from continuum.schedulers.filters import ALL_FILTERS
@@ -45,7 +45,7 @@ from continuum.schedulers.model import (
     Tenant,
 )
 from continuum.schedulers.network.latency import QueueingLatencyModel
-from continuum.schedulers.policy import schedule
+from continuum.schedulers.policy import STRATEGIES, schedule
 from continuum.schedulers.scoring import MEGABITS_PER_GIGABYTE, SECONDS_PER_HOUR
 from continuum.schedulers.trace import FailureKind, Topology, TraceJob, Workload
 
@@ -154,6 +154,34 @@ def fitting_alone(
     return [by_key.get(job.key, 0) for job in jobs]
 
 
+def _skips_hopeless(policy: str) -> bool:
+    """Whether a job that found no room in a cycle may sit out the next cycles, until a job
+    completes or a cluster's health or risk changes, without changing any decision.
+
+    Between such events no capacity is freed: what each cycle places only shrinks the room
+    left, so a job whose gang found no room will find none (whether a job fits is monotone in
+    the free capacity for every assignment rule). Leaving it out then changes nothing for a
+    policy that takes jobs in a fixed order (priority, arrival), scores clusters without
+    randomness, and has no step that looks at blocked jobs (repair, preemption) or moves
+    running shards. That is fifo, multikueue, karmada, cloud-only and nearest: the anchors
+    that build long backlogs, whose every cycle otherwise retries every job of the backlog.
+    DRF order depends on every tenant's usage and blocked jobs feed repair and preemption, so
+    continuum and drf schedule every job every cycle; random draws over the jobs it is given.
+    """
+    strategy = STRATEGIES[policy]
+    return (
+        strategy.order is Order.FIFO
+        and strategy.score is not Score.RANDOM
+        and not (
+            strategy.repair
+            or strategy.preempt
+            or strategy.proactive
+            or strategy.rebalance
+            or strategy.improve
+        )
+    )
+
+
 class _Simulation:
     def __init__(
         self,
@@ -197,6 +225,10 @@ class _Simulation:
         self._fairness: tuple[float | None] | None = None
         # Healthy running shards per job, until the placement or a cluster's health changes.
         self._healthy: dict[str, int] = {}
+        # Jobs that found no room in the last cycle, left out of cycles until room frees up
+        # (see _skips_hopeless); only for policies where that changes no decision.
+        self.skip_hopeless = _skips_hopeless(policy)
+        self.hopeless: set[str] = set()
         self._static_loads: dict[
             tuple[str, int, str], tuple[float, float, tuple[int, ...], tuple[DataSource, ...]]
         ] = {}
@@ -235,15 +267,17 @@ class _Simulation:
 
     def snapshot(self, now: float) -> Snapshot:
         topology = self.workload.topology
+        # Cluster views count every shard, so capacity held by a left-out job stays held.
+        active = [(k, s) for k, s in self.active.items() if k not in self.hopeless]
         running = tuple(
             RunningShard(key, shard, cluster)
-            for key, state in self.active.items()
+            for key, state in active
             for shard, cluster in sorted(state.shards.items())
         )
         return Snapshot(
             sites=topology.sites,
             clusters=tuple(self.cluster_views().values()),
-            jobs=tuple(state.trace.job for state in self.active.values()),
+            jobs=tuple(state.trace.job for _, state in active),
             tenants=tuple(self.tenants.values()),
             running=running,
             network=topology.network,
@@ -374,6 +408,7 @@ class _Simulation:
     def finish(self, key: str, at: float) -> None:
         state = self.active.pop(key)
         self.invalidate()
+        self.hopeless.clear()
         job = state.trace.job
         jct = at - job.submit_time_s
         self.jct.append(jct)
@@ -399,6 +434,7 @@ class _Simulation:
         table = self.down if kind is FailureKind.DOWN else self.degraded
         table[cluster] = max(0, table[cluster] + change)
         self.invalidate()
+        self.hopeless.clear()
         self.dirty = True
 
     def admit_arrivals(self, now: float) -> None:
@@ -421,6 +457,8 @@ class _Simulation:
         self.schedule_s += clock() - started
         self.cycle_ms.append(result.timing.total_ms)
         changed = self.apply(result, now)
+        if self.skip_hopeless:
+            self.hopeless.update(entry.job_key for entry in result.unschedulable)
         self.dirty = changed
         self.sample_fairness(now)
 
