@@ -354,7 +354,6 @@ class _Cycle:
         self.group_signatures = self._group_signatures()
         self.scored_at = config.clock()
         self.free = self.m.free.copy()
-        self.rng = np.random.default_rng(config.seed)
         healthy = self.m.clusters.healthy
         self.total = self.m.clusters.capacity[healthy].sum(axis=0)
         self.usage: dict[str, FloatArray] = {name: np.zeros(3) for name in self.m.tenants}
@@ -592,7 +591,8 @@ class _Cycle:
     def _job_order(self) -> list[int]:
         pending = sorted(self.m.groups_of_job)
         if self.strategy.order is Order.RANDOM:
-            return [pending[i] for i in self.rng.permutation(len(pending))]
+            rng = np.random.default_rng(self.config.seed)
+            return [pending[i] for i in rng.permutation(len(pending))]
         jobs = self.m.jobs
         if not self.strategy.rigid_first:
             return sorted(pending, key=lambda j: (-jobs[j].priority, jobs[j].submit_time_s, j))
