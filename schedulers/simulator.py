@@ -160,7 +160,8 @@ def _skips_hopeless(policy: str) -> bool:
 
     Between such events no capacity is freed: what each cycle places only shrinks the room
     left, so a job whose gang found no room will find none (whether a job fits is monotone in
-    the free capacity for every assignment rule). Leaving it out then changes nothing for a
+    the free capacity for every assignment rule). A completion wakes only the jobs that could
+    use one of the clusters it frees (see _reach). Leaving it out then changes nothing for a
     policy that takes jobs in a fixed order (priority, arrival), scores clusters without
     randomness, and has no step that looks at blocked jobs (repair, preemption) or moves
     running shards. That is fifo, multikueue, karmada, cloud-only and nearest: the anchors
@@ -180,6 +181,28 @@ def _skips_hopeless(policy: str) -> bool:
             or strategy.improve
         )
     )
+
+
+def _reach(workload: Workload, enabled: frozenset[str]) -> dict[str, int]:
+    """Per job, the clusters that pass the policy's filters for one of its shards when every
+    cluster is healthy and riskless (health and risk only take clusters away), as bits in
+    the order of the clusters' names."""
+    topology = workload.topology
+    clusters = tuple(replace(c, healthy=True, risk=0.0) for c in topology.clusters)
+    snapshot = Snapshot(
+        sites=topology.sites,
+        clusters=clusters,
+        jobs=tuple(trace.job for trace in workload.jobs),
+        tenants=topology.tenants,
+        network=topology.network,
+    )
+    m = prepare(snapshot, PolicyConfig(explain=False), enabled)
+    reach: dict[str, int] = {}
+    owners = m.groups.job.tolist()
+    for owner, row in zip(owners, m.filters.group_rows().tolist(), strict=True):
+        key = m.jobs[owner].key
+        reach[key] = reach.get(key, 0) | sum(1 << i for i, ok in enumerate(row) if ok)
+    return reach
 
 
 class _Simulation:
@@ -229,6 +252,12 @@ class _Simulation:
         # (see _skips_hopeless); only for policies where that changes no decision.
         self.skip_hopeless = _skips_hopeless(policy)
         self.hopeless: set[str] = set()
+        # Per job, the clusters (bits) it could ever use; capacity freed elsewhere cannot
+        # help it.
+        self.reach: dict[str, int] = (
+            _reach(workload, STRATEGIES[policy].filters) if self.skip_hopeless else {}
+        )
+        self.cluster_bit = {name: 1 << i for i, name in enumerate(sorted(self.base_clusters))}
         self._static_loads: dict[
             tuple[str, int, str], tuple[float, float, tuple[int, ...], tuple[DataSource, ...]]
         ] = {}
@@ -408,7 +437,14 @@ class _Simulation:
     def finish(self, key: str, at: float) -> None:
         state = self.active.pop(key)
         self.invalidate()
-        self.hopeless.clear()
+        if self.hopeless:
+            freed = 0
+            for cluster in state.shards.values():
+                freed |= self.cluster_bit[cluster]
+            everywhere = (1 << len(self.cluster_bit)) - 1
+            self.hopeless = {
+                job for job in self.hopeless if not self.reach.get(job, everywhere) & freed
+            }
         job = state.trace.job
         jct = at - job.submit_time_s
         self.jct.append(jct)
