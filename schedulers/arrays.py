@@ -2,8 +2,10 @@
 
 A placement group is a set of interchangeable shards of one job: the same demand, the same data
 sources, the same allowed tiers. Training and Inference jobs have one group; a Federated job has
-one group per data shard plus one for its aggregator. Filters and scores are computed once per
-(group, cluster) pair, so their cost grows with groups × clusters, never with shards × clusters.
+one group per data shard plus one for its aggregator. Filters and scores are computed at most
+once per (group, cluster) pair, so their cost grows with groups × clusters, never with shards ×
+clusters; filters once per filter class of groups, and the costs of groups without a residency
+bound as dense blocks (see engine.Block).
 """
 
 from __future__ import annotations

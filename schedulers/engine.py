@@ -2,14 +2,17 @@
 
 The steps, in order:
 1. Running shards on a missing or unhealthy cluster become pending again (Failure).
-2. Pending work is split into placement groups; the filters and the score are computed for all
-   (group, cluster) pairs at once.
-3. Jobs are taken in the strategy's order (DRF: lowest weighted dominant share first), jobs that
-   already run first. Each job's groups are assigned against the free capacity of the moment; a
-   gang that does not reach minAvailable is rolled back.
+2. Pending work is split into placement groups; the filters (once per filter class) and the
+   score (in dense blocks for groups without a residency bound, pair by pair for the others)
+   are computed for all (group, cluster) pairs at once.
+3. Jobs are taken in the strategy's order (DRF: lowest weighted dominant share first; within
+   a tenant, continuum puts the earliest deadline first), jobs that already run first. Each
+   job's groups are assigned against the free capacity of the moment; a gang that does not
+   reach minAvailable is rolled back, and a later job of the same signature is not tried.
 4. Blocked jobs get room by moving shards placed earlier in the cycle (repair), and the cycle
    is packed again least-flexible job first if that places more (repack).
-5. Blocked jobs of tenants below their fair share may preempt tenants above theirs.
+5. Blocked jobs of tenants below their fair share may preempt tenants above theirs; evicted
+   shards go elsewhere in the same cycle where idle room is left (Migration reason Preemption).
 6. A bounded local search improves the assignment (small instances only).
 7. Running shards on risky clusters move (Proactive); others move only for a large gain
    (Rebalance).
