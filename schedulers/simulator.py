@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from continuum.schedulers.config import Order, PolicyConfig, Score
+from continuum.schedulers.config import Order, PolicyConfig, Score, Strategy
 from continuum.schedulers.engine import prepare
 from continuum.schedulers.fairness import dominant_share, jain_index, water_fill
 from continuum.schedulers.filters import ALL_FILTERS
@@ -183,10 +183,10 @@ def _skips_hopeless(policy: str) -> bool:
     )
 
 
-def _reach(workload: Workload, enabled: frozenset[str]) -> dict[str, int]:
-    """Per job, the clusters that pass the policy's filters for one of its shards when every
-    cluster is healthy and riskless (health and risk only take clusters away), as bits in
-    the order of the clusters' names."""
+def _reach(workload: Workload, strategy: Strategy) -> dict[str, int]:
+    """Per job, the clusters that pass the policy's filters (and tiers) for one of its shards
+    when every cluster is healthy and riskless (health and risk only take clusters away), as
+    bits in the order of the clusters' names."""
     topology = workload.topology
     clusters = tuple(replace(c, healthy=True, risk=0.0) for c in topology.clusters)
     snapshot = Snapshot(
@@ -196,7 +196,7 @@ def _reach(workload: Workload, enabled: frozenset[str]) -> dict[str, int]:
         tenants=topology.tenants,
         network=topology.network,
     )
-    m = prepare(snapshot, PolicyConfig(explain=False), enabled)
+    m = prepare(snapshot, PolicyConfig(explain=False), strategy.filters, tiers=strategy.tiers)
     reach: dict[str, int] = {}
     owners = m.groups.job.tolist()
     for owner, row in zip(owners, m.filters.group_rows().tolist(), strict=True):
@@ -255,7 +255,7 @@ class _Simulation:
         # Per job, the clusters (bits) it could ever use; capacity freed elsewhere cannot
         # help it.
         self.reach: dict[str, int] = (
-            _reach(workload, STRATEGIES[policy].filters) if self.skip_hopeless else {}
+            _reach(workload, STRATEGIES[policy]) if self.skip_hopeless else {}
         )
         self.cluster_bit = {name: 1 << i for i, name in enumerate(sorted(self.base_clusters))}
         self._static_loads: dict[
