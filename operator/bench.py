@@ -5,6 +5,7 @@
 - `contended`: every policy simulated on an over-subscribed continuum with failures.
 - `large`: one full cycle of 10,000 pending shards over 1,000 clusters (`--clusters` scales
   it), for speed and memory.
+- `trace3k`: every policy simulated on 3,000 jobs over the 30 clusters of `contended`.
 - `--topology/--latency/--trace [--failures]`: every policy simulated on the given files.
 """
 
@@ -27,7 +28,10 @@ if TYPE_CHECKING:
     from continuum.schedulers.metrics import SimulationMetrics, TimelinePoint
     from continuum.schedulers.trace import Workload
 
-DEFAULT_SEEDS = {"small": 20, "contended": 3, "large": 3, "trace": 1}
+DEFAULT_SEEDS = {"small": 20, "contended": 3, "large": 3, "trace3k": 1, "trace": 1}
+# As continuum.schedulers.scenarios.SCENARIO_NAMES, spelled out so that building the parser
+# does not import numpy.
+SCENARIOS = ("small", "contended", "large", "trace3k")
 FIELDS = (
     "slo_attainment",
     "jain_index",
@@ -47,7 +51,7 @@ FIELDS = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--scenario", choices=("small", "contended", "large"))
+    source.add_argument("--scenario", choices=SCENARIOS)
     source.add_argument("--topology", type=Path, help="topology YAML (with --trace)")
     parser.add_argument("--latency", type=Path, help="latency CSV")
     parser.add_argument("--trace", type=Path, help="trace CSV")
@@ -340,7 +344,11 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from continuum.schedulers.loaders import FormatError, load_workload, write_workload
-    from continuum.schedulers.scenarios import contended_workload, small_workload
+    from continuum.schedulers.scenarios import (
+        contended_workload,
+        small_workload,
+        trace3k_workload,
+    )
 
     console = Console(stderr=True)
     if args.scenario is None and args.topology is None:
@@ -363,6 +371,8 @@ def run(args: argparse.Namespace) -> int:
         elif scenario == "contended":
             jobs = args.jobs or 600
             workloads = [contended_workload(seed, jobs, load=args.load) for seed in range(seeds)]
+        elif scenario == "trace3k":
+            workloads = [trace3k_workload(seed) for seed in range(seeds)]
     except FormatError as error:
         # Plain print: a console would wrap the path and line across lines.
         print(f"bad input: {error}", file=sys.stderr)

@@ -2,8 +2,10 @@
 
 A placement group is a set of interchangeable shards of one job: the same demand, the same data
 sources, the same allowed tiers. Training and Inference jobs have one group; a Federated job has
-one group per data shard plus one for its aggregator. Filters and scores are computed once per
-(group, cluster) pair, so their cost grows with groups × clusters, never with shards × clusters.
+one group per data shard plus one for its aggregator. Filters and scores are computed at most
+once per (group, cluster) pair, so their cost grows with groups × clusters, never with shards ×
+clusters; filters once per filter class of groups, and the costs of groups without a residency
+bound as dense blocks (see engine.Block).
 """
 
 from __future__ import annotations
@@ -133,22 +135,25 @@ class GroupSpec:
     tiers: tuple[Tier, ...]
 
 
-def split_into_groups(job_index: int, job: Job, shards: Iterable[int]) -> list[GroupSpec]:
-    """Group a job's shards by what they need (see Job for how shards map to data)."""
+def split_into_groups(
+    job_index: int, job: Job, shards: Iterable[int], tiers: tuple[Tier, ...] = ()
+) -> list[GroupSpec]:
+    """Group a job's shards by what they need (see Job for how shards map to data).
+
+    `tiers`, when given, replaces the job's allowed tiers (as cloud-only does)."""
     wanted = sorted(set(shards))
     if not wanted:
         return []
+    allowed = tiers or job.allowed_tiers
     if job.mode is not Mode.FEDERATED:
-        return [GroupSpec(job_index, tuple(wanted), job.data, 1.0 / job.shards, job.allowed_tiers)]
+        return [GroupSpec(job_index, tuple(wanted), job.data, 1.0 / job.shards, allowed)]
     aggregator = len(job.data)
     groups = []
     for shard in wanted:
         if shard == aggregator:
             groups.append(GroupSpec(job_index, (shard,), (), 0.0, (Tier.CLOUD,)))
         else:
-            groups.append(
-                GroupSpec(job_index, (shard,), (job.data[shard],), 1.0, job.allowed_tiers)
-            )
+            groups.append(GroupSpec(job_index, (shard,), (job.data[shard],), 1.0, allowed))
     return groups
 
 
@@ -187,16 +192,22 @@ def build_groups(
 ) -> Groups:
     count = len(specs)
     width = max(max((len(spec.sources) for spec in specs), default=0), 1)
-    owners = [jobs[spec.job] for spec in specs]
+    job_of = [spec.job for spec in specs]
+    # What comes from the job is read once per job, then spread over its groups.
+    owner_ids = sorted(set(job_of))
+    owners = [jobs[j] for j in owner_ids]
+    position = {j: i for i, j in enumerate(owner_ids)}
+    owner_of = np.array([position[j] for j in job_of], dtype=np.int64)
     source_site = np.full((count, width), NO_SITE, dtype=np.int64)
     source_residency = np.full((count, width), RESIDENCY_CODE[Residency.ANY], dtype=np.int64)
     source_rate = np.zeros((count, width))
+    site_index = sites.index
     for slot in range(width):
         rows = [row for row, spec in enumerate(specs) if len(spec.sources) > slot]
         if not rows:
             continue
         sources = [specs[row].sources[slot] for row in rows]
-        source_site[rows, slot] = [sites.index[s.site] for s in sources]
+        source_site[rows, slot] = [site_index[s.site] for s in sources]
         source_residency[rows, slot] = [RESIDENCY_CODE[s.residency] for s in sources]
         source_rate[rows, slot] = [
             s.rate_mbps * specs[row].rate_share for s, row in zip(sources, rows, strict=True)
@@ -209,36 +220,43 @@ def build_groups(
         ]
     selector_table: dict[tuple[tuple[str, str], ...], int] = {}
     toleration_table: dict[tuple[Toleration, ...], int] = {}
-    selector = [
-        _interned(tuple(sorted(job.cluster_selector.items())), selector_table) for job in owners
-    ]
-    toleration = [_interned(job.tolerations, toleration_table) for job in owners]
+    selector = np.array(
+        [_interned(tuple(sorted(job.cluster_selector.items())), selector_table) for job in owners],
+        dtype=np.int64,
+    )
+    toleration = np.array(
+        [_interned(job.tolerations, toleration_table) for job in owners], dtype=np.int64
+    )
+    per_job = np.array(
+        [
+            (
+                *job.demand.as_tuple(),
+                np.inf if job.latency_slo_ms is None else job.latency_slo_ms,
+                job.request_kb,
+                job.service_ms,
+                default_risk_threshold if job.risk_threshold is None else job.risk_threshold,
+            )
+            for job in owners
+        ],
+        dtype=np.float64,
+    ).reshape(-1, 7)[owner_of]
     return Groups(
         specs=tuple(specs),
-        job=np.array([spec.job for spec in specs], dtype=np.int64),
-        demand=np.array([job.demand.as_tuple() for job in owners], dtype=np.float64).reshape(-1, 3),
+        job=np.array(job_of, dtype=np.int64),
+        demand=np.ascontiguousarray(per_job[:, :3]),
         count=np.array([len(spec.shards) for spec in specs], dtype=np.int64),
         tier_ok=tier_ok,
-        selector=np.array(selector, dtype=np.int64),
+        selector=selector[owner_of],
         selectors=tuple(selector_table),
-        toleration=np.array(toleration, dtype=np.int64),
+        toleration=toleration[owner_of],
         tolerations=tuple(toleration_table),
         source_site=source_site,
         source_residency=source_residency,
         source_rate=source_rate,
-        slo_ms=np.array(
-            [np.inf if job.latency_slo_ms is None else job.latency_slo_ms for job in owners],
-            dtype=np.float64,
-        ),
-        request_kb=np.array([job.request_kb for job in owners], dtype=np.float64),
-        service_ms=np.array([job.service_ms for job in owners], dtype=np.float64),
-        risk_threshold=np.array(
-            [
-                default_risk_threshold if job.risk_threshold is None else job.risk_threshold
-                for job in owners
-            ],
-            dtype=np.float64,
-        ),
+        slo_ms=np.ascontiguousarray(per_job[:, 3]),
+        request_kb=np.ascontiguousarray(per_job[:, 4]),
+        service_ms=np.ascontiguousarray(per_job[:, 5]),
+        risk_threshold=np.ascontiguousarray(per_job[:, 6]),
     )
 
 
@@ -280,3 +298,44 @@ def fit_counts(free: FloatArray, demand: FloatArray) -> IntArray:
     ratios = (free[:, needed] + 1e-9) / demand[needed]
     result: IntArray = np.floor(ratios.min(axis=1)).clip(min=0).astype(np.int64)
     return result
+
+
+def ragged_ranges(starts: IntArray, lengths: IntArray) -> IntArray:
+    """The concatenation of range(start, start + length) for each pair, without a loop."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    size = int(lengths.sum())
+    if not size:
+        return np.zeros(0, dtype=np.int64)
+    ends = np.cumsum(lengths)
+    shift = np.repeat(np.asarray(starts, dtype=np.int64) - (ends - lengths), lengths)
+    result: IntArray = np.arange(size, dtype=np.int64) + shift
+    return result
+
+
+# Below this many rows a dictionary numbers distinct rows faster than np.unique(axis=0), whose
+# fixed cost dominates the small cycles of a simulation.
+SMALL_UNIQUE = 2048
+
+
+def unique_rows(rows: npt.NDArray[np.generic]) -> tuple[IntArray, IntArray]:
+    """(index of one row per distinct value, the number of each row's value).
+
+    Distinct values are numbered in an order of their own (callers only compare numbers).
+    """
+    table = np.asarray(rows)
+    if table.ndim == 1:
+        table = table[:, None]
+    if len(table) > SMALL_UNIQUE:
+        _, first, inverse = np.unique(table, axis=0, return_index=True, return_inverse=True)
+        return first.astype(np.int64), inverse.reshape(-1).astype(np.int64)
+    numbers: dict[tuple[object, ...], int] = {}
+    firsts: list[int] = []
+    values: list[int] = []
+    for index, row in enumerate(table.tolist()):
+        key = tuple(row)
+        number = numbers.get(key)
+        if number is None:
+            number = numbers[key] = len(firsts)
+            firsts.append(index)
+        values.append(number)
+    return np.array(firsts, dtype=np.int64), np.array(values, dtype=np.int64)

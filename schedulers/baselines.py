@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from continuum.schedulers.config import Assign, Order, Score, Strategy
 from continuum.schedulers.filters import ALL_FILTERS, KUBERNETES_FILTERS
+from continuum.schedulers.model import Tier
 
 FIFO = Strategy(
     name="fifo",
@@ -41,6 +42,7 @@ CLOUD_ONLY = Strategy(
     order=Order.FIFO,
     filters=KUBERNETES_FILTERS,
     score=Score.LEAST_LOADED,
+    tiers=(Tier.CLOUD,),
 )
 NEAREST = Strategy(
     name="nearest",

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from continuum.schedulers.filters import ALL_FILTERS
+from continuum.schedulers.model import Tier
 from continuum.schedulers.network.latency import LatencyModel, QueueingLatencyModel
 from continuum.schedulers.scoring import ObjectiveWeights
 
@@ -34,7 +35,8 @@ class PolicyConfig:
     # Local search after the greedy pass, only where groups × clusters is at most this.
     improve_max_pairs: int = 20_000
     improve_max_rounds: int = 4
-    # Threads for the largest cycles' cost terms (see engine.PARALLEL_PAIRS).
+    # No longer used: the cost terms of the largest cycles are computed in dense blocks on
+    # one thread (engine.Block). Kept so that configurations that set it still load.
     threads: int = field(default_factory=lambda: min(os.cpu_count() or 1, 4))
     # Reasons and unschedulable sentences; the simulator turns them off for speed.
     explain: bool = True
@@ -79,5 +81,9 @@ class Strategy:
     proactive: bool = False
     rebalance: bool = False
     rigid_first: bool = False
+    # Earliest deadline first within a tenant's jobs of one priority (with rigid_first).
+    deadlines: bool = False
+    # When given, every job may use these tiers alone, whatever it allows (cloud-only).
+    tiers: tuple[Tier, ...] = ()
     repair: bool = False
     improve: bool = False

@@ -2,14 +2,17 @@
 
 The steps, in order:
 1. Running shards on a missing or unhealthy cluster become pending again (Failure).
-2. Pending work is split into placement groups; the filters and the score are computed for all
-   (group, cluster) pairs at once.
-3. Jobs are taken in the strategy's order (DRF: lowest weighted dominant share first), jobs that
-   already run first. Each job's groups are assigned against the free capacity of the moment; a
-   gang that does not reach minAvailable is rolled back.
+2. Pending work is split into placement groups; the filters (once per filter class) and the
+   score (in dense blocks for groups without a residency bound, pair by pair for the others)
+   are computed for all (group, cluster) pairs at once.
+3. Jobs are taken in the strategy's order (DRF: lowest weighted dominant share first; within
+   a tenant, continuum puts the earliest deadline first), jobs that already run first. Each
+   job's groups are assigned against the free capacity of the moment; a gang that does not
+   reach minAvailable is rolled back, and a later job of the same signature is not tried.
 4. Blocked jobs get room by moving shards placed earlier in the cycle (repair), and the cycle
    is packed again least-flexible job first if that places more (repack).
-5. Blocked jobs of tenants below their fair share may preempt tenants above theirs.
+5. Blocked jobs of tenants below their fair share may preempt tenants above theirs; evicted
+   shards go elsewhere in the same cycle where idle room is left (Migration reason Preemption).
 6. A bounded local search improves the assignment (small instances only).
 7. Running shards on risky clusters move (Proactive); others move only for a large gain
    (Rebalance).
@@ -17,15 +20,17 @@ The steps, in order:
 
 from __future__ import annotations
 
-import itertools
+import gc
+import math
 from collections import defaultdict
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from continuum.schedulers.arrays import (
+    RESIDENCY_CODE,
     BoolArray,
     ClusterArrays,
     FloatArray,
@@ -37,7 +42,9 @@ from continuum.schedulers.arrays import (
     build_groups,
     build_site_index,
     fit_counts,
+    ragged_ranges,
     split_into_groups,
+    unique_rows,
 )
 from continuum.schedulers.config import Assign, Order, PolicyConfig, Score, Strategy
 from continuum.schedulers.explain import chosen_reasons, rejection_reason, unschedulable_sentence
@@ -51,16 +58,38 @@ from continuum.schedulers.model import (
     Migration,
     MigrationReason,
     Preemption,
+    Residency,
     Snapshot,
     Tenant,
+    Tier,
     Unschedulable,
 )
-from continuum.schedulers.scoring import CostTerms, cost_matrix_terms, cost_terms
+from continuum.schedulers.scoring import (
+    ClusterTables,
+    CostTerms,
+    block_terms,
+    cost_matrix_terms,
+    cost_terms,
+)
 
 ShardKey = tuple[int, int]
+# Whether a job fits this cycle: (shards its gang needs, per group the number of its
+# (filter class, shard size class, pending shards)).
+Signature = tuple[int, tuple[int, ...]]
 
 # How many of its best clusters a group tries with cheap scalar checks (see _assign_best).
 SHORTLIST = 2
+
+
+@dataclass(frozen=True)
+class Block:
+    """Groups that pass the same clusters whatever their data (no residency bound): their cost
+    terms are one dense (rows × columns) block, computed with row gathers of per-cluster
+    tables instead of pair by pair. Most pairs of a large cycle live in a few blocks."""
+
+    rows: IntArray
+    columns: IntArray
+    terms: CostTerms
 
 
 @dataclass(frozen=True)
@@ -78,64 +107,120 @@ class CycleMatrices:
     groups_of_job: dict[int, list[int]]
     filters: FilterMatrices
     rejections: IntArray
-    # The (group, cluster) pairs that pass every filter, grouped by group in cluster order:
-    # group g owns pair_cluster[offsets[g]:offsets[g + 1]].
+    # The (group, cluster) pairs that pass every filter, for the groups outside blocks, group
+    # by group in cluster order: group g owns pair_cluster[offsets[g]:offsets[g + 1]].
     pair_group: IntArray
     pair_cluster: IntArray
     offsets: IntArray
     terms: CostTerms
+    blocks: tuple[Block, ...]
+    # Per group: its block (-1 for none) and its row there.
+    block_of: IntArray
+    block_row: IntArray
+    # Per group: how many clusters pass its filters; offsets of all pairs in the canonical
+    # order (group by group, clusters in order), whatever holds them.
+    candidate_counts: IntArray
+    all_offsets: IntArray
     free: FloatArray
 
     def pairs_of(self, group: int) -> slice:
         return slice(int(self.offsets[group]), int(self.offsets[group + 1]))
 
+    def candidates(self, group: int) -> IntArray:
+        """The clusters that pass the group's filters, in cluster order."""
+        block = int(self.block_of[group])
+        if block >= 0:
+            return self.blocks[block].columns
+        return self.pair_cluster[self.pairs_of(group)]
 
-# Above this many pairs the cost terms are computed in chunks on threads: numpy releases the
-# GIL in its array loops, so a second core shortens the largest cycles.
-PARALLEL_PAIRS = 400_000
+    @property
+    def pair_count(self) -> int:
+        return int(self.all_offsets[-1])
+
+    def all_pairs(self) -> tuple[IntArray, IntArray, FloatArray]:
+        """(group, cluster, objective total) of every pair that passes, in canonical order."""
+        pair_group = np.repeat(np.arange(len(self.groups), dtype=np.int64), self.candidate_counts)
+        pair_cluster = np.zeros(self.pair_count, dtype=np.int64)
+        total = np.zeros(self.pair_count)
+        outside = ragged_ranges(self.all_offsets[:-1], self.offsets[1:] - self.offsets[:-1])
+        pair_cluster[outside] = self.pair_cluster
+        total[outside] = self.terms.total
+        for block in self.blocks:
+            positions = _block_positions(self.all_offsets, block)
+            pair_cluster[positions] = np.broadcast_to(block.columns, block.terms.total.shape)
+            total[positions] = block.terms.total
+        return pair_group, pair_cluster, total
 
 
-def _pair_terms(
+def _block_positions(offsets: IntArray, block: Block) -> IntArray:
+    """Where a block's pairs sit in a canonical pair order whose group g starts at
+    offsets[g]: a block row is one group's whole segment."""
+    result: IntArray = offsets[block.rows][:, None] + np.arange(block.columns.size)[None, :]
+    return result
+
+
+def _block_rows(groups: Groups, filters: FilterMatrices, enabled: frozenset[str]) -> list[IntArray]:
+    """The groups of each filter class that makes a block: a class without a residency bound
+    (its clusters do not depend on where its data is) and with clusters to go to."""
+    if not len(groups):
+        return []
+    wide = (groups.source_residency == RESIDENCY_CODE[Residency.ANY]).all(axis=1)
+    if "residency" not in enabled:
+        wide[:] = True
+    reachable: BoolArray = np.any(filters.passed, axis=1)
+    rows = np.flatnonzero(wide & reachable[filters.row_of])
+    if not rows.size:
+        return []
+    classes = filters.row_of[rows]
+    # By class, and within a class the groups with an SLO first (see scoring.block_terms).
+    order = np.lexsort((~np.isfinite(groups.slo_ms[rows]), classes))
+    bounds = np.flatnonzero(np.diff(classes[order])) + 1
+    return np.split(rows[order], bounds)
+
+
+def _outside_pairs(
+    groups: Groups, filters: FilterMatrices, in_block: BoolArray
+) -> tuple[IntArray, IntArray, IntArray]:
+    """(pair_group, pair_cluster, offsets) of the groups outside blocks, from their classes'
+    rows of the filter matrix."""
+    class_rows, class_columns = np.nonzero(filters.passed)
+    class_offsets = np.zeros(filters.passed.shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.bincount(class_rows, minlength=filters.passed.shape[0]), out=class_offsets[1:])
+    row = filters.row_of
+    lengths = np.where(in_block, 0, class_offsets[row + 1] - class_offsets[row])
+    offsets = np.zeros(len(groups) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    pair_group = np.repeat(np.arange(len(groups), dtype=np.int64), lengths)
+    pair_cluster = class_columns[ragged_ranges(class_offsets[row], lengths)].astype(np.int64)
+    return pair_group, pair_cluster, offsets
+
+
+def _cost_blocks(
     groups: Groups,
     clusters: ClusterArrays,
     sites: SiteIndex,
     config: PolicyConfig,
-    pair_group: IntArray,
-    pair_cluster: IntArray,
+    filters: FilterMatrices,
+    block_rows: list[IntArray],
     all_latencies: bool,
-) -> CostTerms:
-    def terms_of(part: slice) -> CostTerms:
-        return cost_terms(
+) -> tuple[Block, ...]:
+    tables = ClusterTables.of(groups, clusters, clusters.allocated, config.weights)
+    blocks = []
+    for rows in block_rows:
+        columns = np.flatnonzero(filters.passes(int(rows[0])))
+        terms = block_terms(
             groups,
             clusters,
             sites,
             config.latency_model,
             config.weights,
-            pair_group[part],
-            pair_cluster[part],
-            clusters.allocated,
-            all_latencies=all_latencies,
-            detailed=False,
+            tables,
+            rows,
+            columns,
+            all_latencies,
         )
-
-    size = len(pair_group)
-    workers = min(config.threads, max(size // PARALLEL_PAIRS, 1))
-    if workers <= 1:
-        return terms_of(slice(0, size))
-    bounds = np.linspace(0, size, workers + 1).astype(np.int64)
-    parts = [slice(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        chunks = list(pool.map(terms_of, parts))
-    return CostTerms(
-        p99_ms=np.concatenate([c.p99_ms for c in chunks]),
-        slo_miss=np.concatenate([c.slo_miss for c in chunks]),
-        wan_mbps=None,
-        wan_usd_h=None,
-        compute_usd_h=None,
-        utilisation=np.concatenate([c.utilisation for c in chunks]),
-        risk=None,
-        total=np.concatenate([c.total for c in chunks]),
-    )
+        blocks.append(Block(rows, columns, terms))
+    return tuple(blocks)
 
 
 def prepare(
@@ -143,6 +228,7 @@ def prepare(
     config: PolicyConfig,
     enabled: frozenset[str],
     all_latencies: bool = False,
+    tiers: tuple[Tier, ...] = (),
 ) -> CycleMatrices:
     sites = build_site_index(snapshot)
     clusters = build_cluster_arrays(snapshot, sites)
@@ -172,15 +258,34 @@ def prepare(
         running_shards[owner].add(shard)
     for index, job_spec in enumerate(jobs):
         pending = set(range(job_spec.shards)) - running_shards[index]
-        for spec in split_into_groups(index, job_spec, pending):
+        for spec in split_into_groups(index, job_spec, pending, tiers):
             groups_of_job[index].append(len(specs))
             specs.append(spec)
     groups = build_groups(jobs, specs, sites, config.default_risk_threshold)
     filters = filter_matrices(snapshot, groups, clusters, sites, enabled)
-    pair_group, pair_cluster = np.nonzero(filters.passed)
-    offsets = np.zeros(len(groups) + 1, dtype=np.int64)
-    np.cumsum(np.bincount(pair_group, minlength=len(groups)), out=offsets[1:])
-    terms = _pair_terms(groups, clusters, sites, config, pair_group, pair_cluster, all_latencies)
+    block_rows = _block_rows(groups, filters, enabled)
+    block_of = np.full(len(groups), -1, dtype=np.int64)
+    block_row = np.zeros(len(groups), dtype=np.int64)
+    for number, rows in enumerate(block_rows):
+        block_of[rows] = number
+        block_row[rows] = np.arange(rows.size)
+    pair_group, pair_cluster, offsets = _outside_pairs(groups, filters, block_of >= 0)
+    terms = cost_terms(
+        groups,
+        clusters,
+        sites,
+        config.latency_model,
+        config.weights,
+        pair_group,
+        pair_cluster,
+        clusters.allocated,
+        all_latencies=all_latencies,
+        detailed=False,
+    )
+    blocks = _cost_blocks(groups, clusters, sites, config, filters, block_rows, all_latencies)
+    candidate_counts = np.count_nonzero(filters.passed, axis=1)[filters.row_of]
+    all_offsets = np.zeros(len(groups) + 1, dtype=np.int64)
+    np.cumsum(candidate_counts, out=all_offsets[1:])
     return CycleMatrices(
         snapshot=snapshot,
         sites=sites,
@@ -193,10 +298,15 @@ def prepare(
         groups_of_job=dict(groups_of_job),
         filters=filters,
         rejections=filters.rejection_counts(),
-        pair_group=pair_group.astype(np.int64),
-        pair_cluster=pair_cluster.astype(np.int64),
+        pair_group=pair_group,
+        pair_cluster=pair_cluster,
         offsets=offsets,
         terms=terms,
+        blocks=blocks,
+        block_of=block_of,
+        block_row=block_row,
+        candidate_counts=candidate_counts.astype(np.int64),
+        all_offsets=all_offsets,
         free=clusters.capacity - clusters.allocated,
     )
 
@@ -216,19 +326,37 @@ class _Cycle:
         self.config = config
         self.clock_start = clock_start
         self.m = prepare(
-            snapshot, config, strategy.filters, all_latencies=strategy.score is Score.LATENCY
+            snapshot,
+            config,
+            strategy.filters,
+            all_latencies=strategy.score is Score.LATENCY,
+            tiers=strategy.tiers,
         )
         self.filtered_at = config.clock()
-        self.score = self._score_matrix()
+        self.block_of: list[int] = self.m.block_of.tolist()
+        self.block_row: list[int] = self.m.block_row.tolist()
+        self.score, self.block_scores = self._scores()
         self.shortlist = self._shortlists().tolist()
         # Plain lists for the per-group scalar work of the assignment loop, where numpy's
         # per-element overhead would dominate.
         self.demand_rows: list[list[float]] = self.m.groups.demand.tolist()
         self.needed_resources = [[r for r in range(3) if row[r] > 0] for row in self.demand_rows]
         self.pending_counts: list[int] = self.m.groups.count.tolist()
+        jobs = self.m.jobs
+        self.job_demand = np.array([job.demand.as_tuple() for job in jobs]).reshape(-1, 3)
+        self.pending_shards = np.bincount(
+            self.m.groups.job, weights=self.m.groups.count, minlength=len(jobs)
+        ).astype(np.int64)
+        self.gang_sizes: list[int] = [job.gang_size for job in jobs]
+        self.filter_class: list[int] = self.m.filters.row_of.tolist()
+        self.demand_class: list[int] = (
+            unique_rows(self.m.groups.demand)[1].tolist() if len(self.m.groups) else []
+        )
+        self.static_targets: dict[tuple[int, int], tuple[IntArray, list[int]]] = {}
+        self.failed_signatures: set[Signature] = set()
+        self.group_signatures = self._group_signatures()
         self.scored_at = config.clock()
         self.free = self.m.free.copy()
-        self.rng = np.random.default_rng(config.seed)
         healthy = self.m.clusters.healthy
         self.total = self.m.clusters.capacity[healthy].sum(axis=0)
         self.usage: dict[str, FloatArray] = {name: np.zeros(3) for name in self.m.tenants}
@@ -247,9 +375,9 @@ class _Cycle:
         for job, _ in self.occupied:
             self.running_count[job] += 1
 
-    def _score_matrix(self) -> FloatArray:
-        terms = self.m.terms
-        shape = terms.total.shape
+    def _score_of(self, terms: CostTerms, clusters: IntArray) -> FloatArray:
+        """The strategy's score (lower is better) from a set of pairs' terms; `clusters`
+        broadcasts against them. Score.RANDOM is drawn in _scores."""
         score = self.strategy.score
         if score is Score.OBJECTIVE:
             return terms.total
@@ -260,14 +388,40 @@ class _Cycle:
             return terms.p99_ms
         if score is Score.LEAST_LOADED:
             return terms.utilisation
-        if score is Score.RANDOM:
-            return np.random.default_rng(self.config.seed).random(shape)
-        return self.m.pair_cluster.astype(np.float64)
+        first_fit: FloatArray = np.broadcast_to(clusters, terms.total.shape).astype(np.float64)
+        return first_fit
+
+    def _scores(self) -> tuple[FloatArray, list[FloatArray]]:
+        """Scores of the pairs outside blocks, and one matrix per block."""
+        m = self.m
+        if self.strategy.score is Score.RANDOM:
+            # One draw over every pair in canonical order, whatever holds the pair.
+            drawn = np.random.default_rng(self.config.seed).random(m.pair_count)
+            outside = ragged_ranges(m.all_offsets[:-1], m.offsets[1:] - m.offsets[:-1])
+            return drawn[outside], [drawn[_block_positions(m.all_offsets, b)] for b in m.blocks]
+        return self._score_of(m.terms, m.pair_cluster), [
+            self._score_of(block.terms, block.columns[None, :]) for block in m.blocks
+        ]
+
+    def score_row(self, group: int) -> FloatArray:
+        """The group's scores, aligned with `self.m.candidates(group)`."""
+        block = self.block_of[group]
+        row: FloatArray = (
+            self.block_scores[block][self.block_row[group]]
+            if block >= 0
+            else self.score[self.m.pairs_of(group)]
+        )
+        return row
 
     # -- assignment -------------------------------------------------------------------------
 
     def _take(self, group: int, cluster: int, count: int, out: list[_Placement]) -> None:
-        self.free[cluster] -= count * self.m.groups.demand[group]
+        # Scalar updates of the resources the shard asks for: the same floats as subtracting
+        # the demand row, without numpy's per-call overhead (the others change by 0).
+        free = self.free
+        demand_row = self.demand_rows[group]
+        for resource in self.needed_resources[group]:
+            free[cluster, resource] -= count * demand_row[resource]
         out.append(_Placement(group, cluster, [-1] * count))
 
     def _shortlists(self) -> IntArray:
@@ -275,10 +429,18 @@ class _Cycle:
 
         Pairs are stored group by group in cluster order, so a segment minimum and the first
         pair that reaches it give each group's best cluster without sorting; repeating that
-        on what is left gives the next ones.
+        on what is left gives the next ones. A block row's first minimum does the same.
         """
         groups = len(self.m.groups)
         shortlist = np.full((groups, SHORTLIST), -1, dtype=np.int64)
+        for block, block_score in zip(self.m.blocks, self.block_scores, strict=True):
+            score = np.array(block_score, dtype=np.float64, copy=True)
+            lines = np.arange(block.rows.size)
+            for rank in range(SHORTLIST):
+                best = np.argmin(score, axis=1)
+                finite = np.isfinite(score[lines, best])
+                shortlist[block.rows[finite], rank] = block.columns[best[finite]]
+                score[lines, best] = np.inf
         offsets = self.m.offsets
         nonempty = np.flatnonzero(offsets[1:] > offsets[:-1])
         if not nonempty.size:
@@ -311,26 +473,24 @@ class _Cycle:
             if cluster < 0:
                 return
             tried.append(cluster)
-            fit = min(
-                (int((free.item(cluster, r) + 1e-9) // demand_row[r]) for r in needed),
-                default=left,
-            )
-            if fit > 0:
-                count = min(left, fit)
+            count = left
+            for resource in needed:
+                fit = int((free.item(cluster, resource) + 1e-9) // demand_row[resource])
+                count = min(count, fit)
+            if count > 0:
                 self._take(group, cluster, count, out)
                 left -= count
                 if not left:
                     return
         demand = self.m.groups.demand[group]
-        pairs = self.m.pairs_of(group)
-        clusters = self.m.pair_cluster[pairs]
+        clusters = self.m.candidates(group)
         if clusters.size <= len(tried):
             return
         lacking = np.zeros(clusters.size, dtype=np.bool_)
         for resource in needed:
             lacking |= free[clusters, resource] < demand[resource] - 1e-9
         lacking[np.searchsorted(clusters, tried)] = True
-        row = np.where(lacking, np.inf, self.score[pairs])
+        row = np.where(lacking, np.inf, self.score_row(group))
         while left > 0:
             best = int(np.argmin(row))
             if not np.isfinite(row[best]):
@@ -343,25 +503,41 @@ class _Cycle:
                 left -= count
             row[best] = np.inf
 
+    def _static_targets(self, group: int) -> tuple[IntArray, list[int]]:
+        """Karmada's split of a group's replicas over its clusters, by cpu capacity alone:
+        it depends only on the group's filter class and shard count, so it is computed once
+        per (class, count) in a cycle."""
+        count = int(self.m.groups.count[group])
+        key = (int(self.m.filters.row_of[group]), count)
+        known = self.static_targets.get(key)
+        if known is not None:
+            return known
+        clusters = self.m.candidates(group)
+        weights = self.m.clusters.capacity[clusters, 0]
+        targets: tuple[IntArray, list[int]] = (np.zeros(0, dtype=np.int64), [])
+        if weights.sum() > 0:
+            quota = weights / weights.sum() * count
+            target = np.floor(quota).astype(np.int64)
+            remainder = count - int(target.sum())
+            if remainder:
+                # Largest remainder first; a stable sort keeps name order among equal ones.
+                order = np.argsort(-(quota - target), kind="stable")[:remainder]
+                target[order] += 1
+            positions = np.flatnonzero(target)
+            targets = (clusters[positions], target[positions].tolist())
+        self.static_targets[key] = targets
+        return targets
+
     def _assign_static_split(self, group: int, out: list[_Placement]) -> None:
         """Karmada's static weights: replicas split by cluster cpu capacity, no spill-over."""
-        clusters = self.m.pair_cluster[self.m.pairs_of(group)]
-        fit = fit_counts(self.free[clusters], self.m.groups.demand[group])
-        weights = self.m.clusters.capacity[clusters, 0]
-        if weights.sum() <= 0:
+        clusters, targets = self._static_targets(group)
+        if not targets:
             return
-        count = int(self.m.groups.count[group])
-        quota = weights / weights.sum() * count
-        target = np.floor(quota).astype(np.int64)
-        remainder = count - int(target.sum())
-        if remainder:
-            # Largest remainder first; a stable sort keeps name order among equal remainders.
-            order = np.argsort(-(quota - target), kind="stable")[:remainder]
-            target[order] += 1
-        for position in np.flatnonzero(target):
-            placed = min(int(target[position]), int(fit[position]))
+        fit = fit_counts(self.free[clusters], self.m.groups.demand[group]).tolist()
+        for cluster, target, room in zip(clusters.tolist(), targets, fit, strict=True):
+            placed = min(target, room)
             if placed:
-                self._take(group, int(clusters[position]), placed, out)
+                self._take(group, cluster, placed, out)
 
     def _assign_whole_job(self, job: int, out: list[_Placement]) -> None:
         """MultiKueue: the first cluster, in order, that admits every pending shard at once."""
@@ -369,7 +545,7 @@ class _Cycle:
         demand = self.m.groups.demand[groups[0]]
         needed = int(self.m.groups.count[groups].sum())
         fit = fit_counts(self.free, demand)
-        passed = np.logical_and.reduce([self.m.filters.passed[g] for g in groups])
+        passed = np.logical_and.reduce([self.m.filters.passes(g) for g in groups])
         candidates = np.flatnonzero(passed & (fit >= needed))
         if candidates.size:
             # The score is first-fit: cluster order is the order of MultiKueue's worker list.
@@ -395,7 +571,7 @@ class _Cycle:
                 else:
                     self._assign_best(group, out)
         placed = sum(len(p.shards) for p in out)
-        needed = max(0, self.m.jobs[job].gang_size - running) if self.strategy.gang else 1
+        needed = max(0, self.gang_sizes[job] - running) if self.strategy.gang else 1
         if placed < max(needed, 1):
             self._release(out)
             return None
@@ -405,35 +581,47 @@ class _Cycle:
         spec = self.m.jobs[job]
         placed = 0
         for placement in placements:
-            shards = [s for s in self.m.groups.specs[placement.group].shards]
+            shards = self.m.groups.specs[placement.group].shards
             taken = [s for s in shards if (job, s) not in self.placements]
             for slot, shard in enumerate(taken[: len(placement.shards)]):
                 placement.shards[slot] = shard
                 self.placements[(job, shard)] = (placement.group, placement.cluster)
             placed += len(placement.shards)
-        charged = placed * np.array(spec.demand.as_tuple())
+        charged: FloatArray = placed * self.job_demand[job]
         self.usage[spec.tenant] = self.usage[spec.tenant] + charged
         return charged
 
     def _job_order(self) -> list[int]:
         pending = sorted(self.m.groups_of_job)
         if self.strategy.order is Order.RANDOM:
-            return [pending[i] for i in self.rng.permutation(len(pending))]
+            rng = np.random.default_rng(self.config.seed)
+            return [pending[i] for i in rng.permutation(len(pending))]
         jobs = self.m.jobs
         if not self.strategy.rigid_first:
             return sorted(pending, key=lambda j: (-jobs[j].priority, jobs[j].submit_time_s, j))
-        offsets = self.m.offsets
+        counts = self.m.candidate_counts
 
         def candidates(job: int) -> int:
-            return min(int(offsets[g + 1] - offsets[g]) for g in self.m.groups_of_job[job])
+            return min(int(counts[g]) for g in self.m.groups_of_job[job])
 
-        # Among jobs of equal priority submitted at the same time, the one with fewer
-        # candidate clusters goes first: a flexible job can still go elsewhere afterwards.
+        def due(job: int) -> float:
+            return job_due_s(jobs[job]) if self.strategy.deadlines else math.inf
+
+        # Within a priority, the earliest deadline first (jobs without one last); then among
+        # jobs submitted at the same time, the one with fewer candidate clusters: a flexible
+        # job can still go elsewhere afterwards.
         return sorted(
-            pending, key=lambda j: (-jobs[j].priority, jobs[j].submit_time_s, candidates(j), j)
+            pending,
+            key=lambda j: (-jobs[j].priority, due(j), jobs[j].submit_time_s, candidates(j), j),
         )
 
     def assign_all(self) -> None:
+        # Free capacity only shrinks while jobs are assigned in order (a job that fails gives
+        # back what it tried), and whether a job fits depends only on its signature (see
+        # _signature) and the free capacity. So a job whose signature already failed in this
+        # pass fails again: it is marked blocked without trying, which keeps a long backlog
+        # of alike jobs from costing a full attempt each, every cycle.
+        self.failed_signatures = set()
         ordered = self._job_order()
         in_flight = {job for job, _ in self.occupied} | {job for job, _ in self.m.failed}
         first = [j for j in ordered if j in in_flight]
@@ -447,9 +635,7 @@ class _Cycle:
         by_tenant: dict[str, list[int]] = defaultdict(list)
         for job in rest:
             by_tenant[self.m.jobs[job].tenant].append(job)
-        demand = [np.zeros(3) for _ in range(len(self.m.jobs))]
-        for job in rest:
-            demand[job] = self._pending_demand(job)
+        demand = self.pending_shards[:, None] * self.job_demand
         queue = DrfQueue(
             by_tenant, demand, self.usage, self.m.tenants, self.total, self.strategy.quota
         )
@@ -458,13 +644,34 @@ class _Cycle:
             queue.settle(self.m.jobs[next_job].tenant, charged)
 
     def _pending_demand(self, job: int) -> FloatArray:
-        shards = int(self.m.groups.count[self.m.groups_of_job.get(job, [])].sum())
-        return shards * np.array(self.m.jobs[job].demand.as_tuple())
+        result: FloatArray = self.pending_shards[job] * self.job_demand[job]
+        return result
+
+    def _group_signatures(self) -> dict[int, tuple[int, ...]]:
+        """Per job, its groups' (filter class, shard size, pending shards), each numbered."""
+        groups = self.m.groups
+        if not len(groups):
+            return {}
+        keys = np.column_stack([self.m.filters.row_of, self.demand_class, groups.count])
+        numbers = unique_rows(keys)[1].tolist()
+        return {
+            job: tuple(numbers[g] for g in members) for job, members in self.m.groups_of_job.items()
+        }
+
+    def _signature(self, job: int, running: int) -> Signature:
+        """What decides whether a job fits: the shards its gang needs, and per group its
+        filter class (hence its clusters), its shard size and its pending shards."""
+        needed = max(0, self.gang_sizes[job] - running) if self.strategy.gang else 1
+        return (max(needed, 1), self.group_signatures[job])
 
     def _assign_job(self, job: int) -> FloatArray:
         running = self.running_count[job]
-        placements = self._try_job(job, running)
+        signature = self._signature(job, running)
+        placements = None
+        if signature not in self.failed_signatures:
+            placements = self._try_job(job, running)
         if placements is None:
+            self.failed_signatures.add(signature)
             # How many shards would fit is only worth knowing to explain; see _unschedulable.
             self.blocked.append((job, running, -1))
             return np.zeros(3)
@@ -473,7 +680,7 @@ class _Cycle:
     def _fitting_shards(self, job: int) -> int:
         total = 0
         for group in self.m.groups_of_job[job]:
-            clusters = self.m.pair_cluster[self.m.pairs_of(group)]
+            clusters = self.m.candidates(group)
             fit = fit_counts(self.free[clusters], self.m.groups.demand[group])
             total += int(min(fit.sum(), self.m.groups.count[group]))
         return total
@@ -491,18 +698,22 @@ class _Cycle:
         )
         fair = fair_shares({n: self.m.tenants[n].weight for n in active}, active)
         still_blocked = []
+        self.evicted: list[tuple[list[tuple[ShardKey, int]], str]] = []
         for attempt, (job, running, fitting) in enumerate(self.blocked):
             if attempt >= self.config.max_preemption_attempts or not self._preempt(
                 job, running, fair
             ):
                 still_blocked.append((job, running, fitting))
         self.blocked = still_blocked
+        # Only once every blocked job has had its try: idle room goes to them first.
+        for evicted, preemptor in self.evicted:
+            self._replace_evicted(evicted, preemptor)
 
     def _victim_units(self, job: int, fair: dict[str, float]) -> list[list[ShardKey]]:
         jobs = self.m.jobs
         preemptor = jobs[job]
         allowed = np.logical_or.reduce(
-            [self.m.filters.passed[g] for g in self.m.groups_of_job[job]]
+            [self.m.filters.passes(g) for g in self.m.groups_of_job[job]]
         )
         shards_of: dict[int, list[ShardKey]] = defaultdict(list)
         for key in sorted(self.occupied):
@@ -568,6 +779,7 @@ class _Cycle:
                             f"fair {fair[tenant]:.3f}) needs the room",
                         )
                     )
+                self.evicted.append((evicted, spec.key))
                 return True
         for (victim_job, shard), cluster in evicted:
             victim = self.m.jobs[victim_job]
@@ -577,19 +789,77 @@ class _Cycle:
             self.usage[victim.tenant] = self.usage[victim.tenant] + victim.demand.as_tuple()
         return False
 
+    def _replace_evicted(self, evicted: list[tuple[ShardKey, int]], preemptor: str) -> None:
+        """Place shards evicted in this cycle on another cluster where idle room is left once
+        the blocked jobs have had their turn: all of a victim job's evicted shards or none,
+        each at its best cluster by the policy's score. Each one so placed is a Migration with
+        reason Preemption (and stays listed in `preemptions`); the others are pending again
+        next cycle."""
+        m = self.m
+        names = m.clusters.names
+        by_job: dict[int, list[tuple[int, int]]] = defaultdict(list)
+        for (job, shard), cluster in evicted:
+            by_job[job].append((shard, cluster))
+        everywhere = np.arange(len(names), dtype=np.int64)[None, :]
+        for job, shards in sorted(by_job.items()):
+            spec = m.jobs[job]
+            tiers = self.strategy.tiers
+            specs = [g for shard, _ in shards for g in split_into_groups(job, spec, [shard], tiers)]
+            groups = build_groups(m.jobs, specs, m.sites, self.config.default_risk_threshold)
+            filters = filter_matrices(
+                m.snapshot, groups, m.clusters, m.sites, self.strategy.filters
+            )
+            terms = cost_matrix_terms(
+                groups,
+                m.clusters,
+                m.sites,
+                self.config.latency_model,
+                self.config.weights,
+                m.clusters.capacity - self.free,
+            )
+            score = np.where(filters.group_rows(), self._score_of(terms, everywhere), np.inf)
+            demand = np.array(spec.demand.as_tuple())
+            moves: list[tuple[int, int, int, float]] = []
+            for row, (shard, source) in enumerate(shards):
+                choice = np.where((self.free >= demand - 1e-9).all(axis=1), score[row], np.inf)
+                choice[source] = np.inf
+                target = int(np.argmin(choice))
+                if not np.isfinite(choice[target]):
+                    break
+                self.free[target] -= demand
+                moves.append((shard, source, target, float(terms.total[row, target])))
+            if len(moves) < len(shards):
+                for _, _, target, _ in moves:
+                    self.free[target] += demand
+                continue
+            self.usage[spec.tenant] = self.usage[spec.tenant] + len(moves) * demand
+            for shard, source, target, cost in moves:
+                detail = f"preempted from {names[source]} for {preemptor}; room left elsewhere"
+                self.migrations.append(
+                    Migration(
+                        spec.key,
+                        shard,
+                        names[source],
+                        names[target],
+                        MigrationReason.PREEMPTION,
+                        detail,
+                    )
+                )
+                self.moved_reasons[(job, shard)] = detail
+                self.moved_terms[(job, shard)] = (target, cost)
+                self.running_count[job] += 1
+
     # -- repair -----------------------------------------------------------------------------
 
     def _pair_score(self, group: int, cluster: int) -> float:
-        pairs = self.m.pairs_of(group)
-        clusters = self.m.pair_cluster[pairs]
+        clusters = self.m.candidates(group)
         position = int(np.searchsorted(clusters, cluster))
         if position < clusters.size and clusters[position] == cluster:
-            return float(self.score[pairs][position])
+            return float(self.score_row(group)[position])
         return float("inf")
 
     def _best_alternative(self, group: int, avoid: BoolArray) -> int | None:
-        pairs = self.m.pairs_of(group)
-        clusters = self.m.pair_cluster[pairs]
+        clusters = self.m.candidates(group)
         demand = self.m.groups.demand[group]
         usable = ~avoid[clusters]
         for resource in range(3):
@@ -597,7 +867,7 @@ class _Cycle:
                 usable &= self.free[clusters, resource] >= demand[resource] - 1e-9
         if not usable.any():
             return None
-        row = np.where(usable, self.score[pairs], np.inf)
+        row = np.where(usable, self.score_row(group), np.inf)
         return int(clusters[int(np.argmin(row))])
 
     def repair_blocked(self) -> None:
@@ -627,7 +897,7 @@ class _Cycle:
         needed = max(self.m.jobs[job].gang_size - running, 1)
         fitting = 0
         for group in self.m.groups_of_job[job]:
-            clusters = self.m.pair_cluster[self.m.pairs_of(group)]
+            clusters = self.m.candidates(group)
             room = self.free[clusters] + movable_load[clusters]
             fitting += min(
                 int(fit_counts(room, self.m.groups.demand[group]).sum()),
@@ -638,14 +908,14 @@ class _Cycle:
     def _repair(self, job: int, running: int, movable_load: FloatArray) -> bool:
         wanted = np.zeros(len(self.m.clusters.names), dtype=np.bool_)
         for group in self.m.groups_of_job[job]:
-            wanted[self.m.pair_cluster[self.m.pairs_of(group)]] = True
+            wanted[self.m.candidates(group)] = True
         # Moving shards out of the way helps a job confined to a few clusters; one that may
         # use most of the continuum is blocked by total capacity, not by placement.
         if 2 * int(np.count_nonzero(wanted)) > wanted.size:
             return False
         if not (movable_load[wanted] > 0).any() or not self._could_fit(job, running, movable_load):
             return False
-        offsets = self.m.offsets
+        counts = self.m.candidate_counts
         movable = sorted(
             (
                 (key, group, cluster)
@@ -653,7 +923,7 @@ class _Cycle:
                 for key, group in self._placed_on.get(cluster, ())
                 if key[0] != job and self.placements.get(key) == (group, cluster)
             ),
-            key=lambda item: (-int(offsets[item[1] + 1] - offsets[item[1]]), item[0]),
+            key=lambda item: (-int(counts[item[1]]), item[0]),
         )
         moves: list[tuple[ShardKey, int, int, int]] = []
         added_cost = 0.0
@@ -701,13 +971,13 @@ class _Cycle:
         if (
             not self.blocked
             or not self.placements
-            or len(self.m.pair_group) > self.config.repack_max_pairs
+            or self.m.pair_count > self.config.repack_max_pairs
         ):
             return
-        offsets = self.m.offsets
+        candidate_counts = self.m.candidate_counts
 
         def flexibility(job: int) -> tuple[int, int]:
-            counts = [int(offsets[g + 1] - offsets[g]) for g in self.m.groups_of_job[job]]
+            counts = [int(candidate_counts[g]) for g in self.m.groups_of_job[job]]
             return (min(counts, default=0), job)
 
         admitted = sorted({job for job, _ in self.placements}, key=flexibility)
@@ -727,10 +997,7 @@ class _Cycle:
         self._restore(best[1])
 
     def _may_use(self, job: int, clusters: BoolArray) -> bool:
-        return any(
-            clusters[self.m.pair_cluster[self.m.pairs_of(group)]].any()
-            for group in self.m.groups_of_job[job]
-        )
+        return any(clusters[self.m.candidates(group)].any() for group in self.m.groups_of_job[job])
 
     def _objective(self) -> float:
         placed_cost = sum(self._pair_score(g, k) for g, k in self.placements.values())
@@ -788,8 +1055,9 @@ class _Cycle:
         if groups * clusters > self.config.improve_max_pairs:
             return
         cost = np.full((groups, clusters), np.inf)
-        cost[self.m.pair_group, self.m.pair_cluster] = self.m.terms.total
-        passed = self.m.filters.passed
+        pair_group, pair_cluster, total = self.m.all_pairs()
+        cost[pair_group, pair_cluster] = total
+        passed = self.m.filters.group_rows()
         demand = self.m.groups.demand
         for _ in range(self.config.improve_max_rounds):
             changed = False
@@ -850,7 +1118,7 @@ class _Cycle:
         specs: list[GroupSpec] = []
         current_list: list[int] = []
         for (job, cluster), shards in by_place.items():
-            for spec in split_into_groups(job, m.jobs[job], shards):
+            for spec in split_into_groups(job, m.jobs[job], shards, self.strategy.tiers):
                 specs.append(spec)
                 current_list.append(cluster)
         groups = build_groups(m.jobs, specs, m.sites, config.default_risk_threshold)
@@ -873,7 +1141,7 @@ class _Cycle:
         elsewhere = cost_matrix_terms(
             groups, m.clusters, m.sites, config.latency_model, config.weights, allocated
         ).total
-        options = np.where(filters.passed, elsewhere, np.inf)
+        options = np.where(filters.group_rows(), elsewhere, np.inf)
         options[rows, current] = np.inf
         gain_bound = here - options.min(axis=1)
         risky = m.clusters.risk[current] > groups.risk_threshold
@@ -939,7 +1207,6 @@ class _Cycle:
 
     def result(self) -> CycleResult:
         m = self.m
-        decisions: list[Decision] = []
         total_clusters = len(m.clusters.names)
         chosen = sorted(set(self.placements.values()))
         terms = self._chosen_terms(chosen)
@@ -947,17 +1214,12 @@ class _Cycle:
         if self.config.explain:
             reasons = self._all_reasons(chosen, terms, total_clusters)
         scores = dict(zip(chosen, terms.total.tolist(), strict=True))
-        for key in sorted(self.placements):
-            pair = self.placements[key]
-            decisions.append(
-                Decision(
-                    m.jobs[key[0]].key,
-                    key[1],
-                    m.clusters.names[pair[1]],
-                    scores[pair],
-                    reasons[pair],
-                )
-            )
+        names = m.clusters.names
+        job_keys = [job.key for job in m.jobs]
+        decisions = [
+            Decision(job_keys[job], shard, names[pair[1]], scores[pair], reasons[pair])
+            for (job, shard), pair in sorted(self.placements.items())
+        ]
         failure_migrations = [
             Migration(
                 m.jobs[job].key,
@@ -1022,17 +1284,22 @@ class _Cycle:
         once the cycle is done."""
         if not groups:
             return {}
+        # The count depends only on the group's shard size and filter class: computed once
+        # per pair of them that occurs.
         index = np.array(groups, dtype=np.int64)
-        demand = self.m.groups.demand[index]
-        lacking = np.zeros((index.size, len(self.m.clusters.names)), dtype=np.bool_)
+        kinds = np.column_stack([np.array(self.demand_class)[index], self.m.filters.row_of[index]])
+        representative, kind_of = unique_rows(kinds)
+        first = index[representative]
+        demand = self.m.groups.demand[first]
+        lacking = np.zeros((first.size, len(self.m.clusters.names)), dtype=np.bool_)
         for resource in range(3):
             wanted = demand[:, resource] > 0
             if wanted.any():
                 short = self.free[None, :, resource] < demand[:, resource, None] - 1e-9
                 lacking |= short & wanted[:, None]
-        lacking &= self.m.filters.passed[index]
-        counts = np.count_nonzero(lacking, axis=1)
-        return {group: int(count) for group, count in zip(groups, counts, strict=True)}
+        lacking &= self.m.filters.group_rows(first)
+        counts = np.count_nonzero(lacking, axis=1)[kind_of.reshape(-1)].tolist()
+        return dict(zip(groups, counts, strict=True))
 
     def _all_reasons(
         self, chosen: list[tuple[int, int]], terms: CostTerms, total_clusters: int
@@ -1043,13 +1310,21 @@ class _Cycle:
         m = self.m
         groups = sorted({group for group, _ in chosen})
         no_room = self._no_room(groups)
-        counts = m.rejections[groups].tolist()
-        rejected = {
-            group: rejection_reason(
-                list(zip(m.filters.names, row, strict=True)), no_room[group], total_clusters
-            )
-            for group, row in zip(groups, counts, strict=True)
-        }
+        # Groups of one filter class share their rejection counts: one sentence per
+        # (class, clusters without room).
+        row_of = m.filters.row_of.tolist()
+        sentences: dict[tuple[int, int], str] = {}
+        rejected = {}
+        for group in groups:
+            key = (row_of[group], no_room[group])
+            sentence = sentences.get(key)
+            if sentence is None:
+                counts = m.rejections[group].tolist()
+                sentence = rejection_reason(
+                    list(zip(m.filters.names, counts, strict=True)), key[1], total_clusters
+                )
+                sentences[key] = sentence
+            rejected[group] = sentence
         policy = f"policy {self.strategy.name}: {self.strategy.summary}"
         slo = m.groups.slo_ms.tolist()
         assert terms.wan_mbps is not None and terms.wan_usd_h is not None
@@ -1090,12 +1365,10 @@ class _Cycle:
         needed = max(spec.gang_size - running, 1) if self.strategy.gang else 1
         for candidate in m.groups_of_job[job]:
             fit = fit_counts(self.free, m.groups.demand[candidate])
-            if not (m.filters.passed[candidate] & (fit > 0)).any():
+            if not (m.filters.passes(candidate) & (fit > 0)).any():
                 group = candidate
                 break
-        masks = [
-            (name, mask[group]) for name, mask in zip(m.filters.names, m.filters.masks, strict=True)
-        ]
+        masks = m.filters.mask_rows(group)
         sentence = unschedulable_sentence(
             spec,
             m.groups.specs[group],
@@ -1109,19 +1382,45 @@ class _Cycle:
         return Unschedulable(spec.key, sentence)
 
 
+def job_due_s(job: Job) -> float:
+    """When the job is due, on the snapshot's clock: submission plus its deadline; infinity
+    without a deadline."""
+    return math.inf if job.deadline_s is None else job.submit_time_s + job.deadline_s
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for the length of a cycle.
+
+    A large cycle allocates hundreds of thousands of short-lived tuples and lists, which
+    trigger about 200 collections, each walking every live object of the process (the
+    snapshot's jobs among them): a tenth of the cycle. The cycle builds no reference cycles
+    that would need the collector, so reference counting frees its garbage either way; the
+    collector is enabled again afterwards if it was on.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def run_cycle(snapshot: Snapshot, strategy: Strategy, config: PolicyConfig) -> CycleResult:
-    start = config.clock()
-    cycle = _Cycle(snapshot, strategy, config, start)
-    cycle.assign_all()
-    if strategy.repair and cycle.blocked:
-        cycle.repair_blocked()
-        cycle.repack()
-    if strategy.preempt and cycle.blocked:
-        cycle.preempt_for_blocked()
-    if strategy.improve:
-        cycle.improve()
-    cycle.move_running()
-    return cycle.result()
+    with _collector_paused():
+        start = config.clock()
+        cycle = _Cycle(snapshot, strategy, config, start)
+        cycle.assign_all()
+        if strategy.repair and cycle.blocked:
+            cycle.repair_blocked()
+            cycle.repack()
+        if strategy.preempt and cycle.blocked:
+            cycle.preempt_for_blocked()
+        if strategy.improve:
+            cycle.improve()
+        cycle.move_running()
+        return cycle.result()
 
 
 def placement_groups(matrices: CycleMatrices) -> dict[ShardKey, int]:

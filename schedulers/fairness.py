@@ -67,14 +67,15 @@ class DrfQueue:
     def __init__(
         self,
         jobs_by_tenant: Mapping[str, Sequence[int]],
-        demand_of_job: Sequence[FloatArray],
+        demand_of_job: FloatArray,
         usage: Mapping[str, FloatArray],
         tenants: Mapping[str, Tenant],
         total: FloatArray,
         use_quota: bool,
     ) -> None:
         self._queues = {name: list(reversed(jobs)) for name, jobs in jobs_by_tenant.items()}
-        self._demand = [tuple(float(v) for v in d) for d in demand_of_job]
+        # (jobs × resources): what each job asks for in all.
+        self._demand: list[list[float]] = np.asarray(demand_of_job, dtype=np.float64).tolist()
         self._usage = {name: [float(v) for v in usage[name]] for name in jobs_by_tenant}
         self._weights = {name: tenants[name].weight for name in jobs_by_tenant}
         self._quota = {
@@ -97,7 +98,8 @@ class DrfQueue:
         if quota is not None:
             demand = self._demand[queue[-1]]
             borrowing = any(u + d > q + 1e-9 for u, d, q in zip(usage, demand, quota, strict=True))
-        share = max(u * inv for u, inv in zip(usage, self._inverse_total, strict=True))
+        inverse = self._inverse_total
+        share = max(usage[0] * inverse[0], usage[1] * inverse[1], usage[2] * inverse[2])
         heapq.heappush(self._heap, (borrowing, share / self._weights[name], name))
 
     def pop(self) -> int | None:
@@ -110,6 +112,8 @@ class DrfQueue:
     def settle(self, tenant: str, placed: FloatArray) -> None:
         """Charge what the popped job got (possibly nothing) and requeue its tenant."""
         usage = self._usage[tenant]
-        for resource in range(3):
-            usage[resource] += float(placed[resource])
+        first, second, third = placed.tolist()
+        usage[0] += first
+        usage[1] += second
+        usage[2] += third
         self._push(tenant)

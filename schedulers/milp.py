@@ -80,7 +80,8 @@ def solve_milp(
     config = config or PolicyConfig()
     m = prepare(snapshot, config, ALL_FILTERS)
     groups, clusters = m.groups, m.clusters
-    pairs = np.stack([m.pair_group, m.pair_cluster], axis=1)
+    pair_group, pair_cluster, pair_total = m.all_pairs()
+    pairs = np.stack([pair_group, pair_cluster], axis=1)
     pair_count = len(pairs)
     gang_jobs = sorted(m.groups_of_job)
     job_column = {job: pair_count + i for i, job in enumerate(gang_jobs)}
@@ -92,7 +93,7 @@ def solve_milp(
             running[job] += 1
     penalty = config.weights.unplaced_usd_h
     cost = np.zeros(columns)
-    cost[:pair_count] = m.terms.total - penalty
+    cost[:pair_count] = pair_total - penalty
 
     rows: list[int] = []
     cols: list[int] = []

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from continuum.schedulers.baselines import BASELINES
 from continuum.schedulers.config import Order, PolicyConfig, Score, Strategy
 from continuum.schedulers.engine import run_cycle
 from continuum.schedulers.filters import ALL_FILTERS
-from continuum.schedulers.model import CycleResult, Snapshot, Tier
+from continuum.schedulers.model import CycleResult, Snapshot
 
 CONTINUUM = Strategy(
     name="continuum",
@@ -21,18 +19,13 @@ CONTINUUM = Strategy(
     proactive=True,
     rebalance=True,
     rigid_first=True,
+    deadlines=True,
     repair=True,
     improve=True,
 )
 
 STRATEGIES: dict[str, Strategy] = {s.name: s for s in (CONTINUUM, *BASELINES)}
 POLICY_NAMES: tuple[str, ...] = tuple(STRATEGIES)
-
-
-def _cloud_only(snapshot: Snapshot) -> Snapshot:
-    """cloud-only keeps every job but lets it use the Cloud tier alone."""
-    jobs = tuple(replace(job, allowed_tiers=(Tier.CLOUD,)) for job in snapshot.jobs)
-    return replace(snapshot, jobs=jobs)
 
 
 def schedule(
@@ -46,6 +39,4 @@ def schedule(
     strategy = STRATEGIES.get(policy)
     if strategy is None:
         raise ValueError(f"unknown policy {policy!r}; known: {', '.join(POLICY_NAMES)}")
-    if strategy.name == "cloud-only":
-        snapshot = _cloud_only(snapshot)
     return run_cycle(snapshot, strategy, config or PolicyConfig())

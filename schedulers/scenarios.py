@@ -6,6 +6,8 @@
   capacity, with outages and degradations.
 - `large`: one cycle of 10,000 pending shards over 1,000 clusters (clusters can be scaled; the
   shards stay at ten per cluster).
+- `trace3k`: the issue's long trace, 3,000 jobs over the 30 clusters of `contended` at 0.9 of
+  its capacity (about 15 hours of arrivals) with 50 failures, for every policy in one run.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from continuum.schedulers.generators import (
 from continuum.schedulers.model import Snapshot
 from continuum.schedulers.trace import Topology, TraceJob, Workload
 
-SCENARIO_NAMES: tuple[str, ...] = ("small", "contended", "large")
+SCENARIO_NAMES: tuple[str, ...] = ("small", "contended", "large", "trace3k")
+TRACE3K_JOBS = 3000
+TRACE3K_LOAD = 0.9
 
 SMALL_TOPOLOGY = TopologySpec(
     cloud_sites=1,
@@ -106,6 +110,10 @@ def contended_workload(
     arrivals = max((t.job.submit_time_s for t in generated), default=span_s)
     failures = generate_failures(topology, max(10, jobs // 60), arrivals, rng)
     return Workload(topology, generated, failures)
+
+
+def trace3k_workload(seed: int) -> Workload:
+    return contended_workload(seed, TRACE3K_JOBS, load=TRACE3K_LOAD)
 
 
 def large_snapshot(seed: int, clusters: int = 1000, shards_per_cluster: int = 10) -> Snapshot:

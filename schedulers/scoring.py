@@ -23,6 +23,8 @@ from continuum.schedulers.arrays import (
     Groups,
     IntArray,
     SiteIndex,
+    ragged_ranges,
+    unique_rows,
 )
 from continuum.schedulers.network.latency import LatencyModel
 
@@ -81,19 +83,9 @@ def cost_terms(
     once this one shard is added to `allocated`.
     """
     shape = np.broadcast_shapes(group_index.shape, cluster_index.shape)
-    # Jobs ask for few distinct shard sizes, so the capacity terms are tabulated per
-    # (distinct demand, cluster) and gathered, instead of computed per pair.
-    demands, demand_class = np.unique(groups.demand, axis=0, return_inverse=True)
-    demand_class = demand_class.reshape(-1)
-    utilisation_table, dominant_table = capacity_tables(demands, clusters.capacity, allocated)
-    compute_table = dominant_table * clusters.cost_per_hour[None, :]
-    cluster_part = (
-        compute_table
-        + weights.balance_usd_h * utilisation_table
-        + weights.risk_usd_h * clusters.risk[None, :]
-    )
-    pair_class = demand_class[group_index]
-    utilisation = utilisation_table[pair_class, cluster_index]
+    tables = ClusterTables.of(groups, clusters, allocated, weights)
+    pair_class = tables.demand_class[group_index]
+    utilisation = tables.utilisation[pair_class, cluster_index]
 
     if all_latencies:
         p99 = _p99_ms(groups, clusters, sites, latency, group_index, cluster_index, utilisation)
@@ -125,14 +117,140 @@ def cost_terms(
 
     slo_miss = p99 > groups.slo_ms[group_index]
     wan_usd_h = wan_usd_per_hour(wan_mbps, weights)
-    total = cluster_part[pair_class, cluster_index]
+    total = tables.cluster_part[pair_class, cluster_index]
     total += wan_usd_h
     total += weights.slo_miss_usd_h * slo_miss
     if not detailed:
         return CostTerms(p99, slo_miss, None, None, None, utilisation, None, total)
-    compute_usd_h = compute_table[pair_class, cluster_index]
+    compute_usd_h = tables.compute[pair_class, cluster_index]
     risk = np.broadcast_to(clusters.risk[cluster_index], shape)
     return CostTerms(p99, slo_miss, wan_mbps, wan_usd_h, compute_usd_h, utilisation, risk, total)
+
+
+@dataclass(frozen=True)
+class ClusterTables:
+    """The terms that depend only on a shard's demand and the cluster, per (distinct demand,
+    cluster): jobs ask for few distinct shard sizes, so these are tabulated once and gathered,
+    instead of computed per pair."""
+
+    demand_class: IntArray
+    utilisation: FloatArray
+    compute: FloatArray
+    # compute + balance + risk: the part of a pair's total that does not depend on its data.
+    cluster_part: FloatArray
+
+    @staticmethod
+    def of(
+        groups: Groups, clusters: ClusterArrays, allocated: FloatArray, weights: ObjectiveWeights
+    ) -> ClusterTables:
+        first, demand_class = unique_rows(groups.demand)
+        demands = groups.demand[first]
+        utilisation, dominant = capacity_tables(demands, clusters.capacity, allocated)
+        compute = dominant * clusters.cost_per_hour[None, :]
+        cluster_part = (
+            compute
+            + weights.balance_usd_h * utilisation
+            + weights.risk_usd_h * clusters.risk[None, :]
+        )
+        return ClusterTables(demand_class, utilisation, compute, cluster_part)
+
+
+def block_terms(
+    groups: Groups,
+    clusters: ClusterArrays,
+    sites: SiteIndex,
+    latency: LatencyModel,
+    weights: ObjectiveWeights,
+    tables: ClusterTables,
+    rows: IntArray,
+    columns: IntArray,
+    all_latencies: bool,
+) -> CostTerms:
+    """`cost_terms(detailed=False)` for every pair of rows × columns, as (rows, columns) arrays.
+
+    For groups that share their candidate clusters (no residency bound): their terms are dense
+    blocks, where the per-cluster tables are gathered row by row instead of pair by pair, and
+    the WAN term is one number per row (all its data read off-site) patched at the few
+    clusters at its sources' sites. The arithmetic is the same, element by element, so the
+    results are bit for bit those of `cost_terms`. Rows with an SLO should come first: their
+    p99 bounds are then written in place.
+    """
+    shape = (rows.size, columns.size)
+    demand_class = tables.demand_class[rows]
+    utilisation = tables.utilisation[:, columns][demand_class]
+    column_site = clusters.site[columns]
+    slo = groups.slo_ms[rows]
+    bounded = np.flatnonzero(np.isfinite(slo))
+    if all_latencies:
+        p99 = _p99_ms(
+            groups, clusters, sites, latency, rows[:, None], columns[None, :], utilisation
+        )
+    else:
+        # As in cost_terms: the RTT bound first, the full estimate only where it may meet
+        # the SLO.
+        p99 = np.zeros(shape)
+        if bounded.size:
+            prefix = int(bounded[-1]) == bounded.size - 1
+            bound = p99[: bounded.size] if prefix else np.zeros((bounded.size, columns.size))
+            for slot in range(groups.source_site.shape[1]):
+                source = groups.source_site[rows[bounded], slot]
+                valid = source != NO_SITE
+                rtt = sites.rtt_ms[np.where(valid, source, 0)][:, column_site]
+                if not valid.all():
+                    rtt[~valid] = 0.0
+                np.maximum(bound, rtt, out=bound)
+            if not prefix:
+                p99[bounded] = bound
+            close_row, close_column = np.nonzero(bound <= slo[bounded, None])
+            block_row = bounded[close_row]
+            p99[block_row, close_column] = _p99_ms(
+                groups,
+                clusters,
+                sites,
+                latency,
+                rows[block_row],
+                columns[close_column],
+                utilisation[block_row, close_column],
+            )
+    slo_miss = p99 > slo[:, None]
+    sources = groups.source_site[rows]
+    rates = groups.source_rate[rows]
+    row_mbps = np.zeros(rows.size)
+    for slot in range(sources.shape[1]):
+        row_mbps += np.where(sources[:, slot] != NO_SITE, rates[:, slot], 0.0)
+    cell_row, cell_column = _on_site_cells(sources, column_site)
+    cell_mbps = np.zeros(cell_row.size)
+    for slot in range(sources.shape[1]):
+        source = sources[cell_row, slot]
+        off_site = (source != NO_SITE) & (source != column_site[cell_column])
+        cell_mbps += np.where(off_site, rates[cell_row, slot], 0.0)
+    part = tables.cluster_part[:, columns]
+    total = part[demand_class]
+    total += wan_usd_per_hour(row_mbps, weights)[:, None]
+    total[cell_row, cell_column] = part[demand_class[cell_row], cell_column] + wan_usd_per_hour(
+        cell_mbps, weights
+    )
+    if bounded.size:
+        # Only rows with an SLO can miss it; elsewhere the term adds 0.
+        total[bounded] += weights.slo_miss_usd_h * slo_miss[bounded]
+    return CostTerms(p99, slo_miss, None, None, None, utilisation, None, total)
+
+
+def _on_site_cells(sources: IntArray, column_site: IntArray) -> tuple[IntArray, IntArray]:
+    """(row, column) of the cells of a block where a row's data source sits at the column's
+    site (a cell can repeat, once per source there)."""
+    order = np.argsort(column_site, kind="stable")
+    sorted_sites = column_site[order]
+    cell_rows: list[IntArray] = []
+    cell_columns: list[IntArray] = []
+    for slot in range(sources.shape[1]):
+        source = sources[:, slot]
+        start = np.searchsorted(sorted_sites, source, side="left")
+        end = np.searchsorted(sorted_sites, source, side="right")
+        lengths = np.where(source != NO_SITE, end - start, 0)
+        cell_rows.append(np.repeat(np.arange(source.size, dtype=np.int64), lengths))
+        cell_columns.append(order[ragged_ranges(start, lengths)])
+    return np.concatenate(cell_rows), np.concatenate(cell_columns)
 
 
 def capacity_tables(

@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from continuum.schedulers.config import PolicyConfig
+from continuum.schedulers.config import Order, PolicyConfig, Score, Strategy
+from continuum.schedulers.engine import prepare
 from continuum.schedulers.fairness import dominant_share, jain_index, water_fill
+from continuum.schedulers.filters import ALL_FILTERS
 from continuum.schedulers.metrics import (
     SimulationMetrics,
     TimelinePoint,
@@ -43,9 +45,9 @@ from continuum.schedulers.model import (
     Tenant,
 )
 from continuum.schedulers.network.latency import QueueingLatencyModel
-from continuum.schedulers.policy import schedule
+from continuum.schedulers.policy import STRATEGIES, schedule
 from continuum.schedulers.scoring import MEGABITS_PER_GIGABYTE, SECONDS_PER_HOUR
-from continuum.schedulers.trace import FailureKind, TraceJob, Workload
+from continuum.schedulers.trace import FailureKind, Topology, TraceJob, Workload
 
 
 @dataclass(frozen=True)
@@ -86,23 +88,121 @@ class _Accounts:
 def infeasible_jobs(workload: Workload) -> frozenset[str]:
     """Jobs whose gang cannot be placed even on the whole, empty, healthy continuum under
     their own hard constraints (residency, tiers, selectors). No policy can be blamed for
-    them, so fairness and SLO accounting leave them out."""
+    them, so fairness and SLO accounting leave them out.
+
+    Alone on an empty continuum, a job of one placement group (Training, Inference) gets as
+    many shards as fit on the clusters that pass its filters, whatever its scores; that sum
+    is computed for all of them at once. A Federated job's shards compete for clusters in
+    the order the policy picks them, so each one is scheduled alone, as the policy would.
+    """
     topology = workload.topology
     empty = tuple(replace(c, allocated=Resources(), healthy=True) for c in topology.clusters)
     config = PolicyConfig(explain=False)
-    infeasible = set()
-    for trace in workload.jobs:
+    jobs = tuple(replace(trace.job, risk_threshold=1.0) for trace in workload.jobs)
+
+    def alone(job: Job) -> int:
         snapshot = Snapshot(
             sites=topology.sites,
             clusters=empty,
-            jobs=(replace(trace.job, risk_threshold=1.0),),
+            jobs=(job,),
             tenants=topology.tenants,
             network=topology.network,
         )
-        placed = len(schedule(snapshot, "continuum", config).decisions)
-        if placed < max(trace.job.gang_size, 1):
-            infeasible.add(trace.job.key)
+        return len(schedule(snapshot, "continuum", config).decisions)
+
+    whole = [job for job in jobs if job.mode is not Mode.FEDERATED]
+    placed = dict(
+        zip((job.key for job in whole), fitting_alone(topology, empty, whole), strict=True)
+    )
+    infeasible = set()
+    for job in jobs:
+        count = placed[job.key] if job.key in placed else alone(job)
+        if count < max(job.gang_size, 1):
+            infeasible.add(job.key)
     return frozenset(infeasible)
+
+
+def fitting_alone(
+    topology: Topology, clusters: tuple[Cluster, ...], jobs: Sequence[Job]
+) -> list[int]:
+    """Per job of one placement group: the shards it would get alone on these clusters, all
+    free: its pending shards, capped by how many fit on the clusters that pass its filters
+    (with the engine's rounding, see _Cycle._assign_best)."""
+    if not jobs:
+        return []
+    snapshot = Snapshot(
+        sites=topology.sites,
+        clusters=clusters,
+        jobs=tuple(jobs),
+        tenants=topology.tenants,
+        network=topology.network,
+    )
+    m = prepare(snapshot, PolicyConfig(explain=False), ALL_FILTERS)
+    demand = m.groups.demand
+    fit = np.full((len(m.groups), len(m.clusters.names)), np.iinfo(np.int32).max, dtype=np.int64)
+    for resource in range(3):
+        asks = demand[:, resource] > 0
+        if asks.any():
+            room = m.clusters.capacity[None, :, resource] + 1e-9
+            shards = (room // np.where(asks, demand[:, resource], 1.0)[:, None]).astype(np.int64)
+            fit = np.where(asks[:, None], np.minimum(fit, shards), fit)
+    fit = np.where(m.filters.group_rows(), np.maximum(fit, 0), 0)
+    total = np.minimum(fit.sum(axis=1), m.groups.count)
+    by_key = {
+        m.jobs[int(job)].key: int(count) for job, count in zip(m.groups.job, total, strict=True)
+    }
+    return [by_key.get(job.key, 0) for job in jobs]
+
+
+def _skips_hopeless(policy: str) -> bool:
+    """Whether a job that found no room in a cycle may sit out the next cycles, until a job
+    completes or a cluster's health or risk changes, without changing any decision.
+
+    Between such events no capacity is freed: what each cycle places only shrinks the room
+    left, so a job whose gang found no room will find none (whether a job fits is monotone in
+    the free capacity for every assignment rule). A completion wakes only the jobs that could
+    use one of the clusters it frees (see _reach). Leaving it out then changes nothing for a
+    policy that takes jobs in a fixed order (priority, arrival), scores clusters without
+    randomness, and has no step that looks at blocked jobs (repair, preemption) or moves
+    running shards. That is fifo, multikueue, karmada, cloud-only and nearest: the anchors
+    that build long backlogs, whose every cycle otherwise retries every job of the backlog.
+    DRF order depends on every tenant's usage and blocked jobs feed repair and preemption, so
+    continuum and drf schedule every job every cycle; random draws over the jobs it is given.
+    """
+    strategy = STRATEGIES[policy]
+    return (
+        strategy.order is Order.FIFO
+        and strategy.score is not Score.RANDOM
+        and not (
+            strategy.repair
+            or strategy.preempt
+            or strategy.proactive
+            or strategy.rebalance
+            or strategy.improve
+        )
+    )
+
+
+def _reach(workload: Workload, strategy: Strategy) -> dict[str, int]:
+    """Per job, the clusters that pass the policy's filters (and tiers) for one of its shards
+    when every cluster is healthy and riskless (health and risk only take clusters away), as
+    bits in the order of the clusters' names."""
+    topology = workload.topology
+    clusters = tuple(replace(c, healthy=True, risk=0.0) for c in topology.clusters)
+    snapshot = Snapshot(
+        sites=topology.sites,
+        clusters=clusters,
+        jobs=tuple(trace.job for trace in workload.jobs),
+        tenants=topology.tenants,
+        network=topology.network,
+    )
+    m = prepare(snapshot, PolicyConfig(explain=False), strategy.filters, tiers=strategy.tiers)
+    reach: dict[str, int] = {}
+    owners = m.groups.job.tolist()
+    for owner, row in zip(owners, m.filters.group_rows().tolist(), strict=True):
+        key = m.jobs[owner].key
+        reach[key] = reach.get(key, 0) | sum(1 << i for i, ok in enumerate(row) if ok)
+    return reach
 
 
 class _Simulation:
@@ -146,6 +246,18 @@ class _Simulation:
         self._views: dict[str, Cluster] | None = None
         self._rates: dict[str, list[tuple[float, float, bool]]] | None = None
         self._fairness: tuple[float | None] | None = None
+        # Healthy running shards per job, until the placement or a cluster's health changes.
+        self._healthy: dict[str, int] = {}
+        # Jobs that found no room in the last cycle, left out of cycles until room frees up
+        # (see _skips_hopeless); only for policies where that changes no decision.
+        self.skip_hopeless = _skips_hopeless(policy)
+        self.hopeless: set[str] = set()
+        # Per job, the clusters (bits) it could ever use; capacity freed elsewhere cannot
+        # help it.
+        self.reach: dict[str, int] = (
+            _reach(workload, STRATEGIES[policy]) if self.skip_hopeless else {}
+        )
+        self.cluster_bit = {name: 1 << i for i, name in enumerate(sorted(self.base_clusters))}
         self._static_loads: dict[
             tuple[str, int, str], tuple[float, float, tuple[int, ...], tuple[DataSource, ...]]
         ] = {}
@@ -155,6 +267,7 @@ class _Simulation:
         self._views = None
         self._rates = None
         self._fairness = None
+        self._healthy = {}
 
     # -- state ------------------------------------------------------------------------------
 
@@ -164,33 +277,36 @@ class _Simulation:
         return self._views
 
     def _cluster_views(self) -> dict[str, Cluster]:
-        allocated: dict[str, np.ndarray] = {name: np.zeros(3) for name in self.base_clusters}
+        # Plain floats, added in the same order as before: this runs after every change.
+        allocated = {name: [0.0, 0.0, 0.0] for name in self.base_clusters}
         for state in self.active.values():
-            demand = np.array(state.trace.job.demand.as_tuple())
+            cpu, memory, gpu = state.trace.job.demand.as_tuple()
             for cluster in state.shards.values():
-                allocated[cluster] += demand
+                used = allocated[cluster]
+                used[0] += cpu
+                used[1] += memory
+                used[2] += gpu
         views = {}
         for name, base in self.base_clusters.items():
             risk = max(base.risk, self.config.degrade_risk) if self.degraded[name] else base.risk
             views[name] = replace(
-                base,
-                allocated=Resources(*(float(v) for v in allocated[name])),
-                risk=risk,
-                healthy=not self.down[name],
+                base, allocated=Resources(*allocated[name]), risk=risk, healthy=not self.down[name]
             )
         return views
 
     def snapshot(self, now: float) -> Snapshot:
         topology = self.workload.topology
+        # Cluster views count every shard, so capacity held by a left-out job stays held.
+        active = [(k, s) for k, s in self.active.items() if k not in self.hopeless]
         running = tuple(
             RunningShard(key, shard, cluster)
-            for key, state in self.active.items()
+            for key, state in active
             for shard, cluster in sorted(state.shards.items())
         )
         return Snapshot(
             sites=topology.sites,
             clusters=tuple(self.cluster_views().values()),
-            jobs=tuple(state.trace.job for state in self.active.values()),
+            jobs=tuple(state.trace.job for _, state in active),
             tenants=tuple(self.tenants.values()),
             running=running,
             network=topology.network,
@@ -198,7 +314,12 @@ class _Simulation:
         )
 
     def healthy_shards(self, state: _JobState) -> int:
-        return sum(1 for c in state.shards.values() if not self.down[c])
+        key = state.trace.job.key
+        count = self._healthy.get(key)
+        if count is None:
+            count = sum(1 for c in state.shards.values() if not self.down[c])
+            self._healthy[key] = count
+        return count
 
     # -- time passing -----------------------------------------------------------------------
 
@@ -216,21 +337,28 @@ class _Simulation:
         inputs: list[tuple[float, float, float, float, float]] = []
         slos: list[float] = []
         no_slo = float("inf")
+        down = self.down
+        static_loads = self._static_loads
+        # A cluster's utilisation over the resources a shard asks for, once per call.
+        utilisations: dict[tuple[str, tuple[int, ...]], float] = {}
         for key, state in self.active.items():
             job = state.trace.job
             for shard, name in state.shards.items():
-                if self.down[name]:
+                if down[name]:
                     continue
                 cluster = views[name]
                 place = (key, shard, name)
-                static = self._static_loads.get(place)
+                static = static_loads.get(place)
                 if static is None:
                     static = self._shard_load(job, shard, cluster)
-                    self._static_loads[place] = static
+                    static_loads[place] = static
                 cost, wan, wanted, sources = static
-                allocated = cluster.allocated.as_tuple()
-                capacity = cluster.capacity.as_tuple()
-                utilisation = max((allocated[i] / capacity[i] for i in wanted), default=0.0)
+                utilisation = utilisations.get((name, wanted))
+                if utilisation is None:
+                    allocated = cluster.allocated.as_tuple()
+                    capacity = cluster.capacity.as_tuple()
+                    utilisation = max((allocated[i] / capacity[i] for i in wanted), default=0.0)
+                    utilisations[(name, wanted)] = utilisation
                 if job.latency_slo_ms is not None:
                     slowdown = self.config.degrade_slowdown if self.degraded[name] else 1.0
                     for source in sources:
@@ -309,6 +437,14 @@ class _Simulation:
     def finish(self, key: str, at: float) -> None:
         state = self.active.pop(key)
         self.invalidate()
+        if self.hopeless:
+            freed = 0
+            for cluster in state.shards.values():
+                freed |= self.cluster_bit[cluster]
+            everywhere = (1 << len(self.cluster_bit)) - 1
+            self.hopeless = {
+                job for job in self.hopeless if not self.reach.get(job, everywhere) & freed
+            }
         job = state.trace.job
         jct = at - job.submit_time_s
         self.jct.append(jct)
@@ -334,6 +470,7 @@ class _Simulation:
         table = self.down if kind is FailureKind.DOWN else self.degraded
         table[cluster] = max(0, table[cluster] + change)
         self.invalidate()
+        self.hopeless.clear()
         self.dirty = True
 
     def admit_arrivals(self, now: float) -> None:
@@ -356,6 +493,8 @@ class _Simulation:
         self.schedule_s += clock() - started
         self.cycle_ms.append(result.timing.total_ms)
         changed = self.apply(result, now)
+        if self.skip_hopeless:
+            self.hopeless.update(entry.job_key for entry in result.unschedulable)
         self.dirty = changed
         self.sample_fairness(now)
 
@@ -399,18 +538,24 @@ class _Simulation:
 
     def _jain_now(self) -> float | None:
         """Jain's index of dominant share over fair share, or None without contention."""
-        usage: dict[str, np.ndarray] = {}
-        demand: dict[str, np.ndarray] = {}
+        # Plain floats per tenant: this runs every cycle over every active job.
+        used: dict[str, list[float]] = {}
+        asked: dict[str, list[float]] = {}
         pending = False
         for key, state in self.active.items():
             if key in self.infeasible:
                 continue
             job = state.trace.job
-            per_shard = np.array(job.demand.as_tuple())
+            per_shard = job.demand.as_tuple()
             running = self.healthy_shards(state)
-            usage[job.tenant] = usage.get(job.tenant, np.zeros(3)) + running * per_shard
-            demand[job.tenant] = demand.get(job.tenant, np.zeros(3)) + job.shards * per_shard
+            tenant_used = used.setdefault(job.tenant, [0.0, 0.0, 0.0])
+            tenant_asked = asked.setdefault(job.tenant, [0.0, 0.0, 0.0])
+            for resource in range(3):
+                tenant_used[resource] += running * per_shard[resource]
+                tenant_asked[resource] += job.shards * per_shard[resource]
             pending |= running < job.shards
+        usage = {name: np.array(values) for name, values in used.items()}
+        demand = {name: np.array(values) for name, values in asked.items()}
         total = np.sum(
             [c.capacity.as_tuple() for n, c in self.base_clusters.items() if not self.down[n]],
             axis=0,

@@ -248,3 +248,43 @@ def test_selectors_taints_and_tiers_filter_clusters() -> None:
     assert placements[("ns/tolerant", 0)] in {"delft-gpu", "delft-maint"}
     intolerant = schedule(snapshot([tainted], [job("ns/x")]))
     assert "untolerated taints" in intolerant.unschedulable[0].reason
+
+
+def test_within_a_priority_the_earliest_deadline_goes_first() -> None:
+    # Room for one shard; the later, deadline-bound job goes before the earlier one without,
+    # and of two deadlines the one due first wins.
+    lone = [edge("delft-1", "delft", cpu=1.0)]
+    early = job("t1/early", submit=0.0)
+    due = job("t1/due", submit=5.0, deadline_s=600.0)
+    assert placed_on(schedule(snapshot(lone, [early, due]))) == {("t1/due", 0): "delft-1"}
+    later = job("t1/later", submit=1.0, deadline_s=100.0)  # due at 101, before 605
+    assert placed_on(schedule(snapshot(lone, [early, due, later]))) == {("t1/later", 0): "delft-1"}
+    # Priority still comes first, and the anchors' FIFO ignores deadlines.
+    urgent = job("t1/high", submit=9.0, priority=1)
+    assert placed_on(schedule(snapshot(lone, [due, urgent]))) == {("t1/high", 0): "delft-1"}
+    assert placed_on(schedule(snapshot(lone, [early, due]), "fifo")) == {("t1/early", 0): "delft-1"}
+
+
+def test_a_preempted_shard_with_room_elsewhere_moves_as_a_preemption_migration() -> None:
+    # Tenant a fills delft-1 (and holds 4 of the 6 cpus); b's job must run at delft. One shard
+    # of a is evicted for it and, as the cloud has room, is placed there in the same cycle.
+    a_jobs = [job(f"a/{i}", tenant="a", priority=1 if i else 0) for i in range(4)]
+    newcomer = job("b/new", tenant="b", data_site="delft", residency=Residency.SITE)
+    base = snapshot(
+        [edge("delft-1", "delft", cpu=4.0), cloud("cloud-1", cpu=2.0)], [*a_jobs, newcomer]
+    )
+    running = [RunningShard(j.key, 0, "delft-1") for j in a_jobs]
+    result = schedule(with_running(base, running))
+    assert [(p.job_key, p.shard_index, p.cluster) for p in result.preemptions] == [
+        ("a/0", 0, "delft-1")
+    ]
+    (migration,) = result.migrations
+    assert migration.reason is MigrationReason.PREEMPTION
+    assert (migration.job_key, migration.from_cluster, migration.to_cluster) == (
+        "a/0",
+        "delft-1",
+        "cloud-1",
+    )
+    assert placed_on(result) == {("b/new", 0): "delft-1", ("a/0", 0): "cloud-1"}
+    moved = next(d for d in result.decisions if d.job_key == "a/0")
+    assert moved.reasons[0].startswith("moved: preempted from delft-1 for b/new")

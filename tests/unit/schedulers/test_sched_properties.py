@@ -261,3 +261,42 @@ def test_preemption_keeps_both_tenants_on_their_side_of_the_fair_share(
         assert share["a"] >= fair["a"] - 1e-9
         assert share["b"] <= fair["b"] + 1e-9
     assert share["a"] + share["b"] <= 1.0 + 1e-9
+
+
+@SETTINGS
+@given(snapshots(), st.booleans(), st.sampled_from(["continuum", "fifo"]))
+def test_block_costing_equals_pair_by_pair_costing(
+    snapshot: Snapshot, all_latencies: bool, policy: str
+) -> None:
+    # The cycle costs the groups without a residency bound in dense blocks; that must give
+    # the very numbers of costing every pair on its own, so no decision depends on the path.
+    from continuum.schedulers.config import PolicyConfig
+    from continuum.schedulers.engine import prepare
+    from continuum.schedulers.policy import STRATEGIES
+    from continuum.schedulers.scoring import cost_terms
+
+    config = PolicyConfig()
+    m = prepare(snapshot, config, STRATEGIES[policy].filters, all_latencies=all_latencies)
+    pair_group, pair_cluster, total = m.all_pairs()
+    passed = m.filters.group_rows()
+    assert np.array_equal(np.stack(np.nonzero(passed)), np.stack([pair_group, pair_cluster]))
+    expected = cost_terms(
+        m.groups,
+        m.clusters,
+        m.sites,
+        config.latency_model,
+        config.weights,
+        pair_group,
+        pair_cluster,
+        m.clusters.allocated,
+        all_latencies=all_latencies,
+        detailed=False,
+    )
+    assert np.array_equal(total, expected.total)
+    # The p99 used by `nearest`, pair by pair wherever it is held.
+    for block in m.blocks:
+        at = m.all_offsets[block.rows][:, None] + np.arange(block.columns.size)[None, :]
+        assert np.array_equal(block.terms.p99_ms, expected.p99_ms[at])
+        assert np.array_equal(block.terms.utilisation, expected.utilisation[at])
+    outside = np.isin(pair_group, np.flatnonzero(m.block_of < 0))
+    assert np.array_equal(m.terms.p99_ms, expected.p99_ms[outside])

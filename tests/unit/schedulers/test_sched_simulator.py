@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sched_builders import NETWORK, SITES, cloud, edge, federated, job
 
 from continuum.operator import bench
 from continuum.schedulers.generators import (
@@ -19,8 +20,10 @@ from continuum.schedulers.generators import (
     generate_topology,
 )
 from continuum.schedulers.metrics import SimulationMetrics, combined_scores
-from continuum.schedulers.simulator import SimulationConfig, simulate
-from continuum.schedulers.trace import Failure, FailureKind, Workload
+from continuum.schedulers.model import Job, Residency, Snapshot
+from continuum.schedulers.policy import schedule
+from continuum.schedulers.simulator import SimulationConfig, infeasible_jobs, simulate
+from continuum.schedulers.trace import Failure, FailureKind, Topology, TraceJob, Workload
 
 pytestmark = pytest.mark.unit
 
@@ -152,3 +155,62 @@ def test_bench_times_a_scaled_down_large_cycle(tmp_path: Path) -> None:
     row = report["policies"]["continuum"]
     assert row["p99_cycle_ms"] > 0 and row["placements_per_s"] > 0 and row["peak_rss_mb"] > 0
     assert row["slo_attainment"] is None
+
+
+def test_infeasible_jobs_are_those_no_empty_continuum_can_hold() -> None:
+    clusters = (
+        edge("delft-1", "delft", cpu=2.0),
+        edge("lyon-1", "lyon", cpu=4.0, allocated=None, risk=0.95),
+        cloud("cloud-1", cpu=8.0),
+    )
+    jobs = (
+        job("t/fits", shards=4, cpu=2.0),
+        job("t/too-big-a-gang", shards=8, cpu=2.0),  # 1 + 2 + 4 = 7 fit at most
+        job("t/elastic", shards=8, cpu=2.0, min_available=3),
+        job("t/no-site", data_site="eindhoven", residency=Residency.SITE),
+        job("t/site", data_site="delft", residency=Residency.SITE, shards=2, cpu=1.0),
+        job("t/site-gang", data_site="delft", residency=Residency.SITE, shards=3, cpu=1.0),
+        job("t/risky-is-fine-alone", data_site="lyon", residency=Residency.SITE),
+        job("t/no-label", cluster_selector={"gpu": "a100"}),
+        federated("t/fed-ok", ["delft", "lyon"], cpu=1.0),
+        federated("t/fed-crowded", ["delft", "delft", "delft"], cpu=1.0),
+    )
+    topology = Topology(SITES, clusters, network=NETWORK)
+    workload = Workload(topology, tuple(TraceJob(j, 60.0) for j in jobs), ())
+
+    def alone(one: Job) -> bool:
+        snapshot = Snapshot(
+            SITES,
+            tuple(replace(c, healthy=True) for c in clusters),
+            (replace(one, risk_threshold=1.0),),
+            network=NETWORK,
+        )
+        return len(schedule(snapshot).decisions) < max(one.gang_size, 1)
+
+    expected = {j.key for j in jobs if alone(j)}
+    assert infeasible_jobs(workload) == expected
+    assert expected == {
+        "t/too-big-a-gang",
+        "t/no-site",
+        "t/site-gang",
+        "t/no-label",
+        "t/fed-crowded",
+    }
+
+
+@pytest.mark.parametrize("policy", ["fifo", "multikueue", "karmada", "cloud-only", "nearest"])
+def test_leaving_out_jobs_without_room_changes_nothing(
+    policy: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An overloaded trace, so that backlogs form; the run that retries every job every cycle
+    # must give the very same figures (all but the timings).
+    rng = np.random.default_rng(3)
+    topology = generate_topology(TopologySpec(tenants=3), rng)
+    generated = generate_jobs(topology, WorkloadSpec(jobs=60, span_s=900.0, load=2.5), rng)
+    workload = Workload(topology, generated, generate_failures(topology, 3, 900.0, rng))
+    config = SimulationConfig(cycle_interval_s=20.0)
+    skipping = simulate(workload, policy, config, infeasible=frozenset()).metrics
+    monkeypatch.setattr("continuum.schedulers.simulator._skips_hopeless", lambda _: False)
+    retrying = simulate(workload, policy, config, infeasible=frozenset()).metrics
+    untimed = {"placements_per_s": None, "p99_cycle_ms": None}
+    assert replace(skipping, **untimed) == replace(retrying, **untimed)
