@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -30,6 +31,7 @@ from continuum.operator.api.validation import FieldError
 # kind, event type, the object and its version before, for every change any mirror sees
 HubChangeHandler = Callable[[type[Resource], str, Body, Body | None], None]
 Validated = Resource | list[FieldError] | None
+CONFIG_MAP_TTL_S = 5.0
 
 
 class HubMirror:
@@ -49,6 +51,7 @@ class HubMirror:
             kind: {} for kind in PLURALS
         }
         self._lock = threading.Lock()
+        self._config_maps: dict[tuple[str, str], tuple[float, dict[str, str]]] = {}
 
     def start(self) -> HubMirror:
         for cache in self.caches.values():
@@ -114,7 +117,17 @@ class HubMirror:
             self.caches[Placement].store(written)
 
     def config_map_data(self, namespace: str, name: str) -> dict[str, str]:
-        return self.hub.config_map_data(namespace, name)
+        """The network ConfigMap, read at most every CONFIG_MAP_TTL_S: every cycle asks for it,
+        and it changes when an operator of the network edits it, not with every job."""
+        now = time.monotonic()
+        with self._lock:
+            cached = self._config_maps.get((namespace, name))
+        if cached is not None and now - cached[0] < CONFIG_MAP_TTL_S:
+            return cached[1]
+        data = self.hub.config_map_data(namespace, name)
+        with self._lock:
+            self._config_maps[(namespace, name)] = (now, data)
+        return data
 
     def record_event(
         self, involved: Mapping[str, Any], event_type: str, reason: str, message: str
