@@ -1,9 +1,9 @@
 """The hub's Continuum objects: listed as validated models, written back with optimistic
-concurrency.
+concurrency. The operator reads through `HubMirror`, which writes through these methods and
+keeps what they return.
 
-Status writes are read-modify-write with the resourceVersion that was read: two writers (the
-scheduling cycle and the placement controller) never lose each other's updates; the loser gets
-409, and its next pass, which reads afresh, writes again. Nothing is kept in operator memory.
+Status writes carry the resourceVersion that was read: no writer loses another's update (Kopf's
+finalizer patch, a user's edit); the loser gets 409, and its next pass writes again.
 """
 
 from __future__ import annotations
@@ -59,13 +59,10 @@ class Hub:
             )
         return listed
 
-    def replace_status(self, kind: type[Resource], body: dict[str, Any]) -> bool:
-        """PUTs `body` (which carries the resourceVersion it was read at) to the status
-        subresource. False when someone else wrote in between (409) or the object is gone."""
-        return self.put_status(kind, body) is not None
-
     def put_status(self, kind: type[Resource], body: dict[str, Any]) -> dict[str, Any] | None:
-        """As `replace_status`, returning the object as written, or None."""
+        """PUTs `body` (which carries the resourceVersion it was read at) to the status
+        subresource; returns the object as written, or None when someone else wrote in between
+        (409) or the object is gone."""
         namespace, name = identity(body)
         plural = PLURALS[kind]
         try:
@@ -86,9 +83,6 @@ class Hub:
             raise
         result: dict[str, Any] = written
         return result
-
-    def write_placement(self, job: MLJob, spec: PlacementSpec, existing: Placement | None) -> None:
-        self.put_placement(job, spec, existing)
 
     def put_placement(
         self, job: MLJob, spec: PlacementSpec, existing: Placement | None

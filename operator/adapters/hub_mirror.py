@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from continuum.operator.adapters.hub import PLURALS, Hub
-from continuum.operator.adapters.store import Listed, identity
+from continuum.operator.adapters.store import Listed, listed_from
 from continuum.operator.adapters.watchcache import Body, Key, WatchCache, wait_all_synced
 from continuum.operator.api import (
     GROUP,
@@ -78,22 +78,14 @@ class HubMirror:
         return result
 
     def list(self, kind: type[Resource]) -> Listed[Any]:
-        valid: list[Resource] = []
-        invalid: dict[Key, list[FieldError]] = {}
-        raw: dict[Key, Body] = {}
         memo: dict[tuple[str, str], Validated] = {}
-        for body in self.caches[kind].items():
-            key = identity(body)
-            raw[key] = body
-            result = self._validate(kind, body, memo)
-            if isinstance(result, kind):
-                valid.append(result)
-            elif isinstance(result, list):
-                invalid[key] = result
+        listed = listed_from(
+            kind, self.caches[kind].items(), lambda body: self._validate(kind, body, memo)
+        )
         with self._lock:
             # Only the versions the mirror holds now, so the memo does not grow.
             self._validated[kind] = memo
-        return Listed(valid, invalid, raw)
+        return listed
 
     def get(self, kind: type[Resource], key: Key) -> Body | None:
         return self.caches[kind].get(key)

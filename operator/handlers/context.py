@@ -35,7 +35,6 @@ def utc_now() -> datetime:
 class OperatorConfig:
     system_namespace: str = SYSTEM_NAMESPACE
     cycle_interval_s: float = 2.0
-    probe_interval_s: float = 10.0
     # every Placement converged again, and orphans swept, at least this often
     resync_interval_s: float = 30.0
     policy: str = "continuum"

@@ -73,26 +73,31 @@ def _create(api: client.ApiClient, namespace: str, manifest: Manifest) -> Manife
     only when the create says so: it nearly always exists already)."""
     kind = _kind(manifest)
     objects = client.CustomObjectsApi(api)
-    for attempt in (1, 2):
+
+    def post() -> Manifest:
+        created: Any = objects.create_namespaced_custom_object(
+            kind.group, kind.version, namespace, kind.plural, manifest,
+            field_validation="Strict", _request_timeout=MEMBER_REQUEST_TIMEOUT_S,
+        )  # fmt: skip
+        return dict(created)
+
+    try:
         try:
-            created: Any = objects.create_namespaced_custom_object(
-                kind.group, kind.version, namespace, kind.plural, manifest,
-                field_validation="Strict", _request_timeout=MEMBER_REQUEST_TIMEOUT_S,
-            )  # fmt: skip
-            return created
+            return post()
         except ApiException as error:
-            if error.status == 404 and attempt == 1:  # the namespace does not exist
-                _ensure_namespace(api, namespace)
-                continue
-            if error.status != 409:
+            if error.status != 404:  # 404: the namespace does not exist
                 raise
-            # Created by a pass that crashed before recording it: it is there.
-            existing: Any = objects.get_namespaced_custom_object(
-                kind.group, kind.version, namespace, kind.plural, manifest["metadata"]["name"],
-                _request_timeout=MEMBER_REQUEST_TIMEOUT_S,
-            )  # fmt: skip
-            return existing
-    raise AssertionError("unreachable")  # the loop returns or raises
+            _ensure_namespace(api, namespace)
+            return post()
+    except ApiException as error:
+        if error.status != 409:
+            raise
+    # Created by a pass that crashed before recording it: it is there.
+    existing: Any = objects.get_namespaced_custom_object(
+        kind.group, kind.version, namespace, kind.plural, manifest["metadata"]["name"],
+        _request_timeout=MEMBER_REQUEST_TIMEOUT_S,
+    )  # fmt: skip
+    return dict(existing)
 
 
 def converge_member(
@@ -221,7 +226,7 @@ def _sync(
         if handed is not None and not write_status(context.mirror, *handed, context.mirror):
             context.wake_scheduler.set()
         return
-    job = found[0]
+    job, raw_job = found  # the body this model was made from, to write at its version
     assert isinstance(job, MLJob)
     if job.metadata.deletion_timestamp is not None:
         return  # the deletion handler owns the members now
