@@ -28,6 +28,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -50,6 +51,8 @@ ADMIN_USER = ("continuum-admin", "system:masters")
 CONTROLLER_MANAGER_USER = ("system:kube-controller-manager", "system:masters")
 CONTROLLERS = "garbage-collector-controller,namespace-controller,serviceaccount-controller"
 READY_TIMEOUT_S = 120.0
+# A port chosen free can still be taken by another process before our server binds it.
+PORT_ATTEMPTS = 3
 STOP_TIMEOUT_S = 15.0
 
 
@@ -124,6 +127,10 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
+class PortTakenError(RuntimeError):
+    """A server could not bind its port: another process took it after it was chosen."""
+
+
 @dataclass
 class Cluster:
     name: str
@@ -150,11 +157,32 @@ class ClusterInfo:
     server: str
 
 
+_handed_out_ports: set[int] = set()
+_handed_out_lock = threading.Lock()
+
+
+def _free_ports(count: int) -> list[int]:
+    """`count` distinct loopback ports that this process has not handed out before.
+
+    The probe sockets stay bound until all are chosen: closed one by one, the kernel may give
+    the same ephemeral port twice (it once gave etcd's client and peer ports the same number,
+    and etcd died on "address already in use"). Clusters start in parallel threads, so the
+    record of handed-out ports is shared under a lock.
+    """
+    with _handed_out_lock, contextlib.ExitStack() as stack:
+        ports: list[int] = []
+        while len(ports) < count:
+            probe = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            probe.bind(("127.0.0.1", 0))
+            port: int = probe.getsockname()[1]
+            if port not in _handed_out_ports:
+                ports.append(port)
+                _handed_out_ports.add(port)
+        return ports
+
+
 def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+    return _free_ports(1)[0]
 
 
 def _b64(path: Path) -> str:
@@ -278,6 +306,18 @@ class Testbed:
         return _readyz(cluster, pki.ClusterPki(self.cluster_dir(cluster.name) / "pki")) is None
 
     def _start(self, name: str) -> Cluster:
+        """Starts one cluster; a server that lost its port to another process starts again."""
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            try:
+                return self._start_on(name, *_free_ports(3))
+            except PortTakenError:
+                if attempt == PORT_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _start_on(
+        self, name: str, etcd_client_port: int, etcd_peer_port: int, apiserver_port: int
+    ) -> Cluster:
         directory = self.cluster_dir(name)
         logs = directory / "logs"
         logs.mkdir(parents=True, exist_ok=True)
@@ -286,7 +326,7 @@ class Testbed:
             name,
             {"admin": ADMIN_USER, "controller-manager": CONTROLLER_MANAGER_USER},
         )
-        cluster = Cluster(name, _free_port(), _free_port(), _free_port())
+        cluster = Cluster(name, etcd_client_port, etcd_peer_port, apiserver_port)
         etcd_data = directory / "etcd"
         shutil.rmtree(etcd_data, ignore_errors=True)
         try:
@@ -440,7 +480,8 @@ def _wait_for(check: Callable[[], str | None], what: str, log: Path, cluster: Cl
             break
         time.sleep(0.2)
     tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
-    raise RuntimeError(f"{what} not ready: {problem}\n--- {log} (tail) ---\n{tail}")
+    failure = PortTakenError if "address already in use" in tail else RuntimeError
+    raise failure(f"{what} not ready: {problem}\n--- {log} (tail) ---\n{tail}")
 
 
 def install_crds(cluster: Cluster, cluster_pki: pki.ClusterPki, kubeconfig: Path) -> None:
