@@ -21,7 +21,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from continuum.schedulers.config import Order, PolicyConfig, Score, Strategy
+from continuum.schedulers.backlog import Backlog
+from continuum.schedulers.config import PolicyConfig
 from continuum.schedulers.engine import prepare
 from continuum.schedulers.fairness import dominant_share, jain_index, water_fill
 from continuum.schedulers.filters import ALL_FILTERS
@@ -45,7 +46,7 @@ from continuum.schedulers.model import (
     Tenant,
 )
 from continuum.schedulers.network.latency import QueueingLatencyModel
-from continuum.schedulers.policy import STRATEGIES, schedule
+from continuum.schedulers.policy import schedule
 from continuum.schedulers.scoring import MEGABITS_PER_GIGABYTE, SECONDS_PER_HOUR
 from continuum.schedulers.trace import FailureKind, Topology, TraceJob, Workload
 
@@ -154,57 +155,6 @@ def fitting_alone(
     return [by_key.get(job.key, 0) for job in jobs]
 
 
-def _skips_hopeless(policy: str) -> bool:
-    """Whether a job that found no room in a cycle may sit out the next cycles, until a job
-    completes or a cluster's health or risk changes, without changing any decision.
-
-    Between such events no capacity is freed: what each cycle places only shrinks the room
-    left, so a job whose gang found no room will find none (whether a job fits is monotone in
-    the free capacity for every assignment rule). A completion wakes only the jobs that could
-    use one of the clusters it frees (see _reach). Leaving it out then changes nothing for a
-    policy that takes jobs in a fixed order (priority, arrival), scores clusters without
-    randomness, and has no step that looks at blocked jobs (repair, preemption) or moves
-    running shards. That is fifo, multikueue, karmada, cloud-only and nearest: the anchors
-    that build long backlogs, whose every cycle otherwise retries every job of the backlog.
-    DRF order depends on every tenant's usage and blocked jobs feed repair and preemption, so
-    continuum and drf schedule every job every cycle; random draws over the jobs it is given.
-    """
-    strategy = STRATEGIES[policy]
-    return (
-        strategy.order is Order.FIFO
-        and strategy.score is not Score.RANDOM
-        and not (
-            strategy.repair
-            or strategy.preempt
-            or strategy.proactive
-            or strategy.rebalance
-            or strategy.improve
-        )
-    )
-
-
-def _reach(workload: Workload, strategy: Strategy) -> dict[str, int]:
-    """Per job, the clusters that pass the policy's filters (and tiers) for one of its shards
-    when every cluster is healthy and riskless (health and risk only take clusters away), as
-    bits in the order of the clusters' names."""
-    topology = workload.topology
-    clusters = tuple(replace(c, healthy=True, risk=0.0) for c in topology.clusters)
-    snapshot = Snapshot(
-        sites=topology.sites,
-        clusters=clusters,
-        jobs=tuple(trace.job for trace in workload.jobs),
-        tenants=topology.tenants,
-        network=topology.network,
-    )
-    m = prepare(snapshot, PolicyConfig(explain=False), strategy.filters, tiers=strategy.tiers)
-    reach: dict[str, int] = {}
-    owners = m.groups.job.tolist()
-    for owner, row in zip(owners, m.filters.group_rows().tolist(), strict=True):
-        key = m.jobs[owner].key
-        reach[key] = reach.get(key, 0) | sum(1 << i for i, ok in enumerate(row) if ok)
-    return reach
-
-
 class _Simulation:
     def __init__(
         self,
@@ -248,16 +198,9 @@ class _Simulation:
         self._fairness: tuple[float | None] | None = None
         # Healthy running shards per job, until the placement or a cluster's health changes.
         self._healthy: dict[str, int] = {}
-        # Jobs that found no room in the last cycle, left out of cycles until room frees up
-        # (see _skips_hopeless); only for policies where that changes no decision.
-        self.skip_hopeless = _skips_hopeless(policy)
-        self.hopeless: set[str] = set()
-        # Per job, the clusters (bits) it could ever use; capacity freed elsewhere cannot
-        # help it.
-        self.reach: dict[str, int] = (
-            _reach(workload, STRATEGIES[policy]) if self.skip_hopeless else {}
-        )
-        self.cluster_bit = {name: 1 << i for i, name in enumerate(sorted(self.base_clusters))}
+        # Jobs that found no room in the last cycle, left out of cycles until room may have
+        # freed up for them; only for policies where that changes no decision.
+        self.backlog = Backlog(workload, policy)
         self._static_loads: dict[
             tuple[str, int, str], tuple[float, float, tuple[int, ...], tuple[DataSource, ...]]
         ] = {}
@@ -297,7 +240,7 @@ class _Simulation:
     def snapshot(self, now: float) -> Snapshot:
         topology = self.workload.topology
         # Cluster views count every shard, so capacity held by a left-out job stays held.
-        active = [(k, s) for k, s in self.active.items() if k not in self.hopeless]
+        active = [(k, s) for k, s in self.active.items() if k not in self.backlog]
         running = tuple(
             RunningShard(key, shard, cluster)
             for key, state in active
@@ -437,14 +380,7 @@ class _Simulation:
     def finish(self, key: str, at: float) -> None:
         state = self.active.pop(key)
         self.invalidate()
-        if self.hopeless:
-            freed = 0
-            for cluster in state.shards.values():
-                freed |= self.cluster_bit[cluster]
-            everywhere = (1 << len(self.cluster_bit)) - 1
-            self.hopeless = {
-                job for job in self.hopeless if not self.reach.get(job, everywhere) & freed
-            }
+        self.backlog.completed(key, state.shards.values())
         job = state.trace.job
         jct = at - job.submit_time_s
         self.jct.append(jct)
@@ -468,9 +404,12 @@ class _Simulation:
         if cluster not in self.base_clusters:
             return
         table = self.down if kind is FailureKind.DOWN else self.degraded
+        before = table[cluster] > 0
         table[cluster] = max(0, table[cluster] + change)
+        if before != (table[cluster] > 0) and len(self.backlog):
+            there = [k for k, state in self.active.items() if cluster in state.shards.values()]
+            self.backlog.cluster_changed(cluster, kind, opened=before, running_there=there)
         self.invalidate()
-        self.hopeless.clear()
         self.dirty = True
 
     def admit_arrivals(self, now: float) -> None:
@@ -487,14 +426,19 @@ class _Simulation:
     # -- cycles -----------------------------------------------------------------------------
 
     def cycle(self, now: float, clock: Callable[[], float]) -> None:
+        if len(self.backlog):
+            self.backlog.wake({name: _room(view) for name, view in self.cluster_views().items()})
         snapshot = self.snapshot(now)
         started = clock()
         result = schedule(snapshot, self.policy, self.config.policy)
         self.schedule_s += clock() - started
         self.cycle_ms.append(result.timing.total_ms)
         changed = self.apply(result, now)
-        if self.skip_hopeless:
-            self.hopeless.update(entry.job_key for entry in result.unschedulable)
+        if self.backlog.enabled:
+            down = {name for name, count in self.down.items() if count}
+            for entry in result.unschedulable:
+                state = self.active[entry.job_key]
+                self.backlog.hold(state.trace.job, state.shards, down)
         self.dirty = changed
         self.sample_fairness(now)
 
@@ -626,6 +570,11 @@ class _Simulation:
             unfinished_jobs=len(self.active),
             infeasible_jobs=len(self.infeasible),
         )
+
+
+def _room(cluster: Cluster) -> tuple[float, float, float]:
+    capacity, allocated = cluster.capacity.as_tuple(), cluster.allocated.as_tuple()
+    return (capacity[0] - allocated[0], capacity[1] - allocated[1], capacity[2] - allocated[2])
 
 
 def simulate(
