@@ -95,15 +95,14 @@ def job_groups(workload: Workload, strategy: Strategy) -> dict[str, list[_Group]
 
 
 Demand = tuple[float, float, float]
-# The cycle's order of jobs: those with shards placed first, then priority, arrival, name.
-Place = tuple[bool, int, float, str]
 
 
 @dataclass(frozen=True)
 class _Waiting:
     # Jobs of one pool use the same clusters the same way (see Backlog.hold).
     pool: tuple[object, ...]
-    order: Place
+    # The cycle's order of jobs: those with shards placed first, then priority, arrival, name.
+    order: tuple[bool, int, float, str]
     # The clusters past its filters (and tiers) when all are healthy and riskless, and the
     # ones among them it could use now (for a static split, its targets), as bits of the
     # cluster index.
@@ -134,6 +133,8 @@ class Backlog:
         # A static split's targets (bits) by (the clusters that pass, replicas to split).
         self._split: dict[tuple[int, int], int] = {}
         self.waiting: dict[str, _Waiting] = {}
+        # The same jobs by pool.
+        self.pools: dict[tuple[object, ...], dict[str, _Waiting]] = {}
         # Clusters a completion freed room on since the last cycle.
         self.freed: set[str] = set()
 
@@ -183,9 +184,18 @@ class Backlog:
             job.key if alone else None,
         )
         order = (not shards, -job.priority, job.submit_time_s, job.key)
-        self.waiting[job.key] = _Waiting(
-            pool, order, candidates, reach, job.demand.as_tuple(), least
-        )
+        self._drop(job.key)
+        waiting = _Waiting(pool, order, candidates, reach, job.demand.as_tuple(), least)
+        self.waiting[job.key] = waiting
+        self.pools.setdefault(pool, {})[job.key] = waiting
+
+    def _drop(self, key: str) -> None:
+        waiting = self.waiting.pop(key, None)
+        if waiting is not None:
+            members = self.pools[waiting.pool]
+            del members[key]
+            if not members:
+                del self.pools[waiting.pool]
 
     def _static_split_reach(self, pending: list[tuple[_Group, int]], down: Collection[str]) -> int:
         """The clusters a static split gives the job's pending shards to (engine.static_targets),
@@ -221,15 +231,16 @@ class Backlog:
         if kind is FailureKind.DEGRADE and "risk" not in self.strategy.filters:
             return
         for key in running_there:
-            self.waiting.pop(key, None)
+            self._drop(key)
         if opened or (kind is FailureKind.DOWN and self.static_split):
             bit = 1 << self.index[cluster]
-            self.waiting = {k: w for k, w in self.waiting.items() if not w.candidates & bit}
+            for key in [k for k, waiting in self.waiting.items() if waiting.candidates & bit]:
+                self._drop(key)
 
     def completed(self, key: str, clusters: Iterable[str]) -> None:
         """A job that ran on these clusters completed (it may have been waiting for room for
         its other shards)."""
-        self.waiting.pop(key, None)
+        self._drop(key)
         if self.waiting:
             self.freed.update(clusters)
 
@@ -250,18 +261,17 @@ class Backlog:
         freed, self.freed = self.freed, set()
         if not freed or not self.waiting:
             return
-        pools: dict[tuple[object, ...], list[tuple[Place, str]]] = {}
-        for key, waiting in self.waiting.items():
-            pools.setdefault(waiting.pool, []).append((waiting.order, key))
         freed_rooms = [(1 << self.index[name], rooms[name]) for name in freed]
+        freed_bits = sum(bit for bit, _ in freed_rooms)
         every_room = [rooms[name] for name in self.names]
         woken: list[str] = []
-        for members in pools.values():
-            members.sort()
-            pool = [(key, self.waiting[key]) for _, key in members]
-            woken.extend(_may_fit(pool, freed_rooms, every_room))
+        for members in self.pools.values():
+            if not next(iter(members.values())).reach & freed_bits:
+                continue
+            ordered = sorted(members.items(), key=lambda member: member[1].order)
+            woken.extend(_may_fit(ordered, freed_rooms, every_room))
         for key in woken:
-            del self.waiting[key]
+            self._drop(key)
 
 
 # What a waiting job asks for: its shard size and the fewest shards it places if it fits.

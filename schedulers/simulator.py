@@ -71,9 +71,16 @@ class SimulationResult:
 @dataclass
 class _JobState:
     trace: TraceJob
+    # Whether its shard-time counts towards SLO attainment (latency-bound, not infeasible).
+    counts_slo: bool
     shards: dict[int, str] = field(default_factory=dict)
     progress_s: float = 0.0
     started_s: float | None = None
+    # The healthy shards it needs to progress, read every time step.
+    gang: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.gang = max(self.trace.job.gang_size, 1)
 
 
 @dataclass
@@ -196,6 +203,8 @@ class _Simulation:
         self._views: dict[str, Cluster] | None = None
         self._rates: dict[str, list[tuple[float, float, bool]]] | None = None
         self._fairness: tuple[float | None] | None = None
+        # Per tenant, the demand of its active jobs (for fairness), until a job completes.
+        self._asked: dict[str, list[float]] | None = None
         # Healthy running shards per job, until the placement or a cluster's health changes.
         self._healthy: dict[str, int] = {}
         # Jobs that found no room in the last cycle, left out of cycles until room may have
@@ -223,6 +232,8 @@ class _Simulation:
         # Plain floats, added in the same order as before: this runs after every change.
         allocated = {name: [0.0, 0.0, 0.0] for name in self.base_clusters}
         for state in self.active.values():
+            if not state.shards:
+                continue
             cpu, memory, gpu = state.trace.job.demand.as_tuple()
             for cluster in state.shards.values():
                 used = allocated[cluster]
@@ -240,7 +251,7 @@ class _Simulation:
     def snapshot(self, now: float) -> Snapshot:
         topology = self.workload.topology
         # Cluster views count every shard, so capacity held by a left-out job stays held.
-        active = [(k, s) for k, s in self.active.items() if k not in self.backlog]
+        active = [(k, s) for k, s in self.active.items() if self.in_cycle(k, s)]
         running = tuple(
             RunningShard(key, shard, cluster)
             for key, state in active
@@ -256,7 +267,17 @@ class _Simulation:
             now_s=now,
         )
 
+    def in_cycle(self, key: str, state: _JobState) -> bool:
+        """Whether the next cycle needs to see this job. A policy with a backlog looks at
+        pending work alone (see backlog.py): a job with every shard running on a healthy
+        cluster can change nothing in its cycle."""
+        if not self.backlog.enabled:
+            return True
+        return key not in self.backlog and self.healthy_shards(state) < state.trace.job.shards
+
     def healthy_shards(self, state: _JobState) -> int:
+        if not state.shards:
+            return 0
         key = state.trace.job.key
         count = self._healthy.get(key)
         if count is None:
@@ -285,6 +306,8 @@ class _Simulation:
         # A cluster's utilisation over the resources a shard asks for, once per call.
         utilisations: dict[tuple[str, tuple[int, ...]], float] = {}
         for key, state in self.active.items():
+            if not state.shards:
+                continue
             job = state.trace.job
             for shard, name in state.shards.items():
                 if down[name]:
@@ -317,9 +340,10 @@ class _Simulation:
             columns = np.array(inputs).T
             p99 = self.latency.p99_ms(columns[0], columns[1], columns[2], columns[3], columns[4])
             np.maximum.at(worst, np.array(owners), p99)
-        rates: dict[str, list[tuple[float, float, bool]]] = {key: [] for key in self.active}
+        # Only jobs with a healthy shard have an entry.
+        rates: dict[str, list[tuple[float, float, bool]]] = {}
         for (key, cost, wan), p99_ms, slo in zip(rows, worst.tolist(), slos, strict=True):
-            rates[key].append((cost, wan, p99_ms <= slo))
+            rates.setdefault(key, []).append((cost, wan, p99_ms <= slo))
         return rates
 
     def _shard_load(
@@ -355,31 +379,42 @@ class _Simulation:
             return
         rates = self.shard_rates()
         finished: list[tuple[float, str]] = []
+        accounts = self.accounts
+        # Summed in the same order as ever, in locals: this runs every time step over every
+        # active job, most of them idle in a long backlog (adding nothing is left out).
+        cost, wan_gb = accounts.cost, accounts.wan_gb
+        slo_demand_s, slo_met_s = accounts.slo_demand_s, accounts.slo_met_s
+        step = end - start
         for key, state in self.active.items():
-            job = state.trace.job
-            running = self.healthy_shards(state)
-            gang = job.gang_size
-            span = end - start
-            if running >= max(gang, 1):
-                remaining = state.trace.duration_s - state.progress_s
-                if remaining <= span:
-                    span = max(remaining, 0.0)
-                    finished.append((start + span, key))
-                state.progress_s += span
-            shard_rates = rates.get(key, [])
-            for cost, wan, _ in shard_rates:
-                self.accounts.cost += cost * span / SECONDS_PER_HOUR
-                self.accounts.wan_gb += wan * span / MEGABITS_PER_GIGABYTE
-            if job.latency_slo_ms is not None and key not in self.infeasible:
-                self.accounts.slo_demand_s += job.shards * span
-                met = sum(1 for _, _, ok in shard_rates if ok)
-                self.accounts.slo_met_s += min(met, job.shards) * span
+            span = step
+            shard_rates = None
+            if state.shards:
+                if self.healthy_shards(state) >= state.gang:
+                    remaining = state.trace.duration_s - state.progress_s
+                    if remaining <= span:
+                        span = max(remaining, 0.0)
+                        finished.append((start + span, key))
+                    state.progress_s += span
+                shard_rates = rates.get(key)
+                if shard_rates:
+                    for shard_cost, shard_wan, _ in shard_rates:
+                        cost += shard_cost * span / SECONDS_PER_HOUR
+                        wan_gb += shard_wan * span / MEGABITS_PER_GIGABYTE
+            if state.counts_slo:
+                shards = state.trace.job.shards
+                slo_demand_s += shards * span
+                if shard_rates:
+                    met = sum(1 for _, _, ok in shard_rates if ok)
+                    slo_met_s += min(met, shards) * span
+        accounts.cost, accounts.wan_gb = cost, wan_gb
+        accounts.slo_demand_s, accounts.slo_met_s = slo_demand_s, slo_met_s
         for at, key in finished:
             self.finish(key, at)
 
     def finish(self, key: str, at: float) -> None:
         state = self.active.pop(key)
         self.invalidate()
+        self._asked = None
         self.backlog.completed(key, state.shards.values())
         job = state.trace.job
         jct = at - job.submit_time_s
@@ -418,10 +453,16 @@ class _Simulation:
             and self.arrivals[self.next_arrival].job.submit_time_s <= now
         ):
             trace = self.arrivals[self.next_arrival]
-            self.active[trace.job.key] = _JobState(trace)
+            key = trace.job.key
+            counts_slo = trace.job.latency_slo_ms is not None and key not in self.infeasible
+            self.active[key] = _JobState(trace, counts_slo)
             self.next_arrival += 1
             self.dirty = True
-            self.invalidate()
+            # A job without shards changes the demand that fairness weighs, nothing else.
+            self._fairness = None
+            if self._asked is not None and key not in self.infeasible:
+                # The newest job comes last in the order the demand is summed in.
+                self._add_asked(self._asked, trace.job)
 
     # -- cycles -----------------------------------------------------------------------------
 
@@ -443,7 +484,9 @@ class _Simulation:
         self.sample_fairness(now)
 
     def apply(self, result: CycleResult, now: float) -> bool:
-        self.invalidate()
+        changed = bool(result.decisions or result.preemptions or result.migrations)
+        if changed:
+            self.invalidate()
         for preemption in result.preemptions:
             state = self.active.get(preemption.job_key)
             if state is not None:
@@ -460,11 +503,13 @@ class _Simulation:
             ):
                 self.violations += 1
         for state in self.active.values():
+            if state.started_s is not None or not state.shards:
+                continue
             job = state.trace.job
-            if state.started_s is None and self.healthy_shards(state) >= max(job.gang_size, 1):
+            if self.healthy_shards(state) >= max(job.gang_size, 1):
                 state.started_s = now
                 self.queueing.append(now - job.submit_time_s)
-        return bool(result.decisions or result.preemptions or result.migrations)
+        return changed
 
     def sample_fairness(self, now: float) -> None:
         if self._fairness is None:
@@ -482,21 +527,28 @@ class _Simulation:
 
     def _jain_now(self) -> float | None:
         """Jain's index of dominant share over fair share, or None without contention."""
-        # Plain floats per tenant: this runs every cycle over every active job.
-        used: dict[str, list[float]] = {}
-        asked: dict[str, list[float]] = {}
+        # Plain floats per tenant, in the order of the active jobs: this runs every cycle.
+        if self._asked is None:
+            self._asked = {}
+            for key, state in self.active.items():
+                if key not in self.infeasible:
+                    self._add_asked(self._asked, state.trace.job)
+        asked = self._asked
+        used: dict[str, list[float]] = {name: [0.0, 0.0, 0.0] for name in asked}
         pending = False
         for key, state in self.active.items():
             if key in self.infeasible:
                 continue
+            if not state.shards:
+                # Nothing running adds nothing to its tenant's usage.
+                pending = True
+                continue
             job = state.trace.job
             per_shard = job.demand.as_tuple()
             running = self.healthy_shards(state)
-            tenant_used = used.setdefault(job.tenant, [0.0, 0.0, 0.0])
-            tenant_asked = asked.setdefault(job.tenant, [0.0, 0.0, 0.0])
+            tenant_used = used[job.tenant]
             for resource in range(3):
                 tenant_used[resource] += running * per_shard[resource]
-                tenant_asked[resource] += job.shards * per_shard[resource]
             pending |= running < job.shards
         usage = {name: np.array(values) for name, values in used.items()}
         demand = {name: np.array(values) for name, values in asked.items()}
@@ -513,6 +565,13 @@ class _Simulation:
             dominant_share(usage[name], total) / fair[name] for name in fair if fair[name] > 0
         ]
         return jain_index(ratios)
+
+    @staticmethod
+    def _add_asked(asked: dict[str, list[float]], job: Job) -> None:
+        per_shard = job.demand.as_tuple()
+        tenant_asked = asked.setdefault(job.tenant, [0.0, 0.0, 0.0])
+        for resource in range(3):
+            tenant_asked[resource] += job.shards * per_shard[resource]
 
     def run(self, clock: Callable[[], float], progress: Callable[[float], None] | None) -> None:
         interval = self.config.cycle_interval_s
