@@ -1094,6 +1094,8 @@ class _Cycle:
         gain passes both rebalance thresholds (Rebalance), at most a few per cycle."""
         if not (self.strategy.proactive or self.strategy.rebalance) or not self.occupied:
             return
+        if not self.strategy.rebalance and not self._runs_at_risk():
+            return
         m, config = self.m, self.config
         by_place: dict[tuple[int, int], list[int]] = defaultdict(list)
         for (job, shard), cluster in sorted(self.occupied.items()):
@@ -1178,6 +1180,18 @@ class _Cycle:
                 )
                 self.moved_reasons[(specs[row].job, shard)] = detail
                 self.moved_terms[(specs[row].job, shard)] = (target, float(choice[target]))
+
+    def _runs_at_risk(self) -> bool:
+        """Whether a running shard is on a cluster riskier than its job accepts: without
+        rebalancing, only those move (the test of move_running, shard by shard)."""
+        risk = self.m.clusters.risk.tolist()
+        jobs = self.m.jobs
+        default = self.config.default_risk_threshold
+        for (job, _), cluster in self.occupied.items():
+            threshold = jobs[job].risk_threshold
+            if risk[cluster] > (default if threshold is None else threshold):
+                return True
+        return False
 
     def _move_running(
         self, job: int, shard: int, source: int, target: int, demand: FloatArray
