@@ -210,6 +210,10 @@ class _Simulation:
         # Jobs that found no room in the last cycle, left out of cycles until room may have
         # freed up for them; only for policies where that changes no decision.
         self.backlog = Backlog(workload, policy)
+        # The last view of each cluster, by what it shows (allocation, risk, health).
+        self._view_of: dict[str, tuple[tuple[float, float, float, float, bool], Cluster]] = {}
+        # Per job, its running shards as a snapshot lists them, until they change.
+        self._running_of: dict[str, tuple[RunningShard, ...]] = {}
         self._static_loads: dict[
             tuple[str, int, str], tuple[float, float, tuple[int, ...], tuple[DataSource, ...]]
         ] = {}
@@ -243,20 +247,22 @@ class _Simulation:
         views = {}
         for name, base in self.base_clusters.items():
             risk = max(base.risk, self.config.degrade_risk) if self.degraded[name] else base.risk
-            views[name] = replace(
-                base, allocated=Resources(*allocated[name]), risk=risk, healthy=not self.down[name]
-            )
+            cpu, memory, gpu = allocated[name]
+            shown = (cpu, memory, gpu, risk, not self.down[name])
+            known = self._view_of.get(name)
+            if known is None or known[0] != shown:
+                view = replace(
+                    base, allocated=Resources(cpu, memory, gpu), risk=risk, healthy=shown[4]
+                )
+                known = self._view_of[name] = (shown, view)
+            views[name] = known[1]
         return views
 
     def snapshot(self, now: float) -> Snapshot:
         topology = self.workload.topology
         # Cluster views count every shard, so capacity held by a left-out job stays held.
         active = [(k, s) for k, s in self.active.items() if self.in_cycle(k, s)]
-        running = tuple(
-            RunningShard(key, shard, cluster)
-            for key, state in active
-            for shard, cluster in sorted(state.shards.items())
-        )
+        running = tuple(shard for key, state in active for shard in self.running_shards(key, state))
         return Snapshot(
             sites=topology.sites,
             clusters=tuple(self.cluster_views().values()),
@@ -266,6 +272,14 @@ class _Simulation:
             network=topology.network,
             now_s=now,
         )
+
+    def running_shards(self, key: str, state: _JobState) -> tuple[RunningShard, ...]:
+        known = self._running_of.get(key)
+        if known is None:
+            known = self._running_of[key] = tuple(
+                RunningShard(key, shard, cluster) for shard, cluster in sorted(state.shards.items())
+            )
+        return known
 
     def in_cycle(self, key: str, state: _JobState) -> bool:
         """Whether the next cycle needs to see this job. A policy with a backlog looks at
@@ -413,6 +427,7 @@ class _Simulation:
 
     def finish(self, key: str, at: float) -> None:
         state = self.active.pop(key)
+        self._running_of.pop(key, None)
         self.invalidate()
         self._asked = None
         self.backlog.completed(key, state.shards.values())
@@ -491,9 +506,11 @@ class _Simulation:
             state = self.active.get(preemption.job_key)
             if state is not None:
                 state.shards.pop(preemption.shard_index, None)
+                self._running_of.pop(preemption.job_key, None)
         for decision in result.decisions:
             state = self.active[decision.job_key]
             state.shards[decision.shard_index] = decision.cluster
+            self._running_of.pop(decision.job_key, None)
             self.placements += 1
             if residency_violated(
                 state.trace.job,
