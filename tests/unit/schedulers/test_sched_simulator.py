@@ -134,6 +134,21 @@ def test_bench_writes_json_and_markdown(tmp_path: Path) -> None:
     assert "| continuum |" in markdown.read_text()
 
 
+def test_bench_gives_the_same_figures_from_worker_processes(tmp_path: Path) -> None:
+    timed = {"placements_per_s", "p99_cycle_ms", "peak_rss_mb", "simulate_s", "simulate_cpu_s"}
+    figures = []
+    for workers in ("1", "2"):
+        out = tmp_path / f"workers-{workers}.json"
+        arguments = ["--scenario", "small", "--seeds", "1", "--policies", "continuum,karmada"]
+        assert run_bench([*arguments, "--workers", workers, "--json", str(out)]) == 0
+        rows = json.loads(out.read_text())["policies"]
+        assert all(rows[name]["simulate_cpu_s"] > 0 for name in ("continuum", "karmada"))
+        figures.append(
+            {name: {k: v for k, v in row.items() if k not in timed} for name, row in rows.items()}
+        )
+    assert figures[0] == figures[1]
+
+
 def test_bench_times_a_scaled_down_large_cycle(tmp_path: Path) -> None:
     out = tmp_path / "large.json"
     code = run_bench(
