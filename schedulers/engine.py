@@ -67,6 +67,7 @@ from continuum.schedulers.model import (
 from continuum.schedulers.scoring import (
     ClusterTables,
     CostTerms,
+    ObjectiveWeights,
     block_terms,
     cost_matrix_terms,
     cost_terms,
@@ -1107,7 +1108,6 @@ class _Cycle:
                 specs.append(spec)
                 current_list.append(cluster)
         groups = build_groups(m.jobs, specs, m.sites, config.default_risk_threshold)
-        filters = filter_matrices(m.snapshot, groups, m.clusters, m.sites, self.strategy.filters)
         current = np.array(current_list, dtype=np.int64)
         allocated = m.clusters.capacity - self.free
         without_self = allocated.copy()
@@ -1123,15 +1123,11 @@ class _Cycle:
             current,
             without_self,
         ).total
-        elsewhere = cost_matrix_terms(
-            groups, m.clusters, m.sites, config.latency_model, config.weights, allocated
-        ).total
-        options = np.where(filters.group_rows(), elsewhere, np.inf)
-        options[rows, current] = np.inf
-        gain_bound = here - options.min(axis=1)
         risky = m.clusters.risk[current] > groups.risk_threshold
         if not self.strategy.proactive:
             risky[:] = False
+        options = self._running_options(specs, groups, current, allocated, risky, here)
+        gain_bound = here - options.min(axis=1)
         worth = gain_bound >= np.maximum(
             config.rebalance_min_gain_usd_h, config.rebalance_min_gain_fraction * here
         )
@@ -1180,6 +1176,44 @@ class _Cycle:
                 )
                 self.moved_reasons[(specs[row].job, shard)] = detail
                 self.moved_terms[(specs[row].job, shard)] = (target, float(choice[target]))
+
+    def _running_options(
+        self,
+        specs: list[GroupSpec],
+        groups: Groups,
+        current: IntArray,
+        allocated: FloatArray,
+        risky: BoolArray,
+        here: FloatArray,
+    ) -> FloatArray:
+        """(running groups × clusters): what each running group would cost on every other
+        cluster past its filters, inf elsewhere; computed only for the groups that may move.
+
+        A move gains at most the group's cost where it runs when no cost can be negative, so
+        a group that costs less than the least rebalancing gain moves only off a risky
+        cluster, and its row is left at inf (no gain).
+        """
+        m, config = self.m, self.config
+        may_move = risky.copy()
+        if self.strategy.rebalance:
+            if _costs_are_non_negative(groups, m.clusters, config.weights):
+                may_move |= here >= config.rebalance_min_gain_usd_h
+            else:
+                may_move[:] = True
+        options = np.full((len(specs), len(m.clusters.names)), np.inf)
+        moving = np.flatnonzero(may_move)
+        if not moving.size:
+            return options
+        subset = build_groups(
+            m.jobs, [specs[row] for row in moving.tolist()], m.sites, config.default_risk_threshold
+        )
+        filters = filter_matrices(m.snapshot, subset, m.clusters, m.sites, self.strategy.filters)
+        elsewhere = cost_matrix_terms(
+            subset, m.clusters, m.sites, config.latency_model, config.weights, allocated
+        ).total
+        options[moving] = np.where(filters.group_rows(), elsewhere, np.inf)
+        options[moving, current[moving]] = np.inf
+        return options
 
     def _runs_at_risk(self) -> bool:
         """Whether a running shard is on a cluster riskier than its job accepts: without
@@ -1377,6 +1411,19 @@ class _Cycle:
             fitting,
         )
         return Unschedulable(spec.key, sentence)
+
+
+def _costs_are_non_negative(
+    groups: Groups, clusters: ClusterArrays, weights: ObjectiveWeights
+) -> bool:
+    """Whether every term of a pair's cost is at least 0 (see scoring.cost_terms)."""
+    return (
+        min(weights.slo_miss_usd_h, weights.wan_usd_per_gb, weights.balance_usd_h) >= 0
+        and weights.risk_usd_h >= 0
+        and bool((groups.source_rate >= 0).all())
+        and bool((clusters.cost_per_hour >= 0).all())
+        and bool((clusters.risk >= 0).all())
+    )
 
 
 def static_targets(m: CycleMatrices, group: int) -> tuple[IntArray, list[int]]:
