@@ -522,10 +522,9 @@ class _Simulation:
         for state in self.active.values():
             if state.started_s is not None or not state.shards:
                 continue
-            job = state.trace.job
-            if self.healthy_shards(state) >= max(job.gang_size, 1):
+            if self.healthy_shards(state) >= state.gang:
                 state.started_s = now
-                self.queueing.append(now - job.submit_time_s)
+                self.queueing.append(now - state.trace.job.submit_time_s)
         return changed
 
     def sample_fairness(self, now: float) -> None:
