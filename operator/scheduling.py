@@ -58,8 +58,8 @@ def write_status(
     store: ObjectStore, raw: dict[str, Any], status: dict[str, Any], events: EventSink | None
 ) -> bool:
     """False when the job changed since `raw` was read, and the status was not written."""
-    if raw.get("status") == status:
-        return True
+    if (raw.get("status") or {}) == status:
+        return True  # an empty status is as good as none: a new job's first pass writes nothing
     if not store.replace_status(MLJob, {**raw, "status": status}):
         return False
     announce(events, raw, status)  # once: a write that lost a race is made again

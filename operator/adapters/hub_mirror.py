@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from continuum.operator.adapters.hub import PLURALS, Hub
@@ -102,6 +102,14 @@ class HubMirror:
         if written is not None:
             self.caches[kind].store(written)
         return written is not None
+
+    def put_finalizers(
+        self, kind: type[Resource], body: Body, finalizers: Sequence[str]
+    ) -> Body | None:
+        written = self.hub.put_finalizers(kind, body, finalizers)
+        if written is not None:
+            self.caches[kind].store(written)
+        return written
 
     def write_placement(self, job: MLJob, spec: PlacementSpec, existing: Placement | None) -> None:
         written = self.hub.put_placement(job, spec, existing)

@@ -25,6 +25,8 @@ SYSTEM_NAMESPACE = "continuum-system"
 # operators before 0.2 let Kopf put it on them too: the placement controller takes it off.
 FINALIZER = "continuum.dev/cleanup"
 PLACEMENT_WORKERS = 8
+# After a 409 the mirror needs a moment to bring the newer version.
+CONFLICT_RETRY_S = 0.1
 
 
 def utc_now() -> datetime:
@@ -97,13 +99,17 @@ class OperatorContext:
         self, kind: type[Resource], event: str, body: dict[str, Any], before: dict[str, Any] | None
     ) -> None:
         """Turns the hub's changes into work: the scheduler for what it decides on, the
-        placement controller for what it converges. A Placement has its job's name. A change
-        of status alone (most of them, and mostly the operator's own) asks for neither."""
+        placement controller for what it converges, and a job's deletion once it starts. A
+        Placement has its job's name. A change of status alone (most of them, and mostly the
+        operator's own) asks for neither."""
         metadata = body.get("metadata", {})
         namespace, name = metadata.get("namespace", ""), metadata.get("name", "")
         spec_changed = event != "MODIFIED" or _generation(before) != _generation(body)
-        if (kind is Placement and FINALIZER in metadata.get("finalizers", [])) or (
-            kind in (Placement, MLJob) and spec_changed
+        deletion_started = kind is MLJob and _deleting(body) and not _deleting(before)
+        if (
+            (kind is Placement and FINALIZER in (metadata.get("finalizers") or []))
+            or (kind in (Placement, MLJob) and spec_changed)
+            or deletion_started
         ):
             self._ask_placement(namespace, name)
         if kind in (MemberCluster, Tenant) or spec_changed or _needs_scheduling(body):
@@ -115,6 +121,10 @@ class OperatorContext:
 
 def _generation(body: dict[str, Any] | None) -> Any:
     return (body or {}).get("metadata", {}).get("generation")
+
+
+def _deleting(body: dict[str, Any] | None) -> bool:
+    return "deletionTimestamp" in (body or {}).get("metadata", {})
 
 
 def _needs_scheduling(body: dict[str, Any]) -> bool:
