@@ -5,7 +5,7 @@ not also in an API server (the mirrors are rebuilt from them on every start)."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +18,7 @@ from continuum.operator.adapters.kube import MemberClients
 from continuum.operator.adapters.member_mirror import MemberMirrors, job_of
 from continuum.operator.adapters.store import identity
 from continuum.operator.api import MemberCluster, MLJob, Placement, Resource, Tenant
+from continuum.operator.reconcile.shards import ClusterOutcome
 from continuum.operator.workqueue import WorkQueue
 
 SYSTEM_NAMESPACE = "continuum-system"
@@ -25,6 +26,7 @@ SYSTEM_NAMESPACE = "continuum-system"
 # operators before 0.2 let Kopf put it on them too: the placement controller takes it off.
 FINALIZER = "continuum.dev/cleanup"
 PLACEMENT_WORKERS = 8
+STATUS_WORKERS = 6
 # After a 409 the mirror needs a moment to bring the newer version.
 CONFLICT_RETRY_S = 0.1
 
@@ -44,6 +46,23 @@ class OperatorConfig:
     webhook_port: int = 0
 
 
+@dataclass(frozen=True)
+class Convergence:
+    """What one convergence of a job found in the members, for the status lane to report."""
+
+    job_uid: str | None
+    placement: Placement
+    outcomes: Mapping[str, ClusterOutcome]
+
+    def matches(self, job: MLJob, placement: Placement) -> bool:
+        """Made for this job and this version of its Placement's decisions."""
+        return (
+            self.job_uid == job.metadata.uid
+            and self.placement.metadata.uid == placement.metadata.uid
+            and self.placement.metadata.generation == placement.metadata.generation
+        )
+
+
 @dataclass
 class OperatorContext:
     hub_api: client.ApiClient
@@ -58,34 +77,56 @@ class OperatorContext:
         self.mirror = HubMirror(self.hub, on_change=self._hub_changed)
         self.members = MemberClients(self.hub_api)
         self.member_mirrors = MemberMirrors(on_change=self._member_changed)
-        # (namespace, name) of the Placements to converge; the placement controller sets the
-        # handler when it starts.
+        # The placement controller's two lanes, by job key (namespace, name), set when it
+        # starts: `placements` converges the members, which is what a new Placement's shards
+        # wait for; `statuses` then writes Placement and MLJob status to the hub. Status writes
+        # queue up in a burst, and so must not hold back the next job's shards.
         self.placements: WorkQueue[tuple[str, str]] | None = None
+        self.statuses: WorkQueue[tuple[str, str]] | None = None
+        # The last convergence of each job, from the first lane to the second. Derived, not a
+        # record: after a start, every job is converged again before its status is written.
+        self._converged: dict[tuple[str, str], Convergence] = {}
         # The scheduling cycle's newest status for each job, until the placement controller,
         # the one writer of MLJob status, has written it with its own part. A hand-off, not a
         # record: a restarted operator's first cycle computes them all again.
         self._handed: dict[tuple[str, str], tuple[dict[str, Any], dict[str, Any]]] = {}
-        self._handed_lock = threading.Lock()
+        self._lock = threading.Lock()
 
     def hand_over_status(self, raw: dict[str, Any], status: dict[str, Any], ask: bool) -> None:
         key = identity(raw)
-        with self._handed_lock:
+        with self._lock:
             self._handed[key] = (raw, status)
         if ask:
-            self._ask_placement(*key)
+            self.ask_status(key)
 
     def take_handed_status(
         self, key: tuple[str, str]
     ) -> tuple[dict[str, Any], dict[str, Any]] | None:
-        with self._handed_lock:
+        with self._lock:
             return self._handed.pop(key, None)
 
     def give_back_handed_status(
         self, key: tuple[str, str], handed: tuple[dict[str, Any], dict[str, Any]]
     ) -> None:
         """After a pass that could not write it: kept, unless the cycle has a newer one."""
-        with self._handed_lock:
+        with self._lock:
             self._handed.setdefault(key, handed)
+
+    def record_convergence(self, key: tuple[str, str], convergence: Convergence) -> None:
+        with self._lock:
+            self._converged[key] = convergence
+
+    def convergence_of(self, key: tuple[str, str]) -> Convergence | None:
+        with self._lock:
+            return self._converged.get(key)
+
+    def forget_convergence(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            self._converged.pop(key, None)
+
+    def ask_status(self, key: tuple[str, str]) -> None:
+        if self.statuses is not None and key[1]:
+            self.statuses.add(key)
 
     def member_clusters(self) -> list[MemberCluster]:
         members: list[MemberCluster] = self.mirror.list(MemberCluster).valid

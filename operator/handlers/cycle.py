@@ -10,6 +10,7 @@ from continuum.operator.scheduling import run_cycle
 
 LOG = logging.getLogger(__name__)
 MIN_GAP_S = 0.05
+HUB_SYNC_RETRY_S = 0.5
 
 
 def scheduling_loop(context: OperatorContext) -> None:
@@ -17,6 +18,11 @@ def scheduling_loop(context: OperatorContext) -> None:
     sets `wake_scheduler`. A failed cycle is logged and retried at the next tick."""
     while not context.stop.is_set():
         context.wake_scheduler.clear()
+        if not context.mirror.wait_synced(0):
+            # Decisions over part of the hub (some MemberClusters or Placements not listed
+            # yet) would be wrong, not just late.
+            context.stop.wait(HUB_SYNC_RETRY_S)
+            continue
         metrics.RECONCILES.labels("SchedulingCycle").inc()
         try:
             run_cycle(

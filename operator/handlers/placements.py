@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -27,6 +28,8 @@ from continuum.operator.handlers.context import (
     CONFLICT_RETRY_S,
     FINALIZER,
     PLACEMENT_WORKERS,
+    STATUS_WORKERS,
+    Convergence,
     OperatorContext,
 )
 from continuum.operator.handlers.convergence import (
@@ -41,20 +44,55 @@ from continuum.operator.scheduling import write_status
 from continuum.operator.workqueue import RetryLater, WorkQueue
 
 LOG = logging.getLogger(__name__)
+HUB_SYNC_RETRY_S = 0.5
 
 
-def sync_placement(context: OperatorContext, key: tuple[str, str]) -> None:
-    """One pass over the job `key` (namespace, name; its Placement has the same name): take off
-    a stale finalizer, converge the members, then write Placement and MLJob status, the latter
-    with the scheduling cycle's part (handed over) laid in."""
+def converge_job(context: OperatorContext, key: tuple[str, str]) -> None:
+    """The first lane's pass over the job `key` (namespace, name; its Placement has the same
+    name): take a stale finalizer off its Placement, carry out its deletion, or put its
+    finalizer on and make every member hold what its Placement decides. What the members hold
+    then goes to the status lane."""
+    _wait_for_the_hub(context)
     _drop_stale_finalizer(context, key)
+    raw_job = context.mirror.get(MLJob, key)
+    if raw_job is None:
+        context.forget_convergence(key)
+        return  # gone: the garbage collector removes the Placement next
+    if "deletionTimestamp" in raw_job.get("metadata", {}):
+        finish_deletion(context, raw_job)
+        return
+    found = context.mirror.model(MLJob, key)
+    if found is not None:
+        job, raw_job = found
+        assert isinstance(job, MLJob)
+        ensure_finalizer(context, raw_job)
+        found_placement = _placement_of(context, key, job)
+        if found_placement is not None:
+            placement = found_placement[0]
+            metrics.RECONCILES.labels("Placement").inc()
+            outcomes = converge_all(context, job, desired_resources(job, placement))
+            context.record_convergence(key, Convergence(job.metadata.uid, placement, outcomes))
+    context.ask_status(key)
+
+
+def write_job_status(context: OperatorContext, key: tuple[str, str]) -> None:
+    """The second lane's pass: Placement and MLJob status from what the last convergence found,
+    with the scheduling cycle's part (handed over) laid in."""
+    _wait_for_the_hub(context)
     handed = context.take_handed_status(key)
     try:
-        _sync(context, key, handed)
+        _write_status(context, key, handed)
     except Exception:
         if handed is not None:
             context.give_back_handed_status(key, handed)
         raise
+
+
+def _wait_for_the_hub(context: OperatorContext) -> None:
+    """No pass acts on a partial view of the hub: a deletion that saw no MemberClusters yet
+    would find every member clean and release the finalizer over shards still running."""
+    if not context.mirror.wait_synced(0):
+        raise RetryLater(HUB_SYNC_RETRY_S)
 
 
 def _drop_stale_finalizer(context: OperatorContext, key: tuple[str, str]) -> None:
@@ -66,17 +104,14 @@ def _drop_stale_finalizer(context: OperatorContext, key: tuple[str, str]) -> Non
             raise RetryLater(CONFLICT_RETRY_S)
 
 
-def _sync(
+def _write_status(
     context: OperatorContext,
     key: tuple[str, str],
     handed: tuple[dict[str, Any], dict[str, Any]] | None,
 ) -> None:
     raw_job = context.mirror.get(MLJob, key)
-    if raw_job is None:
-        return  # gone: the garbage collector removes the Placement next
-    if "deletionTimestamp" in raw_job.get("metadata", {}):
-        finish_deletion(context, raw_job)
-        return
+    if raw_job is None or "deletionTimestamp" in raw_job.get("metadata", {}):
+        return  # gone, or its deletion writes what status it needs
     uid = raw_job.get("metadata", {}).get("uid")
     if handed is not None and handed[0].get("metadata", {}).get("uid") != uid:
         handed = None  # computed for an earlier job of this name
@@ -89,17 +124,20 @@ def _sync(
         return
     job, raw_job = found  # the body this model was made from, to write at its version
     assert isinstance(job, MLJob)
-    raw_job = ensure_finalizer(context, raw_job)
     status = job.status or MLJobStatus()
     if handed is not None:
         status = merge_scheduling(status, MLJobStatus.model_validate(handed[1]))
     job = job.model_copy(update={"status": status})
     found_placement = _placement_of(context, key, job)
-    if found_placement is not None:
+    convergence = context.convergence_of(key)
+    if (
+        found_placement is not None
+        and convergence is not None
+        and convergence.matches(job, found_placement[0])
+    ):
         placement, raw_placement = found_placement
-        metrics.RECONCILES.labels("Placement").inc()
-        outcomes = converge_all(context, job, desired_resources(job, placement))
         now = context.clock()
+        outcomes = convergence.outcomes
         new_placement_status = placement_status(placement, outcomes.values(), now).to_dict()
         if raw_placement.get("status") != new_placement_status:
             written = {**raw_placement, "status": new_placement_status}
@@ -174,18 +212,26 @@ def resync(context: OperatorContext) -> None:
 
 
 def start_controller(context: OperatorContext) -> threading.Thread:
-    """Starts the workers and the resync; the mirror's first list enqueues every job."""
+    """Starts both lanes' workers and the resync; the mirror's first list enqueues every job."""
 
-    def counted(key: tuple[str, str]) -> None:
-        try:
-            sync_placement(context, key)
-        except RetryLater:
-            raise
-        except Exception:
-            metrics.RECONCILE_ERRORS.labels("Placement").inc()
-            raise
+    def counted(kind: str, handler: Callable[[OperatorContext, tuple[str, str]], None]) -> Any:
+        def run(key: tuple[str, str]) -> None:
+            try:
+                handler(context, key)
+            except RetryLater:
+                raise
+            except Exception:
+                metrics.RECONCILE_ERRORS.labels(kind).inc()
+                raise
 
-    context.placements = WorkQueue("placements", counted, PLACEMENT_WORKERS).start()
+        return run
+
+    context.statuses = WorkQueue(
+        "statuses", counted("JobStatus", write_job_status), STATUS_WORKERS
+    ).start()
+    context.placements = WorkQueue(
+        "placements", counted("Placement", converge_job), PLACEMENT_WORKERS
+    ).start()
     thread = threading.Thread(target=resync, args=(context,), name="placement-resync", daemon=True)
     thread.start()
     return thread

@@ -89,8 +89,9 @@ def stop(memo: kopf.Memo, **_: Any) -> None:
     thread: threading.Thread | None = getattr(memo, "scheduler_thread", None)
     if thread is not None:
         thread.join(timeout=10)
-    if context.placements is not None:
-        context.placements.stop()
+    for lane in (context.placements, context.statuses):
+        if lane is not None:
+            lane.stop()
     context.mirror.stop()
     context.member_mirrors.stop()
     context.members.close()

@@ -339,6 +339,27 @@ def test_deleting_a_job_cleans_every_member(testbed: RunningTestbed, operator: O
     )
 
 
+def test_a_deletion_made_while_the_operator_was_down_cleans_every_member(
+    testbed: RunningTestbed, operator: Operator
+) -> None:
+    """The restarted operator's first passes come as the hub's MLJobs are listed, before its
+    MemberClusters may be: a deletion acted on then would see no member holding shards, and
+    release the finalizer over them."""
+    manifest = (EXAMPLES / "mljob-federated.yaml").read_text().replace("hvac-fedavg", "offline")
+    testbed.kubectl("apply", "-f", "-", stdin=manifest)
+    eventually(lambda: one_rayjob_per_member(testbed, "offline"), "the job's shards deployed")
+    assert operator.stop(signal.SIGTERM) == 0
+    try:
+        testbed.kubectl("delete", "mljob", "offline", "-n", "default", "--wait=false")
+    finally:
+        operator.start()
+    eventually(
+        lambda: get_json(testbed, "mljob", "offline", "-n", "default") is None,
+        "the deletion to finish after the restart",
+    )
+    assert all(not names for names in shard_resources(testbed, "rayjobs", "offline").values())
+
+
 def test_deletion_waits_for_an_unreachable_member(
     testbed: RunningTestbed, operator: Operator
 ) -> None:
