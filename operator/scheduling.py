@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from continuum.operator import metrics
 from continuum.operator.adapters.store import EventSink, ObjectStore, identity
@@ -38,6 +38,16 @@ NETWORK_CONFIG_MAP = "continuum-network"
 # Takes a job's new status (the job as read, and the status: the cycle's own part of it), and
 # whether to ask for a pass now (else the Placement write asks).
 StatusHandOver = Callable[[dict[str, Any], dict[str, Any], bool], None]
+
+
+class PlacementWriteQueue(Protocol):
+    """Writes Placements after the cycle returns (the operator's PlacementWrites)."""
+
+    def submit(self, job: MLJob, spec: PlacementSpec, stored: Placement | None) -> None: ...
+
+    def pending(self) -> Mapping[tuple[str, str], Placement]:
+        """Decisions not written yet, as the Placements they will be."""
+        ...
 
 
 def _links(store: ObjectStore, system_namespace: str) -> tuple[Link, ...]:
@@ -95,15 +105,21 @@ def run_cycle(
     system_namespace: str = "continuum-system",
     events: EventSink | None = None,
     hand_over: StatusHandOver | None = None,
+    placement_writes: PlacementWriteQueue | None = None,
 ) -> CycleResult:
     """One cycle; returns the scheduler's result, for callers that report on it. With
     `hand_over`, each job's new status goes to it (the operator's placement controller, which
-    writes it together with its own part); else it is written before the cycle returns."""
+    writes it together with its own part); with `placement_writes`, so do the new Placements;
+    else each is written before the cycle returns."""
     started = time.perf_counter()
     members = store.list(MemberCluster).valid
     tenants = store.list(Tenant).valid
     jobs = store.list(MLJob)
     stored_placements = placements_by_job(store.list(Placement).valid)
+    if placement_writes is not None:
+        # Decided by an earlier cycle and not written yet: as good as written.
+        in_flight = placements_by_job(list(placement_writes.pending().values()))
+        stored_placements = {**stored_placements, **in_flight}
 
     # (the job as stored, its new status): written after the Placements, so that a decision
     # reaches the placement controller without waiting for the statuses of a whole cycle.
@@ -168,9 +184,13 @@ def run_cycle(
         changed = [(raw, new) for raw, new in statuses if raw.get("status") != new]
         for raw, new_status in changed:
             hand_over(raw, new_status, False)
+    if placement_writes is not None:
+        for job, spec in new_placements:
+            placement_writes.submit(job, spec, stored_placements.get(job_key(job)))
     # Jobs are independent, so their writes go out concurrently.
     with ThreadPoolExecutor(max_workers=WRITERS) as pool:
-        list(pool.map(write_placement, new_placements))
+        if placement_writes is None:
+            list(pool.map(write_placement, new_placements))
         if hand_over is None:
             list(pool.map(write_job_status, statuses))
     if hand_over is not None:

@@ -16,9 +16,11 @@ from continuum.operator.adapters.hub import Hub
 from continuum.operator.adapters.hub_mirror import HubMirror
 from continuum.operator.adapters.kube import MemberClients
 from continuum.operator.adapters.member_mirror import MemberMirrors, job_of
+from continuum.operator.adapters.placement_writes import PlacementWrites
 from continuum.operator.adapters.store import identity
 from continuum.operator.api import MemberCluster, MLJob, Placement, Resource, Tenant
 from continuum.operator.reconcile.shards import ClusterOutcome
+from continuum.operator.scheduling import WRITERS
 from continuum.operator.workqueue import WorkQueue
 
 SYSTEM_NAMESPACE = "continuum-system"
@@ -75,6 +77,9 @@ class OperatorContext:
     def __post_init__(self) -> None:
         self.hub = Hub(self.hub_api)
         self.mirror = HubMirror(self.hub, on_change=self._hub_changed)
+        self.placement_writes = PlacementWrites(
+            self.mirror, on_lost=self.wake_scheduler.set, writers=WRITERS
+        )
         self.members = MemberClients(self.hub_api)
         self.member_mirrors = MemberMirrors(on_change=self._member_changed)
         # The placement controller's two lanes, by job key (namespace, name), set when it

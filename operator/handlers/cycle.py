@@ -32,6 +32,7 @@ def scheduling_loop(context: OperatorContext) -> None:
                 context.config.system_namespace,
                 events=context.mirror,
                 hand_over=context.hand_over_status,
+                placement_writes=context.placement_writes,
             )
         except Exception:
             metrics.RECONCILE_ERRORS.labels("SchedulingCycle").inc()
