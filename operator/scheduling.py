@@ -23,7 +23,12 @@ from continuum.operator.reconcile.admission import (
     refused_status,
     tenant_refusal,
 )
-from continuum.operator.reconcile.placement import placements_by_job, plan_job, scheduling_status
+from continuum.operator.reconcile.placement import (
+    placements_by_job,
+    plan_job,
+    results_by_job,
+    scheduling_status,
+)
 from continuum.operator.reconcile.snapshot import build_snapshot, is_schedulable, job_key
 from continuum.schedulers.loaders import FormatError, parse_latency
 from continuum.schedulers.model import CycleResult, Link
@@ -159,9 +164,11 @@ def run_cycle(
 
     placed = 0
     new_placements: list[tuple[MLJob, PlacementSpec]] = []
+    by_job = results_by_job(result)
+    nothing = CycleResult(result.policy)
     for job in admitted:
         previous = placements.get(job_key(job))
-        plan = plan_job(job, previous, result, now)
+        plan = plan_job(job, previous, by_job.get(job_key(job), nothing), now)
         if plan.placement is not None:
             new_placements.append((job, plan.placement))
         effective = plan.placement or (previous.spec if previous else None)

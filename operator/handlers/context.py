@@ -147,7 +147,9 @@ class OperatorContext:
         """Turns the hub's changes into work: the scheduler for what it decides on, the
         placement controller for what it converges, and a job's deletion once it starts. A
         Placement has its job's name. A change of status alone (most of them, and mostly the
-        operator's own) asks for neither."""
+        operator's own) asks for neither, unless it finishes a job, whose capacity is then
+        free. Nor does a Placement written, since the scheduler wrote it; one deleted does
+        (its shards' capacity). Anything else waits for the next tick."""
         metadata = body.get("metadata", {})
         namespace, name = metadata.get("namespace", ""), metadata.get("name", "")
         spec_changed = event != "MODIFIED" or _generation(before) != _generation(body)
@@ -158,7 +160,14 @@ class OperatorContext:
             or deletion_started
         ):
             self._ask_placement(namespace, name)
-        if kind in (MemberCluster, Tenant) or spec_changed or _needs_scheduling(body):
+        if (
+            kind in (MemberCluster, Tenant)
+            or (kind is Placement and event == "DELETED")
+            or (
+                kind is MLJob
+                and (spec_changed or deletion_started or _finished(body) != _finished(before))
+            )
+        ):
             self.wake_scheduler.set()
 
     def _member_changed(self, member: str, event: str, body: dict[str, Any]) -> None:
@@ -173,12 +182,5 @@ def _deleting(body: dict[str, Any] | None) -> bool:
     return "deletionTimestamp" in (body or {}).get("metadata", {})
 
 
-def _needs_scheduling(body: dict[str, Any]) -> bool:
-    """A job whose spec the scheduler has not acted on yet, or that finished."""
-    metadata = body.get("metadata", {})
-    status = body.get("status") or {}
-    return (
-        status.get("observedGeneration") != metadata.get("generation")
-        or "deletionTimestamp" in metadata
-        or status.get("phase") in ("Succeeded", "Failed")
-    )
+def _finished(body: dict[str, Any] | None) -> bool:
+    return ((body or {}).get("status") or {}).get("phase") in ("Succeeded", "Failed")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -20,7 +21,8 @@ from e2e.pytest_plugin import RunningTestbed
 
 pytestmark = pytest.mark.integration
 GROUP, VERSION = "continuum.dev", "v1alpha1"
-NAMESPACE = "placement-writes"
+# Its own namespace per run, deleted afterwards, so that a reused testbed starts clean.
+NAMESPACE = f"placement-writes-{uuid.uuid4().hex[:8]}"
 
 
 def eventually(check: Callable[[], Any], timeout: float = 30.0) -> Any:
@@ -32,7 +34,7 @@ def eventually(check: Callable[[], Any], timeout: float = 30.0) -> Any:
     raise AssertionError("timed out")
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def hub_api(testbed: RunningTestbed) -> Iterator[client.ApiClient]:
     api = config.new_client_from_config(config_file=str(testbed.hub.kubeconfig))
     try:
@@ -43,6 +45,7 @@ def hub_api(testbed: RunningTestbed) -> Iterator[client.ApiClient]:
         if error.status != 409:
             raise
     yield api
+    client.CoreV1Api(api).delete_namespace(NAMESPACE)
     api.close()
 
 
