@@ -24,6 +24,7 @@ from continuum.operator.reconcile.admission import (
     tenant_refusal,
 )
 from continuum.operator.reconcile.placement import (
+    JobPlan,
     placements_by_job,
     plan_job,
     results_by_job,
@@ -103,6 +104,28 @@ def announce(events: EventSink | None, raw: dict[str, Any], status: dict[str, An
             events.record_event(raw, "Warning", refused or new["reason"], new["message"])
 
 
+# A job's status after a cycle, per job version and what the cycle meant for it: most jobs
+# are the same from one cycle to the next, and making their statuses again was a fifth of a
+# cycle. A memo of a pure function (the first `now` of an unchanged outcome stands); bounded.
+_STATUS_MEMO_LIMIT = 20_000
+_scheduled_statuses: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+
+def _scheduled_status(
+    job: MLJob, raw: dict[str, Any], plan: JobPlan, epoch: int | None, now: datetime
+) -> dict[str, Any]:
+    version = raw.get("metadata", {}).get("resourceVersion")
+    key = (job.metadata.uid, version, plan.scheduled, plan.message, epoch)
+    known = _scheduled_statuses.get(key) if job.metadata.uid and version else None
+    if known is None:
+        known = scheduling_status(job, plan, job.metadata.name or "", epoch, now).to_dict()
+        if job.metadata.uid and version:
+            if len(_scheduled_statuses) >= _STATUS_MEMO_LIMIT:
+                _scheduled_statuses.clear()
+            _scheduled_statuses[key] = known
+    return known
+
+
 def run_cycle(
     store: ObjectStore,
     now: datetime,
@@ -174,9 +197,8 @@ def run_cycle(
         effective = plan.placement or (previous.spec if previous else None)
         epoch = effective.epoch if effective else None
         placed += len(effective.decisions) if effective else 0
-        status = scheduling_status(job, plan, job.metadata.name or "", epoch, now)
-        statuses.append((jobs.raw[(job.metadata.namespace or "", job.metadata.name or "")],
-                         status.to_dict()))  # fmt: skip
+        raw = jobs.raw[(job.metadata.namespace or "", job.metadata.name or "")]
+        statuses.append((raw, _scheduled_status(job, raw, plan, epoch, now)))
 
     def write_placement(item: tuple[MLJob, PlacementSpec]) -> None:
         job, spec = item
