@@ -125,9 +125,11 @@ class OperatorContext:
         with self._lock:
             return self._converged.get(key)
 
-    def forget_convergence(self, key: tuple[str, str]) -> None:
+    def forget_job(self, key: tuple[str, str]) -> None:
+        """What the controller held for a job that is gone."""
         with self._lock:
             self._converged.pop(key, None)
+            self._handed.pop(key, None)
 
     def ask_status(self, key: tuple[str, str]) -> None:
         if self.statuses is not None and key[1]:

@@ -56,7 +56,7 @@ def converge_job(context: OperatorContext, key: tuple[str, str]) -> None:
     _drop_stale_finalizer(context, key)
     raw_job = context.mirror.get(MLJob, key)
     if raw_job is None:
-        context.forget_convergence(key)
+        context.forget_job(key)
         return  # gone: the garbage collector removes the Placement next
     if "deletionTimestamp" in raw_job.get("metadata", {}):
         finish_deletion(context, raw_job)

@@ -26,6 +26,7 @@ from kubernetes import client, config
 from e2e import kuberay_sim
 from e2e.binaries import kubectl
 from e2e.pytest_plugin import RunningTestbed
+from e2e.pytest_plugin import eventually as wait_until
 from e2e.registration import register_members
 
 pytestmark = pytest.mark.integration
@@ -36,14 +37,8 @@ WAIT_S = 60.0
 
 
 def eventually(check: Callable[[], Any], what: str, timeout: float = WAIT_S) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; last: {last!r}")
+    # Each check runs kubectl, so poll less often than the shared default.
+    return wait_until(check, what, timeout, interval=0.2)
 
 
 def free_port() -> int:

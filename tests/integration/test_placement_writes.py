@@ -5,9 +5,8 @@ for a job is the one written, and a write that cannot land wakes the scheduler."
 from __future__ import annotations
 
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,21 +16,12 @@ from continuum.operator.adapters.hub import Hub
 from continuum.operator.adapters.hub_mirror import HubMirror
 from continuum.operator.adapters.placement_writes import PlacementWrites
 from continuum.operator.api import MLJob, Placement, PlacementSpec, validate_resource
-from e2e.pytest_plugin import RunningTestbed
+from e2e.pytest_plugin import RunningTestbed, eventually
 
 pytestmark = pytest.mark.integration
 GROUP, VERSION = "continuum.dev", "v1alpha1"
 # Its own namespace per run, deleted afterwards, so that a reused testbed starts clean.
 NAMESPACE = f"placement-writes-{uuid.uuid4().hex[:8]}"
-
-
-def eventually(check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := check():
-            return result
-        time.sleep(0.05)
-    raise AssertionError("timed out")
 
 
 @pytest.fixture(scope="module")
