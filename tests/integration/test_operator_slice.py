@@ -11,7 +11,6 @@ import base64
 import json
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from e2e.binaries import kubectl
 from e2e.pytest_plugin import RunningTestbed
 from e2e.pytest_plugin import eventually as wait_until
 from e2e.registration import register_members
+from e2e.testbed import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -39,13 +39,6 @@ WAIT_S = 60.0
 def eventually(check: Callable[[], Any], what: str, timeout: float = WAIT_S) -> Any:
     # Each check runs kubectl, so poll less often than the shared default.
     return wait_until(check, what, timeout, interval=0.2)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class Operator:
