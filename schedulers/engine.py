@@ -504,29 +504,12 @@ class _Cycle:
             row[best] = np.inf
 
     def _static_targets(self, group: int) -> tuple[IntArray, list[int]]:
-        """Karmada's split of a group's replicas over its clusters, by cpu capacity alone:
-        it depends only on the group's filter class and shard count, so it is computed once
-        per (class, count) in a cycle."""
-        count = int(self.m.groups.count[group])
-        key = (int(self.m.filters.row_of[group]), count)
+        """static_targets, computed once per (filter class, shard count) in a cycle."""
+        key = (self.filter_class[group], self.pending_counts[group])
         known = self.static_targets.get(key)
-        if known is not None:
-            return known
-        clusters = self.m.candidates(group)
-        weights = self.m.clusters.capacity[clusters, 0]
-        targets: tuple[IntArray, list[int]] = (np.zeros(0, dtype=np.int64), [])
-        if weights.sum() > 0:
-            quota = weights / weights.sum() * count
-            target = np.floor(quota).astype(np.int64)
-            remainder = count - int(target.sum())
-            if remainder:
-                # Largest remainder first; a stable sort keeps name order among equal ones.
-                order = np.argsort(-(quota - target), kind="stable")[:remainder]
-                target[order] += 1
-            positions = np.flatnonzero(target)
-            targets = (clusters[positions], target[positions].tolist())
-        self.static_targets[key] = targets
-        return targets
+        if known is None:
+            known = self.static_targets[key] = static_targets(self.m, group)
+        return known
 
     def _assign_static_split(self, group: int, out: list[_Placement]) -> None:
         """Karmada's static weights: replicas split by cluster cpu capacity, no spill-over."""
@@ -1380,6 +1363,29 @@ class _Cycle:
             fitting,
         )
         return Unschedulable(spec.key, sentence)
+
+
+def static_targets(m: CycleMatrices, group: int) -> tuple[IntArray, list[int]]:
+    """Karmada's split of a group's pending replicas over the clusters that pass its filters:
+    (the clusters given at least one, how many each). See static_split."""
+    clusters = m.candidates(group)
+    return static_split(clusters, m.clusters.capacity[clusters, 0], int(m.groups.count[group]))
+
+
+def static_split(clusters: IntArray, cpu: FloatArray, count: int) -> tuple[IntArray, list[int]]:
+    """Karmada's static weighted split of `count` replicas over these clusters, weighted by
+    their cpu capacity alone: (the clusters given at least one, how many each)."""
+    if cpu.sum() <= 0:
+        return np.zeros(0, dtype=np.int64), []
+    quota = cpu / cpu.sum() * count
+    target = np.floor(quota).astype(np.int64)
+    remainder = count - int(target.sum())
+    if remainder:
+        # Largest remainder first; a stable sort keeps name order among equal ones.
+        order = np.argsort(-(quota - target), kind="stable")[:remainder]
+        target[order] += 1
+    positions = np.flatnonzero(target)
+    return clusters[positions], target[positions].tolist()
 
 
 def job_due_s(job: Job) -> float:

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from continuum.schedulers.config import Order, PolicyConfig, Score, Strategy
+from continuum.schedulers.backlog import Backlog
+from continuum.schedulers.config import PolicyConfig
 from continuum.schedulers.engine import prepare
 from continuum.schedulers.fairness import dominant_share, jain_index, water_fill
 from continuum.schedulers.filters import ALL_FILTERS
@@ -45,7 +46,7 @@ from continuum.schedulers.model import (
     Tenant,
 )
 from continuum.schedulers.network.latency import QueueingLatencyModel
-from continuum.schedulers.policy import STRATEGIES, schedule
+from continuum.schedulers.policy import schedule
 from continuum.schedulers.scoring import MEGABITS_PER_GIGABYTE, SECONDS_PER_HOUR
 from continuum.schedulers.trace import FailureKind, Topology, TraceJob, Workload
 
@@ -70,9 +71,16 @@ class SimulationResult:
 @dataclass
 class _JobState:
     trace: TraceJob
+    # Whether its shard-time counts towards SLO attainment (latency-bound, not infeasible).
+    counts_slo: bool
     shards: dict[int, str] = field(default_factory=dict)
     progress_s: float = 0.0
     started_s: float | None = None
+    # The healthy shards it needs to progress, read every time step.
+    gang: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.gang = max(self.trace.job.gang_size, 1)
 
 
 @dataclass
@@ -154,57 +162,6 @@ def fitting_alone(
     return [by_key.get(job.key, 0) for job in jobs]
 
 
-def _skips_hopeless(policy: str) -> bool:
-    """Whether a job that found no room in a cycle may sit out the next cycles, until a job
-    completes or a cluster's health or risk changes, without changing any decision.
-
-    Between such events no capacity is freed: what each cycle places only shrinks the room
-    left, so a job whose gang found no room will find none (whether a job fits is monotone in
-    the free capacity for every assignment rule). A completion wakes only the jobs that could
-    use one of the clusters it frees (see _reach). Leaving it out then changes nothing for a
-    policy that takes jobs in a fixed order (priority, arrival), scores clusters without
-    randomness, and has no step that looks at blocked jobs (repair, preemption) or moves
-    running shards. That is fifo, multikueue, karmada, cloud-only and nearest: the anchors
-    that build long backlogs, whose every cycle otherwise retries every job of the backlog.
-    DRF order depends on every tenant's usage and blocked jobs feed repair and preemption, so
-    continuum and drf schedule every job every cycle; random draws over the jobs it is given.
-    """
-    strategy = STRATEGIES[policy]
-    return (
-        strategy.order is Order.FIFO
-        and strategy.score is not Score.RANDOM
-        and not (
-            strategy.repair
-            or strategy.preempt
-            or strategy.proactive
-            or strategy.rebalance
-            or strategy.improve
-        )
-    )
-
-
-def _reach(workload: Workload, strategy: Strategy) -> dict[str, int]:
-    """Per job, the clusters that pass the policy's filters (and tiers) for one of its shards
-    when every cluster is healthy and riskless (health and risk only take clusters away), as
-    bits in the order of the clusters' names."""
-    topology = workload.topology
-    clusters = tuple(replace(c, healthy=True, risk=0.0) for c in topology.clusters)
-    snapshot = Snapshot(
-        sites=topology.sites,
-        clusters=clusters,
-        jobs=tuple(trace.job for trace in workload.jobs),
-        tenants=topology.tenants,
-        network=topology.network,
-    )
-    m = prepare(snapshot, PolicyConfig(explain=False), strategy.filters, tiers=strategy.tiers)
-    reach: dict[str, int] = {}
-    owners = m.groups.job.tolist()
-    for owner, row in zip(owners, m.filters.group_rows().tolist(), strict=True):
-        key = m.jobs[owner].key
-        reach[key] = reach.get(key, 0) | sum(1 << i for i, ok in enumerate(row) if ok)
-    return reach
-
-
 class _Simulation:
     def __init__(
         self,
@@ -246,18 +203,13 @@ class _Simulation:
         self._views: dict[str, Cluster] | None = None
         self._rates: dict[str, list[tuple[float, float, bool]]] | None = None
         self._fairness: tuple[float | None] | None = None
+        # Per tenant, the demand of its active jobs (for fairness), until a job completes.
+        self._asked: dict[str, list[float]] | None = None
         # Healthy running shards per job, until the placement or a cluster's health changes.
         self._healthy: dict[str, int] = {}
-        # Jobs that found no room in the last cycle, left out of cycles until room frees up
-        # (see _skips_hopeless); only for policies where that changes no decision.
-        self.skip_hopeless = _skips_hopeless(policy)
-        self.hopeless: set[str] = set()
-        # Per job, the clusters (bits) it could ever use; capacity freed elsewhere cannot
-        # help it.
-        self.reach: dict[str, int] = (
-            _reach(workload, STRATEGIES[policy]) if self.skip_hopeless else {}
-        )
-        self.cluster_bit = {name: 1 << i for i, name in enumerate(sorted(self.base_clusters))}
+        # Jobs that found no room in the last cycle, left out of cycles until room may have
+        # freed up for them; only for policies where that changes no decision.
+        self.backlog = Backlog(workload, policy)
         self._static_loads: dict[
             tuple[str, int, str], tuple[float, float, tuple[int, ...], tuple[DataSource, ...]]
         ] = {}
@@ -280,6 +232,8 @@ class _Simulation:
         # Plain floats, added in the same order as before: this runs after every change.
         allocated = {name: [0.0, 0.0, 0.0] for name in self.base_clusters}
         for state in self.active.values():
+            if not state.shards:
+                continue
             cpu, memory, gpu = state.trace.job.demand.as_tuple()
             for cluster in state.shards.values():
                 used = allocated[cluster]
@@ -297,7 +251,7 @@ class _Simulation:
     def snapshot(self, now: float) -> Snapshot:
         topology = self.workload.topology
         # Cluster views count every shard, so capacity held by a left-out job stays held.
-        active = [(k, s) for k, s in self.active.items() if k not in self.hopeless]
+        active = [(k, s) for k, s in self.active.items() if self.in_cycle(k, s)]
         running = tuple(
             RunningShard(key, shard, cluster)
             for key, state in active
@@ -313,7 +267,17 @@ class _Simulation:
             now_s=now,
         )
 
+    def in_cycle(self, key: str, state: _JobState) -> bool:
+        """Whether the next cycle needs to see this job. A policy with a backlog looks at
+        pending work alone (see backlog.py): a job with every shard running on a healthy
+        cluster can change nothing in its cycle."""
+        if not self.backlog.enabled:
+            return True
+        return key not in self.backlog and self.healthy_shards(state) < state.trace.job.shards
+
     def healthy_shards(self, state: _JobState) -> int:
+        if not state.shards:
+            return 0
         key = state.trace.job.key
         count = self._healthy.get(key)
         if count is None:
@@ -342,6 +306,8 @@ class _Simulation:
         # A cluster's utilisation over the resources a shard asks for, once per call.
         utilisations: dict[tuple[str, tuple[int, ...]], float] = {}
         for key, state in self.active.items():
+            if not state.shards:
+                continue
             job = state.trace.job
             for shard, name in state.shards.items():
                 if down[name]:
@@ -374,9 +340,10 @@ class _Simulation:
             columns = np.array(inputs).T
             p99 = self.latency.p99_ms(columns[0], columns[1], columns[2], columns[3], columns[4])
             np.maximum.at(worst, np.array(owners), p99)
-        rates: dict[str, list[tuple[float, float, bool]]] = {key: [] for key in self.active}
+        # Only jobs with a healthy shard have an entry.
+        rates: dict[str, list[tuple[float, float, bool]]] = {}
         for (key, cost, wan), p99_ms, slo in zip(rows, worst.tolist(), slos, strict=True):
-            rates[key].append((cost, wan, p99_ms <= slo))
+            rates.setdefault(key, []).append((cost, wan, p99_ms <= slo))
         return rates
 
     def _shard_load(
@@ -412,39 +379,43 @@ class _Simulation:
             return
         rates = self.shard_rates()
         finished: list[tuple[float, str]] = []
+        accounts = self.accounts
+        # Summed in the same order as ever, in locals: this runs every time step over every
+        # active job, most of them idle in a long backlog (adding nothing is left out).
+        cost, wan_gb = accounts.cost, accounts.wan_gb
+        slo_demand_s, slo_met_s = accounts.slo_demand_s, accounts.slo_met_s
+        step = end - start
         for key, state in self.active.items():
-            job = state.trace.job
-            running = self.healthy_shards(state)
-            gang = job.gang_size
-            span = end - start
-            if running >= max(gang, 1):
-                remaining = state.trace.duration_s - state.progress_s
-                if remaining <= span:
-                    span = max(remaining, 0.0)
-                    finished.append((start + span, key))
-                state.progress_s += span
-            shard_rates = rates.get(key, [])
-            for cost, wan, _ in shard_rates:
-                self.accounts.cost += cost * span / SECONDS_PER_HOUR
-                self.accounts.wan_gb += wan * span / MEGABITS_PER_GIGABYTE
-            if job.latency_slo_ms is not None and key not in self.infeasible:
-                self.accounts.slo_demand_s += job.shards * span
-                met = sum(1 for _, _, ok in shard_rates if ok)
-                self.accounts.slo_met_s += min(met, job.shards) * span
+            span = step
+            shard_rates = None
+            if state.shards:
+                if self.healthy_shards(state) >= state.gang:
+                    remaining = state.trace.duration_s - state.progress_s
+                    if remaining <= span:
+                        span = max(remaining, 0.0)
+                        finished.append((start + span, key))
+                    state.progress_s += span
+                shard_rates = rates.get(key)
+                if shard_rates:
+                    for shard_cost, shard_wan, _ in shard_rates:
+                        cost += shard_cost * span / SECONDS_PER_HOUR
+                        wan_gb += shard_wan * span / MEGABITS_PER_GIGABYTE
+            if state.counts_slo:
+                shards = state.trace.job.shards
+                slo_demand_s += shards * span
+                if shard_rates:
+                    met = sum(1 for _, _, ok in shard_rates if ok)
+                    slo_met_s += min(met, shards) * span
+        accounts.cost, accounts.wan_gb = cost, wan_gb
+        accounts.slo_demand_s, accounts.slo_met_s = slo_demand_s, slo_met_s
         for at, key in finished:
             self.finish(key, at)
 
     def finish(self, key: str, at: float) -> None:
         state = self.active.pop(key)
         self.invalidate()
-        if self.hopeless:
-            freed = 0
-            for cluster in state.shards.values():
-                freed |= self.cluster_bit[cluster]
-            everywhere = (1 << len(self.cluster_bit)) - 1
-            self.hopeless = {
-                job for job in self.hopeless if not self.reach.get(job, everywhere) & freed
-            }
+        self._asked = None
+        self.backlog.completed(key, state.shards.values())
         job = state.trace.job
         jct = at - job.submit_time_s
         self.jct.append(jct)
@@ -468,9 +439,12 @@ class _Simulation:
         if cluster not in self.base_clusters:
             return
         table = self.down if kind is FailureKind.DOWN else self.degraded
+        before = table[cluster] > 0
         table[cluster] = max(0, table[cluster] + change)
+        if before != (table[cluster] > 0) and len(self.backlog):
+            there = [k for k, state in self.active.items() if cluster in state.shards.values()]
+            self.backlog.cluster_changed(cluster, kind, opened=before, running_there=there)
         self.invalidate()
-        self.hopeless.clear()
         self.dirty = True
 
     def admit_arrivals(self, now: float) -> None:
@@ -479,27 +453,40 @@ class _Simulation:
             and self.arrivals[self.next_arrival].job.submit_time_s <= now
         ):
             trace = self.arrivals[self.next_arrival]
-            self.active[trace.job.key] = _JobState(trace)
+            key = trace.job.key
+            counts_slo = trace.job.latency_slo_ms is not None and key not in self.infeasible
+            self.active[key] = _JobState(trace, counts_slo)
             self.next_arrival += 1
             self.dirty = True
-            self.invalidate()
+            # A job without shards changes the demand that fairness weighs, nothing else.
+            self._fairness = None
+            if self._asked is not None and key not in self.infeasible:
+                # The newest job comes last in the order the demand is summed in.
+                self._add_asked(self._asked, trace.job)
 
     # -- cycles -----------------------------------------------------------------------------
 
     def cycle(self, now: float, clock: Callable[[], float]) -> None:
+        if len(self.backlog):
+            self.backlog.wake({name: _room(view) for name, view in self.cluster_views().items()})
         snapshot = self.snapshot(now)
         started = clock()
         result = schedule(snapshot, self.policy, self.config.policy)
         self.schedule_s += clock() - started
         self.cycle_ms.append(result.timing.total_ms)
         changed = self.apply(result, now)
-        if self.skip_hopeless:
-            self.hopeless.update(entry.job_key for entry in result.unschedulable)
+        if self.backlog.enabled:
+            down = {name for name, count in self.down.items() if count}
+            for entry in result.unschedulable:
+                state = self.active[entry.job_key]
+                self.backlog.hold(state.trace.job, state.shards, down)
         self.dirty = changed
         self.sample_fairness(now)
 
     def apply(self, result: CycleResult, now: float) -> bool:
-        self.invalidate()
+        changed = bool(result.decisions or result.preemptions or result.migrations)
+        if changed:
+            self.invalidate()
         for preemption in result.preemptions:
             state = self.active.get(preemption.job_key)
             if state is not None:
@@ -516,11 +503,13 @@ class _Simulation:
             ):
                 self.violations += 1
         for state in self.active.values():
+            if state.started_s is not None or not state.shards:
+                continue
             job = state.trace.job
-            if state.started_s is None and self.healthy_shards(state) >= max(job.gang_size, 1):
+            if self.healthy_shards(state) >= max(job.gang_size, 1):
                 state.started_s = now
                 self.queueing.append(now - job.submit_time_s)
-        return bool(result.decisions or result.preemptions or result.migrations)
+        return changed
 
     def sample_fairness(self, now: float) -> None:
         if self._fairness is None:
@@ -538,21 +527,28 @@ class _Simulation:
 
     def _jain_now(self) -> float | None:
         """Jain's index of dominant share over fair share, or None without contention."""
-        # Plain floats per tenant: this runs every cycle over every active job.
-        used: dict[str, list[float]] = {}
-        asked: dict[str, list[float]] = {}
+        # Plain floats per tenant, in the order of the active jobs: this runs every cycle.
+        if self._asked is None:
+            self._asked = {}
+            for key, state in self.active.items():
+                if key not in self.infeasible:
+                    self._add_asked(self._asked, state.trace.job)
+        asked = self._asked
+        used: dict[str, list[float]] = {name: [0.0, 0.0, 0.0] for name in asked}
         pending = False
         for key, state in self.active.items():
             if key in self.infeasible:
                 continue
+            if not state.shards:
+                # Nothing running adds nothing to its tenant's usage.
+                pending = True
+                continue
             job = state.trace.job
             per_shard = job.demand.as_tuple()
             running = self.healthy_shards(state)
-            tenant_used = used.setdefault(job.tenant, [0.0, 0.0, 0.0])
-            tenant_asked = asked.setdefault(job.tenant, [0.0, 0.0, 0.0])
+            tenant_used = used[job.tenant]
             for resource in range(3):
                 tenant_used[resource] += running * per_shard[resource]
-                tenant_asked[resource] += job.shards * per_shard[resource]
             pending |= running < job.shards
         usage = {name: np.array(values) for name, values in used.items()}
         demand = {name: np.array(values) for name, values in asked.items()}
@@ -569,6 +565,13 @@ class _Simulation:
             dominant_share(usage[name], total) / fair[name] for name in fair if fair[name] > 0
         ]
         return jain_index(ratios)
+
+    @staticmethod
+    def _add_asked(asked: dict[str, list[float]], job: Job) -> None:
+        per_shard = job.demand.as_tuple()
+        tenant_asked = asked.setdefault(job.tenant, [0.0, 0.0, 0.0])
+        for resource in range(3):
+            tenant_asked[resource] += job.shards * per_shard[resource]
 
     def run(self, clock: Callable[[], float], progress: Callable[[float], None] | None) -> None:
         interval = self.config.cycle_interval_s
@@ -626,6 +629,11 @@ class _Simulation:
             unfinished_jobs=len(self.active),
             infeasible_jobs=len(self.infeasible),
         )
+
+
+def _room(cluster: Cluster) -> tuple[float, float, float]:
+    capacity, allocated = cluster.capacity.as_tuple(), cluster.allocated.as_tuple()
+    return (capacity[0] - allocated[0], capacity[1] - allocated[1], capacity[2] - allocated[2])
 
 
 def simulate(

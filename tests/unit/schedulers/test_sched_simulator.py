@@ -12,6 +12,7 @@ import pytest
 from sched_builders import NETWORK, SITES, cloud, edge, federated, job
 
 from continuum.operator import bench
+from continuum.schedulers.config import PolicyConfig
 from continuum.schedulers.generators import (
     TopologySpec,
     WorkloadSpec,
@@ -20,7 +21,7 @@ from continuum.schedulers.generators import (
     generate_topology,
 )
 from continuum.schedulers.metrics import SimulationMetrics, combined_scores
-from continuum.schedulers.model import Job, Residency, Snapshot
+from continuum.schedulers.model import CycleResult, Job, Residency, Snapshot
 from continuum.schedulers.policy import schedule
 from continuum.schedulers.simulator import SimulationConfig, infeasible_jobs, simulate
 from continuum.schedulers.trace import Failure, FailureKind, Topology, TraceJob, Workload
@@ -198,19 +199,37 @@ def test_infeasible_jobs_are_those_no_empty_continuum_can_hold() -> None:
     }
 
 
+@pytest.mark.parametrize("seed", [3, 8, 13])
 @pytest.mark.parametrize("policy", ["fifo", "multikueue", "karmada", "cloud-only", "nearest"])
 def test_leaving_out_jobs_without_room_changes_nothing(
-    policy: str, monkeypatch: pytest.MonkeyPatch
+    policy: str, seed: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # An overloaded trace, so that backlogs form; the run that retries every job every cycle
-    # must give the very same figures (all but the timings).
-    rng = np.random.default_rng(3)
+    # An overloaded trace with outages, so that backlogs form and jobs wait through
+    # completions, splits and failures; the run that retries every job every cycle must make
+    # the very same decisions, cycle by cycle, and give the very same figures (all but the
+    # timings).
+    rng = np.random.default_rng(seed)
     topology = generate_topology(TopologySpec(tenants=3), rng)
-    generated = generate_jobs(topology, WorkloadSpec(jobs=60, span_s=900.0, load=2.5), rng)
-    workload = Workload(topology, generated, generate_failures(topology, 3, 900.0, rng))
+    generated = generate_jobs(topology, WorkloadSpec(jobs=80, span_s=1200.0, load=2.5), rng)
+    workload = Workload(topology, generated, generate_failures(topology, 4, 1200.0, rng))
     config = SimulationConfig(cycle_interval_s=20.0)
-    skipping = simulate(workload, policy, config, infeasible=frozenset()).metrics
-    monkeypatch.setattr("continuum.schedulers.simulator._skips_hopeless", lambda _: False)
-    retrying = simulate(workload, policy, config, infeasible=frozenset()).metrics
+
+    def run() -> tuple[SimulationMetrics, list[tuple[float, list[tuple[str, int, str]]]]]:
+        cycles: list[tuple[float, list[tuple[str, int, str]]]] = []
+
+        def recording(snapshot: Snapshot, name: str, policy_config: PolicyConfig) -> CycleResult:
+            result = schedule(snapshot, name, policy_config)
+            placed = [(d.job_key, d.shard_index, d.cluster) for d in result.decisions]
+            cycles.append((snapshot.now_s, placed))
+            return result
+
+        monkeypatch.setattr("continuum.schedulers.simulator.schedule", recording)
+        metrics = simulate(workload, policy, config, infeasible=frozenset()).metrics
+        return metrics, cycles
+
+    skipping, skipping_cycles = run()
+    monkeypatch.setattr("continuum.schedulers.backlog.skips_hopeless", lambda _: False)
+    retrying, retrying_cycles = run()
+    assert skipping_cycles == retrying_cycles
     untimed = {"placements_per_s": None, "p99_cycle_ms": None}
     assert replace(skipping, **untimed) == replace(retrying, **untimed)
