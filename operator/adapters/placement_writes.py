@@ -71,9 +71,19 @@ class PlacementWrites:
         found = self._mirror.model(Placement, key)
         existing = found[0] if found is not None else None
         assert existing is None or isinstance(existing, Placement)
-        written = self._mirror.write_placement(decision.job, decision.spec, existing)
+        try:
+            written = self._mirror.write_placement(decision.job, decision.spec, existing)
+        except Exception:
+            # Refused or unreachable: the decision is not kept pending for ever, and the next
+            # cycle decides again (the queue logs the error and backs off).
+            self._settle(key, decision)
+            self._on_lost()
+            raise
+        self._settle(key, decision)
+        if not written:
+            self._on_lost()
+
+    def _settle(self, key: Key, decision: _Decision) -> None:
         with self._lock:
             if self._pending.get(key) is decision:  # else a newer decision waits its turn
                 del self._pending[key]
-        if not written:
-            self._on_lost()

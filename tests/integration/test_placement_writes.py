@@ -124,3 +124,28 @@ def test_a_write_that_cannot_land_is_dropped_and_wakes_the_scheduler(
         assert not writes.pending()
     finally:
         writes.stop()
+
+
+def test_a_write_the_hub_refuses_is_not_kept_pending(
+    hub_api: client.ApiClient, mirror: HubMirror
+) -> None:
+    """The CRD refuses an epoch that goes back (422): the decision is dropped, not retried for
+    ever, and the scheduler is woken to decide again."""
+    job = create_job(hub_api, "refused")
+    writes = PlacementWrites(mirror, on_lost=lambda: None, writers=1).start()
+    try:
+        writes.submit(job, decision(job, "member-1", 2), None)
+        eventually(lambda: not writes.pending())
+        stored = eventually(lambda: mirror.model(Placement, (NAMESPACE, "refused")))
+        assert isinstance(stored[0], Placement)
+    finally:
+        writes.stop()
+    woken = threading.Event()
+    writes = PlacementWrites(mirror, on_lost=woken.set, writers=1).start()
+    try:
+        writes.submit(job, decision(job, "member-2", 1), stored[0])
+        assert woken.wait(30), "the scheduler to be woken"
+        eventually(lambda: not writes.pending())
+        assert stored_clusters(hub_api, "refused") == ["member-1"]
+    finally:
+        writes.stop()
