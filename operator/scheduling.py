@@ -23,6 +23,7 @@ from continuum.operator.reconcile.admission import (
     refused_status,
     tenant_refusal,
 )
+from continuum.operator.reconcile.memo import Memo
 from continuum.operator.reconcile.placement import (
     JobPlan,
     placements_by_job,
@@ -104,11 +105,10 @@ def announce(events: EventSink | None, raw: dict[str, Any], status: dict[str, An
             events.record_event(raw, "Warning", refused or new["reason"], new["message"])
 
 
-# A job's status after a cycle, per job version and what the cycle meant for it: most jobs
-# are the same from one cycle to the next, and making their statuses again was a fifth of a
-# cycle. A memo of a pure function (the first `now` of an unchanged outcome stands); bounded.
-_STATUS_MEMO_LIMIT = 20_000
-_scheduled_statuses: dict[tuple[Any, ...], dict[str, Any]] = {}
+# A job's status after a cycle, per job version and what the cycle meant for it: making the
+# statuses of unchanged jobs again was a fifth of a cycle. The first `now` of an unchanged
+# outcome stands.
+_scheduled_statuses: Memo[dict[str, Any]] = Memo()
 
 
 def _scheduled_status(
@@ -116,14 +116,10 @@ def _scheduled_status(
 ) -> dict[str, Any]:
     version = raw.get("metadata", {}).get("resourceVersion")
     key = (job.metadata.uid, version, plan.scheduled, plan.message, epoch)
-    known = _scheduled_statuses.get(key) if job.metadata.uid and version else None
-    if known is None:
-        known = scheduling_status(job, plan, job.metadata.name or "", epoch, now).to_dict()
-        if job.metadata.uid and version:
-            if len(_scheduled_statuses) >= _STATUS_MEMO_LIMIT:
-                _scheduled_statuses.clear()
-            _scheduled_statuses[key] = known
-    return known
+    return _scheduled_statuses.get(
+        key if job.metadata.uid and version else None,
+        lambda: scheduling_status(job, plan, job.metadata.name or "", epoch, now).to_dict(),
+    )
 
 
 def run_cycle(
@@ -216,12 +212,13 @@ def run_cycle(
     if placement_writes is not None:
         for job, spec in new_placements:
             placement_writes.submit(job, spec, stored_placements.get(job_key(job)))
-    # Jobs are independent, so their writes go out concurrently.
-    with ThreadPoolExecutor(max_workers=WRITERS) as pool:
-        if placement_writes is None:
-            list(pool.map(write_placement, new_placements))
-        if hand_over is None:
-            list(pool.map(write_job_status, statuses))
+    if placement_writes is None or hand_over is None:
+        # Jobs are independent, so their writes go out concurrently.
+        with ThreadPoolExecutor(max_workers=WRITERS) as pool:
+            if placement_writes is None:
+                list(pool.map(write_placement, new_placements))
+            if hand_over is None:
+                list(pool.map(write_job_status, statuses))
     if hand_over is not None:
         placed_now = {
             (job.metadata.namespace or "", job.metadata.name or "") for job, _ in new_placements

@@ -2,8 +2,8 @@
 concurrency. The operator reads through `HubMirror`, which writes through these methods and
 keeps what they return.
 
-Status writes carry the resourceVersion that was read: no writer loses another's update (Kopf's
-finalizer patch, a user's edit); the loser gets 409, and its next pass writes again.
+Writes carry the resourceVersion that was read: no writer loses another's update (a user's
+edit, another lane's write); the loser gets 409, and its next pass writes again.
 """
 
 from __future__ import annotations

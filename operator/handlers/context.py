@@ -31,6 +31,8 @@ PLACEMENT_WORKERS = 8
 STATUS_WORKERS = 6
 # After a 409 the mirror needs a moment to bring the newer version.
 CONFLICT_RETRY_S = 0.1
+# How soon the cycle and the controller look again while a hub mirror is not in step.
+HUB_SYNC_RETRY_S = 0.5
 
 
 def utc_now() -> datetime:
@@ -50,18 +52,20 @@ class OperatorConfig:
 
 @dataclass(frozen=True)
 class Convergence:
-    """What one convergence of a job found in the members, for the status lane to report."""
+    """What one convergence of a job found in the members, for the status lane to report, and
+    for which job and which version of its Placement's decisions."""
 
     job_uid: str | None
-    placement: Placement
+    placement_version: tuple[str | None, int | None]
     outcomes: Mapping[str, ClusterOutcome]
 
+    @staticmethod
+    def version_of(placement: Placement) -> tuple[str | None, int | None]:
+        return (placement.metadata.uid, placement.metadata.generation)
+
     def matches(self, job: MLJob, placement: Placement) -> bool:
-        """Made for this job and this version of its Placement's decisions."""
-        return (
-            self.job_uid == job.metadata.uid
-            and self.placement.metadata.uid == placement.metadata.uid
-            and self.placement.metadata.generation == placement.metadata.generation
+        return self.job_uid == job.metadata.uid and self.placement_version == self.version_of(
+            placement
         )
 
 

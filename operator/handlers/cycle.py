@@ -5,12 +5,11 @@ from __future__ import annotations
 import logging
 
 from continuum.operator import metrics
-from continuum.operator.handlers.context import OperatorContext
+from continuum.operator.handlers.context import HUB_SYNC_RETRY_S, OperatorContext
 from continuum.operator.scheduling import run_cycle
 
 LOG = logging.getLogger(__name__)
 MIN_GAP_S = 0.05
-HUB_SYNC_RETRY_S = 0.5
 
 
 def scheduling_loop(context: OperatorContext) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from continuum.operator.api import ApplyState, MLJob
+from continuum.operator.api import ApplyState, MLJob, Resource
 from continuum.operator.handlers.context import CONFLICT_RETRY_S, FINALIZER, OperatorContext
 from continuum.operator.handlers.convergence import converge_all
 from continuum.operator.scheduling import write_status
@@ -33,6 +33,18 @@ def ensure_finalizer(context: OperatorContext, raw_job: dict[str, Any]) -> dict[
     if written is None:
         raise RetryLater(CONFLICT_RETRY_S)
     return written
+
+
+def take_off_finalizer(
+    context: OperatorContext, kind: type[Resource], body: dict[str, Any]
+) -> None:
+    """Removes the cleanup finalizer from `body`, if it is there."""
+    finalizers = _finalizers(body)
+    if FINALIZER not in finalizers:
+        return
+    remaining = [name for name in finalizers if name != FINALIZER]
+    if context.mirror.put_finalizers(kind, body, remaining) is None:
+        raise RetryLater(CONFLICT_RETRY_S)
 
 
 def finish_deletion(context: OperatorContext, raw_job: dict[str, Any]) -> None:
@@ -59,9 +71,7 @@ def finish_deletion(context: OperatorContext, raw_job: dict[str, Any]) -> None:
         raw_job = context.mirror.get(MLJob, key) or raw_job
     if pending:
         raise RetryLater(CLEANUP_RETRY_S)
-    remaining = [name for name in _finalizers(raw_job) if name != FINALIZER]
-    if context.mirror.put_finalizers(MLJob, raw_job, remaining) is None:
-        raise RetryLater(CONFLICT_RETRY_S)
+    take_off_finalizer(context, MLJob, raw_job)
     context.mirror.record_event(
         raw_job, "Normal", "CleanedUp", "removed the shard resources from every member"
     )

@@ -26,7 +26,7 @@ from continuum.operator.adapters.member_mirror import job_of
 from continuum.operator.api import MLJob, MLJobStatus, Placement
 from continuum.operator.handlers.context import (
     CONFLICT_RETRY_S,
-    FINALIZER,
+    HUB_SYNC_RETRY_S,
     PLACEMENT_WORKERS,
     STATUS_WORKERS,
     Convergence,
@@ -37,14 +37,13 @@ from continuum.operator.handlers.convergence import (
     converge_all,
     delete_resource,
 )
-from continuum.operator.handlers.jobs import ensure_finalizer, finish_deletion
+from continuum.operator.handlers.jobs import ensure_finalizer, finish_deletion, take_off_finalizer
 from continuum.operator.reconcile.placement import merge_scheduling
 from continuum.operator.reconcile.shards import desired_resources, job_status, placement_status
 from continuum.operator.scheduling import write_status
 from continuum.operator.workqueue import RetryLater, WorkQueue
 
 LOG = logging.getLogger(__name__)
-HUB_SYNC_RETRY_S = 0.5
 
 
 def converge_job(context: OperatorContext, key: tuple[str, str]) -> None:
@@ -53,7 +52,8 @@ def converge_job(context: OperatorContext, key: tuple[str, str]) -> None:
     finalizer on and make every member hold what its Placement decides. What the members hold
     then goes to the status lane."""
     _wait_for_the_hub(context)
-    _drop_stale_finalizer(context, key)
+    # Placements need none; operators before 0.2 let Kopf put it on them.
+    take_off_finalizer(context, Placement, context.mirror.get(Placement, key) or {})
     raw_job = context.mirror.get(MLJob, key)
     if raw_job is None:
         context.forget_job(key)
@@ -71,7 +71,9 @@ def converge_job(context: OperatorContext, key: tuple[str, str]) -> None:
             placement = found_placement[0]
             metrics.RECONCILES.labels("Placement").inc()
             outcomes = converge_all(context, job, desired_resources(job, placement))
-            context.record_convergence(key, Convergence(job.metadata.uid, placement, outcomes))
+            context.record_convergence(
+                key, Convergence(job.metadata.uid, Convergence.version_of(placement), outcomes)
+            )
     context.ask_status(key)
 
 
@@ -93,15 +95,6 @@ def _wait_for_the_hub(context: OperatorContext) -> None:
     would find every member clean and release the finalizer over shards still running."""
     if not context.mirror.wait_synced(0):
         raise RetryLater(HUB_SYNC_RETRY_S)
-
-
-def _drop_stale_finalizer(context: OperatorContext, key: tuple[str, str]) -> None:
-    raw = context.mirror.get(Placement, key) or {}
-    finalizers = raw.get("metadata", {}).get("finalizers") or []
-    if FINALIZER in finalizers:
-        remaining = [name for name in finalizers if name != FINALIZER]
-        if context.mirror.put_finalizers(Placement, raw, remaining) is None:
-            raise RetryLater(CONFLICT_RETRY_S)
 
 
 def _write_status(

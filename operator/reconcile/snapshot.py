@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
 
 from continuum.operator.api import (
     ConditionStatus,
@@ -23,6 +22,7 @@ from continuum.operator.api import (
     Tenant,
 )
 from continuum.operator.api import Toleration as ApiToleration
+from continuum.operator.reconcile.memo import Memo
 from continuum.schedulers import model
 
 SELECTOR_LABEL_PREFIX = "selector.continuum.dev/"
@@ -52,32 +52,21 @@ def _sum(resources: Iterable[model.Resources]) -> model.Resources:
 
 
 # What the scheduler's model makes of a job, per incarnation (uid) and spec version
-# (generation): every cycle converts every job, and specs change far less often than cycles
-# run. A memo of a pure function, so it holds nothing the API server does not; bounded.
-_MEMO_LIMIT = 20_000
-_demands: dict[Hashable, model.Resources] = {}
-_jobs: dict[Hashable, model.Job] = {}
-T = TypeVar("T")
+# (generation): specs change far less often than cycles run.
+_demands: Memo[model.Resources] = Memo()
+_jobs: Memo[model.Job] = Memo()
 
 
-def _memoized(memo: dict[Hashable, T], job: MLJob, extra: Hashable, make: Callable[[], T]) -> T:
+def _spec_version(job: MLJob, *extra: Hashable) -> Hashable | None:
     uid, generation = job.metadata.uid, job.metadata.generation
-    if not uid or generation is None:
-        return make()
-    key = (uid, generation, extra)
-    known = memo.get(key)
-    if known is None:
-        if len(memo) >= _MEMO_LIMIT:
-            memo.clear()
-        known = memo[key] = make()
-    return known
+    return (uid, generation, *extra) if uid and generation is not None else None
 
 
 def shard_demand(job: MLJob) -> model.Resources:
     """What one shard holds: spec.shards.resources is per Ray pod, and a shard is its head plus
     workersPerShard workers (each pod gets the resources as requests and limits). A fractional
     GPU is rounded up per pod, as Kubernetes allocates whole devices."""
-    return _memoized(_demands, job, None, lambda: _shard_demand(job))
+    return _demands.get(_spec_version(job), lambda: _shard_demand(job))
 
 
 def _shard_demand(job: MLJob) -> model.Resources:
@@ -142,9 +131,8 @@ def _tolerations(tolerations: Sequence[ApiToleration]) -> tuple[model.Toleration
 
 
 def _job(job: MLJob, selector: Mapping[str, str]) -> model.Job:
-    return _memoized(
-        _jobs, job, tuple(sorted(selector.items())), lambda: _convert_job(job, selector)
-    )
+    version = _spec_version(job, tuple(sorted(selector.items())))
+    return _jobs.get(version, lambda: _convert_job(job, selector))
 
 
 def _convert_job(job: MLJob, selector: Mapping[str, str]) -> model.Job:
