@@ -17,7 +17,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,7 +35,7 @@ from kubernetes import client, config, watch
 
 from e2e.binaries import kubectl
 from e2e.registration import register_members
-from e2e.testbed import HUB, ClusterInfo, Testbed
+from e2e.testbed import HUB, ClusterInfo, Testbed, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -127,13 +126,6 @@ def operator_counters(port: int) -> dict[str, float]:
     return counters
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def run_bench(clusters: list[ClusterInfo], jobs: int, timeout: float, log: Path) -> dict[str, Any]:
     hub, members = clusters[0], clusters[1:]
     namespace = f"bench-{int(time.time())}"
@@ -179,7 +171,7 @@ def run_bench(clusters: list[ClusterInfo], jobs: int, timeout: float, log: Path)
     for watcher in watchers:
         watcher.start()
     output = log.open("ab")
-    metrics_port = _free_port()
+    metrics_port = free_port()
     operator = subprocess.Popen(
         [sys.executable, "-m", "continuum.operator.cli", "operator", "run",
          "--kubeconfig", str(hub.kubeconfig), "--cycle-interval", "1",

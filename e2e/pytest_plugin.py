@@ -9,10 +9,12 @@ the session starts its own under pytest's temporary folder and stops it at the e
 from __future__ import annotations
 
 import os
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,6 +23,24 @@ from e2e.testbed import HUB, ClusterInfo, Testbed
 
 # Three edge sites and the cloud: what the federated example needs.
 MEMBERS = 4
+
+
+def eventually(
+    check: Callable[[], Any],
+    what: str = "the condition",
+    timeout: float = 30.0,
+    interval: float = 0.05,
+) -> Any:
+    """Polls `check` every `interval` seconds until it returns something true, and returns
+    that; fails after `timeout` seconds, naming `what` and the last value seen."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; last: {last!r}")
 
 
 @dataclass(frozen=True)

@@ -181,7 +181,8 @@ def _free_ports(count: int) -> list[int]:
         return ports
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """One loopback port for a server of the caller's (an operator's webhook or metrics)."""
     return _free_ports(1)[0]
 
 

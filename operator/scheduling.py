@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from continuum.operator import metrics
 from continuum.operator.adapters.store import EventSink, ObjectStore, identity
@@ -23,7 +23,14 @@ from continuum.operator.reconcile.admission import (
     refused_status,
     tenant_refusal,
 )
-from continuum.operator.reconcile.placement import placements_by_job, plan_job, scheduling_status
+from continuum.operator.reconcile.memo import Memo
+from continuum.operator.reconcile.placement import (
+    JobPlan,
+    placements_by_job,
+    plan_job,
+    results_by_job,
+    scheduling_status,
+)
 from continuum.operator.reconcile.snapshot import build_snapshot, is_schedulable, job_key
 from continuum.schedulers.loaders import FormatError, parse_latency
 from continuum.schedulers.model import CycleResult, Link
@@ -38,6 +45,16 @@ NETWORK_CONFIG_MAP = "continuum-network"
 # Takes a job's new status (the job as read, and the status: the cycle's own part of it), and
 # whether to ask for a pass now (else the Placement write asks).
 StatusHandOver = Callable[[dict[str, Any], dict[str, Any], bool], None]
+
+
+class PlacementWriteQueue(Protocol):
+    """Writes Placements after the cycle returns (the operator's PlacementWrites)."""
+
+    def submit(self, job: MLJob, spec: PlacementSpec, stored: Placement | None) -> None: ...
+
+    def pending(self) -> Mapping[tuple[str, str], Placement]:
+        """Decisions not written yet, as the Placements they will be."""
+        ...
 
 
 def _links(store: ObjectStore, system_namespace: str) -> tuple[Link, ...]:
@@ -58,8 +75,8 @@ def write_status(
     store: ObjectStore, raw: dict[str, Any], status: dict[str, Any], events: EventSink | None
 ) -> bool:
     """False when the job changed since `raw` was read, and the status was not written."""
-    if raw.get("status") == status:
-        return True
+    if (raw.get("status") or {}) == status:
+        return True  # an empty status is as good as none: a new job's first pass writes nothing
     if not store.replace_status(MLJob, {**raw, "status": status}):
         return False
     announce(events, raw, status)  # once: a write that lost a race is made again
@@ -88,6 +105,23 @@ def announce(events: EventSink | None, raw: dict[str, Any], status: dict[str, An
             events.record_event(raw, "Warning", refused or new["reason"], new["message"])
 
 
+# A job's status after a cycle, per job version and what the cycle meant for it: making the
+# statuses of unchanged jobs again was a fifth of a cycle. The first `now` of an unchanged
+# outcome stands.
+_scheduled_statuses: Memo[dict[str, Any]] = Memo()
+
+
+def _scheduled_status(
+    job: MLJob, raw: dict[str, Any], plan: JobPlan, epoch: int | None, now: datetime
+) -> dict[str, Any]:
+    version = raw.get("metadata", {}).get("resourceVersion")
+    key = (job.metadata.uid, version, plan.scheduled, plan.message, epoch)
+    return _scheduled_statuses.get(
+        key if job.metadata.uid and version else None,
+        lambda: scheduling_status(job, plan, job.metadata.name or "", epoch, now).to_dict(),
+    )
+
+
 def run_cycle(
     store: ObjectStore,
     now: datetime,
@@ -95,15 +129,21 @@ def run_cycle(
     system_namespace: str = "continuum-system",
     events: EventSink | None = None,
     hand_over: StatusHandOver | None = None,
+    placement_writes: PlacementWriteQueue | None = None,
 ) -> CycleResult:
     """One cycle; returns the scheduler's result, for callers that report on it. With
     `hand_over`, each job's new status goes to it (the operator's placement controller, which
-    writes it together with its own part); else it is written before the cycle returns."""
+    writes it together with its own part); with `placement_writes`, so do the new Placements;
+    else each is written before the cycle returns."""
     started = time.perf_counter()
     members = store.list(MemberCluster).valid
     tenants = store.list(Tenant).valid
     jobs = store.list(MLJob)
     stored_placements = placements_by_job(store.list(Placement).valid)
+    if placement_writes is not None:
+        # Decided by an earlier cycle and not written yet: as good as written.
+        in_flight = placements_by_job(list(placement_writes.pending().values()))
+        stored_placements = {**stored_placements, **in_flight}
 
     # (the job as stored, its new status): written after the Placements, so that a decision
     # reaches the placement controller without waiting for the statuses of a whole cycle.
@@ -143,17 +183,18 @@ def run_cycle(
 
     placed = 0
     new_placements: list[tuple[MLJob, PlacementSpec]] = []
+    by_job = results_by_job(result)
+    nothing = CycleResult(result.policy)
     for job in admitted:
         previous = placements.get(job_key(job))
-        plan = plan_job(job, previous, result, now)
+        plan = plan_job(job, previous, by_job.get(job_key(job), nothing), now)
         if plan.placement is not None:
             new_placements.append((job, plan.placement))
         effective = plan.placement or (previous.spec if previous else None)
         epoch = effective.epoch if effective else None
         placed += len(effective.decisions) if effective else 0
-        status = scheduling_status(job, plan, job.metadata.name or "", epoch, now)
-        statuses.append((jobs.raw[(job.metadata.namespace or "", job.metadata.name or "")],
-                         status.to_dict()))  # fmt: skip
+        raw = jobs.raw[(job.metadata.namespace or "", job.metadata.name or "")]
+        statuses.append((raw, _scheduled_status(job, raw, plan, epoch, now)))
 
     def write_placement(item: tuple[MLJob, PlacementSpec]) -> None:
         job, spec = item
@@ -168,11 +209,16 @@ def run_cycle(
         changed = [(raw, new) for raw, new in statuses if raw.get("status") != new]
         for raw, new_status in changed:
             hand_over(raw, new_status, False)
-    # Jobs are independent, so their writes go out concurrently.
-    with ThreadPoolExecutor(max_workers=WRITERS) as pool:
-        list(pool.map(write_placement, new_placements))
-        if hand_over is None:
-            list(pool.map(write_job_status, statuses))
+    if placement_writes is not None:
+        for job, spec in new_placements:
+            placement_writes.submit(job, spec, stored_placements.get(job_key(job)))
+    if placement_writes is None or hand_over is None:
+        # Jobs are independent, so their writes go out concurrently.
+        with ThreadPoolExecutor(max_workers=WRITERS) as pool:
+            if placement_writes is None:
+                list(pool.map(write_placement, new_placements))
+            if hand_over is None:
+                list(pool.map(write_job_status, statuses))
     if hand_over is not None:
         placed_now = {
             (job.metadata.namespace or "", job.metadata.name or "") for job, _ in new_placements

@@ -2,14 +2,14 @@
 concurrency. The operator reads through `HubMirror`, which writes through these methods and
 keeps what they return.
 
-Status writes carry the resourceVersion that was read: no writer loses another's update (Kopf's
-finalizer patch, a user's edit); the loser gets 409, and its next pass writes again.
+Writes carry the resourceVersion that was read: no writer loses another's update (a user's
+edit, another lane's write); the loser gets 409, and its next pass writes again.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -131,24 +131,28 @@ class Hub:
         result: dict[str, Any] = written
         return result
 
-    def remove_finalizer(self, kind: type[Resource], body: dict[str, Any], finalizer: str) -> bool:
-        """Takes `finalizer` off the object, at the resourceVersion it was read at. False when
-        someone wrote in between (409) or the object is gone."""
+    def put_finalizers(
+        self, kind: type[Resource], body: dict[str, Any], finalizers: Sequence[str]
+    ) -> dict[str, Any] | None:
+        """Sets the object's finalizers, at the resourceVersion it was read at. Returns the
+        object as written, or None when someone wrote in between (409) or it is gone."""
         metadata = body.get("metadata", {})
-        remaining = [name for name in metadata.get("finalizers", []) if name != finalizer]
-        patch = {"metadata": {"finalizers": remaining,
+        patch = {"metadata": {"finalizers": [*finalizers],
                               "resourceVersion": metadata.get("resourceVersion")}}  # fmt: skip
         namespace, name = identity(body)
         try:
-            self.objects.patch_namespaced_custom_object(
+            written: Any = self.objects.patch_namespaced_custom_object(
                 GROUP, VERSION, namespace, PLURALS[kind], name, patch,
                 _request_timeout=REQUEST_TIMEOUT_S,
             )  # fmt: skip
         except ApiException as error:
+            if error.status == 409:
+                metrics.WRITE_CONFLICTS.labels(kind.__name__).inc()
             if error.status in (404, 409):
-                return False
+                return None
             raise
-        return True
+        result: dict[str, Any] = written
+        return result
 
     def record_event(
         self, involved: Mapping[str, Any], event_type: str, reason: str, message: str

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from continuum.operator.adapters.hub import PLURALS, Hub
@@ -103,10 +103,20 @@ class HubMirror:
             self.caches[kind].store(written)
         return written is not None
 
-    def write_placement(self, job: MLJob, spec: PlacementSpec, existing: Placement | None) -> None:
+    def put_finalizers(
+        self, kind: type[Resource], body: Body, finalizers: Sequence[str]
+    ) -> Body | None:
+        written = self.hub.put_finalizers(kind, body, finalizers)
+        if written is not None:
+            self.caches[kind].store(written)
+        return written
+
+    def write_placement(self, job: MLJob, spec: PlacementSpec, existing: Placement | None) -> bool:
+        """False when it was not written: a conflict, or the job is gone."""
         written = self.hub.put_placement(job, spec, existing)
         if written is not None:
             self.caches[Placement].store(written)
+        return written is not None
 
     def config_map_data(self, namespace: str, name: str) -> dict[str, str]:
         """The network ConfigMap, read at most every CONFIG_MAP_TTL_S: every cycle asks for it,

@@ -178,9 +178,10 @@ class LocalStore:
             self._objects[key] = stored
             return True
 
-    def write_placement(self, job: MLJob, spec: PlacementSpec, existing: Placement | None) -> None:
+    def write_placement(self, job: MLJob, spec: PlacementSpec, existing: Placement | None) -> bool:
         """Creates the job's Placement (the same manifest as Hub writes), or replaces its spec at
-        the resourceVersion it was read at; a conflict is left to the next cycle, as in Hub."""
+        the resourceVersion it was read at; a conflict (False) is left to the next cycle, as in
+        Hub."""
         # Imported here: reconcile.placement pulls in the scheduler and numpy, which a store
         # that only holds objects (and `continuum --help`) does not need.
         from continuum.operator.reconcile.placement import placement_manifest
@@ -199,7 +200,8 @@ class LocalStore:
                 body["metadata"]["resourceVersion"] = existing.metadata.resource_version
                 self.replace(body)
         except ConflictError:
-            pass
+            return False
+        return True
 
     def config_map_data(self, namespace: str, name: str) -> dict[str, str]:
         with self._lock:

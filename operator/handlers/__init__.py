@@ -5,6 +5,6 @@ the runner imports only when asked to serve it: Kopf refuses to start with admis
 and no webhook server.
 """
 
-from continuum.operator.handlers import jobs, members, placements, settings
+from continuum.operator.handlers import members, settings
 
-__all__ = ["jobs", "members", "placements", "settings"]
+__all__ = ["members", "settings"]

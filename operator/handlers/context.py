@@ -5,7 +5,7 @@ not also in an API server (the mirrors are rebuilt from them on every start)."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -16,8 +16,11 @@ from continuum.operator.adapters.hub import Hub
 from continuum.operator.adapters.hub_mirror import HubMirror
 from continuum.operator.adapters.kube import MemberClients
 from continuum.operator.adapters.member_mirror import MemberMirrors, job_of
+from continuum.operator.adapters.placement_writes import PlacementWrites
 from continuum.operator.adapters.store import identity
 from continuum.operator.api import MemberCluster, MLJob, Placement, Resource, Tenant
+from continuum.operator.reconcile.shards import ClusterOutcome
+from continuum.operator.scheduling import WRITERS
 from continuum.operator.workqueue import WorkQueue
 
 SYSTEM_NAMESPACE = "continuum-system"
@@ -25,6 +28,11 @@ SYSTEM_NAMESPACE = "continuum-system"
 # operators before 0.2 let Kopf put it on them too: the placement controller takes it off.
 FINALIZER = "continuum.dev/cleanup"
 PLACEMENT_WORKERS = 8
+STATUS_WORKERS = 6
+# After a 409 the mirror needs a moment to bring the newer version.
+CONFLICT_RETRY_S = 0.1
+# How soon the cycle and the controller look again while a hub mirror is not in step.
+HUB_SYNC_RETRY_S = 0.5
 
 
 def utc_now() -> datetime:
@@ -42,6 +50,25 @@ class OperatorConfig:
     webhook_port: int = 0
 
 
+@dataclass(frozen=True)
+class Convergence:
+    """What one convergence of a job found in the members, for the status lane to report, and
+    for which job and which version of its Placement's decisions."""
+
+    job_uid: str | None
+    placement_version: tuple[str | None, int | None]
+    outcomes: Mapping[str, ClusterOutcome]
+
+    @staticmethod
+    def version_of(placement: Placement) -> tuple[str | None, int | None]:
+        return (placement.metadata.uid, placement.metadata.generation)
+
+    def matches(self, job: MLJob, placement: Placement) -> bool:
+        return self.job_uid == job.metadata.uid and self.placement_version == self.version_of(
+            placement
+        )
+
+
 @dataclass
 class OperatorContext:
     hub_api: client.ApiClient
@@ -54,36 +81,63 @@ class OperatorContext:
     def __post_init__(self) -> None:
         self.hub = Hub(self.hub_api)
         self.mirror = HubMirror(self.hub, on_change=self._hub_changed)
+        self.placement_writes = PlacementWrites(
+            self.mirror, on_lost=self.wake_scheduler.set, writers=WRITERS
+        )
         self.members = MemberClients(self.hub_api)
         self.member_mirrors = MemberMirrors(on_change=self._member_changed)
-        # (namespace, name) of the Placements to converge; the placement controller sets the
-        # handler when it starts.
+        # The placement controller's two lanes, by job key (namespace, name), set when it
+        # starts: `placements` converges the members, which is what a new Placement's shards
+        # wait for; `statuses` then writes Placement and MLJob status to the hub. Status writes
+        # queue up in a burst, and so must not hold back the next job's shards.
         self.placements: WorkQueue[tuple[str, str]] | None = None
+        self.statuses: WorkQueue[tuple[str, str]] | None = None
+        # The last convergence of each job, from the first lane to the second. Derived, not a
+        # record: after a start, every job is converged again before its status is written.
+        self._converged: dict[tuple[str, str], Convergence] = {}
         # The scheduling cycle's newest status for each job, until the placement controller,
         # the one writer of MLJob status, has written it with its own part. A hand-off, not a
         # record: a restarted operator's first cycle computes them all again.
         self._handed: dict[tuple[str, str], tuple[dict[str, Any], dict[str, Any]]] = {}
-        self._handed_lock = threading.Lock()
+        self._lock = threading.Lock()
 
     def hand_over_status(self, raw: dict[str, Any], status: dict[str, Any], ask: bool) -> None:
         key = identity(raw)
-        with self._handed_lock:
+        with self._lock:
             self._handed[key] = (raw, status)
         if ask:
-            self._ask_placement(*key)
+            self.ask_status(key)
 
     def take_handed_status(
         self, key: tuple[str, str]
     ) -> tuple[dict[str, Any], dict[str, Any]] | None:
-        with self._handed_lock:
+        with self._lock:
             return self._handed.pop(key, None)
 
     def give_back_handed_status(
         self, key: tuple[str, str], handed: tuple[dict[str, Any], dict[str, Any]]
     ) -> None:
         """After a pass that could not write it: kept, unless the cycle has a newer one."""
-        with self._handed_lock:
+        with self._lock:
             self._handed.setdefault(key, handed)
+
+    def record_convergence(self, key: tuple[str, str], convergence: Convergence) -> None:
+        with self._lock:
+            self._converged[key] = convergence
+
+    def convergence_of(self, key: tuple[str, str]) -> Convergence | None:
+        with self._lock:
+            return self._converged.get(key)
+
+    def forget_job(self, key: tuple[str, str]) -> None:
+        """What the controller held for a job that is gone."""
+        with self._lock:
+            self._converged.pop(key, None)
+            self._handed.pop(key, None)
+
+    def ask_status(self, key: tuple[str, str]) -> None:
+        if self.statuses is not None and key[1]:
+            self.statuses.add(key)
 
     def member_clusters(self) -> list[MemberCluster]:
         members: list[MemberCluster] = self.mirror.list(MemberCluster).valid
@@ -97,16 +151,29 @@ class OperatorContext:
         self, kind: type[Resource], event: str, body: dict[str, Any], before: dict[str, Any] | None
     ) -> None:
         """Turns the hub's changes into work: the scheduler for what it decides on, the
-        placement controller for what it converges. A Placement has its job's name. A change
-        of status alone (most of them, and mostly the operator's own) asks for neither."""
+        placement controller for what it converges, and a job's deletion once it starts. A
+        Placement has its job's name. A change of status alone (most of them, and mostly the
+        operator's own) asks for neither, unless it finishes a job, whose capacity is then
+        free. Nor does a Placement written, since the scheduler wrote it; one deleted does
+        (its shards' capacity). Anything else waits for the next tick."""
         metadata = body.get("metadata", {})
         namespace, name = metadata.get("namespace", ""), metadata.get("name", "")
         spec_changed = event != "MODIFIED" or _generation(before) != _generation(body)
-        if (kind is Placement and FINALIZER in metadata.get("finalizers", [])) or (
-            kind in (Placement, MLJob) and spec_changed
+        deletion_started = kind is MLJob and _deleting(body) and not _deleting(before)
+        if (
+            (kind is Placement and FINALIZER in (metadata.get("finalizers") or []))
+            or (kind in (Placement, MLJob) and spec_changed)
+            or deletion_started
         ):
             self._ask_placement(namespace, name)
-        if kind in (MemberCluster, Tenant) or spec_changed or _needs_scheduling(body):
+        if (
+            kind in (MemberCluster, Tenant)
+            or (kind is Placement and event == "DELETED")
+            or (
+                kind is MLJob
+                and (spec_changed or deletion_started or _finished(body) != _finished(before))
+            )
+        ):
             self.wake_scheduler.set()
 
     def _member_changed(self, member: str, event: str, body: dict[str, Any]) -> None:
@@ -117,12 +184,9 @@ def _generation(body: dict[str, Any] | None) -> Any:
     return (body or {}).get("metadata", {}).get("generation")
 
 
-def _needs_scheduling(body: dict[str, Any]) -> bool:
-    """A job whose spec the scheduler has not acted on yet, or that finished."""
-    metadata = body.get("metadata", {})
-    status = body.get("status") or {}
-    return (
-        status.get("observedGeneration") != metadata.get("generation")
-        or "deletionTimestamp" in metadata
-        or status.get("phase") in ("Succeeded", "Failed")
-    )
+def _deleting(body: dict[str, Any] | None) -> bool:
+    return "deletionTimestamp" in (body or {}).get("metadata", {})
+
+
+def _finished(body: dict[str, Any] | None) -> bool:
+    return ((body or {}).get("status") or {}).get("phase") in ("Succeeded", "Failed")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from continuum.operator import metrics
-from continuum.operator.handlers.context import OperatorContext
+from continuum.operator.handlers.context import HUB_SYNC_RETRY_S, OperatorContext
 from continuum.operator.scheduling import run_cycle
 
 LOG = logging.getLogger(__name__)
@@ -17,6 +17,11 @@ def scheduling_loop(context: OperatorContext) -> None:
     sets `wake_scheduler`. A failed cycle is logged and retried at the next tick."""
     while not context.stop.is_set():
         context.wake_scheduler.clear()
+        if not context.mirror.wait_synced(0):
+            # Decisions over part of the hub (some MemberClusters or Placements not listed
+            # yet) would be wrong, not just late.
+            context.stop.wait(HUB_SYNC_RETRY_S)
+            continue
         metrics.RECONCILES.labels("SchedulingCycle").inc()
         try:
             run_cycle(
@@ -26,6 +31,7 @@ def scheduling_loop(context: OperatorContext) -> None:
                 context.config.system_namespace,
                 events=context.mirror,
                 hand_over=context.hand_over_status,
+                placement_writes=context.placement_writes,
             )
         except Exception:
             metrics.RECONCILE_ERRORS.labels("SchedulingCycle").inc()

@@ -1,40 +1,77 @@
-"""MLJob deletion: remove every shard resource from every member before the finalizer is
-released. (The hub's mirror wakes the scheduler on a job's changes, and the scheduling cycle
-says what is wrong with a bad spec, in the Admitted condition and an Event.)"""
+"""The MLJob's cleanup finalizer, kept by the placement controller: put on before any shard
+resource of the job exists, taken off only once every member is clean of them.
+
+The controller owns it, not Kopf: Kopf would watch every MLJob and patch each one twice (its
+finalizer and its record of the last handled spec), and each of those patches made the
+controller's next status write conflict.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-import kopf
+from continuum.operator.api import ApplyState, MLJob, Resource
+from continuum.operator.handlers.context import CONFLICT_RETRY_S, FINALIZER, OperatorContext
+from continuum.operator.handlers.convergence import converge_all
+from continuum.operator.scheduling import write_status
+from continuum.operator.workqueue import RetryLater
 
-from continuum.operator.adapters.kube import MemberUnavailableError
-from continuum.operator.api import GROUP, VERSION, MLJob, validate_resource
-from continuum.operator.handlers.context import OperatorContext
-from continuum.operator.handlers.placements import UNREACHABLE_ERRORS, converge_member
-
+# How often a deletion waiting for an unreachable member tries again.
 CLEANUP_RETRY_S = 5.0
 
 
-@kopf.on.delete(GROUP, VERSION, "mljobs")
-def job_deleted(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, **_: Any) -> None:
-    """Runs until every member has been cleaned; an unreachable member keeps the finalizer on
-    and is named in status.pendingCleanup, and Kopf retries until it is back."""
-    context: OperatorContext = memo.context
-    job = validate_resource(body)
-    if not isinstance(job, MLJob):
-        return  # never valid, so never placed: nothing exists in any member
-    pending = []
-    for member in context.member_clusters():
-        try:
-            api = context.members.for_member(member)
-            converge_member(api, job.metadata.namespace or "", job, desired=[])
-        except (MemberUnavailableError, *UNREACHABLE_ERRORS):
-            pending.append(member.metadata.name or "")
-    patch.status["pendingCleanup"] = pending
-    if pending:
-        raise kopf.TemporaryError(
-            f"shard resources remain in unreachable members: {', '.join(pending)}",
-            delay=CLEANUP_RETRY_S,
+def _finalizers(body: dict[str, Any]) -> list[str]:
+    return list(body.get("metadata", {}).get("finalizers") or [])
+
+
+def ensure_finalizer(context: OperatorContext, raw_job: dict[str, Any]) -> dict[str, Any]:
+    """The job as it is once it carries the finalizer (written now if it did not)."""
+    finalizers = _finalizers(raw_job)
+    if FINALIZER in finalizers:
+        return raw_job
+    written = context.mirror.put_finalizers(MLJob, raw_job, [*finalizers, FINALIZER])
+    if written is None:
+        raise RetryLater(CONFLICT_RETRY_S)
+    return written
+
+
+def take_off_finalizer(
+    context: OperatorContext, kind: type[Resource], body: dict[str, Any]
+) -> None:
+    """Removes the cleanup finalizer from `body`, if it is there."""
+    finalizers = _finalizers(body)
+    if FINALIZER not in finalizers:
+        return
+    remaining = [name for name in finalizers if name != FINALIZER]
+    if context.mirror.put_finalizers(kind, body, remaining) is None:
+        raise RetryLater(CONFLICT_RETRY_S)
+
+
+def finish_deletion(context: OperatorContext, raw_job: dict[str, Any]) -> None:
+    """Removes the job's shard resources from every member, then the finalizer. A member that
+    cannot be reached is named in status.pendingCleanup, and the pass comes back until it can.
+    A spec the models refuse was never placed, so nothing of it is in any member."""
+    if FINALIZER not in _finalizers(raw_job):
+        return
+    key = (raw_job["metadata"].get("namespace", ""), raw_job["metadata"].get("name", ""))
+    pending: list[str] = []
+    found = context.mirror.model(MLJob, key)
+    if found is not None:
+        job, raw_job = found
+        assert isinstance(job, MLJob)
+        outcomes = converge_all(context, job, {})
+        pending = sorted(
+            name for name, outcome in outcomes.items() if outcome.state is not ApplyState.APPLIED
         )
-    kopf.info(body, reason="CleanedUp", message="removed the shard resources from every member")
+    status = dict(raw_job.get("status") or {})
+    if status.get("pendingCleanup", []) != pending:
+        written = {**status, "pendingCleanup": pending}
+        if not write_status(context.mirror, raw_job, written, context.mirror):
+            raise RetryLater(CONFLICT_RETRY_S)
+        raw_job = context.mirror.get(MLJob, key) or raw_job
+    if pending:
+        raise RetryLater(CLEANUP_RETRY_S)
+    take_off_finalizer(context, MLJob, raw_job)
+    context.mirror.record_event(
+        raw_job, "Normal", "CleanedUp", "removed the shard resources from every member"
+    )

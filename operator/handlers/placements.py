@@ -1,221 +1,110 @@
 """The placement controller: make each member hold exactly the shard resources its Placement
-decides, and report what the members say back into Placement and MLJob status.
+decides, and report what the members say back into Placement and MLJob status. It also keeps
+the job's cleanup finalizer, and carries out the job's deletion.
 
-It is a work queue of Placement keys, fed by the hub's mirror (a Placement or its job changed),
-the members' mirrors (a shard resource changed, as KubeRay reports progress), the scheduling
-cycle, and a periodic resync. Every pass reads the current state from the mirrors and
-converges every member, so a pass can run twice, or stop halfway, and the next one still ends
-in the right state; a pass that finds nothing to do sends no request.
+It is a work queue of job keys (a Placement has its job's name), fed by the hub's mirror (a
+Placement or its job changed), the members' mirrors (a shard resource changed, as KubeRay
+reports progress), the scheduling cycle, and a periodic resync. Every pass reads the current
+state from the mirrors and converges every member, so a pass can run twice, or stop halfway,
+and the next one still ends in the right state; a pass that finds nothing to do sends no
+request.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
-import urllib3
-from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from continuum.operator import metrics
-from continuum.operator.adapters.kube import MEMBER_REQUEST_TIMEOUT_S, MemberUnavailableError
-from continuum.operator.adapters.kuberay import (
-    RESOURCE_KINDS,
-    SHARD_LABELS,
-    ResourceKind,
-    job_selector,
+from continuum.operator.adapters.kube import MemberUnavailableError
+from continuum.operator.adapters.kuberay import SHARD_LABELS
+from continuum.operator.adapters.member_mirror import job_of
+from continuum.operator.api import MLJob, MLJobStatus, Placement
+from continuum.operator.handlers.context import (
+    CONFLICT_RETRY_S,
+    HUB_SYNC_RETRY_S,
+    PLACEMENT_WORKERS,
+    STATUS_WORKERS,
+    Convergence,
+    OperatorContext,
 )
-from continuum.operator.adapters.member_mirror import MemberMirrors, job_of, list_managed
-from continuum.operator.api import ApplyState, MLJob, MLJobStatus, Placement
-from continuum.operator.handlers.context import FINALIZER, PLACEMENT_WORKERS, OperatorContext
+from continuum.operator.handlers.convergence import (
+    UNREACHABLE_ERRORS,
+    converge_all,
+    delete_resource,
+)
+from continuum.operator.handlers.jobs import ensure_finalizer, finish_deletion, take_off_finalizer
 from continuum.operator.reconcile.placement import merge_scheduling
-from continuum.operator.reconcile.shards import (
-    ClusterOutcome,
-    Manifest,
-    desired_resources,
-    job_status,
-    placement_status,
-    plan_cluster,
-)
+from continuum.operator.reconcile.shards import desired_resources, job_status, placement_status
 from continuum.operator.scheduling import write_status
 from continuum.operator.workqueue import RetryLater, WorkQueue
 
 LOG = logging.getLogger(__name__)
-KINDS_BY_NAME = {kind.kind: kind for kind in RESOURCE_KINDS}
-UNREACHABLE_ERRORS = (urllib3.exceptions.HTTPError, OSError)
-# After a 409 the mirror needs a moment to bring the newer version.
-CONFLICT_RETRY_S = 0.1
 
 
-def _kind(manifest: Manifest) -> ResourceKind:
-    return KINDS_BY_NAME[manifest["kind"]]
-
-
-def list_job_resources(api: client.ApiClient, namespace: str, job: MLJob) -> list[Manifest]:
-    return list_managed(api, namespace, job_selector(job.metadata.name or "", job.metadata.uid))
-
-
-def _ensure_namespace(api: client.ApiClient, namespace: str) -> None:
-    core = client.CoreV1Api(api)
-    try:
-        core.create_namespace(
-            client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)),
-            _request_timeout=MEMBER_REQUEST_TIMEOUT_S,
-        )
-    except ApiException as error:
-        if error.status != 409:  # it exists already
-            raise
-
-
-def _create(api: client.ApiClient, namespace: str, manifest: Manifest) -> Manifest:
-    """Creates one shard resource, and the job's namespace first if the member lacks it (asked
-    only when the create says so: it nearly always exists already)."""
-    kind = _kind(manifest)
-    objects = client.CustomObjectsApi(api)
-
-    def post() -> Manifest:
-        created: Any = objects.create_namespaced_custom_object(
-            kind.group, kind.version, namespace, kind.plural, manifest,
-            field_validation="Strict", _request_timeout=MEMBER_REQUEST_TIMEOUT_S,
-        )  # fmt: skip
-        return dict(created)
-
-    try:
-        try:
-            return post()
-        except ApiException as error:
-            if error.status != 404:  # 404: the namespace does not exist
-                raise
-            _ensure_namespace(api, namespace)
-            return post()
-    except ApiException as error:
-        if error.status != 409:
-            raise
-    # Created by a pass that crashed before recording it: it is there.
-    existing: Any = objects.get_namespaced_custom_object(
-        kind.group, kind.version, namespace, kind.plural, manifest["metadata"]["name"],
-        _request_timeout=MEMBER_REQUEST_TIMEOUT_S,
-    )  # fmt: skip
-    return dict(existing)
-
-
-def converge_member(
-    api: client.ApiClient,
-    namespace: str,
-    job: MLJob,
-    desired: list[Manifest],
-    observed: list[Manifest] | None = None,
-    mirrors: MemberMirrors | None = None,
-    member: str = "",
-) -> list[Manifest]:
-    """Creates, replaces and deletes this job's shard resources in one member so that it holds
-    exactly `desired`; returns what the member holds afterwards. `observed`, when given, is
-    what the member's mirror holds; else it is listed now. Each write's result goes into
-    `mirrors`, when given, so that the next pass sees it before the watch brings it."""
-    objects = client.CustomObjectsApi(api)
-    if observed is None:
-        observed = list_job_resources(api, namespace, job)
-    plan = plan_cluster(desired, observed)
-    if plan.is_empty:
-        return observed
-    held = {(item["kind"], item["metadata"]["name"]): item for item in observed}
-
-    def record(written: Manifest | None, removed: Manifest | None = None) -> None:
-        if mirrors is not None:
-            mirrors.record(member, written, removed)
-
-    for manifest in plan.create:
-        created = _create(api, namespace, manifest)
-        held[(manifest["kind"], manifest["metadata"]["name"])] = created
-        record(created)
-    for manifest, current in plan.update:
-        kind = _kind(manifest)
-        version = current["metadata"]["resourceVersion"]
-        replacement = {**manifest, "metadata": {**manifest["metadata"], "resourceVersion": version}}
-        replaced: Any = objects.replace_namespaced_custom_object(
-            kind.group, kind.version, namespace, kind.plural, manifest["metadata"]["name"],
-            replacement, field_validation="Strict", _request_timeout=MEMBER_REQUEST_TIMEOUT_S,
-        )  # fmt: skip
-        held[(manifest["kind"], manifest["metadata"]["name"])] = replaced
-        record(replaced)
-    for manifest in plan.delete:
-        kind = _kind(manifest)
-        try:
-            objects.delete_namespaced_custom_object(
-                kind.group, kind.version, namespace, kind.plural, manifest["metadata"]["name"],
-                propagation_policy="Background", _request_timeout=MEMBER_REQUEST_TIMEOUT_S,
-            )  # fmt: skip
-        except ApiException as error:
-            if error.status != 404:
-                raise
-        held.pop((manifest["kind"], manifest["metadata"]["name"]), None)
-        record(None, manifest)
-    return list(held.values())
-
-
-def converge_all(
-    context: OperatorContext, job: MLJob, desired: dict[str, list[Manifest]]
-) -> dict[str, ClusterOutcome]:
-    """Converges every member. Members not in `desired` are visited too, so that a shard that
-    moved away, or a job that was suspended, leaves nothing behind."""
-    namespace = job.metadata.namespace or ""
-    outcomes: dict[str, ClusterOutcome] = {}
-    for member in context.member_clusters():
-        name = member.metadata.name or ""
-        try:
-            api = context.members.for_member(member)
-            context.member_mirrors.follow(name, api)
-            observed = context.member_mirrors.job_resources(name, namespace, job)
-            held = converge_member(
-                api, namespace, job, desired.get(name, []), observed, context.member_mirrors, name
+def converge_job(context: OperatorContext, key: tuple[str, str]) -> None:
+    """The first lane's pass over the job `key` (namespace, name; its Placement has the same
+    name): take a stale finalizer off its Placement, carry out its deletion, or put its
+    finalizer on and make every member hold what its Placement decides. What the members hold
+    then goes to the status lane."""
+    _wait_for_the_hub(context)
+    # Placements need none; operators before 0.2 let Kopf put it on them.
+    take_off_finalizer(context, Placement, context.mirror.get(Placement, key) or {})
+    raw_job = context.mirror.get(MLJob, key)
+    if raw_job is None:
+        context.forget_job(key)
+        return  # gone: the garbage collector removes the Placement next
+    if "deletionTimestamp" in raw_job.get("metadata", {}):
+        finish_deletion(context, raw_job)
+        return
+    found = context.mirror.model(MLJob, key)
+    if found is not None:
+        job, raw_job = found
+        assert isinstance(job, MLJob)
+        ensure_finalizer(context, raw_job)
+        found_placement = _placement_of(context, key, job)
+        if found_placement is not None:
+            placement = found_placement[0]
+            metrics.RECONCILES.labels("Placement").inc()
+            outcomes = converge_all(context, job, desired_resources(job, placement))
+            context.record_convergence(
+                key, Convergence(job.metadata.uid, Convergence.version_of(placement), outcomes)
             )
-        except MemberUnavailableError as error:
-            outcomes[name] = ClusterOutcome(name, ApplyState.UNREACHABLE, error.message)
-        except ApiException as error:
-            message = f"HTTP {error.status}: {error.reason}: {(error.body or '')[:500]}"
-            outcomes[name] = ClusterOutcome(name, ApplyState.FAILED, message)
-        except UNREACHABLE_ERRORS as error:
-            outcomes[name] = ClusterOutcome(name, ApplyState.UNREACHABLE, str(error)[:1024])
-        else:
-            outcomes[name] = ClusterOutcome(name, ApplyState.APPLIED, "", tuple(held))
-    for name in desired:
-        if name not in outcomes:
-            outcomes[name] = ClusterOutcome(
-                name, ApplyState.FAILED, f"no MemberCluster {name!r} is registered"
-            )
-    return outcomes
+    context.ask_status(key)
 
 
-def sync_placement(context: OperatorContext, key: tuple[str, str]) -> None:
-    """One pass over the job `key` (namespace, name; its Placement has the same name): take off
-    a stale finalizer, converge the members, then write Placement and MLJob status, the latter
+def write_job_status(context: OperatorContext, key: tuple[str, str]) -> None:
+    """The second lane's pass: Placement and MLJob status from what the last convergence found,
     with the scheduling cycle's part (handed over) laid in."""
-    _drop_stale_finalizer(context, key)
+    _wait_for_the_hub(context)
     handed = context.take_handed_status(key)
     try:
-        _sync(context, key, handed)
+        _write_status(context, key, handed)
     except Exception:
         if handed is not None:
             context.give_back_handed_status(key, handed)
         raise
 
 
-def _drop_stale_finalizer(context: OperatorContext, key: tuple[str, str]) -> None:
-    raw = context.mirror.get(Placement, key) or {}
-    stale = FINALIZER in raw.get("metadata", {}).get("finalizers", [])
-    if stale and not context.hub.remove_finalizer(Placement, raw, FINALIZER):
-        raise RetryLater(CONFLICT_RETRY_S)
+def _wait_for_the_hub(context: OperatorContext) -> None:
+    """No pass acts on a partial view of the hub: a deletion that saw no MemberClusters yet
+    would find every member clean and release the finalizer over shards still running."""
+    if not context.mirror.wait_synced(0):
+        raise RetryLater(HUB_SYNC_RETRY_S)
 
 
-def _sync(
+def _write_status(
     context: OperatorContext,
     key: tuple[str, str],
     handed: tuple[dict[str, Any], dict[str, Any]] | None,
 ) -> None:
     raw_job = context.mirror.get(MLJob, key)
-    if raw_job is None:
-        return  # gone: the garbage collector removes the Placement next
+    if raw_job is None or "deletionTimestamp" in raw_job.get("metadata", {}):
+        return  # gone, or its deletion writes what status it needs
     uid = raw_job.get("metadata", {}).get("uid")
     if handed is not None and handed[0].get("metadata", {}).get("uid") != uid:
         handed = None  # computed for an earlier job of this name
@@ -228,18 +117,20 @@ def _sync(
         return
     job, raw_job = found  # the body this model was made from, to write at its version
     assert isinstance(job, MLJob)
-    if job.metadata.deletion_timestamp is not None:
-        return  # the deletion handler owns the members now
     status = job.status or MLJobStatus()
     if handed is not None:
         status = merge_scheduling(status, MLJobStatus.model_validate(handed[1]))
     job = job.model_copy(update={"status": status})
     found_placement = _placement_of(context, key, job)
-    if found_placement is not None:
+    convergence = context.convergence_of(key)
+    if (
+        found_placement is not None
+        and convergence is not None
+        and convergence.matches(job, found_placement[0])
+    ):
         placement, raw_placement = found_placement
-        metrics.RECONCILES.labels("Placement").inc()
-        outcomes = converge_all(context, job, desired_resources(job, placement))
         now = context.clock()
+        outcomes = convergence.outcomes
         new_placement_status = placement_status(placement, outcomes.values(), now).to_dict()
         if raw_placement.get("status") != new_placement_status:
             written = {**raw_placement, "status": new_placement_status}
@@ -289,48 +180,51 @@ def sweep_orphans(context: OperatorContext) -> None:
             LOG.info("deleting the orphan %s %s/%s in %s", resource.get("kind"), owner[0],
                      metadata.get("name"), name)  # fmt: skip
             try:
-                api = context.members.for_member(member)
-                kind = _kind(resource)
-                client.CustomObjectsApi(api).delete_namespaced_custom_object(
-                    kind.group, kind.version, metadata.get("namespace"), kind.plural,
-                    metadata.get("name"), propagation_policy="Background",
-                    _request_timeout=MEMBER_REQUEST_TIMEOUT_S,
-                )  # fmt: skip
+                delete_resource(context.members.for_member(member), owner[0], resource)
                 context.member_mirrors.record(name, None, resource)
             except (MemberUnavailableError, ApiException, *UNREACHABLE_ERRORS) as error:
                 LOG.warning("could not delete an orphan in %s: %s", name, error)
 
 
 def resync(context: OperatorContext) -> None:
-    """The level-triggered safety net, every `resync_interval_s`: every Placement once more
-    (a watch event lost, a resource changed by hand in a member), the members' mirrors kept to
-    the registered members, and orphans swept."""
+    """The level-triggered safety net, every `resync_interval_s`: every job and Placement once
+    more (a watch event lost, a resource changed by hand in a member), the members' mirrors
+    kept to the registered members, and orphans swept."""
     queue = context.placements
     while not context.stop.wait(context.config.resync_interval_s):
         try:
             registered = {member.metadata.name or "" for member in context.member_clusters()}
             context.member_mirrors.retain(registered)
             if queue is not None:
-                for key in context.mirror.list(Placement).raw:
-                    queue.add(key)
+                for kind in (MLJob, Placement):
+                    for key in context.mirror.list(kind).raw:
+                        queue.add(key)
             sweep_orphans(context)
         except Exception:
             LOG.exception("placement resync failed; retrying at the next interval")
 
 
 def start_controller(context: OperatorContext) -> threading.Thread:
-    """Starts the workers and the resync; the mirror's first list enqueues every Placement."""
+    """Starts both lanes' workers and the resync; the mirror's first list enqueues every job."""
 
-    def counted(key: tuple[str, str]) -> None:
-        try:
-            sync_placement(context, key)
-        except RetryLater:
-            raise
-        except Exception:
-            metrics.RECONCILE_ERRORS.labels("Placement").inc()
-            raise
+    def counted(kind: str, handler: Callable[[OperatorContext, tuple[str, str]], None]) -> Any:
+        def run(key: tuple[str, str]) -> None:
+            try:
+                handler(context, key)
+            except RetryLater:
+                raise
+            except Exception:
+                metrics.RECONCILE_ERRORS.labels(kind).inc()
+                raise
 
-    context.placements = WorkQueue("placements", counted, PLACEMENT_WORKERS).start()
+        return run
+
+    context.statuses = WorkQueue(
+        "statuses", counted("JobStatus", write_job_status), STATUS_WORKERS
+    ).start()
+    context.placements = WorkQueue(
+        "placements", counted("Placement", converge_job), PLACEMENT_WORKERS
+    ).start()
     thread = threading.Thread(target=resync, args=(context,), name="placement-resync", daemon=True)
     thread.start()
     return thread

@@ -74,6 +74,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     memo.resync_thread = start_controller(context)
     if not context.mirror.start().wait_synced(MIRROR_SYNC_TIMEOUT_S):
         LOG.warning("the hub's objects are not all listed yet; going on")
+    context.placement_writes.start()
     thread = threading.Thread(
         target=scheduling_loop, args=(context,), name="scheduling-loop", daemon=True
     )
@@ -89,8 +90,10 @@ def stop(memo: kopf.Memo, **_: Any) -> None:
     thread: threading.Thread | None = getattr(memo, "scheduler_thread", None)
     if thread is not None:
         thread.join(timeout=10)
-    if context.placements is not None:
-        context.placements.stop()
+    context.placement_writes.stop()
+    for lane in (context.placements, context.statuses):
+        if lane is not None:
+            lane.stop()
     context.mirror.stop()
     context.member_mirrors.stop()
     context.members.close()

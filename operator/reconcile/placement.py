@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -58,6 +58,25 @@ def _finite(score: float) -> float:
 
 def _reasons(reasons: Sequence[str]) -> list[str]:
     return [reason[:MAX_REASON_LENGTH] for reason in reasons[:MAX_REASONS]]
+
+
+def results_by_job(result: CycleResult) -> dict[str, CycleResult]:
+    """The cycle's result split by job key, so that planning each job reads only its own part
+    (scanning the whole result for every job made a cycle quadratic in the jobs)."""
+    parts: dict[str, dict[str, list[Any]]] = {}
+    for field_name in ("decisions", "unschedulable", "preemptions", "migrations"):
+        for entry in getattr(result, field_name):
+            parts.setdefault(entry.job_key, {}).setdefault(field_name, []).append(entry)
+    return {
+        key: replace(
+            result,
+            decisions=tuple(fields.get("decisions", ())),
+            unschedulable=tuple(fields.get("unschedulable", ())),
+            preemptions=tuple(fields.get("preemptions", ())),
+            migrations=tuple(fields.get("migrations", ())),
+        )
+        for key, fields in parts.items()
+    }
 
 
 def plan_job(job: MLJob, previous: Placement | None, result: CycleResult, now: datetime) -> JobPlan:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -22,6 +22,7 @@ from continuum.operator.api import (
     Tenant,
 )
 from continuum.operator.api import Toleration as ApiToleration
+from continuum.operator.reconcile.memo import Memo
 from continuum.schedulers import model
 
 SELECTOR_LABEL_PREFIX = "selector.continuum.dev/"
@@ -50,10 +51,25 @@ def _sum(resources: Iterable[model.Resources]) -> model.Resources:
     return model.Resources(cpu, memory, gpu)
 
 
+# What the scheduler's model makes of a job, per incarnation (uid) and spec version
+# (generation): specs change far less often than cycles run.
+_demands: Memo[model.Resources] = Memo()
+_jobs: Memo[model.Job] = Memo()
+
+
+def _spec_version(job: MLJob, *extra: Hashable) -> Hashable | None:
+    uid, generation = job.metadata.uid, job.metadata.generation
+    return (uid, generation, *extra) if uid and generation is not None else None
+
+
 def shard_demand(job: MLJob) -> model.Resources:
     """What one shard holds: spec.shards.resources is per Ray pod, and a shard is its head plus
     workersPerShard workers (each pod gets the resources as requests and limits). A fractional
     GPU is rounded up per pod, as Kubernetes allocates whole devices."""
+    return _demands.get(_spec_version(job), lambda: _shard_demand(job))
+
+
+def _shard_demand(job: MLJob) -> model.Resources:
     resources = job.spec.shards.resources
     pods = 1 + job.spec.ray.workers_per_shard
     gpu = float(resources.gpu.value)
@@ -115,6 +131,11 @@ def _tolerations(tolerations: Sequence[ApiToleration]) -> tuple[model.Toleration
 
 
 def _job(job: MLJob, selector: Mapping[str, str]) -> model.Job:
+    version = _spec_version(job, tuple(sorted(selector.items())))
+    return _jobs.get(version, lambda: _convert_job(job, selector))
+
+
+def _convert_job(job: MLJob, selector: Mapping[str, str]) -> model.Job:
     spec = job.spec
     data = tuple(
         model.DataSource(

@@ -11,7 +11,6 @@ import base64
 import json
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,7 +25,9 @@ from kubernetes import client, config
 from e2e import kuberay_sim
 from e2e.binaries import kubectl
 from e2e.pytest_plugin import RunningTestbed
+from e2e.pytest_plugin import eventually as wait_until
 from e2e.registration import register_members
+from e2e.testbed import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -36,21 +37,8 @@ WAIT_S = 60.0
 
 
 def eventually(check: Callable[[], Any], what: str, timeout: float = WAIT_S) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; last: {last!r}")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+    # Each check runs kubectl, so poll less often than the shared default.
+    return wait_until(check, what, timeout, interval=0.2)
 
 
 class Operator:
@@ -337,6 +325,27 @@ def test_deleting_a_job_cleans_every_member(testbed: RunningTestbed, operator: O
         lambda: get_json(testbed, "placement", "hvac-fedavg", "-n", "default") is None,
         "the garbage collector to remove the Placement",
     )
+
+
+def test_a_deletion_made_while_the_operator_was_down_cleans_every_member(
+    testbed: RunningTestbed, operator: Operator
+) -> None:
+    """The restarted operator's first passes come as the hub's MLJobs are listed, before its
+    MemberClusters may be: a deletion acted on then would see no member holding shards, and
+    release the finalizer over them."""
+    manifest = (EXAMPLES / "mljob-federated.yaml").read_text().replace("hvac-fedavg", "offline")
+    testbed.kubectl("apply", "-f", "-", stdin=manifest)
+    eventually(lambda: one_rayjob_per_member(testbed, "offline"), "the job's shards deployed")
+    assert operator.stop(signal.SIGTERM) == 0
+    try:
+        testbed.kubectl("delete", "mljob", "offline", "-n", "default", "--wait=false")
+    finally:
+        operator.start()
+    eventually(
+        lambda: get_json(testbed, "mljob", "offline", "-n", "default") is None,
+        "the deletion to finish after the restart",
+    )
+    assert all(not names for names in shard_resources(testbed, "rayjobs", "offline").values())
 
 
 def test_deletion_waits_for_an_unreachable_member(

@@ -6,26 +6,17 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from kubernetes import client, config
 
 from continuum.operator.adapters.watchcache import WatchCache
-from e2e.pytest_plugin import RunningTestbed
+from e2e.pytest_plugin import RunningTestbed, eventually
 
 pytestmark = pytest.mark.integration
 GROUP, VERSION, PLURAL = "continuum.dev", "v1alpha1", "tenants"
-
-
-def eventually(check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := check():
-            return result
-        time.sleep(0.05)
-    raise AssertionError("timed out")
 
 
 @pytest.fixture
