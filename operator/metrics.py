@@ -22,3 +22,7 @@ WRITE_CONFLICTS = Counter(
     "Writes to the hub refused with 409 (someone wrote first); the next pass writes again",
     ["kind"],
 )
+EVENTS_DROPPED = Counter(
+    "continuum_events_dropped_total",
+    "Events not written because the operator's Event queue was full",
+)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from continuum.operator.adapters.hub import PLURALS, Hub
@@ -130,8 +130,3 @@ class HubMirror:
         with self._lock:
             self._config_maps[(namespace, name)] = (now, data)
         return data
-
-    def record_event(
-        self, involved: Mapping[str, Any], event_type: str, reason: str, message: str
-    ) -> None:
-        self.hub.record_event(involved, event_type, reason, message)

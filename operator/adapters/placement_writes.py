@@ -63,6 +63,10 @@ class PlacementWrites:
         with self._lock:
             return {key: decision.provisional for key, decision in self._pending.items()}
 
+    def is_pending(self, key: Key) -> bool:
+        with self._lock:
+            return key in self._pending
+
     def _write(self, key: Key) -> None:
         with self._lock:
             decision = self._pending.get(key)

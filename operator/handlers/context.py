@@ -12,6 +12,7 @@ from typing import Any
 
 from kubernetes import client
 
+from continuum.operator.adapters.event_queue import EventQueue
 from continuum.operator.adapters.hub import Hub
 from continuum.operator.adapters.hub_mirror import HubMirror
 from continuum.operator.adapters.kube import MemberClients
@@ -31,6 +32,8 @@ PLACEMENT_WORKERS = 8
 STATUS_WORKERS = 6
 # After a 409 the mirror needs a moment to bring the newer version.
 CONFLICT_RETRY_S = 0.1
+# How soon a status pass looks again while its job's new decision is still being converged.
+CONVERGENCE_WAIT_S = 0.5
 # How soon the cycle and the controller look again while a hub mirror is not in step.
 HUB_SYNC_RETRY_S = 0.5
 
@@ -81,6 +84,7 @@ class OperatorContext:
     def __post_init__(self) -> None:
         self.hub = Hub(self.hub_api)
         self.mirror = HubMirror(self.hub, on_change=self._hub_changed)
+        self.events = EventQueue(self.hub.record_event)
         self.placement_writes = PlacementWrites(
             self.mirror, on_lost=self.wake_scheduler.set, writers=WRITERS
         )

@@ -29,7 +29,7 @@ def scheduling_loop(context: OperatorContext) -> None:
                 context.clock(),
                 context.config.policy,
                 context.config.system_namespace,
-                events=context.mirror,
+                events=context.events,
                 hand_over=context.hand_over_status,
                 placement_writes=context.placement_writes,
             )

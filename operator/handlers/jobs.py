@@ -66,12 +66,12 @@ def finish_deletion(context: OperatorContext, raw_job: dict[str, Any]) -> None:
     status = dict(raw_job.get("status") or {})
     if status.get("pendingCleanup", []) != pending:
         written = {**status, "pendingCleanup": pending}
-        if not write_status(context.mirror, raw_job, written, context.mirror):
+        if not write_status(context.mirror, raw_job, written, context.events):
             raise RetryLater(CONFLICT_RETRY_S)
         raw_job = context.mirror.get(MLJob, key) or raw_job
     if pending:
         raise RetryLater(CLEANUP_RETRY_S)
     take_off_finalizer(context, MLJob, raw_job)
-    context.mirror.record_event(
+    context.events.record_event(
         raw_job, "Normal", "CleanedUp", "removed the shard resources from every member"
     )

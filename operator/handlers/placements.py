@@ -26,6 +26,7 @@ from continuum.operator.adapters.member_mirror import job_of
 from continuum.operator.api import MLJob, MLJobStatus, Placement
 from continuum.operator.handlers.context import (
     CONFLICT_RETRY_S,
+    CONVERGENCE_WAIT_S,
     HUB_SYNC_RETRY_S,
     PLACEMENT_WORKERS,
     STATUS_WORKERS,
@@ -48,9 +49,9 @@ LOG = logging.getLogger(__name__)
 
 def converge_job(context: OperatorContext, key: tuple[str, str]) -> None:
     """The first lane's pass over the job `key` (namespace, name; its Placement has the same
-    name): take a stale finalizer off its Placement, carry out its deletion, or put its
-    finalizer on and make every member hold what its Placement decides. What the members hold
-    then goes to the status lane."""
+    name): take a stale finalizer off its Placement, carry out its deletion, or, once it has a
+    Placement, put its finalizer on and make every member hold what the Placement decides. What
+    the members hold then goes to the status lane."""
     _wait_for_the_hub(context)
     # Placements need none; operators before 0.2 let Kopf put it on them.
     take_off_finalizer(context, Placement, context.mirror.get(Placement, key) or {})
@@ -65,9 +66,11 @@ def converge_job(context: OperatorContext, key: tuple[str, str]) -> None:
     if found is not None:
         job, raw_job = found
         assert isinstance(job, MLJob)
-        ensure_finalizer(context, raw_job)
         found_placement = _placement_of(context, key, job)
         if found_placement is not None:
+            # Not before: until its first Placement no member holds anything of the job, and
+            # in a burst of applies the finalizers would compete with the Placements.
+            ensure_finalizer(context, raw_job)
             placement = found_placement[0]
             metrics.RECONCILES.labels("Placement").inc()
             outcomes = converge_all(context, job, desired_resources(job, placement))
@@ -112,7 +115,7 @@ def _write_status(
     if found is None:
         # A spec the models refuse: the cycle's refusal is all its status says, written at the
         # version it was computed from; if that is stale the cycle computes it again.
-        if handed is not None and not write_status(context.mirror, *handed, context.mirror):
+        if handed is not None and not write_status(context.mirror, *handed, context.events):
             context.wake_scheduler.set()
         return
     job, raw_job = found  # the body this model was made from, to write at its version
@@ -123,11 +126,16 @@ def _write_status(
     job = job.model_copy(update={"status": status})
     found_placement = _placement_of(context, key, job)
     convergence = context.convergence_of(key)
-    if (
+    if context.placement_writes.is_pending(key) or (
         found_placement is not None
-        and convergence is not None
-        and convergence.matches(job, found_placement[0])
+        and (convergence is None or not convergence.matches(job, found_placement[0]))
     ):
+        # A decision is on its way to the members: the first lane's pass of it asks for this
+        # one again, and one status write then says both what was decided and what the members
+        # hold. The retry is for a pass that asked while this one ran, or a write that is lost.
+        raise RetryLater(CONVERGENCE_WAIT_S)
+    if found_placement is not None:
+        assert convergence is not None
         placement, raw_placement = found_placement
         now = context.clock()
         outcomes = convergence.outcomes
@@ -137,7 +145,7 @@ def _write_status(
             if not context.mirror.replace_status(Placement, written):
                 raise RetryLater(CONFLICT_RETRY_S)
         status = job_status(job, placement, outcomes, now)
-    if not write_status(context.mirror, raw_job, status.to_dict(), context.mirror):
+    if not write_status(context.mirror, raw_job, status.to_dict(), context.events):
         raise RetryLater(CONFLICT_RETRY_S)
 
 

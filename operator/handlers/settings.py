@@ -75,6 +75,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     if not context.mirror.start().wait_synced(MIRROR_SYNC_TIMEOUT_S):
         LOG.warning("the hub's objects are not all listed yet; going on")
     context.placement_writes.start()
+    context.events.start()
     thread = threading.Thread(
         target=scheduling_loop, args=(context,), name="scheduling-loop", daemon=True
     )
@@ -94,6 +95,7 @@ def stop(memo: kopf.Memo, **_: Any) -> None:
     for lane in (context.placements, context.statuses):
         if lane is not None:
             lane.stop()
+    context.events.stop()
     context.mirror.stop()
     context.member_mirrors.stop()
     context.members.close()

@@ -253,10 +253,13 @@ def test_the_webhook_refuses_a_job_whose_tenant_does_not_exist(
 
 
 def test_decisions_are_events_and_metrics(testbed: RunningTestbed, operator: Operator) -> None:
-    events = get_json(testbed, "events", "-n", "default",
-                      "--field-selector", "involvedObject.name=defect-detector")  # fmt: skip
-    reasons = {event["reason"] for event in events["items"]}
-    assert "Placed" in reasons, reasons
+    def reasons() -> set[str]:
+        events = get_json(testbed, "events", "-n", "default",
+                          "--field-selector", "involvedObject.name=defect-detector")  # fmt: skip
+        return {event["reason"] for event in events["items"]}
+
+    # Events are sent by a queue of their own, behind the status write that announces them.
+    wait_until(lambda: "Placed" in reasons(), "a Placed Event on the job", timeout=60)
     with urllib.request.urlopen(f"http://127.0.0.1:{operator.metrics_port}/metrics") as response:
         exposition = response.read().decode()
     cycles = next(
