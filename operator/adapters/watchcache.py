@@ -114,6 +114,10 @@ class WatchCache:
             self._notify("DELETED", before, before)
 
     def _put(self, body: Body) -> None:
+        # As client-go's informers may: nothing here reads them, and they were a third of the
+        # objects the mirrors kept, each one scanned again by every full garbage collection. A
+        # write of a body without them keeps the server's (it reads none as "unchanged").
+        body.get("metadata", {}).pop("managedFields", None)
         key = identity(body)
         self._remove(key)
         self._items[key] = body

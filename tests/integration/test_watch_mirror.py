@@ -4,6 +4,7 @@ and serves an index."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -95,6 +96,37 @@ def test_the_mirror_follows_the_api_server_and_tells_each_change_once(
                 objects.delete_cluster_custom_object(GROUP, VERSION, PLURAL, name)
             except client.ApiException as error:
                 assert error.status == 404
+
+
+def managers(body: dict[str, Any]) -> set[str]:
+    return {entry["manager"] for entry in body["metadata"].get("managedFields") or []}
+
+
+def test_the_mirror_keeps_no_managed_fields_and_writing_its_copy_keeps_the_servers(
+    testbed: RunningTestbed, objects: client.CustomObjectsApi
+) -> None:
+    # Made by kubectl, so that the operator's later write is another field manager's.
+    testbed.kubectl("create", "-f", "-", stdin=json.dumps(tenant("mirror-m", 1, "m")))
+    mirror = WatchCache(
+        "tenants", objects.list_cluster_custom_object,
+        {"group": GROUP, "version": VERSION, "plural": PLURAL, "label_selector": "mirror-test=yes"},
+    ).start()  # fmt: skip
+    try:
+        assert mirror.wait_synced(30)
+        held = eventually(lambda: mirror.get(("", "mirror-m")), "the Tenant in the mirror")
+        assert "managedFields" not in held["metadata"]
+        # A write of the mirror's copy, as the operator's status writes are: the server keeps
+        # the managers it had, and adds this one.
+        written = objects.replace_cluster_custom_object(
+            GROUP, VERSION, PLURAL, "mirror-m", {**held, "spec": {"weight": 2}}
+        )
+        assert "kubectl-create" in managers(written), managers(written)
+        assert len(managers(written)) == 2, managers(written)
+        mirror.store(written)
+        assert "managedFields" not in (mirror.get(("", "mirror-m")) or {})["metadata"]
+    finally:
+        mirror.stop()
+        objects.delete_cluster_custom_object(GROUP, VERSION, PLURAL, "mirror-m")
 
 
 def test_a_mirror_of_a_server_that_does_not_answer_is_not_in_step() -> None:
