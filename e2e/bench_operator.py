@@ -4,10 +4,12 @@
 
 It starts (or reuses, with --dir) a testbed, registers the members, runs
 `continuum operator run` as a separate process, creates MLJobs in the hub as fast as the API
-server takes them, and watches the hub's Placements and the members' RayJobs. Per job it
-records the time from its create request to its Placement (ADDED in the hub's watch) and to its
-shard resources (ADDED in the member's watch). It also reports the operator's peak resident
-memory and whether every job was placed and deployed (no backlog) within --timeout.
+server takes them, and watches the hub's MLJobs and Placements and the members' RayJobs. Per
+job it records the time from its create request to its Placement (ADDED in the hub's watch),
+to its shard resources (ADDED in the member's watch), and to a status that says where its
+shards went. It also reports the operator's peak resident memory, the CPU time each server
+spent in the burst, and whether every job was placed and deployed (no backlog) within
+--timeout.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import signal
 import statistics
 import subprocess
@@ -23,7 +26,9 @@ import sys
 import threading
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Sequence
+from math import inf
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +61,9 @@ def job_manifest(index: int, namespace: str) -> dict[str, Any]:
 
 
 class Watcher(threading.Thread):
-    """Records the first time each job's object of one kind appears in one cluster."""
+    """Records, per job, the first time one kind's watch in one cluster shows what `job_of`
+    looks for: it takes the event type and the object, and names the job, or None if this
+    event is not it."""
 
     def __init__(self, kubeconfig: Path, namespace: str, group: str, version: str, plural: str,
                  job_of: Any, seen: dict[str, float], lock: threading.Lock) -> None:  # fmt: skip
@@ -72,9 +79,9 @@ class Watcher(threading.Thread):
             for event in self.stream.stream(
                 objects.list_namespaced_custom_object, *self.args, timeout_seconds=900
             ):
-                if event["type"] != "ADDED":
+                job = self.job_of(event["type"], event["object"])
+                if job is None:
                     continue
-                job = self.job_of(event["object"])
                 now = time.monotonic()
                 with self.lock:
                     self.seen.setdefault(job, now)
@@ -85,11 +92,41 @@ class Watcher(threading.Thread):
         self.stream.stop()
 
 
+def _reports_placed(job: dict[str, Any]) -> bool:
+    """The MLJob's status, as `kubectl get` shows it, says where its shards went."""
+    status = job.get("status") or {}
+    return status.get("phase") not in (None, "Pending", "Admitted") and bool(status.get("clusters"))
+
+
 def _rss_peak_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def _cpu_s(pid: int) -> float:
+    """User and system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE", "APPLY")
+
+
+def hub_writes(kubeconfig: Path) -> Counter[str]:
+    """The write requests the hub's API server has served so far, by verb and resource: what
+    each job costs the hub, counted by the hub."""
+    counts: Counter[str] = Counter()
+    for line in kubectl(kubeconfig, "get", "--raw", "/metrics").stdout.splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+        if labels.get("verb") not in WRITE_VERBS:
+            continue
+        resource = "/".join(part for part in (labels["resource"], labels["subresource"]) if part)
+        counts[f"{labels['verb']} {resource}"] += int(float(line.rsplit(" ", 1)[1]))
+    return counts
 
 
 def _percentile(values: Sequence[float], fraction: float) -> float:
@@ -126,7 +163,14 @@ def operator_counters(port: int) -> dict[str, float]:
     return counters
 
 
-def run_bench(clusters: list[ClusterInfo], jobs: int, timeout: float, log: Path) -> dict[str, Any]:
+def run_bench(
+    clusters: list[ClusterInfo],
+    jobs: int,
+    timeout: float,
+    log: Path,
+    servers: dict[str, dict[str, int]],
+) -> dict[str, Any]:
+    """`servers`: per cluster, its servers' pids, whose CPU time over the burst is reported."""
     hub, members = clusters[0], clusters[1:]
     namespace = f"bench-{int(time.time())}"
     register_members(clusters, None)
@@ -142,6 +186,7 @@ def run_bench(clusters: list[ClusterInfo], jobs: int, timeout: float, log: Path)
 
     lock = threading.Lock()
     placed: dict[str, float] = {}
+    reported: dict[str, float] = {}
     deployed: dict[str, float] = {}
     watchers = [
         Watcher(
@@ -150,8 +195,18 @@ def run_bench(clusters: list[ClusterInfo], jobs: int, timeout: float, log: Path)
             "continuum.dev",
             "v1alpha1",
             "placements",
-            lambda obj: obj["spec"]["jobRef"]["name"],
+            lambda event, obj: obj["spec"]["jobRef"]["name"] if event == "ADDED" else None,
             placed,
+            lock,
+        ),
+        Watcher(
+            hub.kubeconfig,
+            namespace,
+            "continuum.dev",
+            "v1alpha1",
+            "mljobs",
+            lambda event, obj: obj["metadata"]["name"] if _reports_placed(obj) else None,
+            reported,
             lock,
         ),
         *(
@@ -161,7 +216,11 @@ def run_bench(clusters: list[ClusterInfo], jobs: int, timeout: float, log: Path)
                 "ray.io",
                 "v1",
                 "rayjobs",
-                lambda obj: obj["metadata"]["annotations"]["continuum.dev/job-name"],
+                lambda event, obj: (
+                    obj["metadata"]["annotations"]["continuum.dev/job-name"]
+                    if event == "ADDED"
+                    else None
+                ),
                 deployed,
                 lock,
             )
@@ -181,6 +240,14 @@ def run_bench(clusters: list[ClusterInfo], jobs: int, timeout: float, log: Path)
     try:
         time.sleep(5)  # the operator's start-up and first member probes
         submitted: dict[str, float] = {}
+        # Who spends the two cores during the burst: the operator, or the API servers.
+        counted = {"operator": operator.pid} | {
+            f"{cluster} {server}": pid
+            for cluster, pids in servers.items()
+            for server, pid in pids.items()
+        }
+        cpu_before = {name: _cpu_s(pid) for name, pid in counted.items()}
+        writes_before = hub_writes(hub.kubeconfig)
         started = time.monotonic()
         for index in range(jobs):
             manifest = job_manifest(index, namespace)
@@ -192,10 +259,12 @@ def run_bench(clusters: list[ClusterInfo], jobs: int, timeout: float, log: Path)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with lock:
-                if len(deployed) >= jobs and len(placed) >= jobs:
+                if min(len(deployed), len(placed), len(reported)) >= jobs:
                     break
             time.sleep(0.2)
         drained_s = time.monotonic() - started
+        cpu_s = {name: round(_cpu_s(pid) - cpu_before[name], 2) for name, pid in counted.items()}
+        writes = hub_writes(hub.kubeconfig) - writes_before
         rss_mb = _rss_peak_mb(operator.pid)
         counters = operator_counters(metrics_port)
     finally:
@@ -210,6 +279,27 @@ def run_bench(clusters: list[ClusterInfo], jobs: int, timeout: float, log: Path)
     with lock:
         to_placement = [placed[name] - t for name, t in submitted.items() if name in placed]
         to_shards = [deployed[name] - t for name, t in submitted.items() if name in deployed]
+        to_status = [reported[name] - t for name, t in submitted.items() if name in reported]
+
+        # Which jobs make the tail, and when in the burst they came: the start-up, the
+        # burst's first seconds, or a stall later on. A job never seen counts as slowest.
+        def worst_s(name: str) -> float:
+            return max(placed.get(name, inf), deployed.get(name, inf)) - submitted[name]
+
+        def seen_after(seen: dict[str, float], name: str) -> float | None:
+            return round(seen[name] - submitted[name], 3) if name in seen else None
+
+        slowest = [
+            {"job": name, "submitted_after_s": round(submitted[name] - started, 3),
+             "to_placement_s": seen_after(placed, name), "to_shards_s": seen_after(deployed, name)}
+            for name in sorted(submitted, key=worst_s, reverse=True)[:5]
+        ]  # fmt: skip
+    # The MemberClusters' heartbeats and the like make the rows under 0.05 per job.
+    writes_per_job = {
+        kind: round(count / jobs, 2)
+        for kind, count in sorted(writes.items())
+        if count >= 0.05 * jobs
+    }
     return {
         "jobs": jobs,
         "members": len(members),
@@ -221,13 +311,18 @@ def run_bench(clusters: list[ClusterInfo], jobs: int, timeout: float, log: Path)
         "backlog": jobs - len(to_shards),
         "apply_to_placement": _summary(to_placement),
         "apply_to_shard_resources": _summary(to_shards),
+        "apply_to_status_placed": _summary(to_status),
         "operator_peak_rss_mb": round(rss_mb, 1),
+        "cpu_s_during_burst": cpu_s,
+        "hub_writes_per_job": writes_per_job,
+        "slowest_jobs": slowest,
         "operator_counters": counters,
     }
 
 
 def markdown(result: dict[str, Any]) -> str:
     placement, shards = result["apply_to_placement"], result["apply_to_shard_resources"]
+    status = result["apply_to_status_placed"]
     return "\n".join([
         f"Operator benchmark: {result['jobs']} MLJobs over {result['members']} members",
         "",
@@ -237,11 +332,17 @@ def markdown(result: dict[str, Any]) -> str:
         f"{placement['max_s']} | p99 <= 1 s |",
         f"| apply to shard resources | {shards['p50_s']} | {shards['p99_s']} | "
         f"{shards['max_s']} | p99 <= 2 s |",
+        f"| apply to status saying where | {status['p50_s']} | {status['p99_s']} | "
+        f"{status['max_s']} | none set |",
         "",
         f"- placed {result['placed']}, deployed {result['deployed']}, backlog {result['backlog']}",
         f"- submitted in {result['submit_s']} s; "
         f"all deployed after {result['all_deployed_after_s']} s",
         f"- operator peak RSS {result['operator_peak_rss_mb']} MiB",
+        "- CPU seconds from the first create until all were deployed: "
+        + ", ".join(f"{name} {value}" for name, value in result["cpu_s_during_burst"].items()),
+        "- hub writes per job: "
+        + ", ".join(f"{kind} {rate}" for kind, rate in result["hub_writes_per_job"].items()),
         *(f"- `{name}` {value}" for name, value in result["operator_counters"].items()),
         "",
     ])  # fmt: skip
@@ -263,7 +364,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     clusters = testbed.up(args.members)
     assert clusters[0].name == HUB
     try:
-        result = run_bench(clusters, args.jobs, args.timeout, state / "operator.log")
+        result = run_bench(
+            clusters, args.jobs, args.timeout, state / "operator.log", testbed.process_ids()
+        )
     finally:
         if args.dir is None:
             testbed.down()

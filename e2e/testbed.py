@@ -256,6 +256,13 @@ class Testbed:
     def kubeconfig(self, name: str) -> Path:
         return self.directory / f"{name}.kubeconfig"
 
+    def process_ids(self) -> dict[str, dict[str, int]]:
+        """Per cluster, the pid of each of its servers: for benchmarks that count their CPU."""
+        return {
+            name: {server: process.pid for server, process in cluster.processes.items()}
+            for name, cluster in self._load().items()
+        }
+
     def info(self, cluster: Cluster) -> ClusterInfo:
         return ClusterInfo(cluster.name, self.kubeconfig(cluster.name), cluster.server)
 
