@@ -114,9 +114,9 @@ class WatchCache:
             self._notify("DELETED", before, before)
 
     def _put(self, body: Body) -> None:
-        # As client-go's informers may: nothing here reads them, and they were a third of the
-        # objects the mirrors kept, each one scanned again by every full garbage collection. A
-        # write of a body without them keeps the server's (it reads none as "unchanged").
+        # As client-go's informers may: nothing here reads them, and each entry is a few more
+        # nested objects kept, and scanned again by every full garbage collection. A write of a
+        # body without them keeps the server's, which reads none as "unchanged".
         body.get("metadata", {}).pop("managedFields", None)
         key = identity(body)
         self._remove(key)
