@@ -121,10 +121,6 @@ def _write_status(
         return
     job, raw_job = found  # the body this model was made from, to write at its version
     assert isinstance(job, MLJob)
-    status = job.status or MLJobStatus()
-    if handed is not None:
-        status = merge_scheduling(status, MLJobStatus.model_validate(handed[1]))
-    job = job.model_copy(update={"status": status})
     found_placement = _placement_of(context, key, job)
     convergence = context.convergence_of(key)
     if context.placement_writes.is_pending(key) or (
@@ -134,7 +130,12 @@ def _write_status(
         # A decision is on its way to the members: the first lane's pass of it asks for this
         # one again, and one status write then says both what was decided and what the members
         # hold. The retry is for a pass that asked while this one ran, or a write that is lost.
+        # Checked first, so that a pass that waits (many, in a burst) builds no status.
         raise RetryLater(CONVERGENCE_WAIT_S)
+    status = job.status or MLJobStatus()
+    if handed is not None:
+        status = merge_scheduling(status, MLJobStatus.model_validate(handed[1]))
+    job = job.model_copy(update={"status": status})
     if found_placement is not None:
         assert convergence is not None
         placement, raw_placement = found_placement
