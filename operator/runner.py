@@ -33,7 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     run_parser.add_argument("--policy", default="continuum")
     run_parser.add_argument(
-        "--metrics-port", type=int, default=0, help="serve Prometheus metrics on PORT"
+        "--metrics-port",
+        type=int,
+        default=0,
+        help="serve Prometheus metrics on PORT, and the probes /healthz and /readyz",
     )
     run_parser.add_argument("--metrics-address", default="127.0.0.1")
     run_parser.add_argument(
@@ -47,9 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import kopf
-    import prometheus_client
 
     import continuum.operator.handlers  # registers the handlers with Kopf
+    from continuum.operator import health
     from continuum.operator.adapters.kube import hub_client
     from continuum.operator.handlers.context import OperatorConfig, OperatorContext
 
@@ -62,8 +65,6 @@ def run(args: argparse.Namespace) -> int:
     if args.kubeconfig:
         # Kopf's own login reads KUBECONFIG; the operator's clients use the same file.
         os.environ["KUBECONFIG"] = str(Path(args.kubeconfig).resolve())
-    if args.metrics_port:
-        prometheus_client.start_http_server(args.metrics_port, addr=args.metrics_address)
     config = OperatorConfig(
         system_namespace=args.system_namespace,
         cycle_interval_s=args.cycle_interval,
@@ -72,6 +73,13 @@ def run(args: argparse.Namespace) -> int:
         webhook_port=args.webhook_port,
     )
     context = OperatorContext(hub_client(args.kubeconfig), config=config)
+    if args.metrics_port:
+        health.serve(
+            args.metrics_address,
+            args.metrics_port,
+            context.health.liveness_problems,
+            context.readiness_problems,
+        )
     kopf.run(
         standalone=True,
         clusterwide=not args.namespace,

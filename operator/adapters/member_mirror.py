@@ -104,12 +104,17 @@ class MemberMirrors:
             for name in [name for name in self._members if name not in members]:
                 self._members.pop(name).stop()
 
-    def job_resources(self, member: str, namespace: str, job: MLJob) -> list[Manifest] | None:
-        """The job's shard resources in `member`, or None if its mirror is not in step."""
+    def is_synced(self, member: str) -> bool:
         with self._lock:
             mirrored = self._members.get(member)
-        if mirrored is None or not mirrored.synced():
+        return mirrored is not None and mirrored.synced()
+
+    def job_resources(self, member: str, namespace: str, job: MLJob) -> list[Manifest] | None:
+        """The job's shard resources in `member`, or None if its mirror is not in step."""
+        if not self.is_synced(member):
             return None
+        with self._lock:
+            mirrored = self._members[member]
         return [
             item
             for cache in mirrored.caches.values()

@@ -20,6 +20,7 @@ from continuum.operator.adapters.member_mirror import MemberMirrors, job_of
 from continuum.operator.adapters.placement_writes import PlacementWrites
 from continuum.operator.adapters.store import identity
 from continuum.operator.api import MemberCluster, MLJob, Placement, Resource, Tenant
+from continuum.operator.health import Health
 from continuum.operator.reconcile.shards import ClusterOutcome
 from continuum.operator.scheduling import WRITERS
 from continuum.operator.workqueue import WorkQueue
@@ -36,6 +37,10 @@ CONFLICT_RETRY_S = 0.1
 CONVERGENCE_WAIT_S = 0.5
 # How soon the cycle and the controller look again while a hub mirror is not in step.
 HUB_SYNC_RETRY_S = 0.5
+# A scheduling loop that has not turned for this long (or this many cycle intervals, if more)
+# is stuck, and the liveness probe says so: every request it makes times out well before.
+LOOP_STALL_S = 60.0
+LOOP_STALL_INTERVALS = 5
 
 
 def utc_now() -> datetime:
@@ -90,6 +95,7 @@ class OperatorContext:
         )
         self.members = MemberClients(self.hub_api)
         self.member_mirrors = MemberMirrors(on_change=self._member_changed)
+        self.health = Health(max(LOOP_STALL_S, LOOP_STALL_INTERVALS * self.config.cycle_interval_s))
         # The placement controller's two lanes, by job key (namespace, name), set when it
         # starts: `placements` converges the members, which is what a new Placement's shards
         # wait for; `statuses` then writes Placement and MLJob status to the hub. Status writes
@@ -142,6 +148,22 @@ class OperatorContext:
     def ask_status(self, key: tuple[str, str]) -> None:
         if self.statuses is not None and key[1]:
             self.statuses.add(key)
+
+    def readiness_problems(self) -> list[str]:
+        """Why the operator does not act on a full view yet (see `health`); none once it does."""
+        if not self.mirror.wait_synced(0):
+            return ["the hub's objects are not all listed"]
+        if not self.health.has_turned():
+            return ["the scheduling loop has not started"]
+        problems = []
+        for member in self.member_clusters():
+            name = member.metadata.name or ""
+            reachable = self.health.last_probe(name)
+            if reachable is None:
+                problems.append(f"member {name} has not been probed yet")
+            elif reachable and not self.member_mirrors.is_synced(name):
+                problems.append(f"member {name}'s shard resources are not all listed")
+        return problems
 
     def member_clusters(self) -> list[MemberCluster]:
         members: list[MemberCluster] = self.mirror.list(MemberCluster).valid

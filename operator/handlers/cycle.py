@@ -16,6 +16,7 @@ def scheduling_loop(context: OperatorContext) -> None:
     """Runs cycles until `context.stop` is set, every `cycle_interval_s` or as soon as a handler
     sets `wake_scheduler`. A failed cycle is logged and retried at the next tick."""
     while not context.stop.is_set():
+        context.health.turned()
         context.wake_scheduler.clear()
         if not context.mirror.wait_synced(0):
             # Decisions over part of the hub (some MemberClusters or Placements not listed

@@ -55,6 +55,8 @@ def probe_member(context: OperatorContext, member: MemberCluster) -> ProbeResult
         return ProbeResult(failure_reason=reason, message=f"HTTP {error.status}: {error.reason}")
     except (urllib3.exceptions.HTTPError, OSError) as error:
         return ProbeResult(failure_reason="ConnectionFailed", message=str(error)[:1024])
+    # Mirrored from the first answer on, so that the first shards sent there find it listed.
+    context.member_mirrors.follow(member.metadata.name or "", api)
     return ProbeResult(
         kubernetes_version=version.git_version,
         node_allocatable=_sum_allocatable(nodes) if nodes else None,
@@ -77,7 +79,9 @@ def heartbeat(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, **_: Any) -> 
         metrics.RECONCILE_ERRORS.labels("MemberCluster").inc()
         raise kopf.PermanentError(f"invalid MemberCluster: {member}")
     before = member.status
-    status = probed_status(member, probe_member(context, member), context.clock())
+    probe = probe_member(context, member)
+    context.health.probed(member.metadata.name or "", probe.failure_reason is None)
+    status = probed_status(member, probe, context.clock())
     patch.status.update(status.to_dict())
     if _is_ready(before) != _is_ready(status):
         context.wake_scheduler.set()

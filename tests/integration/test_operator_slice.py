@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -113,6 +114,14 @@ def one_rayjob_per_member(testbed: RunningTestbed, job: str) -> dict[str, list[s
     return found if all(len(names) == 1 for names in found.values()) else None
 
 
+def probe(operator: Operator, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{operator.metrics_port}{path}") as reply:
+            return reply.status, reply.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
 def condition(obj: Any, kind: str) -> dict[str, Any] | None:
     conditions = (obj or {}).get("status", {}).get("conditions", [])
     return next((entry for entry in conditions if entry["type"] == kind), None)
@@ -131,6 +140,9 @@ def test_members_become_reachable(testbed: RunningTestbed, operator: Operator) -
     assert member["status"]["allocatableSource"] == "Declared"
     assert condition(member, "Ready")["status"] == "True"
     assert member["status"]["lastHeartbeatTime"]
+    # Every member probed and its shard resources mirrored: ready, and alive.
+    assert eventually(lambda: probe(operator, "/readyz") == (200, "ok\n"), "the operator ready")
+    assert probe(operator, "/healthz") == (200, "ok\n")
 
 
 def test_federated_job_is_placed_deployed_and_reports_running(
@@ -418,6 +430,8 @@ def test_an_unreachable_member_shows_reachable_false(
         assert reachable["status"] == "False"
         assert reachable["reason"] == "ConnectionFailed"
         assert reachable["message"]
+        # A member that is down is reported, and does not make the operator unready.
+        assert probe(operator, "/readyz") == (200, "ok\n")
     finally:
         testbed.kubectl("delete", "membercluster", "gone", "--wait=false", check=False)
         testbed.kubectl(

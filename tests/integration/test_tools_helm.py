@@ -53,7 +53,12 @@ def test_helm_is_v4_and_installs_the_chart(testbed: RunningTestbed, tmp_path: Pa
                 "get", "deployment", f"{release}-operator", "-n", namespace, "-o", "json"
             )
         )
-        assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == f"{release}-operator"
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["serviceAccountName"] == f"{release}-operator"
+        container = pod["containers"][0]
+        assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics",
+                                                          "scheme": "HTTP"}  # fmt: skip
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
         role = json.loads(
             testbed.kubectl("get", "clusterrole", f"{release}-operator", "-o", "json")
         )
