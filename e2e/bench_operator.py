@@ -9,12 +9,16 @@ job it records the time from its create request to its Placement (ADDED in the h
 to its shard resources (ADDED in the member's watch), and to a status that says where its
 shards went. It also reports the operator's peak resident memory, the CPU time each server
 spent in the burst, and whether every job was placed and deployed (no backlog) within
---timeout.
+--timeout. The burst starts once the operator's /readyz says it is ready.
+
+With --cpus N (root), the testbed's servers, the operator and the benchmark share N CPUs for
+the run, through a cgroup quota: the same benchmark on a slower machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -28,7 +32,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from math import inf
 from pathlib import Path
 from typing import Any
@@ -190,6 +194,53 @@ def wait_ready(port: int, operator: subprocess.Popen[bytes], timeout: float) -> 
             last = str(error)
         time.sleep(0.1)
     raise RuntimeError(f"the operator was not ready after {timeout:.0f} s: {last}")
+
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+# Short quota periods: a throttled server waits milliseconds, not most of a 100 ms period.
+CPU_PERIOD_US = 10_000
+
+
+def _cpu_cgroup(pid: int | str) -> Path:
+    """The cgroup whose CPU quota applies to `pid`: cgroup v1's cpu controller, else v2's."""
+    v1 = CGROUP_ROOT / "cpu"
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if v1.is_dir() and "cpu" in controllers.split(","):
+            return v1 / path.lstrip("/")
+        if not v1.is_dir() and controllers == "":
+            return CGROUP_ROOT / path.lstrip("/")
+    raise RuntimeError(f"no cpu cgroup for process {pid}")
+
+
+@contextlib.contextmanager
+def cpu_limit(cpus: float | None, pids: Sequence[int]) -> Iterator[None]:
+    """Holds the servers in `pids`, this process and the operator it starts to `cpus` CPUs, in
+    a cgroup of their own, to see how the goals hold on a slower machine; each process goes
+    back to its own cgroup afterwards. Needs root, and cgroup v1's cpu controller or cgroup v2
+    with cpu enabled."""
+    if cpus is None:
+        yield
+        return
+    members = [*pids, os.getpid()]
+    origins = {pid: _cpu_cgroup(pid) for pid in members}
+    group = _cpu_cgroup("self") / f"continuum-bench-{os.getpid()}"
+    group.mkdir()
+    quota_us = int(cpus * CPU_PERIOD_US)
+    try:
+        if (group / "cpu.cfs_quota_us").exists():
+            (group / "cpu.cfs_period_us").write_text(str(CPU_PERIOD_US))
+            (group / "cpu.cfs_quota_us").write_text(str(quota_us))
+        else:
+            (group / "cpu.max").write_text(f"{quota_us} {CPU_PERIOD_US}")
+        for pid in members:
+            (group / "cgroup.procs").write_text(str(pid))
+        yield
+    finally:
+        for pid, origin in origins.items():
+            with contextlib.suppress(OSError):  # the process is gone
+                (origin / "cgroup.procs").write_text(str(pid))
+        group.rmdir()
 
 
 def run_bench(
@@ -365,7 +416,8 @@ def markdown(result: dict[str, Any]) -> str:
     placement, shards = result["apply_to_placement"], result["apply_to_shard_resources"]
     status = result["apply_to_status_placed"]
     return "\n".join([
-        f"Operator benchmark: {result['jobs']} MLJobs over {result['members']} members",
+        f"Operator benchmark: {result['jobs']} MLJobs over {result['members']} members, "
+        f"{result['cpus']} CPUs",
         "",
         "| measure | p50 s | p99 s | max s | goal |",
         "|---|---|---|---|---|",
@@ -400,15 +452,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, help="a testbed folder to use (kept running)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--markdown", type=Path)
+    parser.add_argument(
+        "--cpus",
+        type=float,
+        help="hold the testbed, the operator and the benchmark to this many CPUs (a cgroup "
+        "quota; needs root): how the goals hold on a slower machine",
+    )
     args = parser.parse_args(argv)
     state = args.dir or Path("/tmp") / f"continuum-bench-{int(time.time())}"
     testbed = Testbed(state)
     clusters = testbed.up(args.members)
     assert clusters[0].name == HUB
+    servers = testbed.process_ids()
     try:
-        result = run_bench(
-            clusters, args.jobs, args.timeout, state / "operator.log", testbed.process_ids()
-        )
+        with cpu_limit(args.cpus, [pid for pids in servers.values() for pid in pids.values()]):
+            result = run_bench(clusters, args.jobs, args.timeout, state / "operator.log", servers)
+        result["cpus"] = args.cpus or os.cpu_count()
     finally:
         if args.dir is None:
             testbed.down()
