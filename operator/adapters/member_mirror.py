@@ -104,17 +104,19 @@ class MemberMirrors:
             for name in [name for name in self._members if name not in members]:
                 self._members.pop(name).stop()
 
-    def is_synced(self, member: str) -> bool:
+    def _in_step(self, member: str) -> _Member | None:
         with self._lock:
             mirrored = self._members.get(member)
-        return mirrored is not None and mirrored.synced()
+        return mirrored if mirrored is not None and mirrored.synced() else None
+
+    def is_synced(self, member: str) -> bool:
+        return self._in_step(member) is not None
 
     def job_resources(self, member: str, namespace: str, job: MLJob) -> list[Manifest] | None:
         """The job's shard resources in `member`, or None if its mirror is not in step."""
-        if not self.is_synced(member):
+        mirrored = self._in_step(member)
+        if mirrored is None:
             return None
-        with self._lock:
-            mirrored = self._members[member]
         return [
             item
             for cache in mirrored.caches.values()

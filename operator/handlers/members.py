@@ -80,7 +80,7 @@ def heartbeat(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, **_: Any) -> 
         raise kopf.PermanentError(f"invalid MemberCluster: {member}")
     before = member.status
     probe = probe_member(context, member)
-    context.health.probed(member.metadata.name or "", probe.failure_reason is None)
+    context.health.probed(member.metadata.name or "", probe.answered)
     status = probed_status(member, probe, context.clock())
     patch.status.update(status.to_dict())
     if _is_ready(before) != _is_ready(status):

@@ -29,12 +29,16 @@ class ProbeResult:
     node_count: int = 0
     latency_ms: float | None = None
 
+    @property
+    def answered(self) -> bool:
+        return self.failure_reason is None
+
 
 def probed_status(member: MemberCluster, probe: ProbeResult, now: datetime) -> MemberClusterStatus:
     status = member.status or MemberClusterStatus()
     generation = member.metadata.generation
     conditions: Sequence[Condition] = status.conditions
-    reachable = probe.failure_reason is None
+    reachable = probe.answered
     if reachable:
         latency = f" in {probe.latency_ms:.0f} ms" if probe.latency_ms is not None else ""
         message = f"kube-apiserver {probe.kubernetes_version} answered{latency}"
