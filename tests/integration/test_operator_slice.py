@@ -11,28 +11,22 @@ import base64
 import json
 import random
 import signal
-import subprocess
-import sys
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client, config
 
 from e2e import kuberay_sim
 from e2e.binaries import kubectl
+from e2e.operator_process import REPO, Operator, condition, get_json, member_api
 from e2e.pytest_plugin import RunningTestbed
 from e2e.pytest_plugin import eventually as wait_until
 from e2e.registration import register_members
-from e2e.testbed import free_port
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
 WAIT_S = 60.0
 
@@ -40,30 +34,6 @@ WAIT_S = 60.0
 def eventually(check: Callable[[], Any], what: str, timeout: float = WAIT_S) -> Any:
     # Each check runs kubectl, so poll less often than the shared default.
     return wait_until(check, what, timeout, interval=0.2)
-
-
-class Operator:
-    def __init__(self, kubeconfig: Path, log: Path) -> None:
-        self.kubeconfig, self.log = kubeconfig, log
-        self.process: subprocess.Popen[bytes] | None = None
-        self.webhook_port, self.metrics_port = free_port(), free_port()
-
-    def start(self) -> None:
-        output = self.log.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "continuum.operator.cli", "operator", "run",
-             "--kubeconfig", str(self.kubeconfig), "--cycle-interval", "1",
-             "--resync-interval", "3",
-             "--webhook-port", str(self.webhook_port), "--metrics-port", str(self.metrics_port)],
-            stdout=output, stderr=subprocess.STDOUT, cwd=REPO,
-        )  # fmt: skip
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        assert self.process is not None
-        self.process.send_signal(sig)
-        code = self.process.wait(timeout=30)
-        self.process = None
-        return code
 
 
 @pytest.fixture(scope="module")
@@ -80,16 +50,6 @@ def operator(
     finally:
         if running.process is not None:
             running.stop()
-
-
-def member_api(testbed: RunningTestbed, name: str) -> client.ApiClient:
-    member = next(member for member in testbed.members if member.name == name)
-    return config.new_client_from_config(config_file=str(member.kubeconfig))
-
-
-def get_json(testbed: RunningTestbed, *args: str, cluster: Any = None) -> Any:
-    output = testbed.kubectl("get", *args, "-o", "json", cluster=cluster, check=False)
-    return json.loads(output) if output else None
 
 
 def shard_resources(testbed: RunningTestbed, kind: str, job: str) -> dict[str, list[str]]:
@@ -114,19 +74,6 @@ def one_rayjob_per_member(testbed: RunningTestbed, job: str) -> dict[str, list[s
     return found if all(len(names) == 1 for names in found.values()) else None
 
 
-def probe(operator: Operator, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{operator.metrics_port}{path}") as reply:
-            return reply.status, reply.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-
-
-def condition(obj: Any, kind: str) -> dict[str, Any] | None:
-    conditions = (obj or {}).get("status", {}).get("conditions", [])
-    return next((entry for entry in conditions if entry["type"] == kind), None)
-
-
 def test_members_become_reachable(testbed: RunningTestbed, operator: Operator) -> None:
     def all_reachable() -> bool:
         items = get_json(testbed, "memberclusters")["items"]
@@ -141,8 +88,8 @@ def test_members_become_reachable(testbed: RunningTestbed, operator: Operator) -
     assert condition(member, "Ready")["status"] == "True"
     assert member["status"]["lastHeartbeatTime"]
     # Every member probed and its shard resources mirrored: ready, and alive.
-    assert eventually(lambda: probe(operator, "/readyz") == (200, "ok\n"), "the operator ready")
-    assert probe(operator, "/healthz") == (200, "ok\n")
+    assert eventually(lambda: operator.probe("/readyz") == (200, "ok\n"), "the operator ready")
+    assert operator.probe("/healthz") == (200, "ok\n")
 
 
 def test_federated_job_is_placed_deployed_and_reports_running(
@@ -431,7 +378,7 @@ def test_an_unreachable_member_shows_reachable_false(
         assert reachable["reason"] == "ConnectionFailed"
         assert reachable["message"]
         # A member that is down is reported, and does not make the operator unready.
-        assert probe(operator, "/readyz") == (200, "ok\n")
+        assert operator.probe("/readyz") == (200, "ok\n")
     finally:
         testbed.kubectl("delete", "membercluster", "gone", "--wait=false", check=False)
         testbed.kubectl(
