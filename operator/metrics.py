@@ -26,3 +26,13 @@ EVENTS_DROPPED = Counter(
     "continuum_events_dropped_total",
     "Events not written because the operator's Event queue was full",
 )
+MEMBER_ANSWERING = Gauge(
+    "continuum_member_answering",
+    "1 when the member's API server answered its last probe, else 0",
+    ["member"],
+)
+WRITES_REFUSED = Counter(
+    "continuum_writes_refused_total",
+    "Writes the hub refused for good (400, 403, 422), retried only after a backoff",
+    ["kind"],
+)

@@ -45,10 +45,51 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0,
         help="serve the MLJob validating webhook on 127.0.0.1:PORT and register it in the hub",
     )
+    run_parser.add_argument(
+        "--secret-namespace",
+        action="append",
+        default=[],
+        metavar="NS",
+        help="read member kubeconfig Secrets in this namespace (repeatable); "
+        "default: the system namespace only",
+    )
+    run_parser.add_argument(
+        "--allow-exec-plugin",
+        action="append",
+        default=[],
+        metavar="COMMAND",
+        help="let member kubeconfigs run this exec credential plugin, by its exact command "
+        "(repeatable); default: none, every exec plugin is refused",
+    )
+    run_parser.add_argument(
+        "--member-timeout",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="how long a request to a member may take before it counts as not answering",
+    )
+    run_parser.add_argument(
+        "--probe-interval",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="seconds between probes of each member; a member that stops answering is "
+        "reported within this plus --member-timeout",
+    )
+    run_parser.add_argument(
+        "--member-cleanup-timeout",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="how long a deleted MemberCluster that cannot be reached waits before its shard "
+        "resources are left in it",
+    )
     run_parser.add_argument("--verbose", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:
+    # Kopf fixes the probe timer's interval when the handlers are imported, just below.
+    os.environ["CONTINUUM_PROBE_INTERVAL_SECONDS"] = str(args.probe_interval)
     import kopf
 
     import continuum.operator.handlers  # registers the handlers with Kopf
@@ -71,6 +112,10 @@ def run(args: argparse.Namespace) -> int:
         resync_interval_s=args.resync_interval,
         policy=args.policy,
         webhook_port=args.webhook_port,
+        secret_namespaces=tuple(args.secret_namespace),
+        allowed_exec_commands=tuple(args.allow_exec_plugin),
+        member_timeout_s=args.member_timeout,
+        member_cleanup_timeout_s=args.member_cleanup_timeout,
     )
     context = OperatorContext(hub_client(args.kubeconfig), config=config)
     if args.metrics_port:
@@ -79,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
             args.metrics_port,
             context.health.liveness_problems,
             context.readiness_problems,
+            context.member_states,
         )
     kopf.run(
         standalone=True,

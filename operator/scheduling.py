@@ -16,22 +16,30 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from continuum.operator import metrics
-from continuum.operator.adapters.store import EventSink, ObjectStore, identity
+from continuum.operator.adapters.store import EventSink, Listed, ObjectStore, identity
 from continuum.operator.api import MemberCluster, MLJob, Placement, PlacementSpec, Tenant
 from continuum.operator.reconcile.admission import (
     refusal_of_spec,
     refused_status,
     tenant_refusal,
+    tenant_status,
 )
 from continuum.operator.reconcile.memo import Memo
 from continuum.operator.reconcile.placement import (
     JobPlan,
+    WriteRefusal,
     placements_by_job,
     plan_job,
     results_by_job,
     scheduling_status,
+    suspended_status,
 )
-from continuum.operator.reconcile.snapshot import build_snapshot, is_schedulable, job_key
+from continuum.operator.reconcile.snapshot import (
+    build_snapshot,
+    is_finished,
+    is_schedulable,
+    job_key,
+)
 from continuum.schedulers.loaders import FormatError, parse_latency
 from continuum.schedulers.model import CycleResult, Link
 from continuum.schedulers.policy import schedule
@@ -54,6 +62,10 @@ class PlacementWriteQueue(Protocol):
 
     def pending(self) -> Mapping[tuple[str, str], Placement]:
         """Decisions not written yet, as the Placements they will be."""
+        ...
+
+    def refusal(self, job: MLJob) -> WriteRefusal | None:
+        """Why the hub refused the job's last Placement write, until one is accepted."""
         ...
 
 
@@ -88,21 +100,30 @@ def _condition(conditions: list[dict[str, Any]], kind: str) -> dict[str, Any]:
 
 
 def announce(events: EventSink | None, raw: dict[str, Any], status: dict[str, Any]) -> None:
-    """An Event when the job's Admitted or Scheduled condition changes, not on every cycle:
-    Warning for a refusal or an unschedulable job, Normal once it is placed."""
+    """An Event when one of the job's conditions that people act on changes, not on every
+    cycle: Warning when it is refused, unschedulable or its Placement refused, Normal once it
+    is placed; Warning when shards become unavailable, Normal when they are back."""
     if events is None:
         return
     before = raw.get("status", {}).get("conditions", [])
     after = status.get("conditions", [])
-    for kind, refused in (("Admitted", None), ("Scheduled", "Unschedulable")):
+    for kind in ("Admitted", "Scheduled"):
         old, new = _condition(before, kind), _condition(after, kind)
         if not new or (old.get("status"), old.get("message")) == (new["status"], new["message"]):
             continue
         if new["status"] == "True":
             if kind == "Scheduled":
                 events.record_event(raw, "Normal", "Placed", new["message"])
-        else:
-            events.record_event(raw, "Warning", refused or new["reason"], new["message"])
+        elif new["reason"] != "Suspended":
+            events.record_event(raw, "Warning", new["reason"], new["message"])
+    old, new = _condition(before, "ShardsUnavailable"), _condition(after, "ShardsUnavailable")
+    if new.get("status") == "True" and (old.get("status"), old.get("reason")) != (
+        "True",
+        new["reason"],
+    ):
+        events.record_event(raw, "Warning", "ShardsUnavailable", new["message"])
+    elif new.get("status") == "False" and old.get("status") == "True":
+        events.record_event(raw, "Normal", "ShardsAvailable", new["message"])
 
 
 # A job's status after a cycle, per job version and what the cycle meant for it: making the
@@ -122,6 +143,29 @@ def _scheduled_status(
     )
 
 
+def _suspended_status(job: MLJob, raw: dict[str, Any], now: datetime) -> dict[str, Any]:
+    version = raw.get("metadata", {}).get("resourceVersion")
+    key = (job.metadata.uid, version, "suspended")
+    return _scheduled_statuses.get(
+        key if job.metadata.uid and version else None,
+        lambda: suspended_status(job, now).to_dict(),
+    )
+
+
+def _write_tenant_statuses(store: ObjectStore, tenants: Listed[Tenant], now: datetime) -> None:
+    """Each Tenant's Active condition, written when it changes (rarely: a spec edit)."""
+    valid = {(tenant.metadata.namespace or "", tenant.metadata.name or ""): tenant
+             for tenant in tenants.valid}  # fmt: skip
+    for key, raw in tenants.raw.items():
+        generation = raw.get("metadata", {}).get("generation")
+        if (raw.get("status") or {}).get("observedGeneration") == generation and generation:
+            continue  # written for this spec already; conditions change only with the spec
+        status = tenant_status(raw.get("status"), generation, valid.get(key),
+                               tenants.invalid.get(key, []), now).to_dict()  # fmt: skip
+        if raw.get("status") != status:
+            store.replace_status(Tenant, {**raw, "status": status})
+
+
 def run_cycle(
     store: ObjectStore,
     now: datetime,
@@ -137,7 +181,9 @@ def run_cycle(
     else each is written before the cycle returns."""
     started = time.perf_counter()
     members = store.list(MemberCluster).valid
-    tenants = store.list(Tenant).valid
+    listed_tenants = store.list(Tenant)
+    _write_tenant_statuses(store, listed_tenants, now)
+    tenants = listed_tenants.valid
     jobs = store.list(MLJob)
     stored_placements = placements_by_job(store.list(Placement).valid)
     if placement_writes is not None:
@@ -158,13 +204,18 @@ def run_cycle(
 
     admitted: list[MLJob] = []
     for job in jobs.valid:
-        if not is_schedulable(job):
+        suspended = (
+            job.spec.suspend and job.metadata.deletion_timestamp is None and not is_finished(job)
+        )
+        if not is_schedulable(job) and not suspended:
             continue
         problem = tenant_refusal(job, tenants)
         raw = jobs.raw[(job.metadata.namespace or "", job.metadata.name or "")]
         if problem is not None:
             status = refused_status(raw.get("status"), job.metadata.generation, problem, now)
             statuses.append((raw, status.to_dict()))
+        elif suspended:
+            statuses.append((raw, _suspended_status(job, raw, now)))
         else:
             admitted.append(job)
 
@@ -188,7 +239,14 @@ def run_cycle(
     for job in admitted:
         previous = placements.get(job_key(job))
         plan = plan_job(job, previous, by_job.get(job_key(job), nothing), now)
-        if plan.placement is not None:
+        refused = placement_writes.refusal(job) if placement_writes is not None else None
+        if refused is not None:
+            # Said until a write of its Placement is accepted: the writer retries after a
+            # backoff, and a status that flipped on every try would be an Event every time.
+            if plan.placement is not None and refused.may_retry:
+                new_placements.append((job, plan.placement))
+            plan = JobPlan(None, scheduled=False, message=refused.message, reason=refused.reason)
+        elif plan.placement is not None:
             new_placements.append((job, plan.placement))
         effective = plan.placement or (previous.spec if previous else None)
         epoch = effective.epoch if effective else None

@@ -1,42 +1,65 @@
 """Kubernetes clients: the hub's, and each member's from its kubeconfig Secret in the hub.
 
 Member clients are cached by the Secret's resourceVersion, so a rotated kubeconfig takes effect
-on the next use and an unchanged one costs no parsing. Every call to a member carries a short
-timeout: one unreachable edge site must not stall the operator's handling of the others.
+on the next use and an unchanged one costs no parsing. A member's kubeconfig is data written by
+whoever may write Secrets in the operator's namespace: it is checked before the client sees it
+(`continuum.operator.api.kubeconfig`: no plugins, no file paths), and only Secrets in the
+namespaces the operator was given are read. Nothing read from a Secret is ever put in a message:
+problems name fields, connection errors are described by kind, and what a member says back is
+redacted of the Secret's strings.
+
+Every request to a member passes its gate (`member_gate`), with a short timeout and no retries
+of urllib3's own: one hung edge site costs its own work only.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
+import errno
+import socket
+import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Any
 
-import yaml
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from continuum.operator.adapters.member_gate import (
+    GatedApiClient,
+    MemberGate,
+    MemberUnavailableError,
+)
 from continuum.operator.api import MemberCluster
+from continuum.operator.api.kubeconfig import (
+    check_kubeconfig,
+    endpoint_digest,
+    parse_kubeconfig,
+    redact,
+    secret_strings,
+)
 
 MEMBER_REQUEST_TIMEOUT_S = 5.0
 HUB_REQUEST_TIMEOUT_S = 10.0
 SECRET_RECHECK_S = 5.0
+DEFAULT_SECRET_NAMESPACE = "continuum-system"
 # Connections kept per API server: the mirrors' watches each hold one, and the scheduling
 # cycle's writers, the placement workers and the probes share the rest. The client's default
 # (5 per core) is smaller than that, and a request beyond the pool opens a new TLS connection
 # and throws it away afterwards, which under a burst costs more than the request itself.
 CONNECTIONS_PER_SERVER = 48
 
-
-class MemberUnavailableError(Exception):
-    """The member cannot be reached; `reason` is a CamelCase condition reason."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
+__all__ = [
+    "HUB_REQUEST_TIMEOUT_S",
+    "MEMBER_REQUEST_TIMEOUT_S",
+    "MemberClients",
+    "MemberUnavailableError",
+    "describe_connection_error",
+    "hub_client",
+]
 
 
 def hub_client(kubeconfig: str | None) -> client.ApiClient:
@@ -46,25 +69,65 @@ def hub_client(kubeconfig: str | None) -> client.ApiClient:
         config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
     else:
         config.load_incluster_config(client_configuration=configuration)
-    return _pooled_client(configuration)
-
-
-def member_client(kubeconfig: dict[str, Any]) -> client.ApiClient:
-    configuration = client.Configuration()
-    config.load_kube_config_from_dict(kubeconfig, client_configuration=configuration)
-    return _pooled_client(configuration)
-
-
-def _pooled_client(configuration: client.Configuration) -> client.ApiClient:
     configuration.connection_pool_maxsize = CONNECTIONS_PER_SERVER
     return client.ApiClient(configuration)
 
 
+def describe_connection_error(error: BaseException) -> str:
+    """What went wrong with a connection, by kind: the exception's own text names the host,
+    which comes from the Secret."""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        described = _described(cause)
+        if described:
+            return described
+        cause = getattr(cause, "reason", None) or cause.__cause__ or cause.__context__
+        if not isinstance(cause, BaseException):
+            cause = None
+    return f"the connection failed ({type(error).__name__})"
+
+
+def _described(error: BaseException) -> str | None:
+    if isinstance(error, urllib3.exceptions.ConnectTimeoutError):
+        return "no connection within the timeout"
+    if isinstance(error, (urllib3.exceptions.ReadTimeoutError, TimeoutError, socket.timeout)):
+        return "no answer within the timeout"
+    if isinstance(error, urllib3.exceptions.NameResolutionError | socket.gaierror):
+        return "the server's name does not resolve"
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return f"the server's certificate was not trusted (verify code {error.verify_code})"
+    if isinstance(error, ssl.SSLError | urllib3.exceptions.SSLError):
+        return "the TLS handshake failed"
+    if isinstance(error, ConnectionRefusedError):
+        return "the connection was refused"
+    if isinstance(error, ConnectionResetError | urllib3.exceptions.ProtocolError):
+        return "the connection was dropped"
+    if isinstance(error, urllib3.exceptions.ProxyError):
+        return "the proxy failed"
+    if isinstance(error, OSError) and error.errno is not None and error.errno in errno.errorcode:
+        return f"the connection failed ({errno.errorcode[error.errno]})"
+    return None
+
+
 @dataclass
 class _Cached:
+    """What one version of a member's Secret gave: a client, or why it gives none (kept too,
+    so that every pass over a member with a bad Secret does not read it again)."""
+
     resource_version: str
-    api: client.ApiClient
     checked_at: float
+    api: GatedApiClient | None = None
+    refusal: MemberUnavailableError | None = None
+    secrets: frozenset[str] = frozenset()
+    endpoint: str | None = None
+
+    def client(self) -> GatedApiClient:
+        if self.api is None:
+            assert self.refusal is not None
+            raise MemberUnavailableError(self.refusal.reason, self.refusal.message)
+        return self.api
 
 
 class MemberClients:
@@ -74,59 +137,120 @@ class MemberClients:
     def __init__(
         self,
         hub: client.ApiClient,
+        secret_namespaces: Collection[str] = (DEFAULT_SECRET_NAMESPACE,),
+        allowed_exec_commands: Collection[str] = (),
+        timeout_s: float = MEMBER_REQUEST_TIMEOUT_S,
         recheck_s: float = SECRET_RECHECK_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._hub = client.CoreV1Api(hub)
+        self.secret_namespaces = frozenset(secret_namespaces)
+        self.allowed_exec_commands = frozenset(allowed_exec_commands)
+        self.timeout_s, self.recheck_s, self.clock = timeout_s, recheck_s, clock
         self._cache: dict[str, _Cached] = {}
+        self._gates: dict[str, MemberGate] = {}
         self._lock = threading.Lock()
-        self.recheck_s, self.clock = recheck_s, clock
 
-    def for_member(self, member: MemberCluster) -> client.ApiClient:
-        reference = member.spec.kubeconfig_secret_ref
+    def gate(self, member: str) -> MemberGate:
+        with self._lock:
+            gate = self._gates.get(member)
+            if gate is None:
+                gate = self._gates[member] = MemberGate(member)
+            return gate
+
+    def for_member(self, member: MemberCluster) -> GatedApiClient:
+        """The member's client; MemberUnavailableError when its Secret gives none."""
         name = member.metadata.name or ""
         with self._lock:
             cached = self._cache.get(name)
         if cached is not None and self.clock() - cached.checked_at < self.recheck_s:
-            return cached.api
+            return cached.client()
+        reference = member.spec.kubeconfig_secret_ref
+        where = f"Secret {reference.namespace}/{reference.name}"
+        if reference.namespace not in self.secret_namespaces:
+            raise MemberUnavailableError(
+                "SecretNamespaceNotAllowed",
+                f"kubeconfigSecretRef.namespace: the operator reads member Secrets only in "
+                f"{', '.join(sorted(self.secret_namespaces))} (--secret-namespace)",
+            )
         try:
             secret = self._hub.read_namespaced_secret(
                 reference.name, reference.namespace, _request_timeout=HUB_REQUEST_TIMEOUT_S
             )
         except ApiException as error:
             if error.status == 404:
+                raise MemberUnavailableError("SecretNotFound", f"{where} does not exist") from None
+            if error.status == 403:
                 raise MemberUnavailableError(
-                    "SecretNotFound",
-                    f"kubeconfig Secret {reference.namespace}/{reference.name} does not exist",
-                ) from error
+                    "SecretForbidden", f"the operator may not read {where}"
+                ) from None
             raise
         version = str(secret.metadata.resource_version) if secret.metadata else ""
         if cached is not None and cached.resource_version == version:
             cached.checked_at = self.clock()
-            return cached.api
-        encoded = (secret.data or {}).get(reference.key)
-        if not encoded:
-            raise MemberUnavailableError(
-                "KubeconfigMissing",
-                f"Secret {reference.namespace}/{reference.name} has no key {reference.key!r}",
-            )
+            return cached.client()
         try:
-            kubeconfig: dict[str, Any] = yaml.safe_load(base64.b64decode(encoded))
-            api = member_client(kubeconfig)
-        except (yaml.YAMLError, ValueError, TypeError, config.ConfigException) as error:
-            raise MemberUnavailableError(
-                "KubeconfigInvalid",
-                f"Secret {reference.namespace}/{reference.name} key {reference.key!r}: {error}",
-            ) from error
+            encoded = (secret.data or {}).get(reference.key)
+            built = self._build(name, version, str(encoded or ""), where, reference.key)
+        except MemberUnavailableError as refusal:
+            built = _Cached(version, self.clock(), refusal=refusal)
         with self._lock:
             previous = self._cache.get(name)
-            self._cache[name] = _Cached(version, api, self.clock())
-        if previous is not None:
+            self._cache[name] = built
+        if previous is not None and previous.api is not None:
             previous.api.close()
-        return api
+        return built.client()
+
+    def _build(
+        self, member: str, version: str, encoded: str | None, where: str, key: str
+    ) -> _Cached:
+        if not encoded:
+            raise MemberUnavailableError("KubeconfigMissing", f"{where} has no key {key!r}")
+        where = f"{where} key {key!r}"
+        try:
+            text = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise MemberUnavailableError("KubeconfigInvalid", f"{where} is not base64") from None
+        document, problem = parse_kubeconfig(text)
+        if document is not None:
+            problem = check_kubeconfig(document, self.allowed_exec_commands)
+        if problem is not None:
+            raise MemberUnavailableError(problem.reason, f"{where}: {problem.message}")
+        assert document is not None
+        configuration = client.Configuration()
+        try:
+            config.load_kube_config_from_dict(document, client_configuration=configuration)
+        except Exception as error:  # its messages may quote the kubeconfig
+            raise MemberUnavailableError(
+                "KubeconfigInvalid",
+                f"{where}: the kubernetes client cannot use it ({type(error).__name__})",
+            ) from None
+        configuration.connection_pool_maxsize = CONNECTIONS_PER_SERVER
+        # The operator's passes and probes retry on their own schedule; urllib3's retries would
+        # multiply a hung member's timeout, and log the member's address.
+        configuration.retries = False
+        api = GatedApiClient(
+            configuration, self.gate(member), self.timeout_s, describe_connection_error
+        )
+        return _Cached(version, self.clock(), api, None, secret_strings(document),
+                       endpoint_digest(document))  # fmt: skip
+
+    def redact(self, member: str, message: str) -> str:
+        """`message`, which may hold what the member said back, without the strings of the
+        member's kubeconfig."""
+        with self._lock:
+            cached = self._cache.get(member)
+        return redact(message, cached.secrets) if cached is not None else message
+
+    def endpoint(self, member: str) -> str | None:
+        """A digest of the member's server and CA, once its kubeconfig has been loaded."""
+        with self._lock:
+            cached = self._cache.get(member)
+        return cached.endpoint if cached is not None else None
 
     def close(self) -> None:
         with self._lock:
             for cached in self._cache.values():
-                cached.api.close()
+                if cached.api is not None:
+                    cached.api.close()
             self._cache.clear()

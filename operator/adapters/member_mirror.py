@@ -77,6 +77,14 @@ class _Member:
     def synced(self) -> bool:
         return all(cache.synced.is_set() for cache in self.caches.values())
 
+    def job_resources(self, namespace: str, job: MLJob) -> list[Manifest]:
+        return [
+            item
+            for cache in self.caches.values()
+            for item in cache.indexed((namespace, job.metadata.name or ""))
+            if belongs_to(item, job)
+        ]
+
     def stop(self) -> None:
         for cache in self.caches.values():
             cache.stop()
@@ -115,14 +123,14 @@ class MemberMirrors:
     def job_resources(self, member: str, namespace: str, job: MLJob) -> list[Manifest] | None:
         """The job's shard resources in `member`, or None if its mirror is not in step."""
         mirrored = self._in_step(member)
-        if mirrored is None:
-            return None
-        return [
-            item
-            for cache in mirrored.caches.values()
-            for item in cache.indexed((namespace, job.metadata.name or ""))
-            if belongs_to(item, job)
-        ]
+        return None if mirrored is None else mirrored.job_resources(namespace, job)
+
+    def last_known(self, member: str, namespace: str, job: MLJob) -> list[Manifest]:
+        """The job's shard resources in `member` as its mirror last saw them, in step or not
+        (none if it was never mirrored): what a member that does not answer may still hold."""
+        with self._lock:
+            mirrored = self._members.get(member)
+        return [] if mirrored is None else mirrored.job_resources(namespace, job)
 
     def all_resources(self) -> dict[str, list[Manifest]]:
         """Member -> every shard resource it holds, for the members whose mirrors are in step."""

@@ -7,22 +7,38 @@ the next cycle. Now a cycle hands its decisions over and goes on. Until a decisi
 the capacity it takes is not counted as free. A write that loses a race (409) is dropped and
 the scheduler woken: its next cycle decides again from what the hub holds.
 
+A write the hub refuses for good (400, 403, 422: an admission policy, a name it will not take)
+is not a race to retry at once: the job's next tries wait 1, 2, 4 ... up to 300 s, each logged
+once, and until one is accepted `refusal` gives the hub's reason for the job's status.
+
 Per job, only the newest decision is written; writes of different jobs go out concurrently.
 Nothing here outlives the process: after a restart, the first cycle decides the same again.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from kubernetes.client.exceptions import ApiException
+
+from continuum.operator import metrics
 from continuum.operator.adapters.hub_mirror import HubMirror
 from continuum.operator.api import MLJob, Placement, PlacementSpec
-from continuum.operator.reconcile.placement import placement_manifest
+from continuum.operator.reconcile.placement import WriteRefusal, placement_manifest
 from continuum.operator.workqueue import WorkQueue
 
+LOG = logging.getLogger(__name__)
 Key = tuple[str, str]
+REFUSED_FOR_GOOD = (400, 403, 422)
+REFUSAL_BACKOFF_INITIAL_S = 1.0
+REFUSAL_BACKOFF_MAX_S = 300.0
+# Refusals of jobs long gone are dropped, oldest first, beyond this many.
+MAX_REFUSALS = 10_000
 
 
 @dataclass(frozen=True)
@@ -33,10 +49,25 @@ class _Decision:
     provisional: Placement
 
 
+@dataclass(frozen=True)
+class _Refusal:
+    job_uid: str | None
+    message: str
+    attempts: int
+    retry_at: float
+
+
 class PlacementWrites:
-    def __init__(self, mirror: HubMirror, on_lost: Callable[[], None], writers: int) -> None:
-        self._mirror, self._on_lost = mirror, on_lost
+    def __init__(
+        self,
+        mirror: HubMirror,
+        on_lost: Callable[[], None],
+        writers: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._mirror, self._on_lost, self._clock = mirror, on_lost, clock
         self._pending: dict[Key, _Decision] = {}
+        self._refusals: dict[Key, _Refusal] = {}
         self._lock = threading.Lock()
         self._queue: WorkQueue[Key] = WorkQueue("placement-writes", self._write, writers)
 
@@ -67,6 +98,19 @@ class PlacementWrites:
         with self._lock:
             return key in self._pending
 
+    def refusal(self, job: MLJob) -> WriteRefusal | None:
+        """Why the hub refused this job's last Placement write, until a write is accepted."""
+        key = (job.metadata.namespace or "", job.metadata.name or "")
+        with self._lock:
+            refused = self._refusals.get(key)
+            if refused is not None and refused.job_uid != job.metadata.uid:
+                del self._refusals[key]  # an earlier job of this name
+                refused = None
+        if refused is None:
+            return None
+        message = f"the hub refused the Placement: {refused.message}"
+        return WriteRefusal("PlacementRefused", message, self._clock() >= refused.retry_at)
+
     def _write(self, key: Key) -> None:
         with self._lock:
             decision = self._pending.get(key)
@@ -77,6 +121,15 @@ class PlacementWrites:
         assert existing is None or isinstance(existing, Placement)
         try:
             written = self._mirror.write_placement(decision.job, decision.spec, existing)
+        except ApiException as error:
+            if error.status not in REFUSED_FOR_GOOD:
+                self._settle(key, decision)
+                self._on_lost()
+                raise
+            self._refused(key, decision, error)
+            self._settle(key, decision)
+            self._on_lost()
+            return
         except Exception:
             # Refused or unreachable: the decision is not kept pending for ever, and the next
             # cycle decides again (the queue logs the error and backs off).
@@ -84,10 +137,38 @@ class PlacementWrites:
             self._on_lost()
             raise
         self._settle(key, decision)
-        if not written:
+        if written:
+            with self._lock:
+                self._refusals.pop(key, None)
+        else:
             self._on_lost()
+
+    def _refused(self, key: Key, decision: _Decision, error: ApiException) -> None:
+        metrics.WRITES_REFUSED.labels("Placement").inc()
+        message = f"HTTP {error.status}: {_status_message(error)}"
+        with self._lock:
+            earlier = self._refusals.pop(key, None)
+            attempts = earlier.attempts + 1 if earlier is not None else 1
+            delay_s = min(REFUSAL_BACKOFF_INITIAL_S * 2 ** (attempts - 1), REFUSAL_BACKOFF_MAX_S)
+            self._refusals[key] = _Refusal(
+                decision.job.metadata.uid, message, attempts, self._clock() + delay_s
+            )
+            while len(self._refusals) > MAX_REFUSALS:
+                del self._refusals[next(iter(self._refusals))]
+        LOG.warning("the hub refused the Placement of %s/%s (%s); trying again in %.0f s",
+                    key[0], key[1], message, delay_s)  # fmt: skip
 
     def _settle(self, key: Key, decision: _Decision) -> None:
         with self._lock:
             if self._pending.get(key) is decision:  # else a newer decision waits its turn
                 del self._pending[key]
+
+
+def _status_message(error: ApiException) -> str:
+    """The message of the Status the API server sent back, else the HTTP reason."""
+    try:
+        status = json.loads(error.body or "")
+    except (TypeError, ValueError):
+        status = None
+    message = status.get("message") if isinstance(status, dict) else None
+    return str(message or error.reason)[:512]

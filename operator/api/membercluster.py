@@ -96,6 +96,10 @@ class MemberClusterStatus(StatusModel):
     risk: Risk | None = None
     last_heartbeat_time: KubeTime | None = None
     kubernetes_version: str | None = Field(default=None, max_length=64)
+    cluster_id: str | None = Field(default=None, max_length=128, alias="clusterID")
+    """Which cluster answers: the UID of its kube-system namespace (as KEP-2149's cluster ID),
+    or a digest of its server and CA where that namespace cannot be read. Two MemberClusters
+    with one ID are one cluster registered twice."""
     observed_generation: int | None = Field(default=None, ge=0)
 
 

@@ -271,6 +271,9 @@ class MLJobConditionType(StrEnum):
     """False with reason Unschedulable carries the scheduler's sentence as message."""
     READY = "Ready"
     """At least shards.minAvailable shards are running."""
+    SHARDS_UNAVAILABLE = "ShardsUnavailable"
+    """True while a shard's member cluster cannot be reached or refuses its resource: the
+    message names each such shard, its member and why."""
 
 
 class ShardState(StrEnum):

@@ -4,10 +4,15 @@ The CRD's schema and CEL rules already refuse most bad specs; the webhook adds w
 Python models or other objects, such as whether the named Tenant exists and admits the
 namespace. Its failure policy is Ignore: with the operator down, applies still go through, and
 the scheduling cycle refuses the job with the same message in its Admitted condition.
+
+It judges specs only. An update that leaves the spec as it was (a finalizer taken off, a label
+added) or a job being deleted always goes through, and the Tenant is checked only when the job
+names it anew: a job whose Tenant was deleted since must still be deletable, and suspendable.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -24,13 +29,22 @@ UNPROCESSABLE = 422
     GROUP, VERSION, "mljobs", id="mljob-spec", operations=["CREATE", "UPDATE"],
     ignore_failures=True, side_effects=False,
 )  # fmt: skip
-def validate_mljob(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+def validate_mljob(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
     context: OperatorContext = memo.context
+    operation = kwargs.get("operation")
+    earlier: Mapping[str, Any] = kwargs.get("old") or {}
+    if operation == "UPDATE" and (
+        earlier.get("spec") == body.get("spec")
+        or "deletionTimestamp" in (body.get("metadata") or {})
+    ):
+        return
     job = validate_resource(body)
     if isinstance(job, list):
         raise kopf.AdmissionError(format_errors(job), code=UNPROCESSABLE)
     if not isinstance(job, MLJob):
         raise kopf.AdmissionError(f"expected an MLJob, got {body.get('kind')}")
+    if operation == "UPDATE" and (earlier.get("spec") or {}).get("tenant") == job.spec.tenant:
+        return
     refusal = tenant_refusal(job, context.mirror.list(Tenant).valid)
     if refusal is not None:
         # The mirror may not have seen a Tenant applied a moment ago: refuse only on the

@@ -15,7 +15,7 @@ from kubernetes import client
 from continuum.operator.adapters.event_queue import EventQueue
 from continuum.operator.adapters.hub import Hub
 from continuum.operator.adapters.hub_mirror import HubMirror
-from continuum.operator.adapters.kube import MemberClients
+from continuum.operator.adapters.kube import MEMBER_REQUEST_TIMEOUT_S, MemberClients
 from continuum.operator.adapters.member_mirror import MemberMirrors, job_of
 from continuum.operator.adapters.placement_writes import PlacementWrites
 from continuum.operator.adapters.store import identity
@@ -56,6 +56,14 @@ class OperatorConfig:
     policy: str = "continuum"
     # 0: no admission webhook; the reconcile still refuses what it would have refused.
     webhook_port: int = 0
+    # Where member kubeconfig Secrets may be read (empty: the system namespace only).
+    secret_namespaces: tuple[str, ...] = ()
+    # exec plugin commands a member kubeconfig may run (none: every exec plugin is refused).
+    allowed_exec_commands: tuple[str, ...] = ()
+    member_timeout_s: float = MEMBER_REQUEST_TIMEOUT_S
+    # How long a deleted MemberCluster that cannot be reached waits before its shard resources
+    # are left in it.
+    member_cleanup_timeout_s: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -93,7 +101,12 @@ class OperatorContext:
         self.placement_writes = PlacementWrites(
             self.mirror, on_lost=self.wake_scheduler.set, writers=WRITERS
         )
-        self.members = MemberClients(self.hub_api)
+        self.members = MemberClients(
+            self.hub_api,
+            secret_namespaces=self.config.secret_namespaces or (self.config.system_namespace,),
+            allowed_exec_commands=self.config.allowed_exec_commands,
+            timeout_s=self.config.member_timeout_s,
+        )
         self.member_mirrors = MemberMirrors(on_change=self._member_changed)
         self.health = Health(max(LOOP_STALL_S, LOOP_STALL_INTERVALS * self.config.cycle_interval_s))
         # The placement controller's two lanes, by job key (namespace, name), set when it
@@ -148,6 +161,29 @@ class OperatorContext:
     def ask_status(self, key: tuple[str, str]) -> None:
         if self.statuses is not None and key[1]:
             self.statuses.add(key)
+
+    def ask_jobs_on(self, member: str) -> None:
+        """A pass for every job whose Placement names `member`: it stopped or started
+        answering, and what their status says of their shards there changes with it."""
+        for key, body in self.mirror.list(Placement).raw.items():
+            decisions = (body.get("spec") or {}).get("decisions") or []
+            if any(decision.get("cluster") == member for decision in decisions):
+                self._ask_placement(*key)
+
+    def member_states(self) -> list[str]:
+        """One line per member, for /readyz?verbose: whether it answers, and if not, why and
+        for how long its work has been skipped."""
+        lines = []
+        for member in self.member_clusters():
+            name = member.metadata.name or ""
+            state = self.members.gate(name).state
+            if state.answering:
+                lines.append(f"[+]member {name} answering")
+            else:
+                stuck_s = self.members.gate(name).clock() - state.since
+                lines.append(f"[-]member {name} not answering for {stuck_s:.0f} s ({state.why}); "
+                             "its work is skipped until a probe gets an answer")  # fmt: skip
+        return lines
 
     def readiness_problems(self) -> list[str]:
         """Why the operator does not act on a full view yet (see `health`); none once it does."""

@@ -3,25 +3,44 @@
 Used by the placement controller's passes (the resources a Placement decides) and by a job's
 deletion (none). Each write's result goes into the members' mirrors at once, so the next pass
 sees it before the watch brings it.
+
+A member that cannot be worked on now (its Secret gives no client, it does not answer, or every
+request slot to it is taken) costs no request: it matters to a job only where the job has, or
+may have, shard resources there, and only there is it reported Unreachable. A member that never
+held the job's shards cannot hold up its deletion; should it hold one after all (a shard written
+just before it went away), the orphan sweep removes it once the member is back.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from typing import Any
 
-import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from continuum.operator.adapters.kube import MEMBER_REQUEST_TIMEOUT_S, MemberUnavailableError
-from continuum.operator.adapters.kuberay import RESOURCE_KINDS, ResourceKind, job_selector
+from continuum.operator.adapters.kube import describe_connection_error
+from continuum.operator.adapters.kuberay import (
+    MANAGED_SELECTOR,
+    RESOURCE_KINDS,
+    ResourceKind,
+    job_selector,
+)
+from continuum.operator.adapters.member_gate import (
+    CONNECTION_ERRORS,
+    MemberBusyError,
+    MemberUnavailableError,
+)
 from continuum.operator.adapters.member_mirror import MemberMirrors, list_managed
-from continuum.operator.api import ApplyState, MLJob
+from continuum.operator.api import ApplyState, MLJob, Placement
 from continuum.operator.handlers.context import OperatorContext
+from continuum.operator.reconcile.membership import is_duplicate
 from continuum.operator.reconcile.shards import ClusterOutcome, Manifest, plan_cluster
+from continuum.operator.workqueue import RetryLater
 
 KINDS_BY_NAME = {kind.kind: kind for kind in RESOURCE_KINDS}
-UNREACHABLE_ERRORS = (urllib3.exceptions.HTTPError, OSError)
+# How soon a pass comes back when a member had no free request slot for it.
+BUSY_RETRY_S = 0.5
 
 
 def kind_of(manifest: Manifest) -> ResourceKind:
@@ -35,10 +54,7 @@ def list_job_resources(api: client.ApiClient, namespace: str, job: MLJob) -> lis
 def _ensure_namespace(api: client.ApiClient, namespace: str) -> None:
     core = client.CoreV1Api(api)
     try:
-        core.create_namespace(
-            client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)),
-            _request_timeout=MEMBER_REQUEST_TIMEOUT_S,
-        )
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
     except ApiException as error:
         if error.status != 409:  # it exists already
             raise
@@ -52,9 +68,8 @@ def _create(api: client.ApiClient, namespace: str, manifest: Manifest) -> Manife
 
     def post() -> Manifest:
         created: Any = objects.create_namespaced_custom_object(
-            kind.group, kind.version, namespace, kind.plural, manifest,
-            field_validation="Strict", _request_timeout=MEMBER_REQUEST_TIMEOUT_S,
-        )  # fmt: skip
+            kind.group, kind.version, namespace, kind.plural, manifest, field_validation="Strict"
+        )
         return dict(created)
 
     try:
@@ -70,10 +85,21 @@ def _create(api: client.ApiClient, namespace: str, manifest: Manifest) -> Manife
             raise
     # Created by a pass that crashed before recording it: it is there.
     existing: Any = objects.get_namespaced_custom_object(
-        kind.group, kind.version, namespace, kind.plural, manifest["metadata"]["name"],
-        _request_timeout=MEMBER_REQUEST_TIMEOUT_S,
-    )  # fmt: skip
+        kind.group, kind.version, namespace, kind.plural, manifest["metadata"]["name"]
+    )
     return dict(existing)
+
+
+def _replacement(manifest: Manifest, current: Manifest) -> Manifest:
+    """What a PUT sends: the spec and our labels and annotations, over everything else the
+    object's metadata holds (other writers' labels and annotations, the workload's checkpoint
+    annotation, KubeRay's finalizers), at the version read."""
+    metadata: dict[str, Any] = {**current.get("metadata", {}), **manifest["metadata"]}
+    for section in ("labels", "annotations"):
+        theirs = current.get("metadata", {}).get(section) or {}
+        metadata[section] = {**theirs, **(manifest["metadata"].get(section) or {})}
+    metadata["resourceVersion"] = current["metadata"]["resourceVersion"]
+    return {**manifest, "metadata": metadata}
 
 
 def converge_member(
@@ -107,11 +133,9 @@ def converge_member(
         record(created)
     for manifest, current in plan.update:
         kind = kind_of(manifest)
-        version = current["metadata"]["resourceVersion"]
-        replacement = {**manifest, "metadata": {**manifest["metadata"], "resourceVersion": version}}
         replaced: Any = objects.replace_namespaced_custom_object(
             kind.group, kind.version, namespace, kind.plural, manifest["metadata"]["name"],
-            replacement, field_validation="Strict", _request_timeout=MEMBER_REQUEST_TIMEOUT_S,
+            _replacement(manifest, current), field_validation="Strict",
         )  # fmt: skip
         held[(manifest["kind"], manifest["metadata"]["name"])] = replaced
         record(replaced)
@@ -122,37 +146,92 @@ def converge_member(
     return list(held.values())
 
 
+def members_of(placement: Placement | None) -> set[str]:
+    """Every member the job's Placement ever sent a shard to, as far as it still says: its
+    decisions, the moves in its history, and the members its status lists."""
+    if placement is None:
+        return set()
+    named = {decision.cluster for decision in placement.spec.decisions}
+    for migration in placement.spec.migrations:
+        named.update(
+            cluster for cluster in (migration.from_cluster, migration.to_cluster) if cluster
+        )
+    if placement.status is not None:
+        named.update(entry.cluster for entry in placement.status.clusters)
+    return named
+
+
 def converge_all(
-    context: OperatorContext, job: MLJob, desired: dict[str, list[Manifest]]
+    context: OperatorContext,
+    job: MLJob,
+    desired: Mapping[str, list[Manifest]],
+    possibly_held: Collection[str] = (),
 ) -> dict[str, ClusterOutcome]:
     """Converges every member. Members not in `desired` are visited too, so that a shard that
-    moved away, or a job that was suspended, leaves nothing behind."""
+    moved away, or a job that was suspended, leaves nothing behind. `possibly_held` names the
+    members that may hold shard resources of the job that their mirrors do not show. A member
+    with no free request slot is retried after the others are done (RetryLater)."""
     namespace = job.metadata.namespace or ""
     outcomes: dict[str, ClusterOutcome] = {}
+    busy = False
     for member in context.member_clusters():
         name = member.metadata.name or ""
+        wanted = desired.get(name, [])
+        if is_duplicate(member) or member.metadata.deletion_timestamp is not None:
+            # Another MemberCluster owns this cluster, or its own deletion empties it.
+            if wanted:
+                why = "is being deleted" if member.metadata.deletion_timestamp else "is a duplicate"
+                outcomes[name] = ClusterOutcome(name, ApplyState.UNREACHABLE, f"{name} {why}")
+            continue
         try:
             api = context.members.for_member(member)
+            # Before the mirror: a member that stopped answering may still look in step there.
+            api.gate.check()
             context.member_mirrors.follow(name, api)
             observed = context.member_mirrors.job_resources(name, namespace, job)
             held = converge_member(
-                api, namespace, job, desired.get(name, []), observed, context.member_mirrors, name
+                api, namespace, job, wanted, observed, context.member_mirrors, name
             )
+        except MemberBusyError:
+            busy = True
+            continue
         except MemberUnavailableError as error:
-            outcomes[name] = ClusterOutcome(name, ApplyState.UNREACHABLE, error.message)
+            outcome = _unavailable(context, job, name, wanted, possibly_held, error.message)
         except ApiException as error:
-            message = f"HTTP {error.status}: {error.reason}: {(error.body or '')[:500]}"
-            outcomes[name] = ClusterOutcome(name, ApplyState.FAILED, message)
-        except UNREACHABLE_ERRORS as error:
-            outcomes[name] = ClusterOutcome(name, ApplyState.UNREACHABLE, str(error)[:1024])
+            body = (error.body or "")[:500] if isinstance(error.body, str) else ""
+            message = context.members.redact(name, f"HTTP {error.status}: {error.reason}: {body}")
+            outcome = ClusterOutcome(name, ApplyState.FAILED, message)
+        except CONNECTION_ERRORS as error:
+            message = describe_connection_error(error)
+            outcome = _unavailable(context, job, name, wanted, possibly_held, message)
         else:
-            outcomes[name] = ClusterOutcome(name, ApplyState.APPLIED, "", tuple(held))
+            outcome = ClusterOutcome(name, ApplyState.APPLIED, "", tuple(held))
+        if outcome is not None:
+            outcomes[name] = outcome
+    if busy:
+        raise RetryLater(BUSY_RETRY_S)
     for name in desired:
         if name not in outcomes:
             outcomes[name] = ClusterOutcome(
-                name, ApplyState.FAILED, f"no MemberCluster {name!r} is registered"
+                name, ApplyState.FAILED, f"no usable MemberCluster {name!r} is registered"
             )
     return outcomes
+
+
+def _unavailable(
+    context: OperatorContext,
+    job: MLJob,
+    member: str,
+    wanted: list[Manifest],
+    possibly_held: Collection[str],
+    why: str,
+) -> ClusterOutcome | None:
+    """A member that cannot be worked on: Unreachable for a job that wants shards there or may
+    have some; nothing at all for the others."""
+    known = context.member_mirrors.last_known(member, job.metadata.namespace or "", job)
+    if not (wanted or known or member in possibly_held):
+        return None
+    return ClusterOutcome(member, ApplyState.UNREACHABLE, why, tuple(known))
 
 
 def delete_resource(api: client.ApiClient, namespace: str, resource: Manifest) -> None:
@@ -162,8 +241,21 @@ def delete_resource(api: client.ApiClient, namespace: str, resource: Manifest) -
         client.CustomObjectsApi(api).delete_namespaced_custom_object(
             kind.group, kind.version, namespace, kind.plural, resource["metadata"]["name"],
             propagation_policy="Background",
-            _request_timeout=MEMBER_REQUEST_TIMEOUT_S,
         )  # fmt: skip
     except ApiException as error:
         if error.status != 404:
             raise
+
+
+def remove_all_shards(api: client.ApiClient) -> int:
+    """Deletes every shard resource Continuum made in a member; returns how many there were."""
+    objects = client.CustomObjectsApi(api)
+    removed = 0
+    for kind in RESOURCE_KINDS:
+        listed: Any = objects.list_cluster_custom_object(
+            kind.group, kind.version, kind.plural, label_selector=MANAGED_SELECTOR
+        )
+        for item in listed.get("items", []):
+            delete_resource(api, item["metadata"]["namespace"], item)
+            removed += 1
+    return removed

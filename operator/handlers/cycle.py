@@ -34,9 +34,12 @@ def scheduling_loop(context: OperatorContext) -> None:
                 hand_over=context.hand_over_status,
                 placement_writes=context.placement_writes,
             )
-        except Exception:
+        except Exception as error:
             metrics.RECONCILE_ERRORS.labels("SchedulingCycle").inc()
+            context.health.cycle_failed(error)
             LOG.exception("scheduling cycle failed; retrying at the next tick")
+        else:
+            context.health.cycle_succeeded()
         # A short pause even when woken: the changes of a burst of applies are taken together,
         # and the mirror brings the versions the cycle's own writes made before it runs again.
         context.stop.wait(MIN_GAP_S)

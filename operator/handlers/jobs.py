@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from continuum.operator.api import ApplyState, MLJob, Resource
+from continuum.operator.api import ApplyState, MLJob, Placement, Resource
 from continuum.operator.handlers.context import CONFLICT_RETRY_S, FINALIZER, OperatorContext
-from continuum.operator.handlers.convergence import converge_all
+from continuum.operator.handlers.convergence import converge_all, members_of
 from continuum.operator.scheduling import write_status
 from continuum.operator.workqueue import RetryLater
 
@@ -49,8 +49,10 @@ def take_off_finalizer(
 
 def finish_deletion(context: OperatorContext, raw_job: dict[str, Any]) -> None:
     """Removes the job's shard resources from every member, then the finalizer. A member that
-    cannot be reached is named in status.pendingCleanup, and the pass comes back until it can.
-    A spec the models refuse was never placed, so nothing of it is in any member."""
+    cannot be reached, and that holds or may hold some (its mirror saw one, or the Placement or
+    the job's status sent one there), is named in status.pendingCleanup, and the pass comes back
+    until it can be reached. A spec the models refuse was never placed, so nothing of it is in
+    any member."""
     if FINALIZER not in _finalizers(raw_job):
         return
     key = (raw_job["metadata"].get("namespace", ""), raw_job["metadata"].get("name", ""))
@@ -59,7 +61,12 @@ def finish_deletion(context: OperatorContext, raw_job: dict[str, Any]) -> None:
     if found is not None:
         job, raw_job = found
         assert isinstance(job, MLJob)
-        outcomes = converge_all(context, job, {})
+        found_placement = context.mirror.model(Placement, key)
+        placement = found_placement[0] if found_placement is not None else None
+        assert placement is None or isinstance(placement, Placement)
+        shards = job.status.shards if job.status else []
+        possibly_held = members_of(placement) | {shard.cluster for shard in shards if shard.cluster}
+        outcomes = converge_all(context, job, {}, possibly_held)
         pending = sorted(
             name for name, outcome in outcomes.items() if outcome.state is not ApplyState.APPLIED
         )

@@ -1,17 +1,24 @@
-"""MemberCluster: probe the member through its kubeconfig Secret, write Reachable and Ready."""
+"""MemberCluster: probe the member through its kubeconfig Secret, write Reachable and Ready; on
+deletion, take Continuum's shard resources out of it."""
 
 from __future__ import annotations
 
+import os
 import time
+from datetime import datetime
 from typing import Any
 
 import kopf
-import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from continuum.operator import metrics
-from continuum.operator.adapters.kube import MEMBER_REQUEST_TIMEOUT_S, MemberUnavailableError
+from continuum.operator.adapters.kube import describe_connection_error
+from continuum.operator.adapters.member_gate import (
+    CONNECTION_ERRORS,
+    GatedApiClient,
+    MemberUnavailableError,
+)
 from continuum.operator.api import (
     GROUP,
     VERSION,
@@ -22,9 +29,19 @@ from continuum.operator.api import (
 )
 from continuum.operator.api.quantity import Quantity
 from continuum.operator.handlers.context import OperatorContext
-from continuum.operator.reconcile.membership import ProbeResult, probed_status
+from continuum.operator.handlers.convergence import remove_all_shards
+from continuum.operator.reconcile.membership import ProbeResult, duplicate_of, probed_status
 
-PROBE_INTERVAL_S = 10.0
+PROBE_INTERVAL_ENV = "CONTINUUM_PROBE_INTERVAL_SECONDS"
+PROBE_INTERVAL_S = float(os.environ.get(PROBE_INTERVAL_ENV) or 10.0)
+"""Kopf fixes a timer's interval when the handler is registered, at import; the runner's
+--probe-interval reaches it through the environment."""
+CLUSTER_ID_NAMESPACE = "kube-system"
+# Annotation on a MemberCluster: "Orphan" leaves its shard resources in the member when it is
+# deleted, rather than waiting until they are removed.
+ON_DELETE_ANNOTATION = "continuum.dev/on-delete"
+ORPHAN = "Orphan"
+CLEANUP_RETRY_S = 10.0
 
 
 def _sum_allocatable(nodes: list[Any]) -> ResourceAmounts:
@@ -41,27 +58,60 @@ def _sum_allocatable(nodes: list[Any]) -> ResourceAmounts:
     )
 
 
+def _cluster_id(api: GatedApiClient) -> str | None:
+    """The kube-system namespace's UID; asked once per client, since it never changes."""
+    if api.cluster_id is not None:
+        return api.cluster_id
+    try:
+        namespace = client.CoreV1Api(api).read_namespace(CLUSTER_ID_NAMESPACE)
+    except ApiException as error:
+        if error.status in (401, 403, 404):
+            return None
+        raise
+    uid = namespace.metadata.uid if namespace.metadata else None
+    if uid:
+        api.cluster_id = uid
+    return uid
+
+
 def probe_member(context: OperatorContext, member: MemberCluster) -> ProbeResult:
+    """Asks the member for its version and nodes. Never raises: whatever goes wrong is a
+    reason and a message that quote nothing of the member's Secret."""
+    name = member.metadata.name or ""
     try:
         api = context.members.for_member(member)
-        started = time.perf_counter()
-        version = client.VersionApi(api).get_code(_request_timeout=MEMBER_REQUEST_TIMEOUT_S)
-        latency_ms = (time.perf_counter() - started) * 1000
-        nodes = client.CoreV1Api(api).list_node(_request_timeout=MEMBER_REQUEST_TIMEOUT_S).items
     except MemberUnavailableError as error:
         return ProbeResult(failure_reason=error.reason, message=error.message)
     except ApiException as error:
+        message = f"reading the kubeconfig Secret failed: HTTP {error.status}"
+        return ProbeResult(failure_reason="SecretUnreadable", message=message)
+    try:
+        with api.gate.probing():
+            started = time.perf_counter()
+            version = client.VersionApi(api).get_code()
+            latency_ms = (time.perf_counter() - started) * 1000
+            nodes = client.CoreV1Api(api).list_node().items
+            cluster_id = _cluster_id(api) or f"endpoint-{context.members.endpoint(name)}"
+    except ApiException as error:
+        api.gate.answering()  # it answered, if only to say no
         reason = {401: "Unauthorized", 403: "Forbidden"}.get(error.status or 0, "APIError")
-        return ProbeResult(failure_reason=reason, message=f"HTTP {error.status}: {error.reason}")
-    except (urllib3.exceptions.HTTPError, OSError) as error:
-        return ProbeResult(failure_reason="ConnectionFailed", message=str(error)[:1024])
-    # Mirrored from the first answer on, so that the first shards sent there find it listed.
-    context.member_mirrors.follow(member.metadata.name or "", api)
+        message = context.members.redact(name, f"HTTP {error.status}: {error.reason}")
+        return ProbeResult(failure_reason=reason, message=message)
+    except CONNECTION_ERRORS as error:
+        described = describe_connection_error(error)
+        reason = "Timeout" if "within the timeout" in described else "ConnectionFailed"
+        return ProbeResult(failure_reason=reason, message=described)
+    except Exception as error:  # a probe must answer; its text may quote the member
+        return ProbeResult(failure_reason="ProbeFailed",
+                           message=f"the probe failed ({type(error).__name__})")  # fmt: skip
+    api.gate.answering()
     return ProbeResult(
         kubernetes_version=version.git_version,
         node_allocatable=_sum_allocatable(nodes) if nodes else None,
         node_count=len(nodes),
         latency_ms=latency_ms,
+        cluster_id=cluster_id,
+        duplicate_of=duplicate_of(member, cluster_id, context.member_clusters()),
     )
 
 
@@ -78,10 +128,75 @@ def heartbeat(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, **_: Any) -> 
     if not isinstance(member, MemberCluster):
         metrics.RECONCILE_ERRORS.labels("MemberCluster").inc()
         raise kopf.PermanentError(f"invalid MemberCluster: {member}")
+    name = member.metadata.name or ""
     before = member.status
     probe = probe_member(context, member)
-    context.health.probed(member.metadata.name or "", probe.answered)
+    usable = probe.answered and probe.duplicate_of is None
+    if usable:
+        # Mirrored from the first answer on, so that the first shards sent there find it listed.
+        context.member_mirrors.follow(name, context.members.for_member(member))
+    context.health.probed(name, usable)
+    metrics.MEMBER_ANSWERING.labels(name).set(1 if probe.answered else 0)
     status = probed_status(member, probe, context.clock())
     patch.status.update(status.to_dict())
     if _is_ready(before) != _is_ready(status):
         context.wake_scheduler.set()
+        context.ask_jobs_on(name)
+
+
+@kopf.on.delete(GROUP, VERSION, "memberclusters")
+def release_member(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Takes every shard resource Continuum made out of the member before the MemberCluster
+    goes, so that nothing keeps running there unseen; the scheduler has moved its shards away
+    since the deletion began. A member that cannot be reached holds the deletion for
+    `member_cleanup_timeout_s`, after which (or at once, with the annotation
+    continuum.dev/on-delete: Orphan) its shard resources are left there, with a Warning Event."""
+    context: OperatorContext = memo.context
+    member = validate_resource(body)
+    if not isinstance(member, MemberCluster):
+        return  # never valid, so never probed nor given shards
+    name = member.metadata.name or ""
+    annotations = member.metadata.annotations or {}
+    if annotations.get(ON_DELETE_ANNOTATION) == ORPHAN:
+        context.events.record_event(body, "Warning", "ShardsOrphaned",
+                                    f"{ON_DELETE_ANNOTATION}: {ORPHAN}: the shard resources in "
+                                    f"{name} are left there")  # fmt: skip
+        context.member_mirrors.retain(_others(context, name))
+        return
+    removed, why = _remove_shards(context, member)
+    if why is None:
+        context.events.record_event(body, "Normal", "CleanedUp",
+                                    f"removed {removed} shard resources from {name}")  # fmt: skip
+    else:
+        waited_s = _seconds_since(member.metadata.deletion_timestamp, context.clock())
+        if waited_s < context.config.member_cleanup_timeout_s:
+            raise kopf.TemporaryError(
+                f"cannot remove the shard resources from {name} yet: {why}", delay=CLEANUP_RETRY_S
+            )
+        context.events.record_event(body, "Warning", "ShardsOrphaned",
+                                    f"{name} could not be reached for {waited_s:.0f} s ({why}); "
+                                    "its shard resources are left there")  # fmt: skip
+    context.member_mirrors.retain(_others(context, name))
+
+
+def _remove_shards(context: OperatorContext, member: MemberCluster) -> tuple[int, str | None]:
+    """How many shard resources were removed, or why they could not be."""
+    name = member.metadata.name or ""
+    try:
+        return remove_all_shards(context.members.for_member(member)), None
+    except MemberUnavailableError as error:
+        return 0, error.message
+    except ApiException as error:
+        return 0, context.members.redact(name, f"HTTP {error.status}: {error.reason}")
+    except CONNECTION_ERRORS as error:
+        return 0, describe_connection_error(error)
+
+
+def _others(context: OperatorContext, name: str) -> set[str]:
+    return {other.metadata.name or "" for other in context.member_clusters()} - {name}
+
+
+def _seconds_since(timestamp: str | None, now: datetime) -> float:
+    if not timestamp:
+        return 0.0
+    return (now - datetime.fromisoformat(timestamp.replace("Z", "+00:00"))).total_seconds()

@@ -20,8 +20,9 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from continuum.operator import metrics
-from continuum.operator.adapters.kube import MemberUnavailableError
+from continuum.operator.adapters.kube import describe_connection_error
 from continuum.operator.adapters.kuberay import SHARD_LABELS
+from continuum.operator.adapters.member_gate import CONNECTION_ERRORS, MemberUnavailableError
 from continuum.operator.adapters.member_mirror import job_of
 from continuum.operator.api import MLJob, MLJobStatus, Placement
 from continuum.operator.handlers.context import (
@@ -33,12 +34,9 @@ from continuum.operator.handlers.context import (
     Convergence,
     OperatorContext,
 )
-from continuum.operator.handlers.convergence import (
-    UNREACHABLE_ERRORS,
-    converge_all,
-    delete_resource,
-)
+from continuum.operator.handlers.convergence import converge_all, delete_resource, members_of
 from continuum.operator.handlers.jobs import ensure_finalizer, finish_deletion, take_off_finalizer
+from continuum.operator.reconcile.membership import is_duplicate, is_usable
 from continuum.operator.reconcile.placement import merge_scheduling
 from continuum.operator.reconcile.shards import desired_resources, job_status, placement_status
 from continuum.operator.scheduling import write_status
@@ -74,7 +72,9 @@ def converge_job(context: OperatorContext, key: tuple[str, str]) -> None:
         if found_placement is not None:
             placement = found_placement[0]
             metrics.RECONCILES.labels("Placement").inc()
-            outcomes = converge_all(context, job, desired_resources(job, placement))
+            outcomes = converge_all(
+                context, job, desired_resources(job, placement), members_of(placement)
+            )
             context.record_convergence(
                 key, Convergence(job.metadata.uid, Convergence.version_of(placement), outcomes)
             )
@@ -176,7 +176,11 @@ def sweep_orphans(context: OperatorContext) -> None:
         key: body.get("metadata", {}).get("uid")
         for key, body in context.mirror.list(MLJob).raw.items()
     }
-    members = {member.metadata.name or "": member for member in context.member_clusters()}
+    members = {
+        member.metadata.name or "": member
+        for member in context.member_clusters()
+        if is_usable(member)
+    }
     for name, resources in context.member_mirrors.all_resources().items():
         member = members.get(name)
         if member is None:
@@ -192,8 +196,13 @@ def sweep_orphans(context: OperatorContext) -> None:
             try:
                 delete_resource(context.members.for_member(member), owner[0], resource)
                 context.member_mirrors.record(name, None, resource)
-            except (MemberUnavailableError, ApiException, *UNREACHABLE_ERRORS) as error:
-                LOG.warning("could not delete an orphan in %s: %s", name, error)
+            except MemberUnavailableError as error:
+                LOG.warning("could not delete an orphan in %s: %s", name, error.message)
+            except ApiException as error:
+                LOG.warning("could not delete an orphan in %s: HTTP %s", name, error.status)
+            except CONNECTION_ERRORS as error:
+                LOG.warning("could not delete an orphan in %s: %s", name,
+                            describe_connection_error(error))  # fmt: skip
 
 
 def resync(context: OperatorContext) -> None:
@@ -203,8 +212,14 @@ def resync(context: OperatorContext) -> None:
     queue = context.placements
     while not context.stop.wait(context.config.resync_interval_s):
         try:
-            registered = {member.metadata.name or "" for member in context.member_clusters()}
-            context.member_mirrors.retain(registered)
+            # An unreachable member's mirror stays: what it last saw tells which jobs may still
+            # have shards there.
+            kept = {
+                member.metadata.name or ""
+                for member in context.member_clusters()
+                if not is_duplicate(member)
+            }
+            context.member_mirrors.retain(kept)
             if queue is not None:
                 for kind in (MLJob, Placement):
                     for key in context.mirror.list(kind).raw:

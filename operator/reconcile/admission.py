@@ -18,6 +18,7 @@ from continuum.operator.api import (
     MLJobPhase,
     MLJobStatus,
     Tenant,
+    TenantStatus,
     upsert_condition,
 )
 from continuum.operator.api.validation import FieldError, format_errors
@@ -69,3 +70,32 @@ def refused_status(
         update={"phase": MLJobPhase.PENDING, "conditions": conditions,
                 "observed_generation": generation}
     )  # fmt: skip
+
+
+TENANT_ACTIVE = "Active"
+
+
+def tenant_status(
+    current: Mapping[str, Any] | None,
+    generation: int | None,
+    tenant: Tenant | None,
+    errors: Sequence[FieldError],
+    now: datetime,
+) -> TenantStatus:
+    """A Tenant's Active condition: True when its spec is valid (its jobs may be admitted),
+    False with the field errors when the models refuse it. `current` is the raw status."""
+    try:
+        status = TenantStatus.model_validate(current or {})
+    except ValueError:
+        status = TenantStatus()
+    if tenant is None:
+        active, reason, message = ConditionStatus.FALSE, "InvalidSpec", format_errors(errors)
+    else:
+        allowed = tenant.spec.namespaces
+        where = f"namespaces {', '.join(allowed)}" if allowed else "every namespace"
+        active, reason, message = ConditionStatus.TRUE, TENANT_ACTIVE, f"admits MLJobs from {where}"
+    conditions = upsert_condition(
+        status.conditions, TENANT_ACTIVE, active, reason, message[:32768],
+        observed_generation=generation, now=now,
+    )  # fmt: skip
+    return status.model_copy(update={"conditions": conditions, "observed_generation": generation})

@@ -17,6 +17,8 @@ from continuum.operator.api import (
     upsert_condition,
 )
 
+DUPLICATE_CLUSTER = "DuplicateCluster"
+
 
 @dataclass(frozen=True)
 class ProbeResult:
@@ -28,6 +30,9 @@ class ProbeResult:
     node_allocatable: ResourceAmounts | None = None
     node_count: int = 0
     latency_ms: float | None = None
+    cluster_id: str | None = None
+    # an older MemberCluster that registers the same cluster, when there is one
+    duplicate_of: str | None = None
 
     @property
     def answered(self) -> bool:
@@ -59,6 +64,12 @@ def probed_status(member: MemberCluster, probe: ProbeResult, now: datetime) -> M
         allocatable, source = None, None
     if not reachable:
         ready, ready_reason, ready_message = False, "Unreachable", message
+    elif probe.duplicate_of is not None:
+        ready, ready_reason = False, DUPLICATE_CLUSTER
+        ready_message = (
+            f"MemberCluster {probe.duplicate_of} registers the same cluster (same cluster ID); "
+            "this one takes no shards and is not touched while both exist"
+        )
     elif allocatable is None:
         ready, ready_reason = False, "NoCapacity"
         ready_message = "the cluster has no nodes and spec.capacity declares none"
@@ -81,5 +92,54 @@ def probed_status(member: MemberCluster, probe: ProbeResult, now: datetime) -> M
             kubernetes_version=probe.kubernetes_version,
             allocatable=allocatable,
             allocatable_source=source,
+            cluster_id=probe.cluster_id or status.cluster_id,
         )
     return status.model_copy(update=updates)
+
+
+def _condition(member: MemberCluster, kind: MemberClusterConditionType) -> Condition | None:
+    conditions = member.status.conditions if member.status else []
+    return next((condition for condition in conditions if condition.type == kind), None)
+
+
+def is_reachable(member: MemberCluster) -> bool:
+    """Only a member the operator has reached counts: a new one waits for its first probe."""
+    reachable = _condition(member, MemberClusterConditionType.REACHABLE)
+    return reachable is not None and reachable.status == ConditionStatus.TRUE
+
+
+def is_duplicate(member: MemberCluster) -> bool:
+    ready = _condition(member, MemberClusterConditionType.READY)
+    return ready is not None and ready.reason == DUPLICATE_CLUSTER
+
+
+def is_usable(member: MemberCluster) -> bool:
+    """Whether shards may go to the member and be converged there: reachable, not a second
+    registration of a cluster, and not being deleted (its deletion takes its shards away)."""
+    return (
+        is_reachable(member)
+        and not is_duplicate(member)
+        and member.metadata.deletion_timestamp is None
+    )
+
+
+def _registered(member: MemberCluster) -> tuple[str, str]:
+    return (member.metadata.creation_timestamp or "", member.metadata.name or "")
+
+
+def duplicate_of(
+    member: MemberCluster, cluster_id: str | None, members: Sequence[MemberCluster]
+) -> str | None:
+    """The MemberCluster registered before `member` that reports the same cluster ID, if any:
+    the older registration keeps the cluster, whichever of the two is probed first."""
+    if not cluster_id:
+        return None
+    older = [
+        other
+        for other in members
+        if other.metadata.name != member.metadata.name
+        and other.status is not None
+        and other.status.cluster_id == cluster_id
+        and _registered(other) < _registered(member)
+    ]
+    return min(older, key=_registered).metadata.name if older else None

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from continuum.operator.adapters.kuberay import SHARD_LABELS, job_label_value
 from continuum.operator.api import (
     API_VERSION,
     ConditionStatus,
@@ -41,6 +42,17 @@ SCORE_LIMIT = 1e12
 
 
 @dataclass(frozen=True)
+class WriteRefusal:
+    """The hub refused a write of the job's Placement for good (not a conflict): why, in the
+    words of the job's Scheduled condition, and whether the writer's backoff allows one more
+    try now."""
+
+    reason: str
+    message: str
+    may_retry: bool
+
+
+@dataclass(frozen=True)
 class JobPlan:
     """What one cycle means for one job: a new Placement spec (None: unchanged) and its
     scheduling condition."""
@@ -48,6 +60,8 @@ class JobPlan:
     placement: PlacementSpec | None
     scheduled: bool
     message: str
+    # the Scheduled condition's reason when not scheduled
+    reason: str = "Unschedulable"
 
 
 def _finite(score: float) -> float:
@@ -138,6 +152,7 @@ def plan_job(job: MLJob, previous: Placement | None, result: CycleResult, now: d
 
 
 SCHEDULING_CONDITIONS = (MLJobConditionType.ADMITTED, MLJobConditionType.SCHEDULED)
+SUSPENDED = "Suspended"
 EARLY_PHASES = (None, MLJobPhase.PENDING, MLJobPhase.ADMITTED, MLJobPhase.SUSPENDED)
 
 
@@ -161,7 +176,7 @@ def scheduling_status(
         conditions,
         MLJobConditionType.SCHEDULED,
         ConditionStatus.TRUE if plan.scheduled else ConditionStatus.FALSE,
-        "Placed" if plan.scheduled else "Unschedulable",
+        "Placed" if plan.scheduled else plan.reason,
         plan.message,
         observed_generation=generation,
         now=now,
@@ -173,6 +188,18 @@ def scheduling_status(
     if plan.scheduled:
         updates["placement_ref"] = PlacementReference(name=placement_name, epoch=epoch)
     return status.model_copy(update=updates)
+
+
+def suspended_status(job: MLJob, now: datetime) -> MLJobStatus:
+    """The status of a job with spec.suspend: admitted, not scheduled, phase Suspended (from
+    Running on, the placement controller says Suspended once the shards are gone)."""
+    plan = JobPlan(
+        None, scheduled=False, reason=SUSPENDED,
+        message="spec.suspend is true: no shard runs until it is false",
+    )  # fmt: skip
+    status = scheduling_status(job, plan, job.metadata.name or "", None, now)
+    phase = status.phase if status.phase not in EARLY_PHASES else MLJobPhase.SUSPENDED
+    return status.model_copy(update={"phase": phase})
 
 
 def merge_scheduling(current: MLJobStatus, scheduled: MLJobStatus) -> MLJobStatus:
@@ -214,7 +241,7 @@ def placement_manifest(job: MLJob, spec: PlacementSpec) -> dict[str, Any]:
         "metadata": {
             "name": name,
             "namespace": job.metadata.namespace or "",
-            "labels": {"continuum.dev/job": name},
+            "labels": {SHARD_LABELS.job: job_label_value(name)},
             "ownerReferences": [
                 {
                     "apiVersion": API_VERSION,

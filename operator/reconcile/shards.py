@@ -18,6 +18,7 @@ from continuum.operator.adapters.kuberay import (
 from continuum.operator.api import (
     ApplyState,
     ClusterApplyStatus,
+    Condition,
     ConditionStatus,
     MLJob,
     MLJobConditionType,
@@ -32,6 +33,7 @@ from continuum.operator.api import (
 )
 
 Manifest = dict[str, Any]
+MESSAGE_LIMIT = 1024
 
 
 def _name(manifest: Mapping[str, Any]) -> str:
@@ -156,8 +158,11 @@ def job_phase(job: MLJob, shards: Sequence[ShardStatus], placed: bool) -> MLJobP
     if job.spec.suspend:
         return MLJobPhase.SUSPENDED
     states = [shard.state for shard in shards]
-    if not placed or not states:
-        return job.status.phase if job.status and job.status.phase else MLJobPhase.PENDING
+    previous = job.status.phase if job.status and job.status.phase else None
+    if not states:
+        if placed and previous not in (MLJobPhase.SUCCEEDED, MLJobPhase.FAILED):
+            return MLJobPhase.PENDING  # placed once, and every shard since evicted
+        return previous or MLJobPhase.PENDING
     if len(states) == job.spec.shards.count and all(s == ShardState.SUCCEEDED for s in states):
         return MLJobPhase.SUCCEEDED
     if any(s == ShardState.FAILED for s in states):
@@ -190,6 +195,8 @@ def job_status(
         observed_generation=job.metadata.generation,
         now=now,
     )
+    if placement is not None:
+        conditions = _shards_unavailable(conditions, job, placement, outcomes, now)
     updated = status.model_copy(
         update={
             "phase": phase,
@@ -199,6 +206,51 @@ def job_status(
         }
     )
     return updated.summarized(job.spec.shards.count)
+
+
+def unavailable_shards(
+    job: MLJob, placement: Placement, outcomes: Mapping[str, ClusterOutcome]
+) -> list[tuple[int, str, ClusterOutcome | None]]:
+    """(shard, member, its outcome) for each wanted shard whose member could not be reached or
+    refused its resource; the outcome is None for a member the operator does not know."""
+    if not shards_wanted(job):
+        return []
+    found = []
+    for decision in sorted(placement.spec.decisions, key=lambda d: d.shard):
+        if decision.shard >= job.spec.shards.count:
+            continue
+        outcome = outcomes.get(decision.cluster)
+        if outcome is None or outcome.state in (ApplyState.UNREACHABLE, ApplyState.FAILED):
+            found.append((decision.shard, decision.cluster, outcome))
+    return found
+
+
+def _shards_unavailable(
+    conditions: Sequence[Condition],
+    job: MLJob,
+    placement: Placement,
+    outcomes: Mapping[str, ClusterOutcome],
+    now: datetime,
+) -> list[Condition]:
+    unavailable = unavailable_shards(job, placement, outcomes)
+    if not unavailable:
+        return upsert_condition(
+            conditions, MLJobConditionType.SHARDS_UNAVAILABLE, ConditionStatus.FALSE,
+            "ShardsReachable", "every shard's member cluster answers",
+            observed_generation=job.metadata.generation, now=now,
+        )  # fmt: skip
+    refused = all(outcome is not None and outcome.state == ApplyState.FAILED
+                  for _, _, outcome in unavailable)  # fmt: skip
+    parts = [
+        f"shard {shard} on {member}: "
+        + (outcome.message if outcome is not None and outcome.message else "not reachable")
+        for shard, member, outcome in unavailable
+    ]
+    return upsert_condition(
+        conditions, MLJobConditionType.SHARDS_UNAVAILABLE, ConditionStatus.TRUE,
+        "MemberRefused" if refused else "MemberUnreachable", "; ".join(parts)[:MESSAGE_LIMIT],
+        observed_generation=job.metadata.generation, now=now,
+    )  # fmt: skip
 
 
 def placement_status(
@@ -230,11 +282,12 @@ def placement_status(
         )
     all_applied = all(entry.state == ApplyState.APPLIED for entry in entries)
     pending = [entry.cluster for entry in entries if entry.state != ApplyState.APPLIED]
+    unreachable = any(entry.state == ApplyState.UNREACHABLE for entry in entries)
     conditions = upsert_condition(
         status.conditions,
         PlacementConditionType.APPLIED,
         ConditionStatus.TRUE if all_applied else ConditionStatus.FALSE,
-        "Applied" if all_applied else "MembersPending",
+        "Applied" if all_applied else "MembersUnreachable" if unreachable else "MembersPending",
         f"epoch {placement.spec.epoch} applied to every member"
         if all_applied
         else f"not applied yet: {', '.join(pending)}",

@@ -13,15 +13,15 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from continuum.operator.api import (
-    ConditionStatus,
     MemberCluster,
-    MemberClusterConditionType,
     MLJob,
+    MLJobPhase,
     Placement,
     ResourceAmounts,
     Tenant,
 )
 from continuum.operator.api import Toleration as ApiToleration
+from continuum.operator.reconcile.membership import is_usable
 from continuum.operator.reconcile.memo import Memo
 from continuum.schedulers import model
 
@@ -77,16 +77,6 @@ def _shard_demand(job: MLJob) -> model.Resources:
         cpu=resources.cpu.cores * pods,
         memory_gib=resources.memory.gib * pods,
         gpu=(math.ceil(gpu) if gpu else 0.0) * pods,
-    )
-
-
-def is_reachable(member: MemberCluster) -> bool:
-    """Only a member the operator has reached counts: a new one waits for its first probe."""
-    conditions = member.status.conditions if member.status else []
-    return any(
-        condition.type == MemberClusterConditionType.REACHABLE
-        and condition.status == ConditionStatus.TRUE
-        for condition in conditions
     )
 
 
@@ -196,14 +186,20 @@ def _cluster(
             for taint in member.spec.taints
         ),
         risk=min(1.0, max(0.0, status.risk.score)) if status and status.risk else 0.0,
-        healthy=is_reachable(member),
+        healthy=is_usable(member),
+    )
+
+
+def is_finished(job: MLJob) -> bool:
+    return job.status is not None and job.status.phase in (
+        MLJobPhase.SUCCEEDED,
+        MLJobPhase.FAILED,
     )
 
 
 def is_schedulable(job: MLJob) -> bool:
     """Jobs the scheduler considers: not suspended, not being deleted, not finished."""
-    finished = job.status is not None and job.status.phase in ("Succeeded", "Failed")
-    return not job.spec.suspend and job.metadata.deletion_timestamp is None and not finished
+    return not job.spec.suspend and job.metadata.deletion_timestamp is None and not is_finished(job)
 
 
 def build_snapshot(

@@ -1,0 +1,157 @@
+"""Per member: how many requests may be in flight, and whether the member answers at all.
+
+A member whose API server hangs (stopped, or behind a link that drops everything) accepts
+connections and never answers, so each request to it costs a worker its whole timeout. Every
+placement pass visits every member, so without a gate one hung member would hold every worker
+in turn and stall the shards bound for the healthy ones. The gate bounds what a member can
+cost: at most `max_in_flight` requests wait on it at once (a request that finds no free slot
+soon gives up: `MemberBusyError`), and once a request to it times out or cannot connect, every
+request fails at once (`MemberNotAnsweringError`) until a probe gets an answer again. Probes
+pass the gate (`probing()`): they are how the operator learns that the member is back.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import urllib3
+from kubernetes import client
+
+MAX_IN_FLIGHT = 4
+# Long enough for a busy but healthy member to free a slot (its requests take tens of
+# milliseconds), short enough that a pass waiting on a hung one moves on to the others.
+SLOT_WAIT_S = 0.25
+CONNECTION_ERRORS = (urllib3.exceptions.HTTPError, OSError)
+
+
+class MemberUnavailableError(Exception):
+    """The member cannot be worked on now; `reason` is a CamelCase condition reason."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+class MemberNotAnsweringError(MemberUnavailableError):
+    """A request to the member timed out or could not connect, and no probe has had an answer
+    since."""
+
+
+class MemberBusyError(MemberUnavailableError):
+    """Every slot of the member is taken by requests that have not returned yet."""
+
+
+@dataclass(frozen=True)
+class GateState:
+    answering: bool
+    # why it is not answering, and since when (the gate's clock), when it is not
+    why: str = ""
+    since: float = 0.0
+
+
+class MemberGate:
+    def __init__(
+        self,
+        member: str,
+        max_in_flight: int = MAX_IN_FLIGHT,
+        slot_wait_s: float = SLOT_WAIT_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.member, self.slot_wait_s, self.clock = member, slot_wait_s, clock
+        self._slots = threading.BoundedSemaphore(max_in_flight)
+        self._state = GateState(answering=True)
+        self._lock = threading.Lock()
+        self._probing = threading.local()
+
+    @property
+    def state(self) -> GateState:
+        with self._lock:
+            return self._state
+
+    def not_answering(self, why: str) -> None:
+        with self._lock:
+            if self._state.answering:
+                self._state = GateState(answering=False, why=why, since=self.clock())
+
+    def answering(self) -> None:
+        with self._lock:
+            self._state = GateState(answering=True)
+
+    @contextmanager
+    def probing(self) -> Iterator[None]:
+        """Requests made in this block (in this thread) pass the gate, open or not."""
+        self._probing.active = True
+        try:
+            yield
+        finally:
+            self._probing.active = False
+
+    def check(self) -> None:
+        """Raises MemberNotAnsweringError while the member is not answering."""
+        state = self.state
+        if not state.answering:
+            raise MemberNotAnsweringError(
+                "NotAnswering",
+                f"member {self.member} is not answering ({state.why}); its work waits for a "
+                "probe that gets an answer",
+            )
+
+    @contextmanager
+    def admit(self) -> Iterator[None]:
+        """One request's passage: refused at once while the member is not answering, or when
+        no slot frees up within `slot_wait_s`."""
+        if getattr(self._probing, "active", False):
+            yield
+            return
+        self.check()
+        if not self._slots.acquire(timeout=self.slot_wait_s):
+            raise MemberBusyError(
+                "Busy", f"member {self.member} has every request slot taken by slow requests"
+            )
+        try:
+            yield
+        finally:
+            self._slots.release()
+
+
+class GatedApiClient(client.ApiClient):
+    """An ApiClient whose every request passes `gate`, with `timeout_s` unless the caller sets
+    one; a request that times out or cannot connect closes the gate."""
+
+    # The member's kube-system UID, once a probe has read it: it never changes.
+    cluster_id: str | None = None
+
+    def __init__(
+        self,
+        configuration: client.Configuration,
+        gate: MemberGate,
+        timeout_s: float,
+        describe: Callable[[BaseException], str],
+    ) -> None:
+        super().__init__(configuration)
+        self.gate, self.timeout_s, self._describe = gate, timeout_s, describe
+
+    def call_api(
+        self,
+        method: str,
+        url: str,
+        header_params: Any = None,
+        body: Any = None,
+        post_params: Any = None,
+        _request_timeout: Any = None,
+    ) -> Any:
+        with self.gate.admit():
+            try:
+                return super().call_api(
+                    method, url, header_params, body, post_params,
+                    _request_timeout or self.timeout_s,
+                )  # fmt: skip
+            except CONNECTION_ERRORS as error:
+                self.gate.not_answering(self._describe(error))
+                raise
