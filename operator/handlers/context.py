@@ -56,6 +56,8 @@ class OperatorConfig:
     policy: str = "continuum"
     # 0: no admission webhook; the reconcile still refuses what it would have refused.
     webhook_port: int = 0
+    # The only namespaces whose jobs it handles, in the hub and in the members; empty: all.
+    namespaces: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -88,13 +90,17 @@ class OperatorContext:
 
     def __post_init__(self) -> None:
         self.hub = Hub(self.hub_api)
-        self.mirror = HubMirror(self.hub, on_change=self._hub_changed)
+        self.mirror = HubMirror(
+            self.hub, on_change=self._hub_changed, namespaces=self.config.namespaces
+        )
         self.events = EventQueue(self.hub.record_event)
         self.placement_writes = PlacementWrites(
             self.mirror, on_lost=self.wake_scheduler.set, writers=WRITERS
         )
         self.members = MemberClients(self.hub_api)
-        self.member_mirrors = MemberMirrors(on_change=self._member_changed)
+        self.member_mirrors = MemberMirrors(
+            on_change=self._member_changed, namespaces=self.config.namespaces
+        )
         self.health = Health(max(LOOP_STALL_S, LOOP_STALL_INTERVALS * self.config.cycle_interval_s))
         # The placement controller's two lanes, by job key (namespace, name), set when it
         # starts: `placements` converges the members, which is what a new Placement's shards
