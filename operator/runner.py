@@ -20,7 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--namespace",
         action="append",
         default=[],
-        help="watch MLJobs in this namespace (repeatable); default: every namespace",
+        help="handle MLJobs in this namespace only, in the hub and the members (repeatable);"
+        " default: every namespace",
     )
     run_parser.add_argument("--system-namespace", default="continuum-system")
     run_parser.add_argument("--cycle-interval", type=float, default=2.0, metavar="SECONDS")
@@ -116,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
         allowed_exec_commands=tuple(args.allow_exec_plugin),
         member_timeout_s=args.member_timeout,
         member_cleanup_timeout_s=args.member_cleanup_timeout,
+        namespaces=tuple(args.namespace),
     )
     context = OperatorContext(hub_client(args.kubeconfig), config=config)
     if args.metrics_port:

@@ -4,6 +4,10 @@ It is the ObjectStore the operator's scheduling cycle and placement controller u
 over a few hundred jobs then costs no list request, and an object is validated once per
 resourceVersion rather than once per pass. Writes go to the API server exactly as `Hub` makes
 them (optimistic, at the resourceVersion read), and what they return goes into the mirror.
+
+Confined to some namespaces, it mirrors MLJobs and Placements in those alone, so that nothing
+the operator decides or writes concerns a job elsewhere; MemberClusters and Tenants, which are
+cluster-scoped, it mirrors whole.
 """
 
 from __future__ import annotations
@@ -16,7 +20,14 @@ from typing import Any
 
 from continuum.operator.adapters.hub import PLURALS, Hub
 from continuum.operator.adapters.store import Listed, listed_from
-from continuum.operator.adapters.watchcache import Body, Key, WatchCache, wait_all_synced
+from continuum.operator.adapters.watchcache import (
+    Body,
+    Key,
+    NamespacedCaches,
+    WatchCache,
+    custom_object_cache,
+    wait_all_synced,
+)
 from continuum.operator.api import (
     GROUP,
     VERSION,
@@ -32,18 +43,29 @@ from continuum.operator.api.validation import FieldError
 HubChangeHandler = Callable[[type[Resource], str, Body, Body | None], None]
 Validated = Resource | list[FieldError] | None
 CONFIG_MAP_TTL_S = 5.0
+# The kinds whose CRDs are namespaced (api/crd.py); the others are cluster-scoped.
+NAMESPACED_KINDS: tuple[type[Resource], ...] = (MLJob, Placement)
 
 
 class HubMirror:
-    def __init__(self, hub: Hub, on_change: HubChangeHandler | None = None) -> None:
+    """`namespaces`: the only namespaces whose MLJobs and Placements it mirrors; empty, every
+    namespace."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        on_change: HubChangeHandler | None = None,
+        namespaces: Sequence[str] = (),
+    ) -> None:
         self.hub = hub
-        self.caches: dict[type[Resource], WatchCache] = {}
+        self.caches: dict[type[Resource], WatchCache | NamespacedCaches] = {}
         for kind, plural in PLURALS.items():
             notify = functools.partial(on_change, kind) if on_change is not None else None
-            self.caches[kind] = WatchCache(
+            self.caches[kind] = custom_object_cache(
                 plural,
-                hub.objects.list_cluster_custom_object,
+                hub.objects,
                 {"group": GROUP, "version": VERSION, "plural": plural},
+                namespaces if kind in NAMESPACED_KINDS else (),
                 on_change=notify,
             )
         # per kind, (uid, resourceVersion) -> what validate_resource made of that version
@@ -63,7 +85,7 @@ class HubMirror:
             cache.stop()
 
     def wait_synced(self, timeout_s: float) -> bool:
-        return wait_all_synced(list(self.caches.values()), timeout_s)
+        return wait_all_synced(self.caches.values(), timeout_s)
 
     def _validate(self, kind: type[Resource], body: Body, memo: dict[Any, Validated]) -> Validated:
         metadata = body.get("metadata", {})

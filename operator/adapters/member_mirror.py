@@ -5,13 +5,14 @@ to be. Listing per pass would cost jobs × members × kinds requests; the mirror
 per member and kind, and a change in a member (KubeRay moving a RayJob to Running) reaches the
 placement controller as it happens, not at its next poll. They are caches, never a record of
 their own: a member whose mirror is not in step with its API server (not listed yet, or its
-watch broken) is asked directly, as before.
+watch broken) is asked directly, as before. An operator confined to some namespaces mirrors
+those alone in each member, and so never converges or sweeps a shard resource elsewhere.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from kubernetes import client
@@ -23,7 +24,7 @@ from continuum.operator.adapters.kuberay import (
     SHARD_LABELS,
     job_label_value,
 )
-from continuum.operator.adapters.watchcache import WatchCache
+from continuum.operator.adapters.watchcache import custom_object_cache
 from continuum.operator.api import MLJob
 
 Manifest = dict[str, Any]
@@ -59,15 +60,22 @@ def job_of(resource: Manifest) -> tuple[str, str]:
 
 
 class _Member:
-    def __init__(self, name: str, api: client.ApiClient, on_change: MemberChangeHandler) -> None:
+    def __init__(
+        self,
+        name: str,
+        api: client.ApiClient,
+        on_change: MemberChangeHandler,
+        namespaces: Sequence[str],
+    ) -> None:
         self.api = api
         objects = client.CustomObjectsApi(api)
         self.caches = {
-            kind.kind: WatchCache(
+            kind.kind: custom_object_cache(
                 f"{name}-{kind.plural}",
-                objects.list_cluster_custom_object,
+                objects,
                 {"group": kind.group, "version": kind.version, "plural": kind.plural,
                  "label_selector": MANAGED_SELECTOR},
+                namespaces,
                 on_change=lambda event, body, _: on_change(name, event, body),
                 index=job_of,
             ).start()
@@ -75,7 +83,7 @@ class _Member:
         }  # fmt: skip
 
     def synced(self) -> bool:
-        return all(cache.synced.is_set() for cache in self.caches.values())
+        return all(cache.is_synced() for cache in self.caches.values())
 
     def job_resources(self, namespace: str, job: MLJob) -> list[Manifest]:
         return [
@@ -91,8 +99,13 @@ class _Member:
 
 
 class MemberMirrors:
-    def __init__(self, on_change: MemberChangeHandler | None = None) -> None:
+    """`namespaces`: the only namespaces mirrored in each member; empty, every namespace."""
+
+    def __init__(
+        self, on_change: MemberChangeHandler | None = None, namespaces: Sequence[str] = ()
+    ) -> None:
         self._on_change: MemberChangeHandler = on_change or (lambda member, event, body: None)
+        self._namespaces = tuple(namespaces)
         self._members: dict[str, _Member] = {}
         self._lock = threading.Lock()
 
@@ -104,7 +117,7 @@ class MemberMirrors:
                 return
             if current is not None:
                 current.stop()
-            self._members[member] = _Member(member, api, self._on_change)
+            self._members[member] = _Member(member, api, self._on_change, self._namespaces)
 
     def retain(self, members: set[str]) -> None:
         """Stops mirroring the members no longer registered."""

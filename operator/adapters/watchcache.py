@@ -15,11 +15,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
 import urllib3
-from kubernetes import watch
+from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from continuum.operator.adapters.store import identity
@@ -84,6 +84,9 @@ class WatchCache:
 
     def wait_synced(self, timeout_s: float) -> bool:
         return self.synced.wait(timeout_s)
+
+    def is_synced(self) -> bool:
+        return self.synced.is_set()
 
     def items(self) -> list[Body]:
         with self._lock:
@@ -224,6 +227,78 @@ def _version(body: Body | None) -> str | None:
     return body.get("metadata", {}).get("resourceVersion") if body is not None else None
 
 
-def wait_all_synced(caches: list[WatchCache], timeout_s: float) -> bool:
+class NamespacedCaches:
+    """One kind mirrored in a few namespaces, by a WatchCache each (a namespaced list and
+    watch), and read as one WatchCache: what an operator confined to those namespaces sees, with
+    credentials that need not allow a list across the cluster. An object of any other namespace
+    does not exist for it: `get` does not find it, and `store` does not keep it."""
+
+    def __init__(self, caches: Mapping[str, WatchCache]) -> None:
+        self._caches = dict(caches)
+
+    def start(self) -> NamespacedCaches:
+        for cache in self._caches.values():
+            cache.start()
+        return self
+
+    def stop(self) -> None:
+        for cache in self._caches.values():
+            cache.stop()
+
+    def wait_synced(self, timeout_s: float) -> bool:
+        return wait_all_synced(self._caches.values(), timeout_s)
+
+    def is_synced(self) -> bool:
+        return all(cache.is_synced() for cache in self._caches.values())
+
+    def items(self) -> list[Body]:
+        return [body for cache in self._caches.values() for body in cache.items()]
+
+    def get(self, key: Key) -> Body | None:
+        cache = self._caches.get(key[0])
+        return cache.get(key) if cache is not None else None
+
+    def indexed(self, value: Hashable) -> list[Body]:
+        return [body for cache in self._caches.values() for body in cache.indexed(value)]
+
+    def store(self, body: Body) -> None:
+        cache = self._caches.get(identity(body)[0])
+        if cache is not None:
+            cache.store(body)
+
+    def discard(self, key: Key) -> None:
+        cache = self._caches.get(key[0])
+        if cache is not None:
+            cache.discard(key)
+
+
+def custom_object_cache(
+    name: str,
+    objects: client.CustomObjectsApi,
+    arguments: dict[str, Any],
+    namespaces: Sequence[str] = (),
+    on_change: ChangeHandler | None = None,
+    index: IndexFunction | None = None,
+) -> WatchCache | NamespacedCaches:
+    """A mirror of the custom objects that `arguments` name (group, version, plural, and any
+    options of the list, such as a label selector): in every namespace by one list and watch
+    across the cluster, or, given `namespaces`, by a list and watch in each of them."""
+    if not namespaces:
+        return WatchCache(name, objects.list_cluster_custom_object, arguments, on_change, index)
+    return NamespacedCaches(
+        {
+            namespace: WatchCache(
+                f"{name}-{namespace}",
+                objects.list_namespaced_custom_object,
+                {**arguments, "namespace": namespace},
+                on_change,
+                index,
+            )
+            for namespace in dict.fromkeys(namespaces)
+        }
+    )
+
+
+def wait_all_synced(caches: Iterable[WatchCache | NamespacedCaches], timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     return all(cache.wait_synced(max(0.0, deadline - time.monotonic())) for cache in caches)

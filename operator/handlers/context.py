@@ -64,6 +64,8 @@ class OperatorConfig:
     # How long a deleted MemberCluster that cannot be reached waits before its shard resources
     # are left in it.
     member_cleanup_timeout_s: float = 600.0
+    # The only namespaces whose jobs it handles, in the hub and in the members; empty: all.
+    namespaces: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,9 @@ class OperatorContext:
 
     def __post_init__(self) -> None:
         self.hub = Hub(self.hub_api)
-        self.mirror = HubMirror(self.hub, on_change=self._hub_changed)
+        self.mirror = HubMirror(
+            self.hub, on_change=self._hub_changed, namespaces=self.config.namespaces
+        )
         self.events = EventQueue(self.hub.record_event)
         self.placement_writes = PlacementWrites(
             self.mirror, on_lost=self.wake_scheduler.set, writers=WRITERS
@@ -107,7 +111,9 @@ class OperatorContext:
             allowed_exec_commands=self.config.allowed_exec_commands,
             timeout_s=self.config.member_timeout_s,
         )
-        self.member_mirrors = MemberMirrors(on_change=self._member_changed)
+        self.member_mirrors = MemberMirrors(
+            on_change=self._member_changed, namespaces=self.config.namespaces
+        )
         self.health = Health(max(LOOP_STALL_S, LOOP_STALL_INTERVALS * self.config.cycle_interval_s))
         # The placement controller's two lanes, by job key (namespace, name), set when it
         # starts: `placements` converges the members, which is what a new Placement's shards
