@@ -56,13 +56,16 @@ class Operator:
         return self.process is not None and self.process.poll() is None
 
     def probe(self, path: str) -> tuple[int, str]:
-        """GET one of the operator's HTTP paths (/healthz, /readyz, /metrics): status, body."""
+        """GET one of the operator's HTTP paths (/healthz, /readyz, /metrics): status, body;
+        status 0 when nothing answers."""
         url = f"http://127.0.0.1:{self.metrics_port}{path}"
         try:
             with urllib.request.urlopen(url, timeout=10) as reply:
                 return reply.status, reply.read().decode()
         except urllib.error.HTTPError as error:
             return error.code, error.read().decode()
+        except (urllib.error.URLError, OSError) as error:
+            return 0, f"no answer: {error}"  # not listening yet, or gone
 
 
 def member_api(testbed: RunningTestbed, name: str) -> client.ApiClient:

@@ -90,12 +90,14 @@ def describe_connection_error(error: BaseException) -> str:
 
 
 def _described(error: BaseException) -> str | None:
+    if isinstance(error, urllib3.exceptions.NameResolutionError | socket.gaierror):
+        return "the server's name does not resolve"
+    if isinstance(error, urllib3.exceptions.NewConnectionError):
+        return None  # a ConnectTimeoutError by descent: what went wrong is its cause
     if isinstance(error, urllib3.exceptions.ConnectTimeoutError):
         return "no connection within the timeout"
     if isinstance(error, (urllib3.exceptions.ReadTimeoutError, TimeoutError, socket.timeout)):
         return "no answer within the timeout"
-    if isinstance(error, urllib3.exceptions.NameResolutionError | socket.gaierror):
-        return "the server's name does not resolve"
     if isinstance(error, ssl.SSLCertVerificationError):
         return f"the server's certificate was not trusted (verify code {error.verify_code})"
     if isinstance(error, ssl.SSLError | urllib3.exceptions.SSLError):

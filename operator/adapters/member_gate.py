@@ -136,6 +136,21 @@ class GatedApiClient(client.ApiClient):
     ) -> None:
         super().__init__(configuration)
         self.gate, self.timeout_s, self._describe = gate, timeout_s, describe
+        self._ungated: client.ApiClient | None = None
+
+    @property
+    def ungated(self) -> client.ApiClient:
+        """A client of the same member that passes no gate, for the mirrors: their list and
+        watch threads wait on a hung member in their own time, and must not take the slots
+        the placement workers need."""
+        if self._ungated is None:
+            self._ungated = client.ApiClient(self.configuration)
+        return self._ungated
+
+    def close(self) -> None:
+        if self._ungated is not None:
+            self._ungated.close()
+        super().close()
 
     def call_api(
         self,

@@ -17,7 +17,6 @@ from typing import Any
 
 from kubernetes import client
 
-from continuum.operator.adapters.kube import MEMBER_REQUEST_TIMEOUT_S
 from continuum.operator.adapters.kuberay import (
     MANAGED_SELECTOR,
     RESOURCE_KINDS,
@@ -38,7 +37,7 @@ def list_managed(api: client.ApiClient, namespace: str, selector: str) -> list[M
     for kind in RESOURCE_KINDS:
         listed: Any = objects.list_namespaced_custom_object(
             kind.group, kind.version, namespace, kind.plural,
-            label_selector=selector, _request_timeout=MEMBER_REQUEST_TIMEOUT_S,
+            label_selector=selector,
         )  # fmt: skip
         found.extend(listed.get("items", []))
     return found

@@ -187,7 +187,7 @@ def converge_all(
             api = context.members.for_member(member)
             # Before the mirror: a member that stopped answering may still look in step there.
             api.gate.check()
-            context.member_mirrors.follow(name, api)
+            context.member_mirrors.follow(name, api.ungated)
             observed = context.member_mirrors.job_resources(name, namespace, job)
             held = converge_member(
                 api, namespace, job, wanted, observed, context.member_mirrors, name

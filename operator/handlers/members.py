@@ -134,7 +134,7 @@ def heartbeat(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, **_: Any) -> 
     usable = probe.answered and probe.duplicate_of is None
     if usable:
         # Mirrored from the first answer on, so that the first shards sent there find it listed.
-        context.member_mirrors.follow(name, context.members.for_member(member))
+        context.member_mirrors.follow(name, context.members.for_member(member).ungated)
     context.health.probed(name, usable)
     metrics.MEMBER_ANSWERING.labels(name).set(1 if probe.answered else 0)
     status = probed_status(member, probe, context.clock())

@@ -82,3 +82,36 @@ def test_every_other_path_serves_the_metrics(endpoint: tuple[str, list[str]]) ->
     status, body = get(f"{endpoint[0]}/metrics")
     assert status == 200
     assert 'continuum_reconciles_total{kind="Probe"}' in body
+
+
+def test_cycles_that_keep_failing_fail_liveness_after_the_stall_time() -> None:
+    clock = Clock()
+    health = Health(stall_after_s=60, clock=clock)
+    health.turned()
+    health.cycle_succeeded()
+    clock.now += 5
+    health.cycle_failed(KeyError("x"))
+    for _ in range(6):  # the loop keeps turning, and every cycle throws
+        clock.now += 10
+        health.turned()
+        health.cycle_failed(KeyError("x"))
+    assert health.liveness_problems() == []  # failing for 60 s: not yet longer than that
+    clock.now += 1
+    health.turned()
+    assert health.liveness_problems() == [
+        "every scheduling cycle has failed for 61 s (the last with KeyError)"
+    ]
+    health.cycle_succeeded()
+    assert health.liveness_problems() == []
+
+
+def test_readyz_verbose_names_each_member_without_failing_for_a_stuck_one() -> None:
+    lines = ["[+]member member-1 answering", "[-]member member-3 not answering for 12 s"]
+    server = serve("127.0.0.1", 0, lambda: [], lambda: [], lambda: lines)
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        assert get(f"{url}/readyz") == (200, "ok\n")
+        assert get(f"{url}/readyz?verbose") == (200, "[+]ok\n" + "".join(f"{x}\n" for x in lines))
+    finally:
+        server.shutdown()
+        server.server_close()
