@@ -4,9 +4,11 @@ A member whose API server hangs (stopped, or behind a link that drops everything
 connections and never answers, so each request to it costs a worker its whole timeout. Every
 placement pass visits every member, so without a gate one hung member would hold every worker
 in turn and stall the shards bound for the healthy ones. The gate bounds what a member can
-cost: at most `max_in_flight` requests wait on it at once (a request that finds no free slot
-soon gives up: `MemberBusyError`), and once a request to it times out or cannot connect, every
-request fails at once (`MemberNotAnsweringError`) until a probe gets an answer again. Probes
+cost: at most `max_in_flight` requests wait on it at once, and once a request to it times out or
+cannot connect, every request fails at once (`MemberNotAnsweringError`) until a probe gets an
+answer again. A request that finds every slot taken waits for one (a busy member is not a hung
+one), unless the oldest request in flight is older than `suspect_after_s`: then it gives up at
+once (`MemberBusyError`), and its pass comes back after the other members are done. Probes
 pass the gate (`probing()`): they are how the operator learns that the member is back.
 """
 
@@ -23,9 +25,11 @@ import urllib3
 from kubernetes import client
 
 MAX_IN_FLIGHT = 4
-# Long enough for a busy but healthy member to free a slot (its requests take tens of
-# milliseconds), short enough that a pass waiting on a hung one moves on to the others.
-SLOT_WAIT_S = 0.25
+# A request in flight this long is taken for one that will time out: a healthy member's take
+# tens of milliseconds, and under a burst on a slow machine well under a second.
+SUSPECT_AFTER_S = 1.0
+# How long a request waits for a slot while the requests in flight are young.
+SLOT_WAIT_S = 1.0
 CONNECTION_ERRORS = (urllib3.exceptions.HTTPError, OSError)
 
 
@@ -61,12 +65,16 @@ class MemberGate:
         member: str,
         max_in_flight: int = MAX_IN_FLIGHT,
         slot_wait_s: float = SLOT_WAIT_S,
+        suspect_after_s: float = SUSPECT_AFTER_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.member, self.slot_wait_s, self.clock = member, slot_wait_s, clock
-        self._slots = threading.BoundedSemaphore(max_in_flight)
+        self.max_in_flight, self.suspect_after_s = max_in_flight, suspect_after_s
         self._state = GateState(answering=True)
         self._lock = threading.Lock()
+        self._slot_freed = threading.Condition(self._lock)
+        # when each request in flight started, by a token of its own
+        self._in_flight: dict[object, float] = {}
         self._probing = threading.local()
 
     @property
@@ -104,20 +112,37 @@ class MemberGate:
 
     @contextmanager
     def admit(self) -> Iterator[None]:
-        """One request's passage: refused at once while the member is not answering, or when
-        no slot frees up within `slot_wait_s`."""
+        """One request's passage: refused at once while the member is not answering, or while
+        every slot is held by a request older than `suspect_after_s`; else it waits up to
+        `slot_wait_s` for a slot."""
         if getattr(self._probing, "active", False):
             yield
             return
         self.check()
-        if not self._slots.acquire(timeout=self.slot_wait_s):
-            raise MemberBusyError(
-                "Busy", f"member {self.member} has every request slot taken by slow requests"
-            )
+        token = self._take_slot()
         try:
             yield
         finally:
-            self._slots.release()
+            with self._lock:
+                del self._in_flight[token]
+                self._slot_freed.notify()
+
+    def _take_slot(self) -> object:
+        token = object()
+        deadline = self.clock() + self.slot_wait_s
+        with self._lock:
+            while len(self._in_flight) >= self.max_in_flight:
+                now = self.clock()
+                oldest_s = now - min(self._in_flight.values())
+                if oldest_s > self.suspect_after_s or now >= deadline:
+                    raise MemberBusyError(
+                        "Busy",
+                        f"member {self.member} has {len(self._in_flight)} requests in flight, "
+                        f"the oldest for {oldest_s:.1f} s",
+                    )
+                self._slot_freed.wait(min(deadline - now, self.suspect_after_s))
+            self._in_flight[token] = self.clock()
+        return token
 
 
 class GatedApiClient(client.ApiClient):

@@ -105,8 +105,36 @@ def test_a_probe_passes_a_closed_gate_and_reopens_it_when_answered(answering: st
     assert client.VersionApi(api).get_code().git_version == "v1.37.2"
 
 
-def test_requests_beyond_the_slots_give_up_soon_instead_of_queueing(hung: str) -> None:
-    gate = MemberGate("edge", max_in_flight=2, slot_wait_s=0.05)
+class _Slow(_Version):
+    def do_GET(self) -> None:
+        time.sleep(0.3)
+        super().do_GET()
+
+
+def test_a_busy_member_queues_requests_for_a_slot() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    gate = MemberGate("edge", max_in_flight=1, slot_wait_s=2.0, suspect_after_s=1.0)
+    api = gated(f"http://127.0.0.1:{server.server_address[1]}", gate, timeout_s=2.0)
+    try:
+        answers: list[str] = []
+        threads = [
+            threading.Thread(target=lambda: answers.append(client.VersionApi(api).get_code()
+                                                           .git_version))
+            for _ in range(3)
+        ]  # fmt: skip
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(5)
+        assert answers == ["v1.37.2"] * 3  # one at a time, each waiting under a second
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_requests_beyond_the_slots_of_a_hung_member_give_up(hung: str) -> None:
+    gate = MemberGate("edge", max_in_flight=2, slot_wait_s=5.0, suspect_after_s=0.1)
     api = gated(hung, gate, timeout_s=1.0)
     errors: list[BaseException] = []
 
