@@ -45,6 +45,10 @@ class SiteIndex:
     index: Mapping[str, int]
     region_names: tuple[str, ...]
     region_of: IntArray
+    region_known: BoolArray
+    """Per site: whether the snapshot's `sites` give its region. A site they do not list (the
+    site of a data source no cluster is at, say) is a region of its own, which no other site
+    shares, whatever the names: a residency rule is never met by a coincidence of names."""
     rtt_ms: FloatArray
     bandwidth_mbps: FloatArray
 
@@ -54,16 +58,24 @@ def build_site_index(snapshot: Snapshot) -> SiteIndex:
     region_by_site = {site.name: site.region for site in snapshot.sites}
     names: list[str] = list(region_by_site)
     seen = set(names)
+    unlisted: list[str] = []
     extra = [c.site for c in snapshot.clusters] + [d.site for j in snapshot.jobs for d in j.data]
     for name in extra:
         if name not in seen:
             seen.add(name)
             names.append(name)
-            region_by_site[name] = name
+            unlisted.append(name)
     index = {name: i for i, name in enumerate(names)}
-    region_names = tuple(sorted(set(region_by_site.values())))
-    region_index = {name: i for i, name in enumerate(region_names)}
-    region_of = np.array([region_index[region_by_site[n]] for n in names], dtype=np.int64)
+    listed_regions = sorted(set(region_by_site.values()))
+    # The listed regions by name, then one region per unlisted site, named after it.
+    region_names = (*listed_regions, *unlisted)
+    region_index = {name: i for i, name in enumerate(listed_regions)}
+    own_region = {name: len(listed_regions) + i for i, name in enumerate(unlisted)}
+    region_of = np.array(
+        [region_index[region_by_site[n]] if n in region_by_site else own_region[n] for n in names],
+        dtype=np.int64,
+    )
+    region_known = np.array([n in region_by_site for n in names], dtype=np.bool_)
 
     network = snapshot.network
     count = len(names)
@@ -83,7 +95,7 @@ def build_site_index(snapshot: Snapshot) -> SiteIndex:
         bandwidth[targets, sources] = bandwidths
         rtt[sources, targets] = rtts
         bandwidth[sources, targets] = bandwidths
-    return SiteIndex(tuple(names), index, region_names, region_of, rtt, bandwidth)
+    return SiteIndex(tuple(names), index, region_names, region_of, region_known, rtt, bandwidth)
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,28 @@ def chosen_reasons(
     )
 
 
+def _sites_in_no_known_region(spec: GroupSpec, sites: SiteIndex) -> list[str]:
+    """The sites of the group's residency=Region sources whose region the snapshot does not give."""
+    return sorted(
+        {
+            s.site
+            for s in spec.sources
+            if s.residency is Residency.REGION and not sites.region_known[sites.index[s.site]]
+        }
+    )
+
+
+def _in_no_known_region(unknown: Sequence[str], clusters: ClusterArrays, sites: SiteIndex) -> str:
+    """Such a site is a region of its own, so only clusters at it qualify; usually none is."""
+    plural = "s" if len(unknown) > 1 else ""
+    names = ", ".join(unknown)
+    occupied = set(clusters.site.tolist())
+    empty = all(sites.index[site] not in occupied for site in unknown)
+    why = f" (no cluster is at site{plural} {names})" if empty else ""
+    verb = "are" if plural else "is"
+    return f"residency=Region: data site{plural} {names} {verb} in no known region{why}"
+
+
 def _restricted_places(spec: GroupSpec, sites: SiteIndex) -> tuple[str, str]:
     """(kind, names) of the places residency confines this group to."""
     site_names = sorted({s.site for s in spec.sources if s.residency is Residency.SITE})
@@ -61,7 +83,13 @@ def _restricted_places(spec: GroupSpec, sites: SiteIndex) -> tuple[str, str]:
 
 
 def _filter_phrase(
-    name: str, excluded: int, nothing_left: bool, job: Job, spec: GroupSpec, sites: SiteIndex
+    name: str,
+    excluded: int,
+    nothing_left: bool,
+    job: Job,
+    spec: GroupSpec,
+    clusters: ClusterArrays,
+    sites: SiteIndex,
 ) -> str:
     every = "all " if nothing_left else ""
     noun = "cluster" if excluded == 1 else "clusters"
@@ -76,6 +104,10 @@ def _filter_phrase(
     if name == "taint":
         return f"untolerated taints exclude {every}{excluded} {noun}"
     if name == "residency":
+        unknown = _sites_in_no_known_region(spec, sites)
+        if unknown:
+            lead = _in_no_known_region(unknown, clusters, sites)
+            return f"{lead}, which excludes {every}{excluded} {noun}"
         kind, places = _restricted_places(spec, sites)
         residency = "Site" if kind == "site" else "Region"
         return f"residency={residency} excludes all {excluded} {noun} outside {kind} {places}"
@@ -105,11 +137,11 @@ def unschedulable_sentence(
         alive &= row
         steps.append((name, excluded))
         if excluded and not alive.any():
-            return _filter_phrase(name, excluded, True, job, spec, sites) + "."
+            return _filter_phrase(name, excluded, True, job, spec, clusters, sites) + "."
     survivors = np.flatnonzero(alive)
     biggest = max(steps, key=lambda step: step[1], default=("", 0))
     lead = (
-        _filter_phrase(biggest[0], biggest[1], False, job, spec, sites)
+        _filter_phrase(biggest[0], biggest[1], False, job, spec, clusters, sites)
         if biggest[1]
         else f"all {total} clusters pass the filters"
     )

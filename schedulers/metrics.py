@@ -68,11 +68,19 @@ def residency_violated(
     for source in sources:
         if source.residency is Residency.SITE and cluster.site != source.site:
             return True
-        if source.residency is Residency.REGION and region_of_site.get(
-            cluster.site, cluster.site
-        ) != region_of_site.get(source.site, source.site):
+        if source.residency is Residency.REGION and not _same_region(
+            cluster.site, source.site, region_of_site
+        ):
             return True
     return False
+
+
+def _same_region(site: str, other: str, region_of_site: Mapping[str, str]) -> bool:
+    """A site missing from `region_of_site` is a region of its own, shared with no other site."""
+    if site == other:
+        return True
+    region = region_of_site.get(site)
+    return region is not None and region == region_of_site.get(other)
 
 
 def region_map(sites: Sequence[Site]) -> dict[str, str]:

@@ -7,10 +7,10 @@ the object at apply time), with the same message and the same field path.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar, Generic, Self, TypeVar
+from typing import Annotated, Any, ClassVar, Final, Generic, Self, TypeVar
 
 from pydantic import (
     AwareDatetime,
@@ -28,14 +28,60 @@ from pydantic_core import PydanticCustomError, core_schema
 
 CROSS_FIELD_ERROR = "cross_field"
 
+# Patterns are checked twice: by kube-apiserver (Go's RE2) from the CRD, and by pydantic (Rust's
+# regex crate) in the webhook and the reconcile. They use only syntax the two read alike: no \s,
+# \w or \d (Unicode in Rust, ASCII in RE2), no lookaround, \x{...} for code points; `$` ends the
+# text in both, so a trailing newline does not pass as it would with Python's re.
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 # Site and region names may end up as label values, so they follow the label-value syntax.
 LABEL_VALUE = r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+LABEL_VALUE_OR_EMPTY = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
 QUALIFIED_NAME = (
     r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
     r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
 )
+
+# Free text that reaches a member cluster (manifests, environment variables) or a message must
+# read as what it is: control characters (Unicode Cc: C0, DEL, C1) can end a value early (NUL),
+# rewrite what a terminal shows (ESC sequences, CR, backspace) or split a log line; the line
+# separators and the bidirectional embeddings, overrides and isolates reorder or break what a
+# person reads without showing themselves.
+_CONTROL = r"\x00-\x1F\x7F-\x9F"
+_REORDERING = r"\x{2028}\x{2029}\x{202A}-\x{202E}\x{2066}-\x{2069}"
+PLAIN_TEXT = rf"^[^{_CONTROL}{_REORDERING}]*$"
+# A command line may span lines and be indented (a YAML block scalar, a shell script): tab (09)
+# and newline (0A) pass; CR, which only hides the end of a line, and the rest do not.
+COMMAND_LINE = rf"^[^\x00-\x08\x0B-\x1F\x7F-\x9F{_REORDERING}]*$"
+# A URI has a scheme and no raw spaces (RFC 3986 writes them %20).
+URI = rf"^[A-Za-z][A-Za-z0-9+.-]*://[^ {_CONTROL}{_REORDERING}]+$"
+# The characters of the distribution reference grammar (name, :tag, @algorithm:digest, a
+# [IPv6] registry host), in any order: strict on the alphabet, lenient on the structure, which
+# the container runtime checks when it pulls.
+IMAGE_REFERENCE = r"^[A-Za-z0-9\[][-A-Za-z0-9._:/@+\[\]]*$"
+
+_LABEL_CHARACTERS = "letters, digits, '-', '_' and '.', starting and ending with a letter or digit"
+_HIDDEN = (
+    "control characters (U+0000-U+001F, U+007F-U+009F) or the invisible characters that break "
+    "or reorder text (U+2028, U+2029, U+202A-U+202E, U+2066-U+2069)"
+)
+PATTERN_MEANINGS: Final[Mapping[str, str]] = {
+    DNS_SUBDOMAIN: "a DNS subdomain: lowercase letters, digits, '-' and '.', each part starting "
+    "and ending with a letter or digit",
+    DNS_LABEL: "a DNS label: lowercase letters, digits and '-', starting and ending with a letter "
+    "or digit",
+    LABEL_VALUE: f"a label value: {_LABEL_CHARACTERS}",
+    LABEL_VALUE_OR_EMPTY: f"empty or a label value: {_LABEL_CHARACTERS}",
+    QUALIFIED_NAME: "a label key: an optional DNS subdomain and '/', then a name of "
+    f"{_LABEL_CHARACTERS}",
+    PLAIN_TEXT: f"text without {_HIDDEN}",
+    COMMAND_LINE: f"a command line: tab and newline may appear, but no other {_HIDDEN}",
+    URI: f"a URI such as s3://bucket/path: a scheme, '://', and no spaces, {_HIDDEN}",
+    IMAGE_REFERENCE: "a container image reference such as rayproject/ray:2.50.0 or "
+    "registry.example.com:5000/team/image@sha256:<digest>: letters, digits and . _ - / : @ + [ ], "
+    "starting with a letter, a digit or '[' (no whitespace or control characters)",
+}
+"""What a value matching each pattern is, for error messages ("must be <meaning>")."""
 
 
 M = TypeVar("M")

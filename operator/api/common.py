@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
 
 from continuum.operator.api.base import (
+    LABEL_VALUE_OR_EMPTY,
     QUALIFIED_NAME,
     ApiModel,
     KubeTime,
@@ -141,13 +142,17 @@ class SelectorOperator(StrEnum):
     DOES_NOT_EXIST = "DoesNotExist"
 
 
-LabelValue = Annotated[str, StringConstraints(max_length=63)]
+LabelValue = Annotated[str, StringConstraints(max_length=63, pattern=LABEL_VALUE_OR_EMPTY)]
+"""A label's value, as Kubernetes allows it: empty, or up to 63 letters, digits, '-', '_', '.'."""
+LabelKey = Annotated[str, StringConstraints(min_length=1, max_length=317, pattern=QUALIFIED_NAME)]
+"""A label's key: a name with an optional DNS-subdomain prefix, e.g. topology.kubernetes.io/zone."""
+Labels = dict[LabelKey, LabelValue]
 
 
 class LabelSelectorRequirement(SpecModel):
     """One term of a label selector, as in metav1.LabelSelectorRequirement."""
 
-    key: str = Field(min_length=1, max_length=317, pattern=QUALIFIED_NAME)
+    key: LabelKey
     operator: SelectorOperator
     values: list[LabelValue] = Field(default_factory=list, max_length=64)
     """Required for In and NotIn; must be empty for Exists and DoesNotExist."""
@@ -179,7 +184,7 @@ class LabelSelectorRequirement(SpecModel):
 class LabelSelector(SpecModel):
     """Selects objects by their labels, as metav1.LabelSelector; all terms must match."""
 
-    match_labels: dict[str, LabelValue] = Field(default_factory=dict, max_length=64)
+    match_labels: Labels = Field(default_factory=dict, max_length=64)
     match_expressions: list[LabelSelectorRequirement] = Field(default_factory=list, max_length=32)
 
     def matches(self, labels: Mapping[str, str]) -> bool:
@@ -197,7 +202,7 @@ class TaintEffect(StrEnum):
 class Taint(SpecModel):
     """Keeps shards off a member cluster unless they tolerate it, as a node taint does for pods."""
 
-    key: str = Field(min_length=1, max_length=317, pattern=QUALIFIED_NAME)
+    key: LabelKey
     value: LabelValue | None = None
     effect: TaintEffect
 

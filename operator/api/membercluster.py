@@ -19,7 +19,7 @@ from continuum.operator.api.base import (
 from continuum.operator.api.common import (
     API_VERSION,
     Condition,
-    LabelValue,
+    Labels,
     ObjectMeta,
     Resource,
     ResourceAmounts,
@@ -53,7 +53,7 @@ class MemberClusterSpec(SpecModel):
     """Declared capacity, used when the cluster's nodes cannot be read."""
     cost_per_hour: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     """What a whole-cluster hour costs, in the unit of MLJob objectives.maxCostPerHour."""
-    labels: dict[str, LabelValue] = Field(default_factory=dict, max_length=64)
+    labels: Labels = Field(default_factory=dict, max_length=64)
     """Matched by MLJob spec.placement.clusterSelector."""
     taints: Annotated[list[Taint], ListMap("key", "effect")] = Field(
         default_factory=list, max_length=32

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
 
 from continuum.operator.api.base import (
+    COMMAND_LINE,
     DNS_SUBDOMAIN,
+    IMAGE_REFERENCE,
     LABEL_VALUE,
+    PLAIN_TEXT,
+    URI,
     FreeForm,
     KubeTime,
     ListMap,
@@ -32,6 +37,9 @@ from continuum.operator.api.quantity import Quantity
 
 MAX_SHARDS = 256
 MAX_DATA_SOURCES = 64
+_IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]*"
+IMPORT_PATH = rf"^{_IDENTIFIER}(\.{_IDENTIFIER})*[.:]{_IDENTIFIER}$"
+"""What Ray Serve imports: module:attribute or module.attribute, e.g. detector.serve:app."""
 
 
 class JobMode(StrEnum):
@@ -86,9 +94,9 @@ class Shards(SpecModel):
 class RaySpec(SpecModel):
     """The Ray program each shard runs."""
 
-    image: str = Field(min_length=1, max_length=1024)
-    """The container image of the Ray head and workers."""
-    entrypoint: str = Field(min_length=1, max_length=8192)
+    image: str = Field(min_length=1, max_length=1024, pattern=IMAGE_REFERENCE)
+    """The container image of the Ray head and workers, e.g. rayproject/ray:2.50.0."""
+    entrypoint: str = Field(min_length=1, max_length=8192, pattern=COMMAND_LINE)
     """The command of a RayJob (Training, Federated), or the Ray Serve import path (Inference)."""
     runtime_env: FreeForm | None = None
     """Ray's runtime_env, passed through unchecked."""
@@ -122,7 +130,9 @@ class Objectives(SpecModel):
 
     latency_p99_ms: int | None = Field(default=None, ge=1, le=3_600_000)
     """Inference: the 99th percentile latency to the data sites, in milliseconds."""
-    latency_opt_out_reason: str | None = Field(default=None, min_length=1, max_length=1024)
+    latency_opt_out_reason: str | None = Field(
+        default=None, min_length=1, max_length=1024, pattern=PLAIN_TEXT
+    )
     """Inference without a latency objective must say why here (e.g. "batch scoring")."""
     deadline_seconds: int | None = Field(default=None, ge=1)
     max_cost_per_hour: float | None = Field(default=None, ge=0, allow_inf_nan=False)
@@ -165,7 +175,7 @@ class PlacementPolicy(SpecModel):
 
 
 class Checkpoint(SpecModel):
-    uri: str = Field(max_length=2048, pattern=r"^[A-Za-z][A-Za-z0-9+.-]*://.+$")
+    uri: str = Field(max_length=2048, pattern=URI)
     """Where checkpoints go, e.g. s3://bucket/job."""
     interval_seconds: int = Field(default=300, ge=1, le=604_800)
 
@@ -231,6 +241,16 @@ class MLJobSpec(SpecModel):
             ),
             cel="self.mode != 'Federated' || "
             "(has(self.data) && size(self.data) > 0 && self.data.all(d, has(d.site)))",
+        ),
+        Rule(
+            "ray.entrypoint",
+            "an Inference job's ray.entrypoint is the Ray Serve import path, module:attribute "
+            "or module.attribute (e.g. detector.serve:app)",
+            lambda spec: (
+                spec.mode != JobMode.INFERENCE
+                or re.fullmatch(IMPORT_PATH, spec.ray.entrypoint) is not None
+            ),
+            cel=f"self.mode != 'Inference' || self.ray.entrypoint.matches(r'{IMPORT_PATH}')",
         ),
         Rule(
             "shards.count",

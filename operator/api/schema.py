@@ -1,9 +1,10 @@
 """Pydantic's JSON Schema, rewritten into the structural OpenAPI schema a CRD needs.
 
 kube-apiserver accepts a subset of OpenAPI v3 ("structural"): no $ref, every node typed, no anyOf
-except the int-or-string form, draft-4 style exclusive bounds, no uniqueItems. Pydantic speaks
-JSON Schema 2020-12. This module translates, and refuses whatever it has no faithful translation
-for, so that a model change that cannot be expressed fails generation instead of the install.
+except the int-or-string form, draft-4 style exclusive bounds, no uniqueItems, no constraints on
+a map's keys. Pydantic speaks JSON Schema 2020-12. This module translates (a map's key
+constraints become a CEL rule), and refuses whatever it has no faithful translation for, so that
+a model change that cannot be expressed fails generation instead of the install.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import copy
 from typing import Any
 
 from pydantic import BaseModel
+
+from continuum.operator.api.base import PATTERN_MEANINGS
 
 Schema = dict[str, Any]
 
@@ -64,6 +67,8 @@ class _Translator:
         schema = self._resolve(schema, path)
         if "anyOf" in schema and not schema.get("x-kubernetes-int-or-string"):
             return self.node(self._without_null(schema, path), path)
+        if "patternProperties" in schema or "propertyNames" in schema:
+            schema = _keys_as_rule(schema, path)
         translated: Schema = {}
         for key, value in schema.items():
             if key in _DROPPED:
@@ -123,6 +128,43 @@ class _Translator:
         if rules:
             merged["x-kubernetes-validations"] = rules
         return merged
+
+
+def _keys_as_rule(schema: Schema, path: str) -> Schema:
+    """A map whose keys are constrained (`dict[Key, V]` with a pattern or lengths on Key): the
+    values' schema becomes additionalProperties and the keys' constraints a CEL rule on the map,
+    checked with RE2 like a pattern."""
+    keys: Schema = dict(schema.get("propertyNames", {}))
+    translated = {
+        k: v for k, v in schema.items() if k not in ("patternProperties", "propertyNames")
+    }
+    patterned = schema.get("patternProperties", {})
+    if patterned:
+        if len(patterned) != 1 or "additionalProperties" in schema:
+            raise SchemaTranslationError(f"{path}: keys of more than one pattern")
+        ((keys["pattern"], translated["additionalProperties"]),) = patterned.items()
+    unknown = keys.keys() - {"pattern", "minLength", "maxLength"}
+    if unknown:
+        raise SchemaTranslationError(f"{path}: key constraints {sorted(unknown)} have no CEL form")
+    checks, said = [], []
+    if "minLength" in keys:
+        checks.append(f"size(k) >= {keys['minLength']}")
+    if "maxLength" in keys:
+        checks.append(f"size(k) <= {keys['maxLength']}")
+    if "pattern" in keys:
+        pattern = keys["pattern"]
+        if "'" in pattern:
+            raise SchemaTranslationError(f"{path}: a key pattern with a quote")
+        checks.append(f"k.matches(r'{pattern}')")
+        said.append(PATTERN_MEANINGS.get(pattern, f"a match of '{pattern}'"))
+    if "maxLength" in keys:
+        said.append(f"at most {keys['maxLength']} characters long")
+    rule = {
+        "rule": f"self.all(k, {' && '.join(checks)})",
+        "message": "every key must be " + ", ".join(said or ["non-empty"]),
+    }
+    translated["x-kubernetes-validations"] = [*schema.get("x-kubernetes-validations", []), rule]
+    return translated
 
 
 def _finish(schema: Schema, path: str) -> Schema:

@@ -6,6 +6,7 @@ without the webhook still refuses the same specs, with the same messages.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -13,7 +14,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from continuum.operator.api.base import CROSS_FIELD_ERROR
+from continuum.operator.api.base import CROSS_FIELD_ERROR, PATTERN_MEANINGS
 from continuum.operator.api.common import API_VERSION, Resource
 from continuum.operator.api.membercluster import MemberCluster
 from continuum.operator.api.mljob import MLJob
@@ -81,8 +82,49 @@ def validate_resource(raw: Mapping[str, Any]) -> Resource | list[FieldError]:
     return validate_as(model, raw)
 
 
+_KEY = "[key]"  # the last part of a map key's error location
+_QUOTED_LENGTH = 64
+# The characters that base.PLAIN_TEXT refuses besides Unicode's controls (category Cc): a message
+# names them by code point, since printed they would be invisible or act.
+_REORDERING = frozenset("\u2028\u2029\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _hidden_character(text: str) -> str:
+    """Where `text` holds its first control or reordering character: "; found U+001B at index 3"."""
+    for index, character in enumerate(text):
+        if unicodedata.category(character) == "Cc" or character in _REORDERING:
+            return f"; found U+{ord(character):04X} at index {index}"
+    return ""
+
+
+def _quoted(key: object) -> str:
+    """A map key for a message: escaped by repr, and cut short."""
+    text = str(key)
+    return repr(text) if len(text) <= _QUOTED_LENGTH else repr(text[:_QUOTED_LENGTH]) + "..."
+
+
+def _pattern_message(detail: ErrorDetails, key: bool) -> str:
+    """What a value that does not match its pattern should have been, in words, and where it
+    holds an invisible character; the pydantic message (the pattern) when the pattern has no
+    words. A map's key is named, since the path stops at the map."""
+    pattern = str((detail.get("ctx") or {}).get("pattern", ""))
+    meaning = PATTERN_MEANINGS.get(pattern)
+    value = detail.get("input")
+    text = value if isinstance(value, str) else ""
+    if meaning is None:
+        said = detail["msg"]
+    elif key:
+        said = f"every key must be {meaning}"
+    else:
+        said = f"must be {meaning}"
+    return f"{said}; key {_quoted(text)} is not" if key else said + _hidden_character(text)
+
+
 def _explain(detail: ErrorDetails, prefix: str) -> list[FieldError]:
-    path = _join_path(prefix, detail["loc"])
+    loc = detail["loc"]
+    key = bool(loc) and loc[-1] == _KEY
+    # pydantic places a map key's error at (..., map, key, "[key]"); Kubernetes at the map.
+    path = _join_path(prefix, loc[:-2] if key else loc)
     kind = detail["type"]
     if kind == CROSS_FIELD_ERROR:
         violations: list[tuple[str, str]] = (detail.get("ctx") or {})["violations"]
@@ -93,7 +135,10 @@ def _explain(detail: ErrorDetails, prefix: str) -> list[FieldError]:
         return [FieldError(path, "Required value", _CAUSES[kind])]
     if kind == "extra_forbidden":
         return [FieldError(path, "unknown field", _CAUSES[kind])]
-    return [FieldError(path, detail["msg"], _CAUSES.get(kind, "FieldValueInvalid"))]
+    if kind == "string_pattern_mismatch":
+        return [FieldError(path, _pattern_message(detail, key))]
+    message = f"key {_quoted(loc[-2])}: {detail['msg']}" if key else detail["msg"]
+    return [FieldError(path, message, _CAUSES.get(kind, "FieldValueInvalid"))]
 
 
 def _join_path(prefix: str, loc: Sequence[int | str]) -> str:

@@ -229,11 +229,9 @@ def build_snapshot(
                 continue  # scaled down since: the placement plan drops it
             running.append(model.RunningShard(key, decision.shard, decision.cluster))
             held.setdefault(decision.cluster, []).append(demand_by_key[key])
+    # Only members say where a site is. A data site no member is at stays unlisted: the
+    # scheduler takes it for a region of its own and says it is in no known region.
     sites = {member.spec.site: member.spec.region for member in members}
-    for job in schedulable:
-        for source in job.spec.data:
-            if source.site is not None:
-                sites.setdefault(source.site, "")
     return model.Snapshot(
         sites=tuple(model.Site(name, region) for name, region in sorted(sites.items())),
         clusters=tuple(

@@ -193,6 +193,7 @@ def test_api_crds_cel_rules_carry_the_python_messages() -> None:
     assert rules[".spec.objectives.latencyP99Ms"].startswith("Inference jobs need")
     assert rules[".spec.data"] == "Federated jobs need at least one data source, each with a site"
     assert rules[".spec.mode"] == "mode is immutable"
+    assert rules[".spec.ray.entrypoint"].startswith("an Inference job's ray.entrypoint is the")
 
 
 def test_api_crds_committed_files_are_current() -> None:

@@ -37,6 +37,14 @@ def mljob(**spec: Any) -> dict[str, Any]:
     return manifest
 
 
+# An Inference job's entrypoint is the Ray Serve import path.
+SERVE = MappingProxyType({"image": "rayproject/ray:2.50.0", "entrypoint": "detector.serve:app"})
+
+
+def inference(**spec: Any) -> dict[str, Any]:
+    return mljob(mode="Inference", ray=dict(SERVE), **spec)
+
+
 def federated_shards(count: int) -> dict[str, Any]:
     return {"count": count, "resources": {"cpu": "2", "memory": "4Gi"}}
 
@@ -80,15 +88,15 @@ def test_api_rules_inference_needs_a_latency_objective() -> None:
         "or objectives.latencyOptOutReason to say why not"
     )
     expected = [("spec.objectives.latencyP99Ms", message)]
-    assert errors_of(mljob(mode="Inference")) == expected
-    assert errors_of(mljob(mode="Inference", objectives={"deadlineSeconds": 60})) == expected
+    assert errors_of(inference()) == expected
+    assert errors_of(inference(objectives={"deadlineSeconds": 60})) == expected
     for objectives in ({"latencyP99Ms": 50}, {"latencyOptOutReason": "offline batch scoring"}):
-        assert isinstance(validate_resource(mljob(mode="Inference", objectives=objectives)), MLJob)
+        assert isinstance(validate_resource(inference(objectives=objectives)), MLJob)
 
 
 def test_api_rules_latency_objective_or_opt_out_not_both() -> None:
     objectives = {"latencyP99Ms": 50, "latencyOptOutReason": "batch"}
-    assert errors_of(mljob(mode="Inference", objectives=objectives)) == [
+    assert errors_of(inference(objectives=objectives)) == [
         (
             "spec.objectives.latencyOptOutReason",
             "set objectives.latencyP99Ms or objectives.latencyOptOutReason, not both",
