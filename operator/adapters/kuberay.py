@@ -132,7 +132,7 @@ def resource_kind_for(mode: JobMode) -> ResourceKind:
 # Names and labels
 
 
-_LABEL_VALUE = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+_LABEL_VALUE = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
 _MAX_LABEL_VALUE = 63
 _HASH_LENGTH = 8
 
@@ -165,7 +165,7 @@ def shard_resource_name(job_name: str, shard_index: int) -> str:
 
 def job_label_value(job_name: str) -> str:
     """The job's name as a label value: as is when it fits, else shortened plus a hash."""
-    if len(job_name) <= _MAX_LABEL_VALUE and _LABEL_VALUE.match(job_name):
+    if len(job_name) <= _MAX_LABEL_VALUE and _LABEL_VALUE.fullmatch(job_name):
         return job_name
     stem = job_name[: _MAX_LABEL_VALUE - _HASH_LENGTH - 1].rstrip("-.")
     return f"{stem}-{_short_hash(job_name)}"
@@ -368,7 +368,7 @@ def build_shard_resource(
     """
     name, namespace = _check_shard(job, shard_index, epoch)
     role = role or default_role(job, shard_index).value
-    if not _LABEL_VALUE.match(role) or len(role) > _MAX_LABEL_VALUE:
+    if not _LABEL_VALUE.fullmatch(role) or len(role) > _MAX_LABEL_VALUE:
         raise ValueError(f"role {role!r} is not a valid label value")
     labels = {
         SHARD_LABELS.managed_by: MANAGED_BY,
