@@ -13,6 +13,12 @@ spent in the burst, and whether every job was placed and deployed (no backlog) w
 
 With --cpus N (root), the testbed's servers, the operator and the benchmark share N CPUs for
 the run, through a cgroup quota: the same benchmark on a slower machine.
+
+With --preload N, N jobs are created and deployed first, so that the burst meets a hub that
+already holds work. With --hang-member NAME, that member's kube-apiserver is stopped (SIGSTOP:
+its port accepts connections, nothing answers) after the preload and continued after the
+burst's wait, in every case; the report then splits the burst by where each job's shard went
+first (e2e/bench_hang.py): a healthy member, or the hung one, whose jobs must be placed again.
 """
 
 from __future__ import annotations
@@ -24,7 +30,6 @@ import os
 import platform
 import re
 import signal
-import statistics
 import subprocess
 import sys
 import threading
@@ -32,7 +37,8 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from math import inf
 from pathlib import Path
 from typing import Any
@@ -43,6 +49,20 @@ if __package__ in (None, ""):
 import urllib3
 from kubernetes import client, config, watch
 
+from e2e.bench_hang import (
+    ChangeLog,
+    ProbePoller,
+    Progress,
+    condition_status,
+    hang_markdown,
+    hang_report,
+    healthy_done,
+    hung_apiserver,
+    hung_done,
+    placed_clusters,
+    probe_summary,
+)
+from e2e.bench_stats import summary
 from e2e.binaries import kubectl
 from e2e.registration import register_members
 from e2e.testbed import HUB, ClusterInfo, Testbed, free_port
@@ -50,11 +70,11 @@ from e2e.testbed import HUB, ClusterInfo, Testbed, free_port
 REPO = Path(__file__).resolve().parent.parent
 
 
-def job_manifest(index: int, namespace: str) -> dict[str, Any]:
+def job_manifest(index: int, namespace: str, prefix: str = "bench") -> dict[str, Any]:
     return {
         "apiVersion": "continuum.dev/v1alpha1",
         "kind": "MLJob",
-        "metadata": {"name": f"bench-{index:04d}", "namespace": namespace},
+        "metadata": {"name": f"{prefix}-{index:04d}", "namespace": namespace},
         "spec": {
             "mode": "Training",
             "tenant": "research" if index % 2 else "production",
@@ -65,31 +85,45 @@ def job_manifest(index: int, namespace: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
+Observer = Callable[[str, dict[str, Any], float], None]
+
+
 class Watcher(threading.Thread):
     """Records, per job, the first time one kind's watch in one cluster shows what `job_of`
     looks for: it takes the event type and the object, and names the job, or None if this
     event is not it."""
 
-    def __init__(self, kubeconfig: Path, namespace: str, group: str, version: str, plural: str,
-                 job_of: Any, seen: dict[str, float], lock: threading.Lock,
-                 where: tuple[str, dict[str, str]] | None = None) -> None:  # fmt: skip
-        """`where`: this cluster's name, and a map in which to note it for each job seen."""
+    def __init__(self, kubeconfig: Path, namespace: str | None, group: str, version: str,
+                 plural: str, job_of: Any, seen: dict[str, float], lock: threading.Lock,
+                 where: tuple[str, dict[str, str]] | None = None,
+                 observe: Observer | None = None) -> None:  # fmt: skip
+        """`namespace` None: a cluster-scoped kind. `where`: this cluster's name, and a map in
+        which to note it for each job seen. `observe`: also given every event (its type, the
+        object and when), under the lock."""
         super().__init__(daemon=True)
         self.api = config.new_client_from_config(config_file=str(kubeconfig))
-        self.args = (group, version, namespace, plural)
+        self.namespace = namespace
+        self.args = (group, version) + ((namespace,) if namespace else ()) + (plural,)
         self.job_of, self.seen, self.lock, self.where = job_of, seen, lock, where
+        self.observe = observe
         self.stream = watch.Watch()
 
     def run(self) -> None:
         objects = client.CustomObjectsApi(self.api)
+        listing = (
+            objects.list_namespaced_custom_object
+            if self.namespace
+            else objects.list_cluster_custom_object
+        )
         try:
-            for event in self.stream.stream(
-                objects.list_namespaced_custom_object, *self.args, timeout_seconds=900
-            ):
+            for event in self.stream.stream(listing, *self.args, timeout_seconds=900):
+                now = time.monotonic()
+                if self.observe is not None:
+                    with self.lock:
+                        self.observe(event["type"], event["object"], now)
                 job = self.job_of(event["type"], event["object"])
                 if job is None:
                     continue
-                now = time.monotonic()
                 with self.lock:
                     self.seen.setdefault(job, now)
                     if self.where is not None:
@@ -136,21 +170,6 @@ def hub_writes(kubeconfig: Path) -> Counter[str]:
         resource = "/".join(part for part in (labels["resource"], labels["subresource"]) if part)
         counts[f"{labels['verb']} {resource}"] += int(float(line.rsplit(" ", 1)[1]))
     return counts
-
-
-def _percentile(values: Sequence[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
-
-def _summary(latencies: Sequence[float]) -> dict[str, float | None]:
-    if not latencies:
-        return {"p50_s": None, "p99_s": None, "max_s": None}
-    return {
-        "p50_s": round(statistics.median(latencies), 3),
-        "p99_s": round(_percentile(latencies, 0.99), 3),
-        "max_s": round(max(latencies), 3),
-    }
 
 
 def operator_counters(port: int) -> dict[str, float]:
@@ -243,15 +262,74 @@ def cpu_limit(cpus: float | None, pids: Sequence[int]) -> Iterator[None]:
         group.rmdir()
 
 
+@dataclass(frozen=True)
+class HangPlan:
+    """Stop `member`'s API server after the preload, for the burst; once the jobs sent
+    elsewhere are done, wait at most `wait_s` more for those sent to it to be placed again."""
+
+    testbed: Testbed
+    member: str
+    wait_s: float
+
+
+def wait_until(done: Callable[[], bool], lock: threading.Lock, deadline: float) -> bool:
+    """Checks `done` under the lock every 0.2 s until it holds (True) or the deadline passes."""
+    while True:
+        with lock:
+            if done():
+                return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.2)
+
+
+def preload_jobs(
+    objects: client.CustomObjectsApi,
+    namespace: str,
+    count: int,
+    seen: Progress,
+    lock: threading.Lock,
+    timeout: float,
+) -> tuple[list[str], float]:
+    """Creates `count` jobs and waits until each is placed and has its shard resources, so
+    that the burst meets a hub holding work; returns their names and how long it took."""
+    started = time.monotonic()
+    names = []
+    for index in range(count):
+        manifest = job_manifest(index, namespace, prefix="preload")
+        objects.create_namespaced_custom_object(
+            "continuum.dev", "v1alpha1", namespace, "mljobs", manifest
+        )
+        names.append(manifest["metadata"]["name"])
+    if not wait_until(
+        lambda: all(name in seen.placed and name in seen.deployed for name in names),
+        lock,
+        started + timeout,
+    ):
+        with lock:
+            deployed = sum(1 for name in names if name in seen.deployed)
+        raise RuntimeError(f"preload: {deployed} of {count} jobs deployed after {timeout:.0f} s")
+    return names, time.monotonic() - started
+
+
+# How long a hung member may stay stopped beyond the burst's own bounds, should the benchmark
+# die without continuing it: then the watchdog does.
+HANG_MARGIN_S = 300.0
+
+
 def run_bench(
     clusters: list[ClusterInfo],
     jobs: int,
     timeout: float,
     log: Path,
     servers: dict[str, dict[str, int]],
+    preload: int = 0,
+    hang: HangPlan | None = None,
 ) -> dict[str, Any]:
     """`servers`: per cluster, its servers' pids, whose CPU time over the burst is reported."""
     hub, members = clusters[0], clusters[1:]
+    if hang is not None and hang.member not in {member.name for member in members}:
+        raise ValueError(f"--hang-member {hang.member} is not one of the members")
     namespace = f"bench-{int(time.time())}"
     register_members(clusters, None)
     hub_api = config.new_client_from_config(config_file=str(hub.kubeconfig))
@@ -269,6 +347,18 @@ def run_bench(
     reported: dict[str, float] = {}
     deployed: dict[str, float] = {}
     member_of: dict[str, str] = {}
+    placements: ChangeLog[frozenset[str]] = ChangeLog()
+    reachable: ChangeLog[str | None] = ChangeLog()
+    live = Progress(placed, deployed, member_of, reported, placements)
+
+    def note_placement(event: str, obj: dict[str, Any], at: float) -> None:
+        if event in ("ADDED", "MODIFIED"):
+            placements.note(obj["spec"]["jobRef"]["name"], at, placed_clusters(obj))
+
+    def note_reachable(event: str, obj: dict[str, Any], at: float) -> None:
+        if event in ("ADDED", "MODIFIED"):
+            reachable.note(obj["metadata"]["name"], at, condition_status(obj, "Reachable"))
+
     watchers = [
         Watcher(
             hub.kubeconfig,
@@ -279,6 +369,7 @@ def run_bench(
             lambda event, obj: obj["spec"]["jobRef"]["name"] if event == "ADDED" else None,
             placed,
             lock,
+            observe=note_placement,
         ),
         Watcher(
             hub.kubeconfig,
@@ -309,6 +400,12 @@ def run_bench(
             for member in members
         ),
     ]
+    if hang is not None:
+        members_watch = Watcher(
+            hub.kubeconfig, None, "continuum.dev", "v1alpha1", "memberclusters",
+            lambda event, obj: None, {}, lock, observe=note_reachable,
+        )  # fmt: skip
+        watchers.append(members_watch)
     for watcher in watchers:
         watcher.start()
     output = log.open("ab")
@@ -324,74 +421,120 @@ def run_bench(
         # with this benchmark's client either.
         start_new_session=True,
     )  # fmt: skip
+    preloaded: list[str] = []
+    hung: dict[str, Any] = {}
     try:
         ready_s = wait_ready(metrics_port, operator, READY_TIMEOUT_S) - launched
-        submitted: dict[str, float] = {}
-        # Who spends the two cores during the burst: the operator, the API servers, or this
-        # benchmark's own client (its creates and watches).
-        counted = {"operator": operator.pid} | {
-            f"{cluster} {server}": pid
-            for cluster, pids in servers.items()
-            for server, pid in pids.items()
-        }
-        cpu_before = {name: _cpu_s(pid) for name, pid in counted.items()}
-        client_cpu_before = time.process_time()
-        writes_before = hub_writes(hub.kubeconfig)
-        started = time.monotonic()
-        for index in range(jobs):
-            manifest = job_manifest(index, namespace)
-            submitted[manifest["metadata"]["name"]] = time.monotonic()
-            objects.create_namespaced_custom_object(
-                "continuum.dev", "v1alpha1", namespace, "mljobs", manifest
+        if preload:
+            preloaded, preload_s = preload_jobs(objects, namespace, preload, live, lock, timeout)
+        hanging = (
+            hung_apiserver(hang.testbed, hang.member, timeout + hang.wait_s + HANG_MARGIN_S)
+            if hang is not None
+            else contextlib.nullcontext(None)
+        )
+        with hanging as stopped_at:
+            probes = ProbePoller(metrics_port) if hang is not None else None
+            if probes is not None:
+                probes.start()
+            submitted: dict[str, float] = {}
+            # Who spends the two cores during the burst: the operator, the API servers, or
+            # this benchmark's own client (its creates and watches).
+            counted = {"operator": operator.pid} | {
+                f"{cluster} {server}": pid
+                for cluster, pids in servers.items()
+                for server, pid in pids.items()
+            }
+            cpu_before = {name: _cpu_s(pid) for name, pid in counted.items()}
+            client_cpu_before = time.process_time()
+            writes_before = hub_writes(hub.kubeconfig)
+            started = time.monotonic()
+            for index in range(jobs):
+                manifest = job_manifest(index, namespace)
+                submitted[manifest["metadata"]["name"]] = time.monotonic()
+                objects.create_namespaced_custom_object(
+                    "continuum.dev", "v1alpha1", namespace, "mljobs", manifest
+                )
+            submit_s = time.monotonic() - started
+            hung_member = hang.member if hang is not None else None
+            healthy_in_time = wait_until(
+                lambda: healthy_done(submitted, live, hung_member),
+                lock,
+                time.monotonic() + timeout,
             )
-        submit_s = time.monotonic() - started
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+            healthy_done_s = time.monotonic() - started
+            if hang is not None:
+                wait_until(
+                    lambda: hung_done(submitted, live, hang.member),
+                    lock,
+                    time.monotonic() + hang.wait_s,
+                )
+            drained_s = time.monotonic() - started
+            cpu_s = {
+                name: round(_cpu_s(pid) - cpu_before[name], 2) for name, pid in counted.items()
+            }
+            cpu_s["benchmark client"] = round(time.process_time() - client_cpu_before, 2)
+            writes = hub_writes(hub.kubeconfig) - writes_before
+            rss_mb = _rss_peak_mb(operator.pid)
+            counters = operator_counters(metrics_port)
+            # What was seen by the end of the wait: once the member is continued, its shards
+            # may still appear, after the measurement.
             with lock:
-                if min(len(deployed), len(placed), len(reported)) >= jobs:
-                    break
-            time.sleep(0.2)
-        drained_s = time.monotonic() - started
-        cpu_s = {name: round(_cpu_s(pid) - cpu_before[name], 2) for name, pid in counted.items()}
-        cpu_s["benchmark client"] = round(time.process_time() - client_cpu_before, 2)
-        writes = hub_writes(hub.kubeconfig) - writes_before
-        rss_mb = _rss_peak_mb(operator.pid)
-        counters = operator_counters(metrics_port)
+                seen = Progress(
+                    dict(placed), dict(deployed), dict(member_of), dict(reported),
+                    placements.copy(),
+                )  # fmt: skip
+                reachable_seen = reachable.copy()
+            if hang is not None and probes is not None and stopped_at is not None:
+                samples = probes.stop()
+                hung = hang_report(
+                    hang.member, submitted, preloaded, seen, reachable_seen, stopped_at
+                ) | {
+                    "stopped_at_s": round(stopped_at - launched, 2),
+                    "burst_after_stop_s": round(started - stopped_at, 2),
+                    "healthy_done": healthy_in_time,
+                    "healthy_done_after_s": round(healthy_done_s, 2),
+                    "wait_for_hung_s": hang.wait_s,
+                    "readyz": probe_summary(samples, "/readyz", stopped_at),
+                    "healthz": probe_summary(samples, "/healthz", stopped_at),
+                }
     finally:
-        # The jobs go while the operator runs, so that their finalizers are released.
-        kubectl(hub.kubeconfig, "delete", "mljobs", "--all", "-n", namespace, "--timeout=120s",
-                check=False)  # fmt: skip
-        operator.terminate()
-        operator.wait(timeout=60)
-        for watcher in watchers:
-            watcher.stop()
+        try:
+            # The jobs go while the operator runs, so that their finalizers are released.
+            kubectl(hub.kubeconfig, "delete", "mljobs", "--all", "-n", namespace,
+                    "--timeout=120s", check=False)  # fmt: skip
+        finally:
+            # Even when a signal cuts the deletion short: the operator runs in a session of its
+            # own, and nothing else would stop it.
+            operator.terminate()
+            operator.wait(timeout=60)
+            for watcher in watchers:
+                watcher.stop()
         kubectl(hub.kubeconfig, "delete", "namespace", namespace, "--wait=false", check=False)
-    with lock:
-        to_placement = [placed[name] - t for name, t in submitted.items() if name in placed]
-        to_shards = [deployed[name] - t for name, t in submitted.items() if name in deployed]
-        to_status = [reported[name] - t for name, t in submitted.items() if name in reported]
+    to_placement = [seen.placed[name] - t for name, t in submitted.items() if name in seen.placed]
+    to_shards = [seen.deployed[name] - t for name, t in submitted.items() if name in seen.deployed]
+    to_status = [seen.reported[name] - t for name, t in submitted.items() if name in seen.reported]
 
-        # Which jobs make the tail, and when in the burst they came: the start-up, the
-        # burst's first seconds, or a stall later on. A job never seen counts as slowest.
-        def worst_s(name: str) -> float:
-            return max(placed.get(name, inf), deployed.get(name, inf)) - submitted[name]
+    # Which jobs make the tail, and when in the burst they came: the start-up, the burst's
+    # first seconds, or a stall later on. A job never seen counts as slowest.
+    def worst_s(name: str) -> float:
+        return max(seen.placed.get(name, inf), seen.deployed.get(name, inf)) - submitted[name]
 
-        def seen_after(seen: dict[str, float], name: str) -> float | None:
-            return round(seen[name] - submitted[name], 3) if name in seen else None
+    def seen_after(times: Mapping[str, float], name: str) -> float | None:
+        return round(times[name] - submitted[name], 3) if name in times else None
 
-        slowest = [
-            {"job": name, "submitted_after_s": round(submitted[name] - started, 3),
-             "to_placement_s": seen_after(placed, name), "to_shards_s": seen_after(deployed, name),
-             "member": member_of.get(name)}
-            for name in sorted(submitted, key=worst_s, reverse=True)[:5]
-        ]  # fmt: skip
+    slowest = [
+        {"job": name, "submitted_after_s": round(submitted[name] - started, 3),
+         "to_placement_s": seen_after(seen.placed, name),
+         "to_shards_s": seen_after(seen.deployed, name), "member": seen.member_of.get(name)}
+        for name in sorted(submitted, key=worst_s, reverse=True)[:5]
+    ]  # fmt: skip
     # The MemberClusters' heartbeats and the like make the rows under 0.05 per job.
     writes_per_job = {
         kind: round(count / jobs, 2)
         for kind, count in sorted(writes.items())
         if count >= 0.05 * jobs
     }
-    return {
+    result: dict[str, Any] = {
         "jobs": jobs,
         "members": len(members),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
@@ -401,15 +544,24 @@ def run_bench(
         "placed": len(to_placement),
         "deployed": len(to_shards),
         "backlog": jobs - len(to_shards),
-        "apply_to_placement": _summary(to_placement),
-        "apply_to_shard_resources": _summary(to_shards),
-        "apply_to_status_placed": _summary(to_status),
+        "apply_to_placement": summary(to_placement),
+        "apply_to_shard_resources": summary(to_shards),
+        "apply_to_status_placed": summary(to_status),
         "operator_peak_rss_mb": round(rss_mb, 1),
         "cpu_s_during_burst": cpu_s,
         "hub_writes_per_job": writes_per_job,
         "slowest_jobs": slowest,
         "operator_counters": counters,
     }
+    if preload:
+        result["preload"] = {
+            "jobs": preload,
+            "deployed_after_s": round(preload_s, 2),
+            "per_member": dict(sorted(Counter(seen.member_of[name] for name in preloaded).items())),
+        }
+    if hung:
+        result["hang"] = hung
+    return result
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -438,7 +590,15 @@ def markdown(result: dict[str, Any]) -> str:
         "- hub writes per job: "
         + ", ".join(f"{kind} {rate}" for kind, rate in result["hub_writes_per_job"].items()),
         *(f"- `{name}` {value}" for name, value in result["operator_counters"].items()),
+        *(
+            [f"- preloaded {preload['jobs']} jobs, deployed after {preload['deployed_after_s']}"
+             " s, per member: " + ", ".join(f"{name} {count}"
+                                            for name, count in preload["per_member"].items())]
+            if (preload := result.get("preload"))
+            else []
+        ),
         "",
+        *(hang_markdown(result["hang"]) if "hang" in result else []),
     ])  # fmt: skip
 
 
@@ -458,7 +618,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="hold the testbed, the operator and the benchmark to this many CPUs (a cgroup "
         "quota; needs root): how the goals hold on a slower machine",
     )
+    parser.add_argument(
+        "--preload",
+        type=int,
+        default=0,
+        help="jobs created and deployed before the burst (and before --hang-member stops its "
+        "member), so that the burst meets a hub already holding work",
+    )
+    parser.add_argument(
+        "--hang-member",
+        metavar="NAME",
+        help="stop this member's kube-apiserver (SIGSTOP) for the burst, e.g. member-3, and "
+        "report the jobs sent to healthy members apart from those sent to it",
+    )
+    parser.add_argument(
+        "--hang-wait",
+        type=float,
+        default=60.0,
+        help="once the jobs sent to healthy members are done, how long more to wait for those "
+        "sent to the hung member to be placed again and deployed elsewhere",
+    )
     args = parser.parse_args(argv)
+    member_names = [f"member-{index}" for index in range(1, args.members + 1)]
+    if args.hang_member is not None and args.hang_member not in member_names:
+        parser.error(f"--hang-member must be one of {', '.join(member_names)}")
     state = args.dir or Path("/tmp") / f"continuum-bench-{int(time.time())}"
     testbed = Testbed(state)
     clusters = testbed.up(args.members)
@@ -466,7 +649,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     servers = testbed.process_ids()
     try:
         with cpu_limit(args.cpus, [pid for pids in servers.values() for pid in pids.values()]):
-            result = run_bench(clusters, args.jobs, args.timeout, state / "operator.log", servers)
+            result = run_bench(
+                clusters,
+                args.jobs,
+                args.timeout,
+                state / "operator.log",
+                servers,
+                preload=args.preload,
+                hang=HangPlan(testbed, args.hang_member, args.hang_wait)
+                if args.hang_member
+                else None,
+            )
         result["cpus"] = args.cpus or os.cpu_count()
     finally:
         if args.dir is None:

@@ -121,6 +121,15 @@ def _has_exited(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
 
 
+def _process_state(pid: int) -> str | None:
+    """The kernel's one-letter state of `pid` (R, S, T, Z, ...), or None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
 def _reap(pid: int) -> None:
     """Collects the exit status of a child of this process, so it does not linger as a zombie."""
     with contextlib.suppress(ChildProcessError, OSError):
@@ -262,6 +271,30 @@ class Testbed:
             name: {server: process.pid for server, process in cluster.processes.items()}
             for name, cluster in self._load().items()
         }
+
+    def pause(self, name: str) -> int:
+        """Stops cluster `name`'s kube-apiserver with SIGSTOP: its port still accepts
+        connections, but nothing answers, as with a hung server. Returns its pid once the
+        kernel shows it stopped. The caller must `resume` it."""
+        process = self._apiserver(name)
+        os.kill(process.pid, signal.SIGSTOP)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while _process_state(process.pid) != "T" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return process.pid
+
+    def resume(self, name: str) -> None:
+        """Continues cluster `name`'s kube-apiserver (SIGCONT); harmless if it was not paused."""
+        process = self._apiserver(name)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, signal.SIGCONT)
+
+    def _apiserver(self, name: str) -> Process:
+        cluster = self._load().get(name)
+        process = cluster.processes.get("kube-apiserver") if cluster else None
+        if process is None or not process.is_running():
+            raise RuntimeError(f"{name}: no kube-apiserver of this testbed is running")
+        return process
 
     def info(self, cluster: Cluster) -> ClusterInfo:
         return ClusterInfo(cluster.name, self.kubeconfig(cluster.name), cluster.server)
