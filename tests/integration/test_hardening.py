@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
-import signal
 import threading
 import time
 import uuid
@@ -452,11 +450,6 @@ def test_a_deleted_member_cluster_is_emptied_of_its_shard_resources(
 # One hung member cannot stall the others
 
 
-def _apiserver_pid(testbed: RunningTestbed, member: str) -> int:
-    pids = testbed.testbed.process_ids()[member]
-    return next(pid for name, pid in pids.items() if "apiserver" in name)
-
-
 def test_a_hung_member_costs_its_own_work_only(
     testbed: RunningTestbed, operator: Operator, namespace: str
 ) -> None:
@@ -466,8 +459,7 @@ def test_a_hung_member_costs_its_own_work_only(
                      for i in range(12)))  # fmt: skip
     eventually(lambda: all(deployed_to(testbed, namespace, f"before-{i}") for i in range(12)),
                "the first jobs deployed")  # fmt: skip
-    pid = _apiserver_pid(testbed, "member-3")
-    os.kill(pid, signal.SIGSTOP)
+    testbed.testbed.pause("member-3")
     stopped = time.monotonic()
     try:
         # New jobs bound for healthy members (delft is member-1, eindhoven member-2).
@@ -497,7 +489,7 @@ def test_a_hung_member_costs_its_own_work_only(
         assert re.search(r"\[-\]member member-3 not answering", body), body
         assert operator.probe("/healthz")[0] == 200
     finally:
-        os.kill(pid, signal.SIGCONT)
+        testbed.testbed.resume("member-3")
     eventually(lambda: (reachable(testbed, "member-3") or {}).get("status") == "True",
                "member-3 back")  # fmt: skip
 
@@ -551,8 +543,7 @@ def test_a_shard_that_cannot_move_says_so_during_an_outage(
     api = member_api(testbed, "member-2")
     kuberay_sim.advance(api, namespace, to=kuberay_sim.Target.RUNNING)
     api.close()
-    pid = _apiserver_pid(testbed, "member-2")
-    os.kill(pid, signal.SIGSTOP)
+    testbed.testbed.pause("member-2")
     try:
         unavailable = eventually(
             lambda: (c := condition(get_json(testbed, "mljob", "rooted", "-n", namespace),
@@ -569,7 +560,7 @@ def test_a_shard_that_cannot_move_says_so_during_an_outage(
                     if e["reason"] == "ShardsUnavailable"]  # fmt: skip
         assert len(warnings) == 1
     finally:
-        os.kill(pid, signal.SIGCONT)
+        testbed.testbed.resume("member-2")
     eventually(
         lambda: (condition(get_json(testbed, "mljob", "rooted", "-n", namespace),
                            "ShardsUnavailable") or {}).get("status") == "False",
