@@ -48,7 +48,13 @@ class MemberNotAnsweringError(MemberUnavailableError):
 
 
 class MemberBusyError(MemberUnavailableError):
-    """Every slot of the member is taken by requests that have not returned yet."""
+    """Every slot of the member is taken by requests that have not returned yet; `suspect`
+    when they have been in flight so long that the member is likely hung (and its gate will
+    close within the timeout), rather than only busy."""
+
+    def __init__(self, reason: str, message: str, suspect: bool) -> None:
+        super().__init__(reason, message)
+        self.suspect = suspect
 
 
 @dataclass(frozen=True)
@@ -139,6 +145,7 @@ class MemberGate:
                         "Busy",
                         f"member {self.member} has {len(self._in_flight)} requests in flight, "
                         f"the oldest for {oldest_s:.1f} s",
+                        suspect=oldest_s > self.suspect_after_s,
                     )
                 self._slot_freed.wait(min(deadline - now, self.suspect_after_s))
             self._in_flight[token] = self.clock()

@@ -39,7 +39,9 @@ from continuum.operator.reconcile.shards import ClusterOutcome, Manifest, plan_c
 from continuum.operator.workqueue import RetryLater
 
 KINDS_BY_NAME = {kind.kind: kind for kind in RESOURCE_KINDS}
-# How soon a pass comes back when a member had no free request slot for it.
+# How soon a pass comes back when a member had no free request slot for it, because it was
+# busy; one whose requests look hung is tried again after the member timeout, by when its gate
+# has closed (and the pass skips it at once) or its requests have returned.
 BUSY_RETRY_S = 0.5
 
 
@@ -173,7 +175,7 @@ def converge_all(
     with no free request slot is retried after the others are done (RetryLater)."""
     namespace = job.metadata.namespace or ""
     outcomes: dict[str, ClusterOutcome] = {}
-    busy = False
+    retry_s = 0.0
     for member in context.member_clusters():
         name = member.metadata.name or ""
         wanted = desired.get(name, [])
@@ -192,8 +194,9 @@ def converge_all(
             held = converge_member(
                 api, namespace, job, wanted, observed, context.member_mirrors, name
             )
-        except MemberBusyError:
-            busy = True
+        except MemberBusyError as error:
+            wait_s = context.members.timeout_s if error.suspect else BUSY_RETRY_S
+            retry_s = max(retry_s, wait_s)
             continue
         except MemberUnavailableError as error:
             outcome = _unavailable(context, job, name, wanted, possibly_held, error.message)
@@ -208,8 +211,8 @@ def converge_all(
             outcome = ClusterOutcome(name, ApplyState.APPLIED, "", tuple(held))
         if outcome is not None:
             outcomes[name] = outcome
-    if busy:
-        raise RetryLater(BUSY_RETRY_S)
+    if retry_s:
+        raise RetryLater(retry_s)
     for name in desired:
         if name not in outcomes:
             outcomes[name] = ClusterOutcome(
