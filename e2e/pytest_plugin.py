@@ -71,12 +71,23 @@ def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningTestbed
             bed.down()
 
 
-@pytest.fixture
-def namespace(testbed: RunningTestbed) -> Iterator[str]:
-    """A fresh namespace in the hub, deleted after the test."""
+def _fresh_namespace(testbed: RunningTestbed) -> Iterator[str]:
     name = f"t-{uuid.uuid4().hex[:10]}"
     testbed.kubectl("create", "namespace", name)
     try:
         yield name
     finally:
         testbed.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def namespace(testbed: RunningTestbed) -> Iterator[str]:
+    """A fresh namespace in the hub, deleted after the test."""
+    yield from _fresh_namespace(testbed)
+
+
+@pytest.fixture(scope="module")
+def module_namespace(testbed: RunningTestbed) -> Iterator[str]:
+    """A fresh namespace in the hub for a whole module, where one per test would cost more
+    than the test."""
+    yield from _fresh_namespace(testbed)

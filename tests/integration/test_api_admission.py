@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
@@ -17,17 +16,6 @@ from e2e.pytest_plugin import RunningTestbed
 from tests.unit.api.admission_cases import BASES, CASES, Case
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def shared_namespace(testbed: RunningTestbed) -> Iterator[str]:
-    """One namespace for every case: a namespace per case would cost more than the case."""
-    name = f"t-{uuid.uuid4().hex[:10]}"
-    testbed.kubectl("create", "namespace", name)
-    try:
-        yield name
-    finally:
-        testbed.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 def test_api_admission_the_hub_runs_the_generated_patterns(testbed: RunningTestbed) -> None:
@@ -42,11 +30,11 @@ def test_api_admission_the_hub_runs_the_generated_patterns(testbed: RunningTestb
 
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_api_admission_kube_apiserver_and_the_models_agree(
-    case: Case, testbed: RunningTestbed, shared_namespace: str
+    case: Case, testbed: RunningTestbed, module_namespace: str
 ) -> None:
     kind = BASES[case.base]["kind"]
     name = f"s-{uuid.uuid4().hex[:10]}"
-    namespace = shared_namespace if kind == "MLJob" else None
+    namespace = module_namespace if kind == "MLJob" else None
     manifest = case.manifest(name, namespace)
     applied = kubectl(
         testbed.hub.kubeconfig, "apply", "-f", "-", stdin=json.dumps(manifest), check=False

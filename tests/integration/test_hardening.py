@@ -169,6 +169,14 @@ class HostileMember:
         )
         return found
 
+    def assert_refused(self, reason: str, says: str) -> None:
+        """Reachable=False for `reason`, its message saying `says`; then one more probe, which
+        must not do what this one refused to either."""
+        found = self.reachable()
+        assert (found["status"], found["reason"]) == ("False", reason), found
+        assert says in found["message"], found
+        time.sleep(PROBE_INTERVAL_S + 1)
+
     def __exit__(self, *_: object) -> None:
         self.testbed.kubectl("delete", "membercluster", self.name, "--wait=false", check=False)
         self.testbed.kubectl("delete", "secret", self.name, "-n", self.secret_namespace,
@@ -208,11 +216,7 @@ def test_an_exec_plugin_in_a_member_kubeconfig_never_runs(
                  "args": ["-c", f"id > {marker_file}"]},
     }  # fmt: skip
     with HostileMember(testbed, kubeconfig_text(kubeconfig)) as member:
-        found = member.reachable()
-        assert found["status"] == "False"
-        assert found["reason"] == "KubeconfigRefused"
-        assert "users[0].user.exec" in found["message"]
-        time.sleep(PROBE_INTERVAL_S + 1)  # one more probe, which must not run it either
+        member.assert_refused("KubeconfigRefused", "users[0].user.exec")
     assert not marker_file.exists()
 
 
@@ -241,10 +245,7 @@ def test_a_token_file_is_never_read_nor_sent(
     kubeconfig["users"][0]["user"] = {"tokenFile": str(token_file)}
     try:
         with HostileMember(testbed, kubeconfig_text(kubeconfig)) as member:
-            found = member.reachable()
-            assert (found["status"], found["reason"]) == ("False", "KubeconfigRefused")
-            assert "users[0].user.tokenFile" in found["message"]
-            time.sleep(PROBE_INTERVAL_S + 1)
+            member.assert_refused("KubeconfigRefused", "users[0].user.tokenFile")
     finally:
         listener.shutdown()
     assert not any(marker in headers for headers in _Recorder.seen)
@@ -258,10 +259,7 @@ def test_a_kubeconfig_that_is_not_yaml_leaks_nothing(
     marker = f"cmk-{uuid.uuid4().hex}"
     text = f"users:\n- user:\n    token: {marker}\n  name: x\n   bad: [indent: {marker}\n"
     with HostileMember(testbed, text) as member:
-        found = member.reachable()
-        assert (found["status"], found["reason"]) == ("False", "KubeconfigInvalid")
-        assert "not valid YAML" in found["message"]
-        time.sleep(PROBE_INTERVAL_S + 1)
+        member.assert_refused("KubeconfigInvalid", "not valid YAML")
     assert leaks(testbed, operator, marker) == []
 
 
@@ -273,10 +271,7 @@ def test_a_secret_outside_the_system_namespace_is_not_read(
     testbed.kubectl("create", "namespace", elsewhere)
     try:
         with HostileMember(testbed, f"not: [yaml {marker}", secret_namespace=elsewhere) as member:
-            found = member.reachable()
-            assert (found["status"], found["reason"]) == ("False", "SecretNamespaceNotAllowed")
-            assert "kubeconfigSecretRef.namespace" in found["message"]
-            time.sleep(PROBE_INTERVAL_S + 1)
+            member.assert_refused("SecretNamespaceNotAllowed", "kubeconfigSecretRef.namespace")
         assert leaks(testbed, operator, marker) == []
     finally:
         testbed.kubectl("delete", "namespace", elsewhere, "--wait=false", check=False)
