@@ -169,12 +169,9 @@ class MemberClients:
             return cached.client()
         reference = member.spec.kubeconfig_secret_ref
         where = f"Secret {reference.namespace}/{reference.name}"
-        if reference.namespace not in self.secret_namespaces:
-            raise MemberUnavailableError(
-                "SecretNamespaceNotAllowed",
-                f"kubeconfigSecretRef.namespace: the operator reads member Secrets only in "
-                f"{', '.join(sorted(self.secret_namespaces))} (--secret-namespace)",
-            )
+        refusal = self.secret_namespace_refusal(member)
+        if refusal is not None:
+            raise refusal
         try:
             secret = self._hub.read_namespaced_secret(
                 reference.name, reference.namespace, _request_timeout=HUB_REQUEST_TIMEOUT_S
@@ -202,6 +199,16 @@ class MemberClients:
         if previous is not None and previous.api is not None:
             previous.api.close()
         return built.client()
+
+    def secret_namespace_refusal(self, member: MemberCluster) -> MemberUnavailableError | None:
+        """Why the member's Secret may not be read, when its namespace is not one of ours."""
+        if member.spec.kubeconfig_secret_ref.namespace in self.secret_namespaces:
+            return None
+        return MemberUnavailableError(
+            "SecretNamespaceNotAllowed",
+            f"spec.kubeconfigSecretRef.namespace: the operator reads member Secrets only in "
+            f"{', '.join(sorted(self.secret_namespaces))} (--secret-namespace)",
+        )
 
     def _build(
         self, member: str, version: str, encoded: str | None, where: str, key: str

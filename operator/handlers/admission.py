@@ -1,4 +1,5 @@
-"""The validating admission webhook for MLJobs: the same checks the reconcile makes, at apply.
+"""The validating admission webhooks for MLJobs and MemberClusters: the same checks the
+reconcile makes, at apply.
 
 The CRD's schema and CEL rules already refuse most bad specs; the webhook adds what needs the
 Python models or other objects, such as whether the named Tenant exists and admits the
@@ -17,7 +18,7 @@ from typing import Any
 
 import kopf
 
-from continuum.operator.api import GROUP, VERSION, MLJob, Tenant, validate_resource
+from continuum.operator.api import GROUP, VERSION, MemberCluster, MLJob, Tenant, validate_resource
 from continuum.operator.api.validation import format_errors
 from continuum.operator.handlers.context import OperatorContext
 from continuum.operator.reconcile.admission import tenant_refusal
@@ -50,5 +51,26 @@ def validate_mljob(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
         # The mirror may not have seen a Tenant applied a moment ago: refuse only on the
         # hub's own word.
         refusal = tenant_refusal(job, context.hub.list(Tenant).valid)
+    if refusal is not None:
+        raise kopf.AdmissionError(refusal.message, code=UNPROCESSABLE)
+
+
+@kopf.on.validate(
+    GROUP, VERSION, "memberclusters", id="membercluster-spec", operations=["CREATE", "UPDATE"],
+    ignore_failures=True, side_effects=False,
+)  # fmt: skip
+def validate_membercluster(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+    """A MemberCluster whose kubeconfig Secret is in a namespace the operator does not read
+    from is refused at apply; the probe says the same in Reachable if it got in all the same."""
+    context: OperatorContext = memo.context
+    earlier: Mapping[str, Any] = kwargs.get("old") or {}
+    if kwargs.get("operation") == "UPDATE" and earlier.get("spec") == body.get("spec"):
+        return
+    member = validate_resource(body)
+    if isinstance(member, list):
+        raise kopf.AdmissionError(format_errors(member), code=UNPROCESSABLE)
+    if not isinstance(member, MemberCluster):
+        raise kopf.AdmissionError(f"expected a MemberCluster, got {body.get('kind')}")
+    refusal = context.members.secret_namespace_refusal(member)
     if refusal is not None:
         raise kopf.AdmissionError(refusal.message, code=UNPROCESSABLE)
