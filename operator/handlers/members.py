@@ -28,9 +28,15 @@ from continuum.operator.api import (
     validate_resource,
 )
 from continuum.operator.api.quantity import Quantity
+from continuum.operator.api.validation import format_errors
 from continuum.operator.handlers.context import OperatorContext
 from continuum.operator.handlers.convergence import remove_all_shards
-from continuum.operator.reconcile.membership import ProbeResult, duplicate_of, probed_status
+from continuum.operator.reconcile.membership import (
+    ProbeResult,
+    duplicate_of,
+    invalid_status,
+    probed_status,
+)
 
 PROBE_INTERVAL_ENV = "CONTINUUM_PROBE_INTERVAL_SECONDS"
 PROBE_INTERVAL_S = float(os.environ.get(PROBE_INTERVAL_ENV) or 10.0)
@@ -126,8 +132,13 @@ def heartbeat(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, **_: Any) -> 
     metrics.RECONCILES.labels("MemberCluster").inc()
     member = validate_resource(body)
     if not isinstance(member, MemberCluster):
-        metrics.RECONCILE_ERRORS.labels("MemberCluster").inc()
-        raise kopf.PermanentError(f"invalid MemberCluster: {member}")
+        # The CRD took a spec the models refuse: say so where the probe's answer would be.
+        errors = format_errors(member) if isinstance(member, list) else "not a MemberCluster"
+        patch.status.update(
+            invalid_status(body.get("status"), body.metadata.get("generation"), errors,
+                           context.clock())
+        )  # fmt: skip
+        return
     name = member.metadata.name or ""
     before = member.status
     probe = probe_member(context, member)
@@ -157,6 +168,11 @@ def release_member(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         return  # never valid, so never probed nor given shards
     name = member.metadata.name or ""
     annotations = member.metadata.annotations or {}
+    if member.status is None or member.status.last_heartbeat_time is None:
+        # It never answered a probe, so it was never offered to the scheduler: nothing of
+        # Continuum's can be in it.
+        context.member_mirrors.retain(_others(context, name))
+        return
     if annotations.get(ON_DELETE_ANNOTATION) == ORPHAN:
         context.events.record_event(body, "Warning", "ShardsOrphaned",
                                     f"{ON_DELETE_ANNOTATION}: {ORPHAN}: the shard resources in "

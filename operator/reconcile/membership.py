@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from continuum.operator.api import (
     CapacitySource,
@@ -143,3 +144,23 @@ def duplicate_of(
         and _registered(other) < _registered(member)
     ]
     return min(older, key=_registered).metadata.name if older else None
+
+
+def invalid_status(
+    current: Mapping[str, Any] | None, generation: int | None, errors: str, now: datetime
+) -> dict[str, Any]:
+    """The status of a MemberCluster whose spec the models refuse: neither Reachable nor Ready,
+    reason InvalidSpec. `current` is the raw status, since it may not parse either."""
+    try:
+        status = MemberClusterStatus.model_validate(current or {})
+    except ValueError:
+        status = MemberClusterStatus()
+    conditions: Sequence[Condition] = status.conditions
+    for kind in (MemberClusterConditionType.REACHABLE, MemberClusterConditionType.READY):
+        conditions = upsert_condition(
+            conditions, kind, ConditionStatus.FALSE, "InvalidSpec", errors[:32768],
+            observed_generation=generation, now=now,
+        )  # fmt: skip
+    return status.model_copy(
+        update={"conditions": conditions, "observed_generation": generation}
+    ).to_dict()
