@@ -229,6 +229,7 @@ class MemberClients:
         configuration = client.Configuration()
         try:
             config.load_kube_config_from_dict(document, client_configuration=configuration)
+            endpoint = endpoint_digest(document)
         except Exception as error:  # its messages may quote the kubeconfig
             raise MemberUnavailableError(
                 "KubeconfigInvalid",
@@ -241,8 +242,7 @@ class MemberClients:
         api = GatedApiClient(
             configuration, self.gate(member), self.timeout_s, describe_connection_error
         )
-        return _Cached(version, self.clock(), api, None, secret_strings(document),
-                       endpoint_digest(document))  # fmt: skip
+        return _Cached(version, self.clock(), api, None, secret_strings(document), endpoint)
 
     def redact(self, member: str, message: str) -> str:
         """`message`, which may hold what the member said back, without the strings of the

@@ -23,6 +23,7 @@ from typing import Any
 
 import urllib3
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 MAX_IN_FLIGHT = 4
 # A request in flight this long is taken for one that will time out: a healthy member's take
@@ -202,3 +203,11 @@ class GatedApiClient(client.ApiClient):
             except CONNECTION_ERRORS as error:
                 self.gate.not_answering(self._describe(error))
                 raise
+            except ApiException as error:
+                if error.status != 0 or not str(error.reason).startswith("SSLError"):
+                    raise  # the member answered
+                # The client's word for an SSLError, with its text (which may name the host)
+                # as the reason: one kind of connection failure like the others.
+                failure = urllib3.exceptions.SSLError("the TLS setup failed")
+                self.gate.not_answering(self._describe(failure))
+                raise failure from None

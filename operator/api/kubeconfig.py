@@ -20,7 +20,7 @@ import hashlib
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import yaml
 
@@ -179,11 +179,27 @@ def _checked_selection(
         yield _invalid("current-context", "its context names none of the users")
         return
     server = cluster.get("server")
-    if not isinstance(server, str) or urlsplit(server).scheme not in _SERVER_SCHEMES:
+    url = _parsed(server) if isinstance(server, str) else None
+    if url is None or url.scheme not in _SERVER_SCHEMES:
         yield _invalid("clusters[].cluster.server", "must be an https:// or http:// URL")
         return
-    if not urlsplit(server).hostname:
+    if not url.hostname:
         yield _invalid("clusters[].cluster.server", "names no host")
+
+
+def _is_url(text: str, schemes: Collection[str]) -> bool:
+    url = _parsed(text)
+    return url is not None and url.scheme in schemes
+
+
+def _parsed(url: str) -> SplitResult | None:
+    """The URL split, or None if it does not parse (a bracket unclosed, a port out of range)."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port, parts.hostname  # these parse lazily, and raise then
+    except ValueError:
+        return None
+    return parts
 
 
 def _unknown_fields(
@@ -220,7 +236,7 @@ def _checked_fields(
             yield _refused_field(body, str(key), path)
         elif not isinstance(value, expected):
             yield _invalid(f"{path}.{key}", f"must be a {expected.__name__}")
-        elif key == "proxy-url" and urlsplit(str(value)).scheme not in _PROXY_SCHEMES:
+        elif key == "proxy-url" and not _is_url(str(value), _PROXY_SCHEMES):
             yield _invalid(f"{path}.{key}", f"must be a URL of {', '.join(_PROXY_SCHEMES)}")
 
 
@@ -250,10 +266,9 @@ def secret_strings(document: Any) -> frozenset[str]:
         if isinstance(value, str):
             if len(value) >= _MIN_SECRET_LENGTH:
                 found.add(value)
-            if "://" in value:
-                host = urlsplit(value).hostname
-                if host and len(host) >= _MIN_SECRET_LENGTH:
-                    found.add(host)
+            url = _parsed(value) if "://" in value else None
+            if url is not None and url.hostname and len(url.hostname) >= _MIN_SECRET_LENGTH:
+                found.add(url.hostname)
         elif isinstance(value, dict):
             for key, item in value.items():
                 walk(key)

@@ -13,6 +13,8 @@ just before it went away), the orphan sweep removes it once the member is back.
 
 from __future__ import annotations
 
+import logging
+import traceback
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -38,6 +40,7 @@ from continuum.operator.reconcile.membership import is_duplicate
 from continuum.operator.reconcile.shards import ClusterOutcome, Manifest, plan_cluster
 from continuum.operator.workqueue import RetryLater
 
+LOG = logging.getLogger(__name__)
 KINDS_BY_NAME = {kind.kind: kind for kind in RESOURCE_KINDS}
 # How soon a pass comes back when a member had no free request slot for it, because it was
 # busy; one whose requests look hung is tried again after the member timeout, by when its gate
@@ -207,6 +210,10 @@ def converge_all(
         except CONNECTION_ERRORS as error:
             message = describe_connection_error(error)
             outcome = _unavailable(context, job, name, wanted, possibly_held, message)
+        except Exception as error:  # one member's oddity must not fail every job's pass
+            _log_once(name, error)
+            message = f"the operator could not work on it ({type(error).__name__})"
+            outcome = _unavailable(context, job, name, wanted, possibly_held, message)
         else:
             outcome = ClusterOutcome(name, ApplyState.APPLIED, "", tuple(held))
         if outcome is not None:
@@ -219,6 +226,19 @@ def converge_all(
                 name, ApplyState.FAILED, f"no usable MemberCluster {name!r} is registered"
             )
     return outcomes
+
+
+_logged: set[tuple[str, str]] = set()
+
+
+def _log_once(member: str, error: Exception) -> None:
+    """The traceback the first time a member fails a pass in a way of its own; every pass
+    over every job would meet it again."""
+    if (member, type(error).__name__) not in _logged:
+        _logged.add((member, type(error).__name__))
+        # The frames, not the message: it may quote what the member or its Secret said.
+        frames = "".join(traceback.format_tb(error.__traceback__))
+        LOG.error("converging member %s failed (%s):\n%s", member, type(error).__name__, frames)
 
 
 def _unavailable(

@@ -91,6 +91,9 @@ def probe_member(context: OperatorContext, member: MemberCluster) -> ProbeResult
     except ApiException as error:
         message = f"reading the kubeconfig Secret failed: HTTP {error.status}"
         return ProbeResult(failure_reason="SecretUnreadable", message=message)
+    except Exception as error:  # a probe must answer; its text may quote the Secret
+        message = f"loading the kubeconfig failed ({type(error).__name__})"
+        return ProbeResult(failure_reason="KubeconfigInvalid", message=message)
     try:
         with api.gate.probing():
             started = time.perf_counter()

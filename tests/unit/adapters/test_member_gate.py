@@ -168,3 +168,15 @@ def test_a_refused_connection_is_described_without_its_address() -> None:
     assert described == "the connection was refused"
     assert gate.state.why == described
     assert str(port) not in described
+
+
+def test_a_tls_failure_is_a_connection_failure_that_names_nothing(answering: str) -> None:
+    gate = MemberGate("edge")
+    configuration = client.Configuration()
+    configuration.host = answering.replace("http://", "https://")  # it speaks plain HTTP
+    configuration.retries = False
+    api = GatedApiClient(configuration, gate, 1.0, describe_connection_error)
+    with pytest.raises(urllib3.exceptions.SSLError) as failed:
+        client.VersionApi(api).get_code()
+    assert describe_connection_error(failed.value) == "the TLS handshake failed"
+    assert not gate.state.answering
