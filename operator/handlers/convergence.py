@@ -4,9 +4,10 @@ Used by the placement controller's passes (the resources a Placement decides) an
 deletion (none). Each write's result goes into the members' mirrors at once, so the next pass
 sees it before the watch brings it.
 
-A member that cannot be worked on now (its Secret gives no client, it does not answer, or every
-request slot to it is taken) costs no request: it matters to a job only where the job has, or
-may have, shard resources there, and only there is it reported Unreachable. A member that never
+A member that is not usable (not reachable at its last probe, say), or cannot be worked on now
+(its Secret gives no client, it does not answer, or every request slot to it is taken), costs
+no request for a job that has not, and cannot have, shard resources there, and is reported
+Unreachable only for the jobs that have or may have some. A member that never
 held the job's shards cannot hold up its deletion; should it hold one after all (a shard written
 just before it went away), the orphan sweep removes it once the member is back.
 """
@@ -36,7 +37,7 @@ from continuum.operator.adapters.member_gate import (
 from continuum.operator.adapters.member_mirror import MemberMirrors, list_managed
 from continuum.operator.api import ApplyState, MLJob, Placement
 from continuum.operator.handlers.context import OperatorContext
-from continuum.operator.reconcile.membership import is_duplicate
+from continuum.operator.reconcile.membership import is_duplicate, is_usable
 from continuum.operator.reconcile.shards import ClusterOutcome, Manifest, plan_cluster
 from continuum.operator.workqueue import RetryLater
 
@@ -188,6 +189,12 @@ def converge_all(
                 why = "is being deleted" if member.metadata.deletion_timestamp else "is a duplicate"
                 outcomes[name] = ClusterOutcome(name, ApplyState.UNREACHABLE, f"{name} {why}")
             continue
+        if not is_usable(member) and not (
+            wanted
+            or name in possibly_held
+            or context.member_mirrors.last_known(name, namespace, job)
+        ):
+            continue  # never offered to the scheduler, or not now, and nothing of the job there
         try:
             api = context.members.for_member(member)
             # Before the mirror: a member that stopped answering may still look in step there.
