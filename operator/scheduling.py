@@ -162,8 +162,13 @@ def _write_tenant_statuses(store: ObjectStore, tenants: Listed[Tenant], now: dat
             continue  # written for this spec already; conditions change only with the spec
         status = tenant_status(raw.get("status"), generation, valid.get(key),
                                tenants.invalid.get(key, []), now).to_dict()  # fmt: skip
-        if raw.get("status") != status:
+        if raw.get("status") == status:
+            continue
+        try:
             store.replace_status(Tenant, {**raw, "status": status})
+        except Exception as error:  # a Tenant's status must not stop the jobs' cycle
+            metrics.RECONCILE_ERRORS.labels("Tenant").inc()
+            LOG.debug("could not write the status of Tenant %s: %s", key[1], error)
 
 
 def run_cycle(
