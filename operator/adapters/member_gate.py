@@ -27,8 +27,9 @@ from kubernetes.client.exceptions import ApiException
 
 MAX_IN_FLIGHT = 4
 # A request in flight this long is taken for one that will time out: a healthy member's take
-# tens of milliseconds, and under a burst on a slow machine well under a second.
-SUSPECT_AFTER_S = 1.0
+# tens of milliseconds, and under a burst on a slow machine mostly under half a second (a pass
+# taken for one that met a hung member only comes back a second later).
+SUSPECT_AFTER_S = 0.5
 # How long a request waits for a slot while the requests in flight are young.
 SLOT_WAIT_S = 1.0
 CONNECTION_ERRORS = (urllib3.exceptions.HTTPError, OSError)

@@ -43,10 +43,11 @@ from continuum.operator.workqueue import RetryLater
 
 LOG = logging.getLogger(__name__)
 KINDS_BY_NAME = {kind.kind: kind for kind in RESOURCE_KINDS}
-# How soon a pass comes back when a member had no free request slot for it, because it was
-# busy; one whose requests look hung is tried again after the member timeout, by when its gate
-# has closed (and the pass skips it at once) or its requests have returned.
+# How soon a pass comes back when a member had no free request slot for it: it was busy, or
+# its requests look hung (then, within the member timeout, its gate closes and the pass skips
+# it at once, or its requests return).
 BUSY_RETRY_S = 0.5
+SUSPECT_RETRY_S = 1.0
 
 
 def kind_of(manifest: Manifest) -> ResourceKind:
@@ -205,7 +206,7 @@ def converge_all(
                 api, namespace, job, wanted, observed, context.member_mirrors, name
             )
         except MemberBusyError as error:
-            wait_s = context.members.timeout_s if error.suspect else BUSY_RETRY_S
+            wait_s = SUSPECT_RETRY_S if error.suspect else BUSY_RETRY_S
             retry_s = max(retry_s, wait_s)
             continue
         except MemberUnavailableError as error:
