@@ -31,7 +31,7 @@ SYSTEM_NAMESPACE = "continuum-system"
 FINALIZER = "continuum.dev/cleanup"
 # A member that stops answering holds up to MAX_IN_FLIGHT (4) of these for one timeout (see
 # adapters/member_gate.py). Twelve would leave the healthy members more of the lane then, but
-# made a burst on 1.5 CPUs slower every day (Placement p99 1.4-2.2 s against 1.0-1.7 s).
+# made a burst on 1.5 CPUs slower (Placement p99 1.4-2.2 s against 1.0-1.7 s, interleaved).
 PLACEMENT_WORKERS = 8
 STATUS_WORKERS = 6
 # After a 409 the mirror needs a moment to bring the newer version.
