@@ -311,6 +311,16 @@ def _wanted_condition(kind: str, obj: dict[str, Any] | None) -> dict[str, Any] |
     return None
 
 
+def _set_after_s(obj: dict[str, Any], found: dict[str, Any]) -> float:
+    """Seconds from the object's creation to its condition's last transition, plus the second
+    both round down to; infinite when either time is missing."""
+    created = obj.get("metadata", {}).get("creationTimestamp")
+    transition = found.get("lastTransitionTime")
+    if not created or not transition:
+        return float("inf")
+    return (_parse_time(transition) - _parse_time(created)).total_seconds() + 1.0
+
+
 def _wait_for_conditions(campaign: Campaign, api: client.ApiClient) -> None:
     """Once, for every accepted object: until each has its condition, or the last one's bound
     has passed. Records when each was first seen with it, and each object as it is at the end."""
@@ -326,8 +336,14 @@ def _wait_for_conditions(campaign: Campaign, api: client.ApiClient) -> None:
                 by_key[(kind, obj["metadata"]["name"])] = obj
         for applied in accepted:
             applied.final = by_key.get((applied.kind, applied.name))
-            if applied.condition_after_s is None and _wanted_condition(applied.kind, applied.final):
-                applied.condition_after_s = now - applied.applied_at
+            found = _wanted_condition(applied.kind, applied.final)
+            if applied.condition_after_s is None and found is not None:
+                # A long campaign first looks long after its first objects were applied: when
+                # the operator set the condition, by the object's own clock, is the measure.
+                assert applied.final is not None
+                applied.condition_after_s = min(
+                    now - applied.applied_at, _set_after_s(applied.final, found)
+                )
         return all(applied.condition_after_s is not None for applied in accepted)
 
     last_bound = max(a.applied_at + CONDITION_WITHIN_S[a.kind] for a in accepted)
