@@ -14,11 +14,19 @@ names it anew: a job whose Tenant was deleted since must still be deletable, and
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import kopf
 
-from continuum.operator.api import GROUP, VERSION, MemberCluster, MLJob, Tenant, validate_resource
+from continuum.operator.api import (
+    GROUP,
+    VERSION,
+    MemberCluster,
+    MLJob,
+    Resource,
+    Tenant,
+    validate_resource,
+)
 from continuum.operator.api.validation import format_errors
 from continuum.operator.handlers.context import OperatorContext
 from continuum.operator.reconcile.admission import tenant_refusal
@@ -32,19 +40,14 @@ UNPROCESSABLE = 422
 )  # fmt: skip
 def validate_mljob(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
     context: OperatorContext = memo.context
-    operation = kwargs.get("operation")
-    earlier: Mapping[str, Any] = kwargs.get("old") or {}
-    if operation == "UPDATE" and (
-        earlier.get("spec") == body.get("spec")
-        or "deletionTimestamp" in (body.get("metadata") or {})
-    ):
+    job = _changed_spec(MLJob, body, kwargs)
+    if job is None:
         return
-    job = validate_resource(body)
-    if isinstance(job, list):
-        raise kopf.AdmissionError(format_errors(job), code=UNPROCESSABLE)
-    if not isinstance(job, MLJob):
-        raise kopf.AdmissionError(f"expected an MLJob, got {body.get('kind')}")
-    if operation == "UPDATE" and (earlier.get("spec") or {}).get("tenant") == job.spec.tenant:
+    earlier: Mapping[str, Any] = kwargs.get("old") or {}
+    if (
+        kwargs.get("operation") == "UPDATE"
+        and (earlier.get("spec") or {}).get("tenant") == job.spec.tenant
+    ):
         return
     refusal = tenant_refusal(job, context.mirror.list(Tenant).valid)
     if refusal is not None:
@@ -63,14 +66,30 @@ def validate_membercluster(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> N
     """A MemberCluster whose kubeconfig Secret is in a namespace the operator does not read
     from is refused at apply; the probe says the same in Reachable if it got in all the same."""
     context: OperatorContext = memo.context
-    earlier: Mapping[str, Any] = kwargs.get("old") or {}
-    if kwargs.get("operation") == "UPDATE" and earlier.get("spec") == body.get("spec"):
+    member = _changed_spec(MemberCluster, body, kwargs)
+    if member is None:
         return
-    member = validate_resource(body)
-    if isinstance(member, list):
-        raise kopf.AdmissionError(format_errors(member), code=UNPROCESSABLE)
-    if not isinstance(member, MemberCluster):
-        raise kopf.AdmissionError(f"expected a MemberCluster, got {body.get('kind')}")
     refusal = context.members.secret_namespace_refusal(member)
     if refusal is not None:
         raise kopf.AdmissionError(refusal.message, code=UNPROCESSABLE)
+
+
+R = TypeVar("R", bound=Resource)
+
+
+def _changed_spec(kind: type[R], body: kopf.Body, request: Mapping[str, Any]) -> R | None:
+    """The object as its model when its spec is to be judged: None for an update that leaves
+    the spec as it was, or of an object being deleted; AdmissionError naming the fields when
+    the models refuse it."""
+    earlier: Mapping[str, Any] = request.get("old") or {}
+    if request.get("operation") == "UPDATE" and (
+        earlier.get("spec") == body.get("spec")
+        or "deletionTimestamp" in (body.get("metadata") or {})
+    ):
+        return None
+    found = validate_resource(body)
+    if isinstance(found, list):
+        raise kopf.AdmissionError(format_errors(found), code=UNPROCESSABLE)
+    if not isinstance(found, kind):
+        raise kopf.AdmissionError(f"expected kind {kind.__name__}, got {body.get('kind')}")
+    return found
