@@ -190,11 +190,7 @@ def converge_all(
                 why = "is being deleted" if member.metadata.deletion_timestamp else "is a duplicate"
                 outcomes[name] = ClusterOutcome(name, ApplyState.UNREACHABLE, f"{name} {why}")
             continue
-        if not is_usable(member) and not (
-            wanted
-            or name in possibly_held
-            or context.member_mirrors.last_known(name, namespace, job)
-        ):
+        if not is_usable(member) and _stake(context, job, name, wanted, possibly_held) is None:
             continue  # never offered to the scheduler, or not now, and nothing of the job there
         try:
             api = context.members.for_member(member)
@@ -259,10 +255,21 @@ def _unavailable(
 ) -> ClusterOutcome | None:
     """A member that cannot be worked on: Unreachable for a job that wants shards there or may
     have some; nothing at all for the others."""
-    known = context.member_mirrors.last_known(member, job.metadata.namespace or "", job)
-    if not (wanted or known or member in possibly_held):
-        return None
-    return ClusterOutcome(member, ApplyState.UNREACHABLE, why, tuple(known))
+    known = _stake(context, job, member, wanted, possibly_held)
+    return None if known is None else ClusterOutcome(member, ApplyState.UNREACHABLE, why, known)
+
+
+def _stake(
+    context: OperatorContext,
+    job: MLJob,
+    member: str,
+    wanted: list[Manifest],
+    possibly_held: Collection[str],
+) -> tuple[Manifest, ...] | None:
+    """What the job has at stake in `member`: the shard resources its mirror last saw there
+    (perhaps none), or None when the job neither wants nor may have anything there."""
+    known = tuple(context.member_mirrors.last_known(member, job.metadata.namespace or "", job))
+    return known if wanted or known or member in possibly_held else None
 
 
 def delete_resource(api: client.ApiClient, namespace: str, resource: Manifest) -> None:
