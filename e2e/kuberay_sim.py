@@ -28,7 +28,7 @@ from typing import Any, cast
 
 from kubernetes import client, config
 
-from continuum.operator.adapters.kuberay import (
+from continuum.operator.api.shard_resources import (
     MANAGED_SELECTOR,
     RAY_JOB,
     RAY_SERVICE,

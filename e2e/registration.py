@@ -10,12 +10,21 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from e2e.binaries import kubectl
 
-if TYPE_CHECKING:
-    from e2e.testbed import ClusterInfo
+
+class ClusterInfo(Protocol):
+    """What registration needs of a cluster (the testbed's ClusterInfo has it): registration
+    stays below the testbed, which calls it."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def kubeconfig(self) -> Path: ...
+
 
 DEFAULT_TOPOLOGY = Path(__file__).resolve().parent / "topology" / "default.yaml"
 NETWORK_CONFIG_MAP = "continuum-network"

@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from continuum.operator import metrics
+from continuum.operator.adapters import metrics
 
 LOG = logging.getLogger(__name__)
 # A burst of a few hundred applies fits; a hub that takes no Events for minutes does not fill

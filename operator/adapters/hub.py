@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from continuum.operator import metrics
+from continuum.operator.adapters import metrics
 from continuum.operator.adapters.store import Listed, identity, listed_from
 from continuum.operator.api import (
     GROUP,
@@ -28,8 +28,8 @@ from continuum.operator.api import (
     Resource,
     Tenant,
 )
+from continuum.operator.api.manifests import placement_manifest
 from continuum.operator.api.validation import format_errors
-from continuum.operator.reconcile.placement import placement_manifest
 
 LOG = logging.getLogger(__name__)
 REQUEST_TIMEOUT_S = 10.0

@@ -17,14 +17,14 @@ from typing import Any
 
 from kubernetes import client
 
-from continuum.operator.adapters.kuberay import (
+from continuum.operator.adapters.watchcache import custom_object_cache
+from continuum.operator.api import MLJob
+from continuum.operator.api.shard_resources import (
     MANAGED_SELECTOR,
     RESOURCE_KINDS,
     SHARD_LABELS,
     job_label_value,
 )
-from continuum.operator.adapters.watchcache import custom_object_cache
-from continuum.operator.api import MLJob
 
 Manifest = dict[str, Any]
 # member name, event type, and the shard resource

@@ -26,11 +26,11 @@ from dataclasses import dataclass
 
 from kubernetes.client.exceptions import ApiException
 
-from continuum.operator import metrics
+from continuum.operator.adapters import metrics
 from continuum.operator.adapters.hub_mirror import HubMirror
+from continuum.operator.adapters.workqueue import WorkQueue
 from continuum.operator.api import MLJob, Placement, PlacementSpec
-from continuum.operator.reconcile.placement import WriteRefusal, placement_manifest
-from continuum.operator.workqueue import WorkQueue
+from continuum.operator.api.manifests import placement_manifest
 
 LOG = logging.getLogger(__name__)
 Key = tuple[str, str]
@@ -39,6 +39,17 @@ REFUSAL_BACKOFF_INITIAL_S = 1.0
 REFUSAL_BACKOFF_MAX_S = 300.0
 # Refusals of jobs long gone are dropped, oldest first, beyond this many.
 MAX_REFUSALS = 10_000
+
+
+@dataclass(frozen=True)
+class WriteRefusal:
+    """The hub refused a write of the job's Placement for good (not a conflict): why, in the
+    words of the job's Scheduled condition, and whether the writer's backoff allows one more
+    try now."""
+
+    reason: str
+    message: str
+    may_retry: bool
 
 
 @dataclass(frozen=True)

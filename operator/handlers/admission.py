@@ -28,7 +28,7 @@ from continuum.operator.api import (
     validate_resource,
 )
 from continuum.operator.api.validation import format_errors
-from continuum.operator.handlers.context import OperatorContext
+from continuum.operator.controller.context import OperatorContext
 from continuum.operator.reconcile.admission import tenant_refusal
 
 UNPROCESSABLE = 422

@@ -12,13 +12,14 @@ import kopf
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from continuum.operator import metrics
+from continuum.operator.adapters import metrics
 from continuum.operator.adapters.kube import describe_connection_error
 from continuum.operator.adapters.member_gate import (
     CONNECTION_ERRORS,
     GatedApiClient,
     MemberUnavailableError,
 )
+from continuum.operator.adapters.member_writes import remove_all_shards
 from continuum.operator.api import (
     GROUP,
     VERSION,
@@ -29,8 +30,7 @@ from continuum.operator.api import (
 )
 from continuum.operator.api.quantity import Quantity
 from continuum.operator.api.validation import format_errors
-from continuum.operator.handlers.context import OperatorContext
-from continuum.operator.handlers.convergence import remove_all_shards
+from continuum.operator.controller.context import OperatorContext
 from continuum.operator.reconcile.membership import (
     ProbeResult,
     duplicate_of,

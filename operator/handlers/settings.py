@@ -16,9 +16,9 @@ from kubernetes.client.exceptions import ApiException
 
 from continuum.operator.adapters.kube import hub_client
 from continuum.operator.adapters.webhook_certs import self_signed
-from continuum.operator.handlers.context import FINALIZER, OperatorContext
-from continuum.operator.handlers.cycle import scheduling_loop
-from continuum.operator.handlers.placements import start_controller
+from continuum.operator.controller.context import FINALIZER, OperatorContext
+from continuum.operator.controller.cycle import scheduling_loop
+from continuum.operator.controller.placements import start_controller
 
 WEBHOOK_CONFIGURATION = "continuum.dev"
 ANNOTATION_PREFIX = "continuum.dev"

@@ -13,9 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from continuum.operator.adapters.kuberay import SHARD_LABELS, job_label_value
 from continuum.operator.api import (
-    API_VERSION,
     ConditionStatus,
     Decision,
     JobReference,
@@ -39,17 +37,6 @@ MAX_REASON_LENGTH = 1024
 # The scheduler scores lower-is-better and may say infinity for "misses the SLO"; the API keeps
 # finite numbers only.
 SCORE_LIMIT = 1e12
-
-
-@dataclass(frozen=True)
-class WriteRefusal:
-    """The hub refused a write of the job's Placement for good (not a conflict): why, in the
-    words of the job's Scheduled condition, and whether the writer's backoff allows one more
-    try now."""
-
-    reason: str
-    message: str
-    may_retry: bool
 
 
 @dataclass(frozen=True)
@@ -228,30 +215,4 @@ def placements_by_job(placements: Sequence[Placement]) -> Mapping[str, Placement
     return {
         f"{placement.metadata.namespace}/{placement.spec.job_ref.name}": placement
         for placement in placements
-    }
-
-
-def placement_manifest(job: MLJob, spec: PlacementSpec) -> dict[str, Any]:
-    """The job's Placement as an object to create: same name and namespace, labelled with the
-    job, and owned by it, so that it goes when the job goes."""
-    name = job.metadata.name or ""
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "Placement",
-        "metadata": {
-            "name": name,
-            "namespace": job.metadata.namespace or "",
-            "labels": {SHARD_LABELS.job: job_label_value(name)},
-            "ownerReferences": [
-                {
-                    "apiVersion": API_VERSION,
-                    "kind": "MLJob",
-                    "name": name,
-                    "uid": job.metadata.uid,
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
-        },
-        "spec": spec.model_dump(mode="json", by_alias=True, exclude_none=True),
     }

@@ -9,12 +9,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from continuum.operator.adapters.kuberay import (
-    SHARD_LABELS,
-    build_shard_resource,
-    needs_update,
-    observe_shard,
-)
 from continuum.operator.api import (
     ApplyState,
     ClusterApplyStatus,
@@ -31,6 +25,8 @@ from continuum.operator.api import (
     ShardStatus,
     upsert_condition,
 )
+from continuum.operator.api.shard_resources import SHARD_LABELS
+from continuum.operator.reconcile.kuberay import build_shard_resource, needs_update, observe_shard
 
 Manifest = dict[str, Any]
 MESSAGE_LIMIT = 1024

@@ -17,17 +17,15 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from continuum.operator.adapters.kuberay import (
+from continuum.operator.api import MLJob, ShardState, validate_resource
+from continuum.operator.api.shard_resources import (
     RAY_JOB,
     RAY_SERVICE,
     SHARD_LABELS,
     ResourceKind,
-    build_shard_resource,
     job_selector,
-    needs_update,
-    observe_shard,
 )
-from continuum.operator.api import MLJob, ShardState, validate_resource
+from continuum.operator.reconcile.kuberay import build_shard_resource, needs_update, observe_shard
 from e2e import kuberay_sim
 from e2e.pytest_plugin import RunningTestbed
 

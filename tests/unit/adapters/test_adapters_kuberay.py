@@ -15,24 +15,26 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from continuum.operator.adapters.kuberay import (
-    GPU_RESOURCE,
+from continuum.operator.api import JobMode, MLJob, ShardState, validate_resource
+from continuum.operator.api.shard_resources import (
     MANAGED_SELECTOR,
     MAX_NAME_LENGTH,
     RAY_JOB,
     RAY_SERVICE,
     SHARD_LABELS,
-    EnvVar,
-    ShardObservation,
-    build_shard_resource,
     job_label_value,
     job_selector,
-    needs_update,
-    observe_shard,
     resource_kind_for,
     shard_resource_name,
 )
-from continuum.operator.api import JobMode, MLJob, ShardState, validate_resource
+from continuum.operator.reconcile.kuberay import (
+    GPU_RESOURCE,
+    EnvVar,
+    ShardObservation,
+    build_shard_resource,
+    needs_update,
+    observe_shard,
+)
 
 pytestmark = pytest.mark.unit
 

@@ -11,9 +11,9 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from continuum.operator import crdgen
 from continuum.operator.api.crd import DEFINITIONS, build_crd, rendered_crds
 from continuum.operator.api.schema import SchemaTranslationError, structural_schema
+from continuum.operator.cli import crds as crdgen
 
 pytestmark = pytest.mark.unit
 

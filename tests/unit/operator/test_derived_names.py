@@ -10,9 +10,9 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from continuum.operator.adapters.kuberay import build_shard_resource
 from continuum.operator.api import MLJob, PlacementSpec
-from continuum.operator.reconcile.placement import placement_manifest
+from continuum.operator.api.manifests import placement_manifest
+from continuum.operator.reconcile.kuberay import build_shard_resource
 
 pytestmark = pytest.mark.unit
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from continuum.operator import metrics
-from continuum.operator.health import Health, serve
+from continuum.operator.adapters import metrics
+from continuum.operator.adapters.health import Health, serve
 
 pytestmark = pytest.mark.unit
 

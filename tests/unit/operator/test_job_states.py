@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from continuum.operator.adapters.member_writes import replacement
 from continuum.operator.api import (
     ApplyState,
     MemberCluster,
@@ -18,12 +19,12 @@ from continuum.operator.api import (
     Placement,
     Tenant,
 )
-from continuum.operator.handlers.convergence import _replacement, members_of
+from continuum.operator.controller.convergence import members_of
+from continuum.operator.controller.status import announce
 from continuum.operator.reconcile.admission import tenant_status
 from continuum.operator.reconcile.membership import duplicate_of, is_usable
 from continuum.operator.reconcile.placement import merge_scheduling, suspended_status
 from continuum.operator.reconcile.shards import ClusterOutcome, job_status, placement_status
-from continuum.operator.scheduling import announce
 
 pytestmark = pytest.mark.unit
 NOW = datetime(2026, 12, 6, 9, tzinfo=UTC)
@@ -163,7 +164,7 @@ def test_an_update_keeps_other_writers_metadata() -> None:
                             "labels": {"continuum.dev/epoch": "3", "team": "a"},
                             "annotations": {"continuum.dev/spec-hash": "old",
                                             "continuum.dev/last-checkpoint": "t"}}}  # fmt: skip
-    sent = _replacement(ours, current)
+    sent = replacement(ours, current)
     assert sent["metadata"]["resourceVersion"] == "7"
     assert sent["metadata"]["finalizers"] == ["ray.io/f"]
     assert sent["metadata"]["labels"] == {"continuum.dev/epoch": "4", "team": "a"}

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from continuum.operator.workqueue import RetryLater, WorkQueue
+from continuum.operator.adapters.workqueue import RetryLater, WorkQueue
 
 pytestmark = pytest.mark.unit
 

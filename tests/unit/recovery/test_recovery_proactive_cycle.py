@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 import yaml
 
-from continuum.operator.adapters.local import DegradingLink, LocalStore
 from continuum.operator.api import MemberCluster, MLJob, Placement
+from continuum.operator.controller.scheduling import run_cycle
+from continuum.operator.demo.store import DegradingLink, LocalStore
 from continuum.operator.reconcile.membership import ProbeResult, probed_status
 from continuum.operator.recovery.risk import LinkSample, RiskDetector
-from continuum.operator.scheduling import run_cycle
 
 pytestmark = pytest.mark.unit
 

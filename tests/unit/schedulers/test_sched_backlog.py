@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import pytest
 from sched_builders import NETWORK, SITES, edge, job
 
-from continuum.schedulers.backlog import Backlog
 from continuum.schedulers.model import Cluster, Job
+from continuum.schedulers.sim.backlog import Backlog
 from continuum.schedulers.trace import FailureKind, Topology, TraceJob, Workload
 
 pytestmark = pytest.mark.unit

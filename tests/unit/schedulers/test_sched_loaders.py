@@ -7,14 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from continuum.operator import bench
-from continuum.schedulers.generators import (
-    TopologySpec,
-    WorkloadSpec,
-    generate_failures,
-    generate_jobs,
-    generate_topology,
-)
+from continuum.operator.cli import bench
 from continuum.schedulers.loaders import (
     FormatError,
     load_workload,
@@ -25,6 +18,13 @@ from continuum.schedulers.loaders import (
     write_workload,
 )
 from continuum.schedulers.model import Mode, Residency
+from continuum.schedulers.sim.generators import (
+    TopologySpec,
+    WorkloadSpec,
+    generate_failures,
+    generate_jobs,
+    generate_topology,
+)
 from continuum.schedulers.trace import FailureKind, Workload
 
 pytestmark = pytest.mark.unit

@@ -26,8 +26,8 @@ from continuum.schedulers import (
     schedule,
 )
 from continuum.schedulers.fairness import dominant_share, fair_shares
-from continuum.schedulers.metrics import region_map, residency_violated
 from continuum.schedulers.policy import POLICY_NAMES
+from continuum.schedulers.sim.metrics import region_map, residency_violated
 
 pytestmark = pytest.mark.unit
 

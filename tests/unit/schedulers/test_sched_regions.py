@@ -8,7 +8,7 @@ from sched_builders import SITES, cloud, edge, job, snapshot
 
 from continuum.schedulers import Cluster, Residency, schedule
 from continuum.schedulers.arrays import build_site_index
-from continuum.schedulers.metrics import region_map, residency_violated
+from continuum.schedulers.sim.metrics import region_map, residency_violated
 
 pytestmark = pytest.mark.unit
 

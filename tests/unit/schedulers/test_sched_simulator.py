@@ -11,19 +11,20 @@ import numpy as np
 import pytest
 from sched_builders import NETWORK, SITES, cloud, edge, federated, job
 
-from continuum.operator import bench
+from continuum.operator.cli import bench
 from continuum.schedulers.config import PolicyConfig
-from continuum.schedulers.generators import (
+from continuum.schedulers.model import CycleResult, Job, Residency, Snapshot
+from continuum.schedulers.policy import schedule
+from continuum.schedulers.sim.bench import FIELDS
+from continuum.schedulers.sim.generators import (
     TopologySpec,
     WorkloadSpec,
     generate_failures,
     generate_jobs,
     generate_topology,
 )
-from continuum.schedulers.metrics import SimulationMetrics, combined_scores
-from continuum.schedulers.model import CycleResult, Job, Residency, Snapshot
-from continuum.schedulers.policy import schedule
-from continuum.schedulers.simulator import SimulationConfig, infeasible_jobs, simulate
+from continuum.schedulers.sim.metrics import SimulationMetrics, combined_scores
+from continuum.schedulers.sim.simulator import SimulationConfig, infeasible_jobs, simulate
 from continuum.schedulers.trace import Failure, FailureKind, Topology, TraceJob, Workload
 
 pytestmark = pytest.mark.unit
@@ -128,7 +129,7 @@ def test_bench_writes_json_and_markdown(tmp_path: Path) -> None:
     assert report["scenario"] == "small"
     assert set(report["policies"]) == {"continuum", "fifo", "milp"}
     for name in ("continuum", "fifo"):
-        assert set(bench.FIELDS) <= set(report["policies"][name])
+        assert set(FIELDS) <= set(report["policies"][name])
     assert report["policies"]["continuum"]["residency_violations"] == 0
     assert report["policies"]["milp"]["slo_attainment"] is None
     assert "| continuum |" in markdown.read_text()
@@ -238,12 +239,12 @@ def test_leaving_out_jobs_without_room_changes_nothing(
             cycles.append((snapshot.now_s, placed))
             return result
 
-        monkeypatch.setattr("continuum.schedulers.simulator.schedule", recording)
+        monkeypatch.setattr("continuum.schedulers.sim.simulator.schedule", recording)
         metrics = simulate(workload, policy, config, infeasible=frozenset()).metrics
         return metrics, cycles
 
     skipping, skipping_cycles = run()
-    monkeypatch.setattr("continuum.schedulers.backlog.skips_hopeless", lambda _: False)
+    monkeypatch.setattr("continuum.schedulers.sim.backlog.skips_hopeless", lambda _: False)
     retrying, retrying_cycles = run()
     assert skipping_cycles == retrying_cycles
     untimed = {"placements_per_s": None, "p99_cycle_ms": None}

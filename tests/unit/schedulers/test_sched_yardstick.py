@@ -10,9 +10,9 @@ from sched_builders import cloud, edge, job, snapshot
 
 from continuum.schedulers import Residency, schedule
 from continuum.schedulers.fairness import jain_index, water_fill
-from continuum.schedulers.milp import evaluate_objective, optimality_gap, solve_milp
 from continuum.schedulers.network.latency import QueueingLatencyModel
-from continuum.schedulers.scenarios import small_snapshot
+from continuum.schedulers.sim.milp import evaluate_objective, optimality_gap, solve_milp
+from continuum.schedulers.sim.scenarios import small_snapshot
 
 pytestmark = pytest.mark.unit
 

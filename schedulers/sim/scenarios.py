@@ -16,14 +16,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from continuum.schedulers.generators import (
+from continuum.schedulers.model import Snapshot
+from continuum.schedulers.sim.generators import (
     TopologySpec,
     WorkloadSpec,
     generate_failures,
     generate_jobs,
     generate_topology,
 )
-from continuum.schedulers.model import Snapshot
 from continuum.schedulers.trace import Topology, TraceJob, Workload
 
 SCENARIO_NAMES: tuple[str, ...] = ("small", "contended", "large", "trace3k")

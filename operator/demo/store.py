@@ -184,7 +184,7 @@ class LocalStore:
         Hub."""
         # Imported here: reconcile.placement pulls in the scheduler and numpy, which a store
         # that only holds objects (and `continuum --help`) does not need.
-        from continuum.operator.reconcile.placement import placement_manifest
+        from continuum.operator.api.manifests import placement_manifest
 
         body = placement_manifest(job, spec)
         try:

@@ -21,19 +21,10 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from continuum.schedulers.backlog import Backlog
 from continuum.schedulers.config import PolicyConfig
 from continuum.schedulers.engine import prepare
 from continuum.schedulers.fairness import dominant_share, jain_index, water_fill
 from continuum.schedulers.filters import ALL_FILTERS
-from continuum.schedulers.metrics import (
-    SimulationMetrics,
-    TimelinePoint,
-    mean,
-    percentile,
-    region_map,
-    residency_violated,
-)
 from continuum.schedulers.model import (
     Cluster,
     CycleResult,
@@ -48,6 +39,15 @@ from continuum.schedulers.model import (
 from continuum.schedulers.network.latency import QueueingLatencyModel
 from continuum.schedulers.policy import schedule
 from continuum.schedulers.scoring import MEGABITS_PER_GIGABYTE, SECONDS_PER_HOUR
+from continuum.schedulers.sim.backlog import Backlog
+from continuum.schedulers.sim.metrics import (
+    SimulationMetrics,
+    TimelinePoint,
+    mean,
+    percentile,
+    region_map,
+    residency_violated,
+)
 from continuum.schedulers.trace import FailureKind, Topology, TraceJob, Workload
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,48 +36,22 @@ import yaml
 
 from continuum.operator.api import JobMode, MLJob, ShardState
 from continuum.operator.api.mljob import DataSource, FaultTolerance, ShardResources
+from continuum.operator.api.shard_resources import (
+    MANAGED_BY,
+    RAY_JOB,
+    RAY_SERVICE,
+    SHARD_LABELS,
+    is_label_value,
+    job_label_value,
+    resource_kind_for,
+    shard_resource_name,
+)
 
-GROUP: Final = "ray.io"
-VERSION: Final = "v1"
-API_VERSION: Final = f"{GROUP}/{VERSION}"
-
-MANAGED_BY: Final = "continuum"
 GPU_RESOURCE: Final = "nvidia.com/gpu"
-
-MAX_NAME_LENGTH: Final = 47
-"""KubeRay refuses RayJob and RayService names longer than 47 characters (it appends a suffix to
-name the RayCluster, whose own limit is 53), which is stricter than DNS-1035's 63."""
 
 HEAD_CONTAINER: Final = "ray-head"
 WORKER_CONTAINER: Final = "ray-worker"
 WORKER_GROUP: Final = "workers"
-
-
-@dataclass(frozen=True)
-class ShardLabelKeys:
-    """The labels (and annotations) on every shard resource and its pods."""
-
-    job: str = "continuum.dev/job"
-    """The MLJob's name, shortened with a hash when longer than a label value may be."""
-    job_uid: str = "continuum.dev/job-uid"
-    """Tells apart a re-created MLJob with the same name."""
-    shard: str = "continuum.dev/shard"
-    epoch: str = "continuum.dev/epoch"
-    role: str = "continuum.dev/role"
-    managed_by: str = "continuum.dev/managed-by"
-    """Always "continuum": selects every shard resource Continuum created."""
-    job_name_annotation: str = "continuum.dev/job-name"
-    """The MLJob's full name, which the job label may have had to shorten."""
-    spec_hash_annotation: str = "continuum.dev/spec-hash"
-    """A digest of the spec as built, so that `needs_update` notices fields we stopped setting."""
-    last_checkpoint_annotation: str = "continuum.dev/last-checkpoint"
-    """RFC 3339 time of the shard's newest checkpoint, written by the workload's side; KubeRay
-    itself knows nothing of checkpoints."""
-
-
-SHARD_LABELS: Final = ShardLabelKeys()
-MANAGED_SELECTOR: Final = f"{SHARD_LABELS.managed_by}={MANAGED_BY}"
-"""A label selector for every shard resource Continuum manages."""
 
 
 class EnvVar(StrEnum):
@@ -102,81 +75,6 @@ class Role(StrEnum):
     SERVER = "server"
     PARTICIPANT = "participant"
     AGGREGATOR = "aggregator"
-
-
-@dataclass(frozen=True)
-class ResourceKind:
-    """A KubeRay resource type, as the dynamic and custom-objects clients address it."""
-
-    group: str
-    version: str
-    plural: str
-    kind: str
-
-    @property
-    def api_version(self) -> str:
-        return f"{self.group}/{self.version}"
-
-
-RAY_JOB: Final = ResourceKind(GROUP, VERSION, "rayjobs", "RayJob")
-RAY_SERVICE: Final = ResourceKind(GROUP, VERSION, "rayservices", "RayService")
-RESOURCE_KINDS: Final = (RAY_JOB, RAY_SERVICE)
-
-
-def resource_kind_for(mode: JobMode) -> ResourceKind:
-    """RayService for Inference, which serves until removed; RayJob for jobs that finish."""
-    return RAY_SERVICE if mode == JobMode.INFERENCE else RAY_JOB
-
-
-# ---------------------------------------------------------------------------------------------
-# Names and labels
-
-
-_LABEL_VALUE = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
-_MAX_LABEL_VALUE = 63
-_HASH_LENGTH = 8
-
-
-def _short_hash(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:_HASH_LENGTH]
-
-
-def shard_resource_name(job_name: str, shard_index: int) -> str:
-    """The shard resource's name: `<job>-<index>`, a DNS-1035 label of at most 47 characters.
-
-    Job names are DNS subdomains, so they may hold dots, start with a digit or be long. Such a
-    name is shortened and made DNS-1035, and a hash of the full name is added so that two jobs
-    whose names differ only in what was cut or replaced still get different names.
-    """
-    if shard_index < 0:
-        raise ValueError(f"shard index must be 0 or more, not {shard_index}")
-    if not job_name:
-        raise ValueError("the job name is empty")
-    suffix = f"-{shard_index}"
-    room = MAX_NAME_LENGTH - len(suffix)
-    base = re.sub(r"[^a-z0-9-]", "-", job_name.lower())
-    if not base[0].isalpha():
-        base = "j-" + base
-    if base == job_name and len(base) <= room and not base.endswith("-"):
-        return base + suffix
-    stem = base[: room - _HASH_LENGTH - 1].rstrip("-")
-    return f"{stem}-{_short_hash(job_name)}{suffix}"
-
-
-def job_label_value(job_name: str) -> str:
-    """The job's name as a label value: as is when it fits, else shortened plus a hash."""
-    if len(job_name) <= _MAX_LABEL_VALUE and _LABEL_VALUE.fullmatch(job_name):
-        return job_name
-    stem = job_name[: _MAX_LABEL_VALUE - _HASH_LENGTH - 1].rstrip("-.")
-    return f"{stem}-{_short_hash(job_name)}"
-
-
-def job_selector(job_name: str, job_uid: str | None = None) -> str:
-    """A label selector for the shard resources of one job (of one incarnation, given the uid)."""
-    terms = [MANAGED_SELECTOR, f"{SHARD_LABELS.job}={job_label_value(job_name)}"]
-    if job_uid:
-        terms.append(f"{SHARD_LABELS.job_uid}={job_uid}")
-    return ",".join(terms)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -368,7 +266,7 @@ def build_shard_resource(
     """
     name, namespace = _check_shard(job, shard_index, epoch)
     role = role or default_role(job, shard_index).value
-    if not _LABEL_VALUE.fullmatch(role) or len(role) > _MAX_LABEL_VALUE:
+    if not is_label_value(role):
         raise ValueError(f"role {role!r} is not a valid label value")
     labels = {
         SHARD_LABELS.managed_by: MANAGED_BY,

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from continuum.operator.demo_workloads.sensors import (
+from continuum.operator.demo.workloads.sensors import (
     FEATURES,
     MODES,
     Dataset,

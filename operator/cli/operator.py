@@ -94,9 +94,9 @@ def run(args: argparse.Namespace) -> int:
     import kopf
 
     import continuum.operator.handlers  # registers the handlers with Kopf
-    from continuum.operator import health
+    from continuum.operator.adapters import health
     from continuum.operator.adapters.kube import hub_client
-    from continuum.operator.handlers.context import OperatorConfig, OperatorContext
+    from continuum.operator.controller.context import OperatorConfig, OperatorContext
 
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

@@ -15,10 +15,13 @@ from collections.abc import Sequence
 
 # name -> (module, help). Each module defines add_arguments(parser) and run(args) -> int.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "crds": ("continuum.operator.crdgen", "generate the CRDs from the API models, or check them"),
-    "bench": ("continuum.operator.bench", "compare placement policies on a scenario or a trace"),
-    "demo": ("continuum.operator.demo", "run the embedded demo on a local Ray cluster"),
-    "operator": ("continuum.operator.runner", "run the operator against a hub cluster"),
+    "crds": ("continuum.operator.cli.crds", "generate the CRDs from the API models, or check them"),
+    "bench": (
+        "continuum.operator.cli.bench",
+        "compare placement policies on a scenario or a trace",
+    ),
+    "demo": ("continuum.operator.cli.demo", "run the embedded demo on a local Ray cluster"),
+    "operator": ("continuum.operator.cli.operator", "run the operator against a hub cluster"),
 }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import multiprocessing
 import queue
+import resource
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -17,11 +18,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from continuum.schedulers.simulator import SimulationResult
+    from continuum.schedulers.sim.simulator import SimulationResult
     from continuum.schedulers.trace import Workload
 
 # A worker reports its progress at most this often (as a fraction of the simulated time).
 PROGRESS_STEP = 0.01
+
+
+def peak_rss_mb() -> float:
+    # ru_maxrss is in KiB on Linux.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 @dataclass(frozen=True)
@@ -43,9 +49,8 @@ def simulate_one(
     interval: float,
     progress: Callable[[float], None] | None,
 ) -> Outcome:
-    from continuum.operator.bench import peak_rss_mb
     from continuum.schedulers.config import PolicyConfig
-    from continuum.schedulers.simulator import SimulationConfig, simulate
+    from continuum.schedulers.sim.simulator import SimulationConfig, simulate
 
     config = SimulationConfig(
         cycle_interval_s=interval, policy=PolicyConfig(seed=seed, explain=False)
@@ -72,7 +77,7 @@ def simulate_all(
     """Every policy on every workload, in seed-then-policy order; `progress(policy, fraction)`
     hears of each simulation's progress, and of its end with 1.0. With one worker they run
     one after the other in this process."""
-    from continuum.schedulers.simulator import infeasible_jobs
+    from continuum.schedulers.sim.simulator import infeasible_jobs
 
     infeasible = [infeasible_jobs(workload) for workload in workloads]
     tasks = [(seed, policy) for seed in range(len(workloads)) for policy in policies]

@@ -1,8 +1,8 @@
 """`continuum demo`: the whole Continuum loop on one machine, with real Ray.
 
 An in-process store holds the example MemberClusters, Tenants and MLJobs; the operator's own
-scheduling cycle (`continuum.operator.scheduling.run_cycle`) and reconcile functions run over
-it. A local Ray node on 127.0.0.1 stands in for the member clusters, one custom resource
+scheduling cycle (`continuum.operator.controller.scheduling.run_cycle`) and reconcile functions
+run over it. A local Ray node on 127.0.0.1 stands in for the member clusters, one custom resource
 `cluster/<name>` each, and the shards really run there: federated averaging over three edge
 sites with a cloud aggregator, and an inference shard near its data.
 
@@ -21,10 +21,7 @@ eindhoven source to Region: its data may be processed anywhere in eu-west.
 
 from __future__ import annotations
 
-import argparse
-import json
 import random
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -33,8 +30,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from continuum.operator.adapters.local import HEALTHY_LINK, DegradingLink, LinkState, LocalStore
-from continuum.operator.adapters.ray_local import LocalRay, ShardExecutor
 from continuum.operator.api import (
     ConditionStatus,
     MemberCluster,
@@ -43,6 +38,8 @@ from continuum.operator.api import (
     Placement,
     upsert_condition,
 )
+from continuum.operator.demo.ray_executor import LocalRay, ShardExecutor
+from continuum.operator.demo.store import HEALTHY_LINK, DegradingLink, LinkState, LocalStore
 from continuum.operator.recovery.migration import ShardMove, recovery_cost
 from continuum.operator.recovery.risk import (
     HeartbeatDetector,
@@ -54,11 +51,10 @@ from continuum.operator.recovery.risk import (
 
 if TYPE_CHECKING:
     from rich.console import Console
-    from rich.progress import TaskID
 
-    from continuum.operator.demo_workloads.fedavg import TrainingConfig
+    from continuum.operator.demo.workloads.fedavg import TrainingConfig
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 TOPOLOGY = ROOT / "e2e" / "topology"
 EXAMPLE_FILES = (
@@ -111,18 +107,6 @@ FAST = Profile("fast", 3.0, 4.0, 12.5, 1.5, 10, 0.25, 2.5, sudden_failure_at_s=4
                local_compute_s=0.4)  # fmt: skip
 FULL = Profile("full", 8.0, 14.0, 26.0, 8.0, 30, 0.25, 4.0, sudden_failure_at_s=12.0,
                local_compute_s=0.8)  # fmt: skip
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--fast", action="store_true", help="a shorter fault act (about a minute), as CI runs it"
-    )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        help="write summary.json, the plot and the checkpoints here (default: a temporary folder)",
-    )
-    parser.add_argument("--seed", type=int, default=7, help="seed of the emulated packet loss")
 
 
 # -- the world: objects in the store, and the network between sites -------------------------
@@ -357,7 +341,7 @@ class FaultAct:
         return status.to_dict()
 
     def control_tick(self) -> None:
-        from continuum.operator.scheduling import run_cycle
+        from continuum.operator.controller.scheduling import run_cycle
 
         t = self.elapsed()
         if not self.failed.is_set() and t >= self.failure_at_s:
@@ -530,7 +514,7 @@ class FaultAct:
         return executor
 
     def run(self) -> RunRecord:
-        from continuum.operator.scheduling import run_cycle
+        from continuum.operator.controller.scheduling import run_cycle
 
         setup_started = time.monotonic()
         fed_executor, aggregator_index = self._federated_executor()
@@ -586,7 +570,7 @@ class FaultAct:
         return self.record
 
     def _federated_executor(self) -> tuple[ShardExecutor, int]:
-        from continuum.operator.demo_workloads.fedavg import AggregatorShard, ParticipantShard
+        from continuum.operator.demo.workloads.fedavg import AggregatorShard, ParticipantShard
         from continuum.operator.reconcile.snapshot import shard_demand
 
         fed = self.job(FEDERATED_JOB)
@@ -616,7 +600,7 @@ class FaultAct:
     def _warm_up_inference(self, executor: ShardExecutor, client: Any) -> None:
         """A first burst, not counted: a fresh actor's first calls pay for its lazy set-up,
         which is deployment, not serving."""
-        from continuum.operator.demo_workloads.sensors import site_dataset
+        from continuum.operator.demo.workloads.sensors import site_dataset
 
         serving = executor.handles().get(0)
         if serving is None:
@@ -626,15 +610,15 @@ class FaultAct:
         self.ray.ray.get(client.burst.remote(serving.handle, batches, 0.0), timeout=120)
 
     def _inference_client(self) -> Any:
-        from continuum.operator.adapters.ray_local import PROBE_RESOURCE
-        from continuum.operator.demo_workloads.fedavg import InferenceClient
+        from continuum.operator.demo.ray_executor import PROBE_RESOURCE
+        from continuum.operator.demo.workloads.fedavg import InferenceClient
 
         data_site = self.job(INFERENCE_JOB).spec.data[0].site
         at_site = next(name for name, site in self.sites.items() if site == data_site)
         return self.ray.actor(InferenceClient, at_site, PROBE_RESOURCE)
 
     def _inference_executor(self) -> ShardExecutor:
-        from continuum.operator.demo_workloads.fedavg import InferenceShard
+        from continuum.operator.demo.workloads.fedavg import InferenceShard
         from continuum.operator.reconcile.snapshot import shard_demand
 
         demand = shard_demand(self.job(INFERENCE_JOB)).cpu
@@ -654,8 +638,9 @@ class FaultAct:
         actor is shown to `reconcile.shards` as the KubeRay resource the operator would have
         created for it, with the status KubeRay would report and the checkpoint annotation
         the workload writes; a member known to be down is unreachable."""
-        from continuum.operator.adapters.kuberay import SHARD_LABELS, build_shard_resource
         from continuum.operator.api import ApplyState, PlacementStatus
+        from continuum.operator.api.shard_resources import SHARD_LABELS
+        from continuum.operator.reconcile.kuberay import build_shard_resource
         from continuum.operator.reconcile.shards import (
             ClusterOutcome,
             job_status,
@@ -800,7 +785,7 @@ class FaultAct:
             round_index += 1
 
     def inference_loop(self, executor: ShardExecutor, client: Any) -> None:
-        from continuum.operator.demo_workloads.sensors import site_dataset
+        from continuum.operator.demo.workloads.sensors import site_dataset
 
         try:
             ray = self.ray.ray
@@ -1022,77 +1007,3 @@ def print_summary(console: Console, summary: Mapping[str, Any]) -> None:
     results.add_row("plot", summary["plot"])
     results.add_row("checkpoints", summary["checkpoints"])
     console.print(results)
-
-
-def run(args: argparse.Namespace) -> int:
-    import shutil
-
-    from rich.console import Console
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    from continuum.operator.demo_workloads.fedavg import TrainingConfig
-
-    profile = FAST if args.fast else FULL
-    out: Path = args.out or Path(tempfile.mkdtemp(prefix="continuum-demo-"))
-    out.mkdir(parents=True, exist_ok=True)
-    checkpoints = out / "checkpoints"
-    # Shards resume from whatever checkpoints they find: a previous run's must not count.
-    shutil.rmtree(checkpoints, ignore_errors=True)
-    console = Console()
-    latency_csv = (TOPOLOGY / "default-latency.csv").read_text()
-    network = Network(latency_csv)
-    members = build_store(latency_csv).list(MemberCluster).valid
-    member_cpus = {
-        member.metadata.name or "": member.spec.capacity.cpu.cores
-        for member in members
-        if member.spec.capacity is not None and member.spec.capacity.cpu is not None
-    }
-    inference_job = next(
-        obj for obj in example_objects() if obj["metadata"]["name"] == INFERENCE_JOB
-    )
-    slo_ms = float(inference_job["spec"]["objectives"]["latencyP99Ms"])
-    started = time.monotonic()
-    ray = LocalRay(member_cpus)
-    records: dict[str, RunRecord] = {}
-    console.print(f"[bold]Continuum demo[/] ({profile.name}): starting Ray on 127.0.0.1 with "
-                  f"{', '.join(f'cluster/{name}' for name in member_cpus)}")  # fmt: skip
-    try:
-        ray.start()
-        console.print(f"Ray is up in {ray.started_in_s:.1f} s at {ray.node_address()}")
-        columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
-        with Progress(*columns, console=console) as progress:
-            reuse: dict[tuple[int, str], Any] = {}
-            for case in CASES:
-                task: TaskID = progress.add_task(f"{case}: setting up", total=None)
-
-                def advance(record: RunRecord, text: str, task: TaskID = task) -> None:
-                    progress.update(task, description=f"{record.case}: {text}")
-
-                act = FaultAct(
-                    case, profile, ray, network, latency_csv, checkpoints,
-                    TrainingConfig(local_compute_s=profile.local_compute_s),
-                    say=progress.console.print, progress=advance, seed=args.seed, reuse=reuse,
-                )  # fmt: skip
-                records[case] = act.run()
-                reuse = act.leftovers
-                done = records[case]
-                progress.update(task, description=f"{case}: done, {done.duration_s:.1f} s")
-    finally:
-        stopping = time.monotonic()
-        ray.stop()
-        stopped_in_s = time.monotonic() - stopping
-    plotting = time.monotonic()
-    plot = out / "demo.png"
-    write_plot(records, plot)
-    plotted_in_s = time.monotonic() - plotting
-    duration = time.monotonic() - started
-    summary = build_summary(records, profile, ray, slo_ms, duration, plot, checkpoints)
-    summary["timings_s"].update(ray_stop=round(stopped_in_s, 2), plot=round(plotted_in_s, 2))
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print_summary(console, summary)
-    console.print(f"plot: {plot}", soft_wrap=True)
-    console.print(f"summary: {out / 'summary.json'}", soft_wrap=True)
-    if not all(record.recovered for record in records.values()):
-        console.print("[red]a fault act did not recover; see the events above[/]")
-        return 1
-    return 0

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from continuum.operator.adapters.workqueue import RetryLater
 from continuum.operator.api import ApplyState, MLJob, Placement, Resource
-from continuum.operator.handlers.context import CONFLICT_RETRY_S, FINALIZER, OperatorContext
-from continuum.operator.handlers.convergence import converge_all, members_of
-from continuum.operator.scheduling import write_status
-from continuum.operator.workqueue import RetryLater
+from continuum.operator.controller.context import CONFLICT_RETRY_S, FINALIZER, OperatorContext
+from continuum.operator.controller.convergence import converge_all, members_of
+from continuum.operator.controller.status import write_status
 
 # How often a deletion waiting for an unreachable member tries again.
 CLEANUP_RETRY_S = 5.0

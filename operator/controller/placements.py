@@ -19,13 +19,15 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from continuum.operator import metrics
+from continuum.operator.adapters import metrics
 from continuum.operator.adapters.kube import describe_connection_error
-from continuum.operator.adapters.kuberay import SHARD_LABELS
 from continuum.operator.adapters.member_gate import CONNECTION_ERRORS, MemberUnavailableError
 from continuum.operator.adapters.member_mirror import job_of
+from continuum.operator.adapters.member_writes import delete_resource
+from continuum.operator.adapters.workqueue import RetryLater, WorkQueue
 from continuum.operator.api import MLJob, MLJobStatus, Placement
-from continuum.operator.handlers.context import (
+from continuum.operator.api.shard_resources import SHARD_LABELS
+from continuum.operator.controller.context import (
     CONFLICT_RETRY_S,
     CONVERGENCE_WAIT_S,
     HUB_SYNC_RETRY_S,
@@ -34,13 +36,16 @@ from continuum.operator.handlers.context import (
     Convergence,
     OperatorContext,
 )
-from continuum.operator.handlers.convergence import converge_all, delete_resource, members_of
-from continuum.operator.handlers.jobs import ensure_finalizer, finish_deletion, take_off_finalizer
+from continuum.operator.controller.convergence import converge_all, members_of
+from continuum.operator.controller.deletion import (
+    ensure_finalizer,
+    finish_deletion,
+    take_off_finalizer,
+)
+from continuum.operator.controller.status import write_status
 from continuum.operator.reconcile.membership import is_duplicate, is_usable
 from continuum.operator.reconcile.placement import merge_scheduling
 from continuum.operator.reconcile.shards import desired_resources, job_status, placement_status
-from continuum.operator.scheduling import write_status
-from continuum.operator.workqueue import RetryLater, WorkQueue
 
 LOG = logging.getLogger(__name__)
 

@@ -13,17 +13,17 @@ from typing import Any
 from kubernetes import client
 
 from continuum.operator.adapters.event_queue import EventQueue
+from continuum.operator.adapters.health import Health
 from continuum.operator.adapters.hub import Hub
 from continuum.operator.adapters.hub_mirror import HubMirror
 from continuum.operator.adapters.kube import MEMBER_REQUEST_TIMEOUT_S, MemberClients
 from continuum.operator.adapters.member_mirror import MemberMirrors, job_of
 from continuum.operator.adapters.placement_writes import PlacementWrites
 from continuum.operator.adapters.store import identity
+from continuum.operator.adapters.workqueue import WorkQueue
 from continuum.operator.api import MemberCluster, MLJob, Placement, Resource, Tenant
-from continuum.operator.health import Health
+from continuum.operator.controller.scheduling import WRITERS
 from continuum.operator.reconcile.shards import ClusterOutcome
-from continuum.operator.scheduling import WRITERS
-from continuum.operator.workqueue import WorkQueue
 
 SYSTEM_NAMESPACE = "continuum-system"
 # On MLJobs, until every member is clean of the job's shards. Placements need none, but

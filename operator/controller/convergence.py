@@ -17,96 +17,35 @@ from __future__ import annotations
 import logging
 import traceback
 from collections.abc import Collection, Mapping
-from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from continuum.operator.adapters.kube import describe_connection_error
-from continuum.operator.adapters.kuberay import (
-    MANAGED_SELECTOR,
-    RESOURCE_KINDS,
-    ResourceKind,
-    job_selector,
-)
 from continuum.operator.adapters.member_gate import (
     CONNECTION_ERRORS,
     MemberBusyError,
     MemberUnavailableError,
 )
-from continuum.operator.adapters.member_mirror import MemberMirrors, list_managed
+from continuum.operator.adapters.member_mirror import MemberMirrors
+from continuum.operator.adapters.member_writes import (
+    create_shard,
+    delete_resource,
+    list_job_resources,
+    replace_shard,
+)
+from continuum.operator.adapters.workqueue import RetryLater
 from continuum.operator.api import ApplyState, MLJob, Placement
-from continuum.operator.handlers.context import OperatorContext
+from continuum.operator.controller.context import OperatorContext
 from continuum.operator.reconcile.membership import is_duplicate, is_usable
 from continuum.operator.reconcile.shards import ClusterOutcome, Manifest, plan_cluster
-from continuum.operator.workqueue import RetryLater
 
 LOG = logging.getLogger(__name__)
-KINDS_BY_NAME = {kind.kind: kind for kind in RESOURCE_KINDS}
 # How soon a pass comes back when a member had no free request slot for it: it was busy, or
 # its requests look hung (then, within the member timeout, its gate closes and the pass skips
 # it at once, or its requests return).
 BUSY_RETRY_S = 0.5
 SUSPECT_RETRY_S = 1.0
-
-
-def kind_of(manifest: Manifest) -> ResourceKind:
-    return KINDS_BY_NAME[manifest["kind"]]
-
-
-def list_job_resources(api: client.ApiClient, namespace: str, job: MLJob) -> list[Manifest]:
-    return list_managed(api, namespace, job_selector(job.metadata.name or "", job.metadata.uid))
-
-
-def _ensure_namespace(api: client.ApiClient, namespace: str) -> None:
-    core = client.CoreV1Api(api)
-    try:
-        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
-    except ApiException as error:
-        if error.status != 409:  # it exists already
-            raise
-
-
-def _create(api: client.ApiClient, namespace: str, manifest: Manifest) -> Manifest:
-    """Creates one shard resource, and the job's namespace first if the member lacks it (asked
-    only when the create says so: it nearly always exists already)."""
-    kind = kind_of(manifest)
-    objects = client.CustomObjectsApi(api)
-
-    def post() -> Manifest:
-        created: Any = objects.create_namespaced_custom_object(
-            kind.group, kind.version, namespace, kind.plural, manifest, field_validation="Strict"
-        )
-        return dict(created)
-
-    try:
-        try:
-            return post()
-        except ApiException as error:
-            if error.status != 404:  # 404: the namespace does not exist
-                raise
-            _ensure_namespace(api, namespace)
-            return post()
-    except ApiException as error:
-        if error.status != 409:
-            raise
-    # Created by a pass that crashed before recording it: it is there.
-    existing: Any = objects.get_namespaced_custom_object(
-        kind.group, kind.version, namespace, kind.plural, manifest["metadata"]["name"]
-    )
-    return dict(existing)
-
-
-def _replacement(manifest: Manifest, current: Manifest) -> Manifest:
-    """What a PUT sends: the spec and our labels and annotations, over everything else the
-    object's metadata holds (other writers' labels and annotations, the workload's checkpoint
-    annotation, KubeRay's finalizers), at the version read."""
-    metadata: dict[str, Any] = {**current.get("metadata", {}), **manifest["metadata"]}
-    for section in ("labels", "annotations"):
-        theirs = current.get("metadata", {}).get(section) or {}
-        metadata[section] = {**theirs, **(manifest["metadata"].get(section) or {})}
-    metadata["resourceVersion"] = current["metadata"]["resourceVersion"]
-    return {**manifest, "metadata": metadata}
 
 
 def converge_member(
@@ -122,7 +61,6 @@ def converge_member(
     exactly `desired`; returns what the member holds afterwards. `observed`, when given, is
     what the member's mirror holds; else it is listed now. Each write's result goes into
     `mirrors`, when given, so that the next pass sees it before the watch brings it."""
-    objects = client.CustomObjectsApi(api)
     if observed is None:
         observed = list_job_resources(api, namespace, job)
     plan = plan_cluster(desired, observed)
@@ -135,15 +73,11 @@ def converge_member(
             mirrors.record(member, written, removed)
 
     for manifest in plan.create:
-        created = _create(api, namespace, manifest)
+        created = create_shard(api, namespace, manifest)
         held[(manifest["kind"], manifest["metadata"]["name"])] = created
         record(created)
     for manifest, current in plan.update:
-        kind = kind_of(manifest)
-        replaced: Any = objects.replace_namespaced_custom_object(
-            kind.group, kind.version, namespace, kind.plural, manifest["metadata"]["name"],
-            _replacement(manifest, current), field_validation="Strict",
-        )  # fmt: skip
+        replaced = replace_shard(api, namespace, manifest, current)
         held[(manifest["kind"], manifest["metadata"]["name"])] = replaced
         record(replaced)
     for manifest in plan.delete:
@@ -270,30 +204,3 @@ def _stake(
     (perhaps none), or None when the job neither wants nor may have anything there."""
     known = tuple(context.member_mirrors.last_known(member, job.metadata.namespace or "", job))
     return known if wanted or known or member in possibly_held else None
-
-
-def delete_resource(api: client.ApiClient, namespace: str, resource: Manifest) -> None:
-    """Deletes one shard resource; one already gone is fine."""
-    kind = kind_of(resource)
-    try:
-        client.CustomObjectsApi(api).delete_namespaced_custom_object(
-            kind.group, kind.version, namespace, kind.plural, resource["metadata"]["name"],
-            propagation_policy="Background",
-        )  # fmt: skip
-    except ApiException as error:
-        if error.status != 404:
-            raise
-
-
-def remove_all_shards(api: client.ApiClient) -> int:
-    """Deletes every shard resource Continuum made in a member; returns how many there were."""
-    objects = client.CustomObjectsApi(api)
-    removed = 0
-    for kind in RESOURCE_KINDS:
-        listed: Any = objects.list_cluster_custom_object(
-            kind.group, kind.version, kind.plural, label_selector=MANAGED_SELECTOR
-        )
-        for item in listed.get("items", []):
-            delete_resource(api, item["metadata"]["namespace"], item)
-            removed += 1
-    return removed

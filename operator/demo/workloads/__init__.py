@@ -2,6 +2,6 @@
 softmax-regression model, federated averaging with per-round checkpoints, and inference.
 
 Plain Python and numpy, with no Ray import at module level:
-`continuum.operator.adapters.ray_local` turns these classes into Ray actors pinned to a member
+`continuum.operator.demo.ray_executor` turns these classes into Ray actors pinned to a member
 cluster's custom resource.
 """

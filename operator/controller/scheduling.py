@@ -15,9 +15,11 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, Protocol
 
-from continuum.operator import metrics
+from continuum.operator.adapters import metrics
+from continuum.operator.adapters.placement_writes import WriteRefusal
 from continuum.operator.adapters.store import EventSink, Listed, ObjectStore, identity
 from continuum.operator.api import MemberCluster, MLJob, Placement, PlacementSpec, Tenant
+from continuum.operator.controller.status import write_status
 from continuum.operator.reconcile.admission import (
     refusal_of_spec,
     refused_status,
@@ -27,7 +29,6 @@ from continuum.operator.reconcile.admission import (
 from continuum.operator.reconcile.memo import Memo
 from continuum.operator.reconcile.placement import (
     JobPlan,
-    WriteRefusal,
     placements_by_job,
     plan_job,
     results_by_job,
@@ -81,49 +82,6 @@ def _links(store: ObjectStore, system_namespace: str) -> tuple[Link, ...]:
     except FormatError as error:
         LOG.warning("ignoring the network ConfigMap: %s", error)
         return ()
-
-
-def write_status(
-    store: ObjectStore, raw: dict[str, Any], status: dict[str, Any], events: EventSink | None
-) -> bool:
-    """False when the job changed since `raw` was read, and the status was not written."""
-    if (raw.get("status") or {}) == status:
-        return True  # an empty status is as good as none: a new job's first pass writes nothing
-    if not store.replace_status(MLJob, {**raw, "status": status}):
-        return False
-    announce(events, raw, status)  # once: a write that lost a race is made again
-    return True
-
-
-def _condition(conditions: list[dict[str, Any]], kind: str) -> dict[str, Any]:
-    return next((c for c in conditions if c.get("type") == kind), {})
-
-
-def announce(events: EventSink | None, raw: dict[str, Any], status: dict[str, Any]) -> None:
-    """An Event when one of the job's conditions that people act on changes, not on every
-    cycle: Warning when it is refused, unschedulable or its Placement refused, Normal once it
-    is placed; Warning when shards become unavailable, Normal when they are back."""
-    if events is None:
-        return
-    before = raw.get("status", {}).get("conditions", [])
-    after = status.get("conditions", [])
-    for kind in ("Admitted", "Scheduled"):
-        old, new = _condition(before, kind), _condition(after, kind)
-        if not new or (old.get("status"), old.get("message")) == (new["status"], new["message"]):
-            continue
-        if new["status"] == "True":
-            if kind == "Scheduled":
-                events.record_event(raw, "Normal", "Placed", new["message"])
-        elif new["reason"] != "Suspended":
-            events.record_event(raw, "Warning", new["reason"], new["message"])
-    old, new = _condition(before, "ShardsUnavailable"), _condition(after, "ShardsUnavailable")
-    if new.get("status") == "True" and (old.get("status"), old.get("reason")) != (
-        "True",
-        new["reason"],
-    ):
-        events.record_event(raw, "Warning", "ShardsUnavailable", new["message"])
-    elif new.get("status") == "False" and old.get("status") == "True":
-        events.record_event(raw, "Normal", "ShardsAvailable", new["message"])
 
 
 # A job's status after a cycle, per job version and what the cycle meant for it: making the

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from continuum.operator import metrics
-from continuum.operator.handlers.context import HUB_SYNC_RETRY_S, OperatorContext
-from continuum.operator.scheduling import run_cycle
+from continuum.operator.adapters import metrics
+from continuum.operator.controller.context import HUB_SYNC_RETRY_S, OperatorContext
+from continuum.operator.controller.scheduling import run_cycle
 
 LOG = logging.getLogger(__name__)
 MIN_GAP_S = 0.05
