@@ -19,6 +19,7 @@ from kubernetes import client
 
 from continuum.operator.adapters.watchcache import custom_object_cache
 from continuum.operator.api import MLJob
+from continuum.operator.api.keys import JobKey
 from continuum.operator.api.shard_resources import (
     MANAGED_SELECTOR,
     RESOURCE_KINDS,
@@ -50,12 +51,14 @@ def belongs_to(resource: Manifest, job: MLJob) -> bool:
     return not job.metadata.uid or labels.get(SHARD_LABELS.job_uid) == job.metadata.uid
 
 
-def job_of(resource: Manifest) -> tuple[str, str]:
-    """(namespace, MLJob name) of a shard resource: the label holds a shortened name, the
-    annotation the whole of it."""
+def job_of(resource: Manifest) -> JobKey:
+    """The key of a shard resource's MLJob: the label holds a shortened name, the annotation
+    the whole of it."""
     metadata = resource.get("metadata", {})
     annotations = metadata.get("annotations") or {}
-    return (metadata.get("namespace", ""), annotations.get(SHARD_LABELS.job_name_annotation, ""))
+    return JobKey(
+        metadata.get("namespace", ""), annotations.get(SHARD_LABELS.job_name_annotation, "")
+    )
 
 
 class _Member:

@@ -30,10 +30,10 @@ from continuum.operator.adapters import metrics
 from continuum.operator.adapters.hub_mirror import HubMirror
 from continuum.operator.adapters.workqueue import WorkQueue
 from continuum.operator.api import MLJob, Placement, PlacementSpec
+from continuum.operator.api.keys import JobKey
 from continuum.operator.api.manifests import placement_manifest
 
 LOG = logging.getLogger(__name__)
-Key = tuple[str, str]
 REFUSED_FOR_GOOD = (400, 403, 422)
 REFUSAL_BACKOFF_INITIAL_S = 1.0
 REFUSAL_BACKOFF_MAX_S = 300.0
@@ -77,10 +77,10 @@ class PlacementWrites:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._mirror, self._on_lost, self._clock = mirror, on_lost, clock
-        self._pending: dict[Key, _Decision] = {}
-        self._refusals: dict[Key, _Refusal] = {}
+        self._pending: dict[JobKey, _Decision] = {}
+        self._refusals: dict[JobKey, _Refusal] = {}
         self._lock = threading.Lock()
-        self._queue: WorkQueue[Key] = WorkQueue("placement-writes", self._write, writers)
+        self._queue: WorkQueue[JobKey] = WorkQueue("placement-writes", self._write, writers)
 
     def start(self) -> PlacementWrites:
         self._queue.start()
@@ -91,7 +91,7 @@ class PlacementWrites:
 
     def submit(self, job: MLJob, spec: PlacementSpec, stored: Placement | None) -> None:
         """Writes the job's Placement soon; `stored` is the one the cycle saw, if any."""
-        key = (job.metadata.namespace or "", job.metadata.name or "")
+        key = JobKey.of(job)
         if stored is not None and stored.spec.job_ref.uid in (None, job.metadata.uid):
             provisional = stored.model_copy(update={"spec": spec})
         else:
@@ -100,18 +100,18 @@ class PlacementWrites:
             self._pending[key] = _Decision(job, spec, provisional)
         self._queue.add(key)
 
-    def pending(self) -> dict[Key, Placement]:
+    def pending(self) -> dict[JobKey, Placement]:
         """The decisions not written yet, by job key, as the Placements they will be."""
         with self._lock:
             return {key: decision.provisional for key, decision in self._pending.items()}
 
-    def is_pending(self, key: Key) -> bool:
+    def is_pending(self, key: JobKey) -> bool:
         with self._lock:
             return key in self._pending
 
     def refusal(self, job: MLJob) -> WriteRefusal | None:
         """Why the hub refused this job's last Placement write, until a write is accepted."""
-        key = (job.metadata.namespace or "", job.metadata.name or "")
+        key = JobKey.of(job)
         with self._lock:
             refused = self._refusals.get(key)
             if refused is not None and refused.job_uid != job.metadata.uid:
@@ -122,7 +122,7 @@ class PlacementWrites:
         message = f"the hub refused the Placement: {refused.message}"
         return WriteRefusal("PlacementRefused", message, self._clock() >= refused.retry_at)
 
-    def _write(self, key: Key) -> None:
+    def _write(self, key: JobKey) -> None:
         with self._lock:
             decision = self._pending.get(key)
         if decision is None:
@@ -154,7 +154,7 @@ class PlacementWrites:
         else:
             self._on_lost()
 
-    def _refused(self, key: Key, decision: _Decision, error: ApiException) -> None:
+    def _refused(self, key: JobKey, decision: _Decision, error: ApiException) -> None:
         metrics.WRITES_REFUSED.labels("Placement").inc()
         message = f"HTTP {error.status}: {_status_message(error)}"
         with self._lock:
@@ -169,7 +169,7 @@ class PlacementWrites:
         LOG.warning("the hub refused the Placement of %s/%s (%s); trying again in %.0f s",
                     key[0], key[1], message, delay_s)  # fmt: skip
 
-    def _settle(self, key: Key, decision: _Decision) -> None:
+    def _settle(self, key: JobKey, decision: _Decision) -> None:
         with self._lock:
             if self._pending.get(key) is decision:  # else a newer decision waits its turn
                 del self._pending[key]

@@ -283,6 +283,16 @@ class MLJobPhase(StrEnum):
     FAILED = "Failed"
     SUSPENDED = "Suspended"
 
+    @property
+    def is_finished(self) -> bool:
+        """Succeeded or Failed: a phase the job does not leave."""
+        return is_finished_phase(self)
+
+
+def is_finished_phase(phase: object) -> bool:
+    """Whether a phase as stored (a string in an object's body, or absent) is a finished one."""
+    return phase in (MLJobPhase.SUCCEEDED, MLJobPhase.FAILED)
+
 
 class MLJobConditionType(StrEnum):
     ADMITTED = "Admitted"
@@ -368,3 +378,20 @@ class MLJob(Resource):
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: MLJobSpec
     status: MLJobStatus | None = None
+
+    # The job's lifecycle, said once here for the scheduler, the reconcile and the controller.
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status is not None and is_finished_phase(self.status.phase)
+
+    @property
+    def is_stopping(self) -> bool:
+        """Suspended or being deleted: its shard resources must go, and none are made."""
+        return self.spec.suspend or self.metadata.deletion_timestamp is not None
+
+    @property
+    def wants_no_shards(self) -> bool:
+        """The scheduler places no shard of it: suspended, being deleted, or finished. A
+        finished job keeps the shard resources it finished in, whose status it reports."""
+        return self.is_stopping or self.is_finished

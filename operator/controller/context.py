@@ -19,9 +19,10 @@ from continuum.operator.adapters.hub_mirror import HubMirror
 from continuum.operator.adapters.kube import MEMBER_REQUEST_TIMEOUT_S, MemberClients
 from continuum.operator.adapters.member_mirror import MemberMirrors, job_of
 from continuum.operator.adapters.placement_writes import PlacementWrites
-from continuum.operator.adapters.store import identity
 from continuum.operator.adapters.workqueue import WorkQueue
 from continuum.operator.api import MemberCluster, MLJob, Placement, Resource, Tenant
+from continuum.operator.api.keys import JobKey
+from continuum.operator.api.mljob import is_finished_phase
 from continuum.operator.controller.scheduling import WRITERS
 from continuum.operator.reconcile.shards import ClusterOutcome
 
@@ -122,53 +123,51 @@ class OperatorContext:
         # starts: `placements` converges the members, which is what a new Placement's shards
         # wait for; `statuses` then writes Placement and MLJob status to the hub. Status writes
         # queue up in a burst, and so must not hold back the next job's shards.
-        self.placements: WorkQueue[tuple[str, str]] | None = None
-        self.statuses: WorkQueue[tuple[str, str]] | None = None
+        self.placements: WorkQueue[JobKey] | None = None
+        self.statuses: WorkQueue[JobKey] | None = None
         # The last convergence of each job, from the first lane to the second. Derived, not a
         # record: after a start, every job is converged again before its status is written.
-        self._converged: dict[tuple[str, str], Convergence] = {}
+        self._converged: dict[JobKey, Convergence] = {}
         # The scheduling cycle's newest status for each job, until the placement controller,
         # the one writer of MLJob status, has written it with its own part. A hand-off, not a
         # record: a restarted operator's first cycle computes them all again.
-        self._handed: dict[tuple[str, str], tuple[dict[str, Any], dict[str, Any]]] = {}
+        self._handed: dict[JobKey, tuple[dict[str, Any], dict[str, Any]]] = {}
         self._lock = threading.Lock()
 
     def hand_over_status(self, raw: dict[str, Any], status: dict[str, Any], ask: bool) -> None:
-        key = identity(raw)
+        key = JobKey.of_body(raw)
         with self._lock:
             self._handed[key] = (raw, status)
         if ask:
             self.ask_status(key)
 
-    def take_handed_status(
-        self, key: tuple[str, str]
-    ) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    def take_handed_status(self, key: JobKey) -> tuple[dict[str, Any], dict[str, Any]] | None:
         with self._lock:
             return self._handed.pop(key, None)
 
     def give_back_handed_status(
-        self, key: tuple[str, str], handed: tuple[dict[str, Any], dict[str, Any]]
+        self, key: JobKey, handed: tuple[dict[str, Any], dict[str, Any]]
     ) -> None:
         """After a pass that could not write it: kept, unless the cycle has a newer one."""
         with self._lock:
             self._handed.setdefault(key, handed)
 
-    def record_convergence(self, key: tuple[str, str], convergence: Convergence) -> None:
+    def record_convergence(self, key: JobKey, convergence: Convergence) -> None:
         with self._lock:
             self._converged[key] = convergence
 
-    def convergence_of(self, key: tuple[str, str]) -> Convergence | None:
+    def convergence_of(self, key: JobKey) -> Convergence | None:
         with self._lock:
             return self._converged.get(key)
 
-    def forget_job(self, key: tuple[str, str]) -> None:
+    def forget_job(self, key: JobKey) -> None:
         """What the controller held for a job that is gone."""
         with self._lock:
             self._converged.pop(key, None)
             self._handed.pop(key, None)
 
-    def ask_status(self, key: tuple[str, str]) -> None:
-        if self.statuses is not None and key[1]:
+    def ask_status(self, key: JobKey) -> None:
+        if self.statuses is not None and key.name:
             self.statuses.add(key)
 
     def ask_jobs_on(self, member: str) -> None:
@@ -177,7 +176,7 @@ class OperatorContext:
         for key, body in self.mirror.list(Placement).raw.items():
             decisions = (body.get("spec") or {}).get("decisions") or []
             if any(decision.get("cluster") == member for decision in decisions):
-                self._ask_placement(*key)
+                self._ask_placement(JobKey(*key))
 
     def member_states(self) -> list[str]:
         """One line per member, for /readyz?verbose: whether it answers, and if not, why and
@@ -214,9 +213,9 @@ class OperatorContext:
         members: list[MemberCluster] = self.mirror.list(MemberCluster).valid
         return members
 
-    def _ask_placement(self, namespace: str, name: str) -> None:
-        if self.placements is not None and name:
-            self.placements.add((namespace, name))
+    def _ask_placement(self, key: JobKey) -> None:
+        if self.placements is not None and key.name:
+            self.placements.add(key)
 
     def _hub_changed(
         self, kind: type[Resource], event: str, body: dict[str, Any], before: dict[str, Any] | None
@@ -228,7 +227,6 @@ class OperatorContext:
         free. Nor does a Placement written, since the scheduler wrote it; one deleted does
         (its shards' capacity). Anything else waits for the next tick."""
         metadata = body.get("metadata", {})
-        namespace, name = metadata.get("namespace", ""), metadata.get("name", "")
         spec_changed = event != "MODIFIED" or _generation(before) != _generation(body)
         deletion_started = kind is MLJob and _deleting(body) and not _deleting(before)
         if (
@@ -236,7 +234,7 @@ class OperatorContext:
             or (kind in (Placement, MLJob) and spec_changed)
             or deletion_started
         ):
-            self._ask_placement(namespace, name)
+            self._ask_placement(JobKey.of_body(body))
         if (
             kind in (MemberCluster, Tenant)
             or (kind is Placement and event == "DELETED")
@@ -248,7 +246,7 @@ class OperatorContext:
             self.wake_scheduler.set()
 
     def _member_changed(self, member: str, event: str, body: dict[str, Any]) -> None:
-        self._ask_placement(*job_of(body))
+        self._ask_placement(job_of(body))
 
 
 def _generation(body: dict[str, Any] | None) -> Any:
@@ -260,4 +258,4 @@ def _deleting(body: dict[str, Any] | None) -> bool:
 
 
 def _finished(body: dict[str, Any] | None) -> bool:
-    return ((body or {}).get("status") or {}).get("phase") in ("Succeeded", "Failed")
+    return is_finished_phase(((body or {}).get("status") or {}).get("phase"))

@@ -12,6 +12,7 @@ from typing import Any
 
 from continuum.operator.adapters.workqueue import RetryLater
 from continuum.operator.api import ApplyState, MLJob, Placement, Resource
+from continuum.operator.api.keys import JobKey
 from continuum.operator.controller.context import CONFLICT_RETRY_S, FINALIZER, OperatorContext
 from continuum.operator.controller.convergence import converge_all, members_of
 from continuum.operator.controller.status import write_status
@@ -55,7 +56,7 @@ def finish_deletion(context: OperatorContext, raw_job: dict[str, Any]) -> None:
     any member."""
     if FINALIZER not in _finalizers(raw_job):
         return
-    key = (raw_job["metadata"].get("namespace", ""), raw_job["metadata"].get("name", ""))
+    key = JobKey.of_body(raw_job)
     pending: list[str] = []
     found = context.mirror.model(MLJob, key)
     if found is not None:

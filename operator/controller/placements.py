@@ -26,6 +26,7 @@ from continuum.operator.adapters.member_mirror import job_of
 from continuum.operator.adapters.member_writes import delete_resource
 from continuum.operator.adapters.workqueue import RetryLater, WorkQueue
 from continuum.operator.api import MLJob, MLJobStatus, Placement
+from continuum.operator.api.keys import JobKey
 from continuum.operator.api.shard_resources import SHARD_LABELS
 from continuum.operator.controller.context import (
     CONFLICT_RETRY_S,
@@ -50,7 +51,7 @@ from continuum.operator.reconcile.shards import desired_resources, job_status, p
 LOG = logging.getLogger(__name__)
 
 
-def converge_job(context: OperatorContext, key: tuple[str, str]) -> None:
+def converge_job(context: OperatorContext, key: JobKey) -> None:
     """The first lane's pass over the job `key` (namespace, name; its Placement has the same
     name): take a stale finalizer off its Placement, carry out its deletion, or put its
     finalizer on and make every member hold what its Placement decides. What the members hold
@@ -86,7 +87,7 @@ def converge_job(context: OperatorContext, key: tuple[str, str]) -> None:
     context.ask_status(key)
 
 
-def write_job_status(context: OperatorContext, key: tuple[str, str]) -> None:
+def write_job_status(context: OperatorContext, key: JobKey) -> None:
     """The second lane's pass: Placement and MLJob status from what the last convergence found,
     with the scheduling cycle's part (handed over) laid in."""
     _wait_for_the_hub(context)
@@ -108,7 +109,7 @@ def _wait_for_the_hub(context: OperatorContext) -> None:
 
 def _write_status(
     context: OperatorContext,
-    key: tuple[str, str],
+    key: JobKey,
     handed: tuple[dict[str, Any], dict[str, Any]] | None,
 ) -> None:
     raw_job = context.mirror.get(MLJob, key)
@@ -157,7 +158,7 @@ def _write_status(
 
 
 def _placement_of(
-    context: OperatorContext, key: tuple[str, str], job: MLJob
+    context: OperatorContext, key: JobKey, job: MLJob
 ) -> tuple[Placement, dict[str, Any]] | None:
     """The job's Placement and its stored body, if there is one and it is this job's (not an
     earlier one's of the same name)."""
@@ -228,7 +229,7 @@ def resync(context: OperatorContext) -> None:
             if queue is not None:
                 for kind in (MLJob, Placement):
                     for key in context.mirror.list(kind).raw:
-                        queue.add(key)
+                        queue.add(JobKey(*key))
             sweep_orphans(context)
         except Exception:
             LOG.exception("placement resync failed; retrying at the next interval")
@@ -237,8 +238,8 @@ def resync(context: OperatorContext) -> None:
 def start_controller(context: OperatorContext) -> threading.Thread:
     """Starts both lanes' workers and the resync; the mirror's first list enqueues every job."""
 
-    def counted(kind: str, handler: Callable[[OperatorContext, tuple[str, str]], None]) -> Any:
-        def run(key: tuple[str, str]) -> None:
+    def counted(kind: str, handler: Callable[[OperatorContext, JobKey], None]) -> Any:
+        def run(key: JobKey) -> None:
             try:
                 handler(context, key)
             except RetryLater:

@@ -19,6 +19,7 @@ from continuum.operator.adapters import metrics
 from continuum.operator.adapters.placement_writes import WriteRefusal
 from continuum.operator.adapters.store import EventSink, Listed, ObjectStore, identity
 from continuum.operator.api import MemberCluster, MLJob, Placement, PlacementSpec, Tenant
+from continuum.operator.api.keys import JobKey
 from continuum.operator.controller.status import write_status
 from continuum.operator.reconcile.admission import (
     refusal_of_spec,
@@ -35,12 +36,7 @@ from continuum.operator.reconcile.placement import (
     scheduling_status,
     suspended_status,
 )
-from continuum.operator.reconcile.snapshot import (
-    build_snapshot,
-    is_finished,
-    is_schedulable,
-    job_key,
-)
+from continuum.operator.reconcile.snapshot import build_snapshot
 from continuum.schedulers.loaders import FormatError, parse_latency
 from continuum.schedulers.model import CycleResult, Link
 from continuum.schedulers.policy import schedule
@@ -61,7 +57,7 @@ class PlacementWriteQueue(Protocol):
 
     def submit(self, job: MLJob, spec: PlacementSpec, stored: Placement | None) -> None: ...
 
-    def pending(self) -> Mapping[tuple[str, str], Placement]:
+    def pending(self) -> Mapping[JobKey, Placement]:
         """Decisions not written yet, as the Placements they will be."""
         ...
 
@@ -168,12 +164,12 @@ def run_cycle(
     admitted: list[MLJob] = []
     for job in jobs.valid:
         suspended = (
-            job.spec.suspend and job.metadata.deletion_timestamp is None and not is_finished(job)
+            job.spec.suspend and job.metadata.deletion_timestamp is None and not job.is_finished
         )
-        if not is_schedulable(job) and not suspended:
+        if job.wants_no_shards and not suspended:
             continue
         problem = tenant_refusal(job, tenants)
-        raw = jobs.raw[(job.metadata.namespace or "", job.metadata.name or "")]
+        raw = jobs.raw[JobKey.of(job)]
         if problem is not None:
             status = refused_status(raw.get("status"), job.metadata.generation, problem, now)
             statuses.append((raw, status.to_dict()))
@@ -184,7 +180,7 @@ def run_cycle(
 
     # A Placement left by an earlier job of the same name (deleted and re-created before the
     # garbage collector came by) is not this job's: it is replaced, and its shards do not count.
-    uids = {job_key(job): job.metadata.uid for job in admitted}
+    uids = {JobKey.of(job): job.metadata.uid for job in admitted}
     placements = {
         key: placement
         for key, placement in stored_placements.items()
@@ -200,8 +196,8 @@ def run_cycle(
     by_job = results_by_job(result)
     nothing = CycleResult(result.policy)
     for job in admitted:
-        previous = placements.get(job_key(job))
-        plan = plan_job(job, previous, by_job.get(job_key(job), nothing), now)
+        previous = placements.get(JobKey.of(job))
+        plan = plan_job(job, previous, by_job.get(JobKey.of(job), nothing), now)
         refused = placement_writes.refusal(job) if placement_writes is not None else None
         if refused is not None:
             # Said until a write of its Placement is accepted: the writer retries after a
@@ -214,12 +210,12 @@ def run_cycle(
         effective = plan.placement or (previous.spec if previous else None)
         epoch = effective.epoch if effective else None
         placed += len(effective.decisions) if effective else 0
-        raw = jobs.raw[(job.metadata.namespace or "", job.metadata.name or "")]
+        raw = jobs.raw[JobKey.of(job)]
         statuses.append((raw, _scheduled_status(job, raw, plan, epoch, now)))
 
     def write_placement(item: tuple[MLJob, PlacementSpec]) -> None:
         job, spec = item
-        store.write_placement(job, spec, stored_placements.get(job_key(job)))
+        store.write_placement(job, spec, stored_placements.get(JobKey.of(job)))
 
     def write_job_status(item: tuple[dict[str, Any], dict[str, Any]]) -> None:
         write_status(store, item[0], item[1], events)
@@ -232,7 +228,7 @@ def run_cycle(
             hand_over(raw, new_status, False)
     if placement_writes is not None:
         for job, spec in new_placements:
-            placement_writes.submit(job, spec, stored_placements.get(job_key(job)))
+            placement_writes.submit(job, spec, stored_placements.get(JobKey.of(job)))
     if placement_writes is None or hand_over is None:
         # Jobs are independent, so their writes go out concurrently.
         with ThreadPoolExecutor(max_workers=WRITERS) as pool:
@@ -241,9 +237,7 @@ def run_cycle(
             if hand_over is None:
                 list(pool.map(write_job_status, statuses))
     if hand_over is not None:
-        placed_now = {
-            (job.metadata.namespace or "", job.metadata.name or "") for job, _ in new_placements
-        }
+        placed_now = {JobKey.of(job) for job, _ in new_placements}
         for raw, new_status in changed:
             if identity(raw) not in placed_now:
                 hand_over(raw, new_status, True)

@@ -28,8 +28,8 @@ from continuum.operator.api import (
     PlacementSpec,
     upsert_condition,
 )
+from continuum.operator.api.keys import JobKey
 from continuum.operator.api.placement import MAX_MIGRATIONS
-from continuum.operator.reconcile.snapshot import job_key
 from continuum.schedulers.model import CycleResult
 
 MAX_REASONS = 32
@@ -61,7 +61,7 @@ def _reasons(reasons: Sequence[str]) -> list[str]:
     return [reason[:MAX_REASON_LENGTH] for reason in reasons[:MAX_REASONS]]
 
 
-def results_by_job(result: CycleResult) -> dict[str, CycleResult]:
+def results_by_job(result: CycleResult) -> dict[JobKey, CycleResult]:
     """The cycle's result split by job key, so that planning each job reads only its own part
     (scanning the whole result for every job made a cycle quadratic in the jobs)."""
     parts: dict[str, dict[str, list[Any]]] = {}
@@ -69,7 +69,7 @@ def results_by_job(result: CycleResult) -> dict[str, CycleResult]:
         for entry in getattr(result, field_name):
             parts.setdefault(entry.job_key, {}).setdefault(field_name, []).append(entry)
     return {
-        key: replace(
+        JobKey.parse(key): replace(
             result,
             decisions=tuple(fields.get("decisions", ())),
             unschedulable=tuple(fields.get("unschedulable", ())),
@@ -81,7 +81,7 @@ def results_by_job(result: CycleResult) -> dict[str, CycleResult]:
 
 
 def plan_job(job: MLJob, previous: Placement | None, result: CycleResult, now: datetime) -> JobPlan:
-    key = job_key(job)
+    key = str(JobKey.of(job))  # as the scheduler's results name the job
     count = job.spec.shards.count
     decisions: dict[int, Decision] = {
         decision.shard: decision
@@ -211,8 +211,5 @@ def merge_scheduling(current: MLJobStatus, scheduled: MLJobStatus) -> MLJobStatu
     )
 
 
-def placements_by_job(placements: Sequence[Placement]) -> Mapping[str, Placement]:
-    return {
-        f"{placement.metadata.namespace}/{placement.spec.job_ref.name}": placement
-        for placement in placements
-    }
+def placements_by_job(placements: Sequence[Placement]) -> Mapping[JobKey, Placement]:
+    return {JobKey.of_placement(placement): placement for placement in placements}

@@ -40,14 +40,9 @@ def _kind(manifest: Mapping[str, Any]) -> str:
     return str(manifest["kind"])
 
 
-def shards_wanted(job: MLJob) -> bool:
-    """Whether the job's shards should exist at all: not while suspended or being deleted."""
-    return not job.spec.suspend and job.metadata.deletion_timestamp is None
-
-
 def desired_resources(job: MLJob, placement: Placement | None) -> dict[str, list[Manifest]]:
     """Member cluster name -> the shard resources it should hold for this job."""
-    if placement is None or not shards_wanted(job):
+    if placement is None or job.is_stopping:
         return {}
     desired: dict[str, list[Manifest]] = {}
     for decision in placement.spec.decisions:
@@ -156,7 +151,7 @@ def job_phase(job: MLJob, shards: Sequence[ShardStatus], placed: bool) -> MLJobP
     states = [shard.state for shard in shards]
     previous = job.status.phase if job.status and job.status.phase else None
     if not states:
-        if placed and previous not in (MLJobPhase.SUCCEEDED, MLJobPhase.FAILED):
+        if placed and not job.is_finished:
             return MLJobPhase.PENDING  # placed once, and every shard since evicted
         return previous or MLJobPhase.PENDING
     if len(states) == job.spec.shards.count and all(s == ShardState.SUCCEEDED for s in states):
@@ -177,7 +172,7 @@ def job_status(
     job: MLJob, placement: Placement | None, outcomes: Mapping[str, ClusterOutcome], now: datetime
 ) -> MLJobStatus:
     status = job.status or MLJobStatus()
-    shards = shard_statuses(job, placement, outcomes) if placement and shards_wanted(job) else []
+    shards = shard_statuses(job, placement, outcomes) if placement and not job.is_stopping else []
     phase = job_phase(job, shards, placed=placement is not None)
     running = sum(1 for shard in shards if shard.state == ShardState.RUNNING)
     gang = job.spec.shards.gang_size
@@ -209,7 +204,7 @@ def unavailable_shards(
 ) -> list[tuple[int, str, ClusterOutcome | None]]:
     """(shard, member, its outcome) for each wanted shard whose member could not be reached or
     refused its resource; the outcome is None for a member the operator does not know."""
-    if not shards_wanted(job):
+    if job.is_stopping:
         return []
     found = []
     for decision in sorted(placement.spec.decisions, key=lambda d: d.shard):

@@ -15,12 +15,12 @@ from datetime import datetime
 from continuum.operator.api import (
     MemberCluster,
     MLJob,
-    MLJobPhase,
     Placement,
     ResourceAmounts,
     Tenant,
 )
 from continuum.operator.api import Toleration as ApiToleration
+from continuum.operator.api.keys import JobKey
 from continuum.operator.reconcile.membership import is_usable
 from continuum.operator.reconcile.memo import Memo
 from continuum.schedulers import model
@@ -28,8 +28,8 @@ from continuum.schedulers import model
 SELECTOR_LABEL_PREFIX = "selector.continuum.dev/"
 
 
-def job_key(job: MLJob) -> str:
-    return f"{job.metadata.namespace}/{job.metadata.name}"
+def _scheduler_key(job: MLJob) -> str:
+    return str(JobKey.of(job))
 
 
 def _amounts(amounts: ResourceAmounts | None, absent: float = 0.0) -> model.Resources:
@@ -104,7 +104,7 @@ def _selector_labels(jobs: Sequence[MLJob], members: Sequence[MemberCluster]) ->
             for member in members:
                 if selector.matches(member.spec.labels):
                     per_cluster[member.metadata.name or ""][synthetic] = "true"
-        per_job[job_key(job)] = labels
+        per_job[_scheduler_key(job)] = labels
     return SelectorLabels(per_job, per_cluster)
 
 
@@ -142,7 +142,7 @@ def _convert_job(job: MLJob, selector: Mapping[str, str]) -> model.Job:
     created = job.metadata.creation_timestamp
     submitted = datetime.fromisoformat(created).timestamp() if created else 0.0
     return model.Job(
-        key=job_key(job),
+        key=_scheduler_key(job),
         tenant=spec.tenant,
         demand=shard_demand(job),
         shards=spec.shards.count,
@@ -190,23 +190,11 @@ def _cluster(
     )
 
 
-def is_finished(job: MLJob) -> bool:
-    return job.status is not None and job.status.phase in (
-        MLJobPhase.SUCCEEDED,
-        MLJobPhase.FAILED,
-    )
-
-
-def is_schedulable(job: MLJob) -> bool:
-    """Jobs the scheduler considers: not suspended, not being deleted, not finished."""
-    return not job.spec.suspend and job.metadata.deletion_timestamp is None and not is_finished(job)
-
-
 def build_snapshot(
     members: Sequence[MemberCluster],
     tenants: Sequence[Tenant],
     jobs: Sequence[MLJob],
-    placements: Mapping[str, Placement],
+    placements: Mapping[JobKey, Placement],
     links: Sequence[model.Link] = (),
     now_s: float = 0.0,
 ) -> model.Snapshot:
@@ -215,13 +203,14 @@ def build_snapshot(
     Shards already placed count as running where their Placement puts them, and their demand
     is held on that cluster, so a cycle only decides what changed.
     """
-    schedulable = [job for job in jobs if is_schedulable(job)]
+    schedulable = [job for job in jobs if not job.wants_no_shards]
     selectors = _selector_labels(schedulable, members)
     running: list[model.RunningShard] = []
     held: dict[str, list[model.Resources]] = {}
-    demand_by_key = {job_key(job): shard_demand(job) for job in schedulable}
-    counts = {job_key(job): job.spec.shards.count for job in schedulable}
-    for key, placement in sorted(placements.items()):
+    demand_by_key = {_scheduler_key(job): shard_demand(job) for job in schedulable}
+    counts = {_scheduler_key(job): job.spec.shards.count for job in schedulable}
+    for job_key, placement in sorted(placements.items(), key=lambda item: str(item[0])):
+        key = str(job_key)
         if key not in demand_by_key:
             continue
         for decision in placement.spec.decisions:
@@ -243,8 +232,8 @@ def build_snapshot(
             for member in sorted(members, key=lambda member: member.metadata.name or "")
         ),
         jobs=tuple(
-            _job(job, selectors.per_job.get(job_key(job), {}))
-            for job in sorted(schedulable, key=job_key)
+            _job(job, selectors.per_job.get(_scheduler_key(job), {}))
+            for job in sorted(schedulable, key=_scheduler_key)
         ),
         tenants=tuple(
             model.Tenant(

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from continuum.operator.api import MLJob
+from continuum.operator.api.keys import JobKey
 from continuum.operator.reconcile.placement import plan_job, results_by_job
 from continuum.schedulers.model import (
     CycleResult,
@@ -44,8 +45,8 @@ def test_each_jobs_part_of_the_result_plans_it_as_the_whole_result_does() -> Non
         migrations=(Migration("team-a/b", 0, "edge-1", "edge-2", MigrationReason.PROACTIVE),),
     )
     parts = results_by_job(result)
-    assert set(parts) == {"team-a/a", "team-a/b", "team-a/c"}
-    assert [d.shard_index for d in parts["team-a/a"].decisions] == [0, 1]
+    assert {str(key) for key in parts} == {"team-a/a", "team-a/b", "team-a/c"}
+    assert [d.shard_index for d in parts[JobKey("team-a", "a")].decisions] == [0, 1]
     for name in ("a", "b", "c", "d"):
-        part = parts.get(f"team-a/{name}", CycleResult("continuum"))
+        part = parts.get(JobKey("team-a", name), CycleResult("continuum"))
         assert plan_job(job(name), None, part, NOW) == plan_job(job(name), None, result, NOW)
