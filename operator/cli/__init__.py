@@ -59,7 +59,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     module = importlib.import_module(args.module_name)
     result: int = module.run(args)
     return result
-
-
-if __name__ == "__main__":
-    sys.exit(main())
