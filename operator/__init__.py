@@ -1,1 +1,2 @@
-"""The Kubernetes operator: API models, reconcile functions, Kopf handlers and adapters."""
+"""The Kubernetes operator, in layers (docs/architecture.md): cli, demo, handlers, controller,
+adapters, reconcile and recovery, api."""

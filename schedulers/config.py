@@ -35,8 +35,8 @@ class PolicyConfig:
     # Local search after the greedy pass, only where groups × clusters is at most this.
     improve_max_pairs: int = 20_000
     improve_max_rounds: int = 4
-    # No longer used: the cost terms of the largest cycles are computed in dense blocks on
-    # one thread (engine.Block). Kept so that configurations that set it still load.
+    # Unused: the cost terms of the largest cycles are computed in dense blocks on one
+    # thread (engine.Block). Kept so that configurations that set it still load.
     threads: int = field(default_factory=lambda: min(os.cpu_count() or 1, 4))
     # Reasons and unschedulable sentences; the simulator turns them off for speed.
     explain: bool = True

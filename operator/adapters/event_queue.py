@@ -1,10 +1,10 @@
 """Events written one at a time, behind the writes that place and deploy jobs.
 
 An Event is for people (`kubectl describe`, `kubectl events`); nothing in the operator reads
-one back. Written inline, each new job's "Placed" Event took a status worker for one more
-request, in the same seconds as the burst's Placements and on an API server already saturated.
-Here Events queue, and one sender writes them in order, so at most one Event request is in
-flight. As client-go's event broadcaster does, a full queue drops what comes next (counted in
+one back. Written inline, each new job's "Placed" Event would take a status worker for one
+more request, in the same seconds as the burst's Placements and on an API server already
+saturated. So Events queue, and one sender writes them in order: at most one Event request is
+in flight. As client-go's event broadcaster does, a full queue drops what comes next (counted in
 `continuum_events_dropped_total`) rather than hold up a reconcile. On stop, what is queued is
 sent for a moment longer and the rest is lost: Events are best effort in Kubernetes too.
 """

@@ -5,8 +5,8 @@ to be. Listing per pass would cost jobs × members × kinds requests; the mirror
 per member and kind, and a change in a member (KubeRay moving a RayJob to Running) reaches the
 placement controller as it happens, not at its next poll. They are caches, never a record of
 their own: a member whose mirror is not in step with its API server (not listed yet, or its
-watch broken) is asked directly, as before. An operator confined to some namespaces mirrors
-those alone in each member, and so never converges or sweeps a shard resource elsewhere.
+watch broken) is asked directly. An operator confined to some namespaces mirrors those alone
+in each member, and so never converges or sweeps a shard resource elsewhere.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """The scheduling cycle's Placement writes, sent while the next cycle runs.
 
-A cycle that waited for its Placements to be written spent most of its time waiting in a
-burst (0.1-0.9 s for 10-20 creates on a busy hub), and every job applied meanwhile waited for
-the next cycle. Now a cycle hands its decisions over and goes on. Until a decision is written,
-`pending` shows it to the next cycle as if it were, so that the job is not decided again and
-the capacity it takes is not counted as free. A write that loses a race (409) is dropped and
-the scheduler woken: its next cycle decides again from what the hub holds.
+A cycle that waited for its Placements to be written would spend most of its time waiting in
+a burst (0.1-0.9 s for 10-20 creates on a busy hub), and every job applied meanwhile would
+wait for the next cycle. So a cycle hands its decisions over and goes on. Until a decision is
+written, `pending` shows it to the next cycle as if it were, so that the job is not decided
+again and the capacity it takes is not counted as free. A write that loses a race (409) is
+dropped and the scheduler woken: its next cycle decides again from what the hub holds.
 
 A write the hub refuses for good (400, 403, 422: an admission policy, a name it will not take)
 is not a race to retry at once: the job's next tries wait 1, 2, 4 ... up to 300 s, each logged

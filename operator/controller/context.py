@@ -27,8 +27,9 @@ from continuum.operator.controller.scheduling import WRITERS
 from continuum.operator.reconcile.shards import ClusterOutcome
 
 SYSTEM_NAMESPACE = "continuum-system"
-# On MLJobs, until every member is clean of the job's shards. Placements need none, but
-# operators before 0.2 let Kopf put it on them too: the placement controller takes it off.
+# On MLJobs, until every member is clean of the job's shards. Placements need none; one left
+# with it by an older operator, whose Kopf handled Placements too, would keep its namespace
+# from being deleted, so the placement controller takes it off.
 FINALIZER = "continuum.dev/cleanup"
 # A member that stops answering holds up to MAX_IN_FLIGHT (4) of these for one timeout (see
 # adapters/member_gate.py). Twelve would leave the healthy members more of the lane then, but

@@ -2,7 +2,7 @@
 resource of the job exists, taken off only once every member is clean of them.
 
 The controller owns it, not Kopf: Kopf would watch every MLJob and patch each one twice (its
-finalizer and its record of the last handled spec), and each of those patches made the
+finalizer and its record of the last handled spec), and each of those patches would make the
 controller's next status write conflict.
 """
 

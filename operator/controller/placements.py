@@ -57,7 +57,7 @@ def converge_job(context: OperatorContext, key: JobKey) -> None:
     finalizer on and make every member hold what its Placement decides. What the members hold
     then goes to the status lane."""
     _wait_for_the_hub(context)
-    # Placements need none; operators before 0.2 let Kopf put it on them.
+    # Placements need none; an older operator's Kopf may have left it on one (see FINALIZER).
     take_off_finalizer(context, Placement, context.mirror.get(Placement, key) or {})
     raw_job = context.mirror.get(MLJob, key)
     if raw_job is None:
@@ -71,8 +71,8 @@ def converge_job(context: OperatorContext, key: JobKey) -> None:
         job, raw_job = found
         assert isinstance(job, MLJob)
         # As soon as the job is seen, while the cycle decides it: put on just before the first
-        # shard resources, it held them back by a hub write (Placement to shards at the tail
-        # went from about 0 to 1.2-2 s in a burst of 200 applies).
+        # shard resources, it would hold them back by a hub write (Placement to shards at the
+        # tail of a burst of 200 applies: 1.2-2 s, against about 0).
         ensure_finalizer(context, raw_job)
         found_placement = _placement_of(context, key, job)
         if found_placement is not None:

@@ -81,8 +81,8 @@ def _links(store: ObjectStore, system_namespace: str) -> tuple[Link, ...]:
 
 
 # A job's status after a cycle, per job version and what the cycle meant for it: making the
-# statuses of unchanged jobs again was a fifth of a cycle. The first `now` of an unchanged
-# outcome stands.
+# statuses of unchanged jobs again would cost a fifth of a cycle. The first `now` of an
+# unchanged outcome stands.
 _scheduled_statuses: Memo[dict[str, Any]] = Memo()
 
 

@@ -1,8 +1,8 @@
 """Kopf handlers, kept thin: objects become snapshots, pure functions decide, adapters apply.
 
 Importing this package registers every handler with Kopf but the admission webhook's, which
-the runner imports only when asked to serve it: Kopf refuses to start with admission handlers
-and no webhook server.
+`continuum operator run` imports only when asked to serve it: Kopf refuses to start with
+admission handlers and no webhook server.
 """
 
 from continuum.operator.handlers import members, settings

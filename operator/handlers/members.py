@@ -40,8 +40,8 @@ from continuum.operator.reconcile.membership import (
 
 PROBE_INTERVAL_ENV = "CONTINUUM_PROBE_INTERVAL_SECONDS"
 PROBE_INTERVAL_S = float(os.environ.get(PROBE_INTERVAL_ENV) or 10.0)
-"""Kopf fixes a timer's interval when the handler is registered, at import; the runner's
---probe-interval reaches it through the environment."""
+"""Kopf fixes a timer's interval when the handler is registered, at import; `continuum
+operator run --probe-interval` reaches it through the environment."""
 CLUSTER_ID_NAMESPACE = "kube-system"
 # Annotation on a MemberCluster: "Orphan" leaves its shard resources in the member when it is
 # deleted, rather than waiting until they are removed.

@@ -33,8 +33,8 @@ LOG = logging.getLogger(__name__)
 
 @kopf.on.login()
 def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-    # Reads KUBECONFIG when called (the runner sets it from --kubeconfig); in a pod, falls back
-    # to the service account.
+    # Reads KUBECONFIG when called (`continuum operator run` sets it from --kubeconfig); in a
+    # pod, falls back to the service account.
     return kopf.login_with_kubeconfig(**kwargs) or kopf.login_with_service_account(**kwargs)
 
 
@@ -55,7 +55,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     # Kopf's handlers run in this thread pool; the scheduling loop has a thread of its own.
     settings.execution.max_workers = 8
     if not hasattr(memo, "context"):
-        # Started as `kopf run -m continuum.operator.handlers` rather than by our runner.
+        # Started as `kopf run -m continuum.operator.handlers`, not `continuum operator run`.
         memo.context = OperatorContext(hub_client(os.environ.get("KUBECONFIG")))
     context: OperatorContext = memo.context
     if context.config.webhook_port:
@@ -79,8 +79,8 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     context.events.start()
     # What is alive now lives as long as the process: the modules (the kubernetes client's
     # models alone are hundreds of thousands of objects) and the mirrors' first lists. Frozen,
-    # they are no longer scanned by every full garbage collection, whose pauses stop every
-    # thread: two or three of 0.1-0.3 s each in a burst of 200 applies before, none since.
+    # they are not scanned by every full garbage collection, whose pauses stop every thread
+    # (unfrozen: two or three of 0.1-0.3 s each in a burst of 200 applies).
     gc.collect()
     gc.freeze()
     thread = threading.Thread(

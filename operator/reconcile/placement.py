@@ -63,7 +63,7 @@ def _reasons(reasons: Sequence[str]) -> list[str]:
 
 def results_by_job(result: CycleResult) -> dict[JobKey, CycleResult]:
     """The cycle's result split by job key, so that planning each job reads only its own part
-    (scanning the whole result for every job made a cycle quadratic in the jobs)."""
+    (scanning the whole result for every job would make a cycle quadratic in the jobs)."""
     parts: dict[str, dict[str, list[Any]]] = {}
     for field_name in ("decisions", "unschedulable", "preemptions", "migrations"):
         for entry in getattr(result, field_name):

@@ -233,7 +233,8 @@ class _Simulation:
         return self._views
 
     def _cluster_views(self) -> dict[str, Cluster]:
-        # Plain floats, added in the same order as before: this runs after every change.
+        # Plain floats, as this runs after every change; the order of the additions fixes the
+        # sums to the last bit, and so every figure of a run.
         allocated = {name: [0.0, 0.0, 0.0] for name in self.base_clusters}
         for state in self.active.values():
             if not state.shards:

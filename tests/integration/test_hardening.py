@@ -1,5 +1,5 @@
-"""The hardening review's reproductions, on the testbed: each of them failed on the operator as
-it was, and passes now.
+"""The hardening review's reproductions, on the testbed: each is a way the review found to
+break the operator, and holds it to not breaking that way.
 
 Hostile member credentials, names the hub refuses, states that had no status, deletions that
 hung, one hung member stalling the others, and one cluster registered twice. The operator runs
@@ -367,8 +367,8 @@ def test_a_placement_the_hub_refuses_for_good_backs_off_with_a_condition_and_one
         time.sleep(15)
         log = operator.log.read_text()
         tries = len(re.findall(rf"refused the Placement of {namespace}/refused", log))
-        # 1, 2, 4, 8 s apart: five tries at most in the first 15 s, where a hot loop made
-        # dozens a second.
+        # 1, 2, 4, 8 s apart: five tries at most in the first 15 s, where a hot loop would
+        # make dozens a second.
         assert 1 <= tries <= 6, tries
         assert "Traceback" not in log
         refusals = [e for e in events_for(testbed, namespace, "refused")
@@ -473,7 +473,7 @@ def test_a_deleted_member_cluster_is_emptied_of_its_shard_resources(
 def test_a_hung_member_costs_its_own_work_only(
     testbed: RunningTestbed, operator: Operator, namespace: str
 ) -> None:
-    # Work on every member before the hang, as the review had it.
+    # Work on every member before the hang, the hung one included, as in a real outage.
     sites = ["delft", "eindhoven", "ghent", "frankfurt"]
     apply(testbed, *(job_manifest(f"before-{i}", namespace, site=sites[i % 4])
                      for i in range(12)))  # fmt: skip
@@ -494,7 +494,8 @@ def test_a_hung_member_costs_its_own_work_only(
             eventually(lambda n=name: deployed_to(testbed, namespace, n, skip="member-3"),  # type: ignore[misc]
                        f"{name}'s RayJob")  # fmt: skip
             waits[name] = time.monotonic() - at
-        # Each poll of deployed_to lists three members with kubectl; the review saw 91 s here.
+        # Each poll of deployed_to lists three members with kubectl; a hung member that
+        # stalls the others makes this 90 s and more.
         assert max(waits.values()) < 10, waits
         gone = eventually(
             lambda: (c := reachable(testbed, "member-3")) and c["status"] == "False" and c,

@@ -144,8 +144,8 @@ def test_inference_job_gets_a_rayservice_near_its_data(
 def test_a_finalizer_left_on_a_placement_by_an_older_operator_is_taken_off(
     testbed: RunningTestbed, operator: Operator
 ) -> None:
-    """Operators before 0.2 let Kopf put the cleanup finalizer on Placements; nothing would
-    take it off, and the namespace could never be deleted."""
+    """An older operator's Kopf may have left the cleanup finalizer on a Placement; nothing
+    else takes it off, and the namespace would never be deleted."""
     eventually(lambda: placement_of(testbed, "defect-detector"), "the Placement")
     stale = {"metadata": {"finalizers": ["continuum.dev/cleanup"]}}
     testbed.kubectl("patch", "placement", "defect-detector", "-n", "default", "--type=merge",

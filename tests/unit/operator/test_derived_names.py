@@ -1,6 +1,6 @@
 """Every name and label Continuum derives from an MLJob fits Kubernetes' limits, for any valid
-MLJob name: the hub refused a Placement whose job label was a 64-character name, and retried it
-for ever."""
+MLJob name: a name the hub refuses (a 64-character job label, say) makes a Placement that can
+never be written."""
 
 from __future__ import annotations
 
