@@ -38,8 +38,9 @@ from continuum.operator.api import (
     Placement,
     upsert_condition,
 )
+from continuum.operator.demo.network import HEALTHY_LINK, DegradingLink, LinkState
 from continuum.operator.demo.ray_executor import LocalRay, ShardExecutor
-from continuum.operator.demo.store import HEALTHY_LINK, DegradingLink, LinkState, LocalStore
+from continuum.operator.demo.store import LocalStore
 from continuum.operator.recovery.migration import ShardMove, recovery_cost
 from continuum.operator.recovery.risk import (
     HeartbeatDetector,

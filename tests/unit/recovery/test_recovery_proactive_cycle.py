@@ -13,7 +13,8 @@ import yaml
 
 from continuum.operator.api import MemberCluster, MLJob, Placement
 from continuum.operator.controller.scheduling import run_cycle
-from continuum.operator.demo.store import DegradingLink, LocalStore
+from continuum.operator.demo.network import DegradingLink
+from continuum.operator.demo.store import LocalStore
 from continuum.operator.reconcile.membership import ProbeResult, probed_status
 from continuum.operator.recovery.risk import LinkSample, RiskDetector
 
