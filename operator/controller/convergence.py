@@ -63,7 +63,7 @@ def converge_member(
     `mirrors`, when given, so that the next pass sees it before the watch brings it."""
     if observed is None:
         observed = list_job_resources(api, namespace, job)
-    plan = plan_cluster(desired, observed)
+    plan = plan_cluster(desired, observed, finished=job.is_finished)
     if plan.is_empty:
         return observed
     held = {(item["kind"], item["metadata"]["name"]): item for item in observed}

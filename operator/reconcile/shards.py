@@ -66,11 +66,20 @@ class ClusterPlan:
         return not (self.create or self.update or self.delete)
 
 
-def plan_cluster(desired: Sequence[Manifest], observed: Sequence[Manifest]) -> ClusterPlan:
+def plan_cluster(
+    desired: Sequence[Manifest], observed: Sequence[Manifest], finished: bool = False
+) -> ClusterPlan:
     """What to do in one member so that it holds exactly `desired` of this job's resources.
-    `observed` are the job's resources there, found by its labels."""
+    `observed` are the job's resources there, found by its labels.
+
+    A `finished` job's resources are kept as they are and never made again: one that went
+    from a member after the job finished (KubeRay's deletion policy, or a person) would run
+    its shard again. What it should not hold still goes."""
     observed_by_key = {(_kind(item), _name(item)): item for item in observed}
     desired_keys = {(_kind(item), _name(item)) for item in desired}
+    delete = tuple(item for key, item in sorted(observed_by_key.items()) if key not in desired_keys)
+    if finished:
+        return ClusterPlan(delete=delete)
     create = tuple(item for item in desired if (_kind(item), _name(item)) not in observed_by_key)
     update = tuple(
         (item, observed_by_key[(_kind(item), _name(item))])
@@ -78,7 +87,6 @@ def plan_cluster(desired: Sequence[Manifest], observed: Sequence[Manifest]) -> C
         if (_kind(item), _name(item)) in observed_by_key
         and needs_update(item, observed_by_key[(_kind(item), _name(item))])
     )
-    delete = tuple(item for key, item in sorted(observed_by_key.items()) if key not in desired_keys)
     return ClusterPlan(create, update, delete)
 
 
@@ -148,10 +156,14 @@ def shard_statuses(
 def job_phase(job: MLJob, shards: Sequence[ShardStatus], placed: bool) -> MLJobPhase:
     if job.spec.suspend:
         return MLJobPhase.SUSPENDED
+    if job.is_finished and job.status is not None and job.status.phase is not None:
+        # Final: a member that stops answering about a finished shard, or loses its resource,
+        # says nothing new about how the job ended.
+        return job.status.phase
     states = [shard.state for shard in shards]
     previous = job.status.phase if job.status and job.status.phase else None
     if not states:
-        if placed and not job.is_finished:
+        if placed:
             return MLJobPhase.PENDING  # placed once, and every shard since evicted
         return previous or MLJobPhase.PENDING
     if len(states) == job.spec.shards.count and all(s == ShardState.SUCCEEDED for s in states):

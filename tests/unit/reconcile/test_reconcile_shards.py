@@ -168,6 +168,18 @@ def test_what_is_held_and_not_wanted_is_deleted_in_name_order() -> None:
     assert (plan.create, plan.update) == ((), ())
 
 
+def test_a_finished_jobs_resources_are_neither_made_again_nor_changed() -> None:
+    wanted = manifests(3)
+    held = copy.deepcopy(wanted[:2])
+    held[1]["spec"]["entrypoint"] = "python old.py"
+    stray = copy.deepcopy(wanted[2])
+    stray["metadata"]["name"] = "left-over-0"
+    plan = plan_cluster(wanted, [*held, stray], finished=True)
+    assert (plan.create, plan.update) == ((), ())
+    assert plan.delete == (stray,)
+    assert plan_cluster(wanted, [*held, stray]).create == (wanted[2],)
+
+
 def test_a_resource_of_another_kind_with_the_same_name_is_another_resource() -> None:
     (wanted,) = manifests(1)
     other = {**copy.deepcopy(wanted), "kind": "RayService"}
@@ -331,11 +343,6 @@ def test_a_suspended_job_is_suspended_whatever_its_shards_say() -> None:
     assert job_phase(the_job, shards(R, R), placed=True) == MLJobPhase.SUSPENDED
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="job_phase takes a Succeeded or Failed job back to Placed when a member stops "
-    "answering (a shard Unknown), though a finished phase is one the job does not leave",
-)
 @pytest.mark.parametrize("finished", ["Succeeded", "Failed"])
 def test_a_finished_job_stays_finished_when_a_member_stops_answering(finished: str) -> None:
     the_job = MLJobWrapper().shards(2).phase(finished).obj()
