@@ -309,7 +309,8 @@ class FaultAct:
         self, member: MemberCluster, reachable: bool, rtt_ms: float | None,
         misses: int, assessment: RiskAssessment | None, now: datetime,
     ) -> dict[str, Any]:  # fmt: skip
-        from continuum.operator.reconcile.membership import ProbeResult, probed_status
+        from continuum.operator.api.probe import ProbeResult
+        from continuum.operator.reconcile.membership import probed_status
 
         if reachable:
             probe = ProbeResult(
@@ -435,8 +436,9 @@ class FaultAct:
         member answers it is not schedulable. A member is there when Ray carries its resource;
         its allocatable is what that resource offers."""
         from continuum.operator.api import ResourceAmounts
+        from continuum.operator.api.probe import ProbeResult
         from continuum.operator.api.quantity import Quantity
-        from continuum.operator.reconcile.membership import ProbeResult, probed_status
+        from continuum.operator.reconcile.membership import probed_status
 
         offered = self.ray.member_resources()
         now = datetime.now(UTC)

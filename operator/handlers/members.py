@@ -4,35 +4,31 @@ deletion, take Continuum's shard resources out of it."""
 from __future__ import annotations
 
 import os
-import time
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 import kopf
-from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from continuum.operator.adapters import metrics
 from continuum.operator.adapters.kube import describe_connection_error
 from continuum.operator.adapters.member_gate import (
     CONNECTION_ERRORS,
-    GatedApiClient,
     MemberUnavailableError,
 )
+from continuum.operator.adapters.member_probe import probe_member
 from continuum.operator.adapters.member_writes import remove_all_shards
 from continuum.operator.api import (
     GROUP,
     VERSION,
     MemberCluster,
     MemberClusterStatus,
-    ResourceAmounts,
     validate_resource,
 )
-from continuum.operator.api.quantity import Quantity
 from continuum.operator.api.validation import format_errors
 from continuum.operator.controller.context import OperatorContext
 from continuum.operator.reconcile.membership import (
-    ProbeResult,
     duplicate_of,
     invalid_status,
     probed_status,
@@ -42,86 +38,11 @@ PROBE_INTERVAL_ENV = "CONTINUUM_PROBE_INTERVAL_SECONDS"
 PROBE_INTERVAL_S = float(os.environ.get(PROBE_INTERVAL_ENV) or 10.0)
 """Kopf fixes a timer's interval when the handler is registered, at import; `continuum
 operator run --probe-interval` reaches it through the environment."""
-CLUSTER_ID_NAMESPACE = "kube-system"
 # Annotation on a MemberCluster: "Orphan" leaves its shard resources in the member when it is
 # deleted, rather than waiting until they are removed.
 ON_DELETE_ANNOTATION = "continuum.dev/on-delete"
 ORPHAN = "Orphan"
 CLEANUP_RETRY_S = 10.0
-
-
-def _sum_allocatable(nodes: list[Any]) -> ResourceAmounts:
-    cpu = memory = gpu = Quantity.parse(0).value
-    for node in nodes:
-        allocatable = node.status.allocatable or {} if node.status else {}
-        cpu += Quantity.parse(allocatable.get("cpu", "0")).value
-        memory += Quantity.parse(allocatable.get("memory", "0")).value
-        gpu += Quantity.parse(allocatable.get("nvidia.com/gpu", "0")).value
-    return ResourceAmounts(
-        cpu=Quantity.parse(f"{int(cpu * 1000)}m"),
-        memory=Quantity.parse(int(memory)),
-        gpu=Quantity.parse(f"{int(gpu * 1000)}m"),
-    )
-
-
-def _cluster_id(api: GatedApiClient) -> str | None:
-    """The kube-system namespace's UID; asked once per client, since it never changes."""
-    if api.cluster_id is not None:
-        return api.cluster_id
-    try:
-        namespace = client.CoreV1Api(api).read_namespace(CLUSTER_ID_NAMESPACE)
-    except ApiException as error:
-        if error.status in (401, 403, 404):
-            return None
-        raise
-    uid = namespace.metadata.uid if namespace.metadata else None
-    if uid:
-        api.cluster_id = uid
-    return uid
-
-
-def probe_member(context: OperatorContext, member: MemberCluster) -> ProbeResult:
-    """Asks the member for its version and nodes. Never raises: whatever goes wrong is a
-    reason and a message that quote nothing of the member's Secret."""
-    name = member.metadata.name or ""
-    try:
-        api = context.members.for_member(member)
-    except MemberUnavailableError as error:
-        return ProbeResult(failure_reason=error.reason, message=error.message)
-    except ApiException as error:
-        message = f"reading the kubeconfig Secret failed: HTTP {error.status}"
-        return ProbeResult(failure_reason="SecretUnreadable", message=message)
-    except Exception as error:  # a probe must answer; its text may quote the Secret
-        message = f"loading the kubeconfig failed ({type(error).__name__})"
-        return ProbeResult(failure_reason="KubeconfigInvalid", message=message)
-    try:
-        with api.gate.probing():
-            started = time.perf_counter()
-            version = client.VersionApi(api).get_code()
-            latency_ms = (time.perf_counter() - started) * 1000
-            nodes = client.CoreV1Api(api).list_node().items
-            cluster_id = _cluster_id(api) or f"endpoint-{context.members.endpoint(name)}"
-    except ApiException as error:
-        api.gate.answering()  # it answered, if only to say no
-        reason = {401: "Unauthorized", 403: "Forbidden"}.get(error.status or 0, "APIError")
-        message = context.members.redact(name, f"HTTP {error.status}: {error.reason}")
-        return ProbeResult(failure_reason=reason, message=message)
-    except CONNECTION_ERRORS as error:
-        described = describe_connection_error(error)
-        reason = "Timeout" if "within the timeout" in described else "ConnectionFailed"
-        return ProbeResult(failure_reason=reason, message=described)
-    except Exception as error:  # a probe must answer; its text may quote the member
-        return ProbeResult(failure_reason="ProbeFailed",
-                           message=f"the probe failed ({type(error).__name__})")  # fmt: skip
-    api.gate.answering()
-    return ProbeResult(
-        kubernetes_version=version.git_version,
-        node_allocatable=_sum_allocatable(nodes) if nodes else None,
-        node_count=len(nodes),
-        latency_ms=latency_ms,
-        cluster_id=cluster_id,
-        duplicate_of=duplicate_of(member, cluster_id, context.member_clusters()),
-    )
 
 
 def _is_ready(status: MemberClusterStatus | None) -> bool:
@@ -144,7 +65,10 @@ def heartbeat(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, **_: Any) -> 
         return
     name = member.metadata.name or ""
     before = member.status
-    probe = probe_member(context, member)
+    probe = probe_member(context.members, member)
+    if probe.cluster_id is not None:
+        others = context.member_clusters()
+        probe = replace(probe, duplicate_of=duplicate_of(member, probe.cluster_id, others))
     usable = probe.answered and probe.duplicate_of is None
     if usable:
         # Mirrored from the first answer on, so that the first shards sent there find it listed.

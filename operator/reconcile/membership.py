@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -14,30 +13,11 @@ from continuum.operator.api import (
     MemberCluster,
     MemberClusterConditionType,
     MemberClusterStatus,
-    ResourceAmounts,
     upsert_condition,
 )
+from continuum.operator.api.probe import ProbeResult
 
 DUPLICATE_CLUSTER = "DuplicateCluster"
-
-
-@dataclass(frozen=True)
-class ProbeResult:
-    """What one probe saw. `failure_reason` is None when the API server answered."""
-
-    failure_reason: str | None = None
-    message: str = ""
-    kubernetes_version: str | None = None
-    node_allocatable: ResourceAmounts | None = None
-    node_count: int = 0
-    latency_ms: float | None = None
-    cluster_id: str | None = None
-    # an older MemberCluster that registers the same cluster, when there is one
-    duplicate_of: str | None = None
-
-    @property
-    def answered(self) -> bool:
-        return self.failure_reason is None
 
 
 def probed_status(member: MemberCluster, probe: ProbeResult, now: datetime) -> MemberClusterStatus:

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 import pytest
 
 from continuum.operator.api import CapacitySource, MemberClusterStatus, ResourceAmounts
+from continuum.operator.api.probe import ProbeResult
 from continuum.operator.reconcile.membership import (
     DUPLICATE_CLUSTER,
-    ProbeResult,
     duplicate_of,
     invalid_status,
     is_duplicate,

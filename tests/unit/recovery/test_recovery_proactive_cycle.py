@@ -12,10 +12,11 @@ import pytest
 import yaml
 
 from continuum.operator.api import MemberCluster, MLJob, Placement
+from continuum.operator.api.probe import ProbeResult
 from continuum.operator.controller.scheduling import run_cycle
 from continuum.operator.demo.network import DegradingLink
 from continuum.operator.demo.store import LocalStore
-from continuum.operator.reconcile.membership import ProbeResult, probed_status
+from continuum.operator.reconcile.membership import probed_status
 from continuum.operator.recovery.risk import LinkSample, RiskDetector
 
 pytestmark = pytest.mark.unit
