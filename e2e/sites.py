@@ -561,7 +561,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     + " ".join(f"{key}={counters.get(key, 0)}" for key in
                                ("sent", "delivered", "lost", "cut", "queue_full"))
                 )  # fmt: skip
-    except (SitesError, OSError) as error:
+    except (SitesError, OSError, ValueError) as error:  # ValueError: a bad fault script
         print(f"sites: {error}", file=sys.stderr)
         return 1
     return 0
