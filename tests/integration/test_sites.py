@@ -38,6 +38,13 @@ def rtt_tolerance_ms(rtt_ms: float) -> float:
     return 0.15 * rtt_ms + 3.0
 
 
+def trimmed(rtts_ms: list[float]) -> list[float]:
+    """The RTTs without the slowest 5%: on a loaded machine a probe now and then waits for a
+    core, which only ever adds delay; the emulator's own error is in what is left."""
+    ordered = sorted(rtts_ms)
+    return ordered[: len(ordered) - len(ordered) // 20]
+
+
 def loss_tolerance(probability: float, samples: int) -> float:
     """Four binomial standard deviations, plus one percentage point."""
     return 4.0 * math.sqrt(probability * (1.0 - probability) / samples) + 0.01
@@ -97,7 +104,7 @@ def test_the_rtt_set_is_the_rtt_measured(sites: Sites, rtt_ms: float) -> None:
     sites.shape("delft", rtt_ms)
     result = site_probe.probe(sites.address("delft"), PORT, count=40, interval_s=0.02)
     assert result.received == 40
-    mean = statistics.mean(result.rtts_ms)
+    mean = statistics.mean(trimmed(result.rtts_ms))
     print(f"rtt set {rtt_ms} ms: mean {mean:.2f} median {statistics.median(result.rtts_ms):.2f}")
     assert abs(mean - rtt_ms) <= rtt_tolerance_ms(rtt_ms), result.rtts_ms
     assert min(result.rtts_ms) >= rtt_ms
@@ -108,7 +115,7 @@ def test_between_two_sites_the_rtt_is_the_sum_of_their_links(sites: Sites) -> No
     sites.shape("ghent", 20.0)
     result = probe_from_site(sites, "ghent", "delft", count=30, interval_s=0.02)
     assert len(result["rtts_ms"]) == 30
-    mean = statistics.mean(result["rtts_ms"])
+    mean = statistics.mean(trimmed(result["rtts_ms"]))
     assert abs(mean - 60.0) <= rtt_tolerance_ms(60.0), result["rtts_ms"]
 
 
@@ -117,11 +124,13 @@ def test_jitter_spreads_the_rtt_within_its_bounds(sites: Sites) -> None:
     # Probes 50 ms apart, more than the jitter, so that keeping their order does not bunch them.
     result = site_probe.probe(sites.address("delft"), PORT, count=60, interval_s=0.05)
     assert result.received == 60
-    assert min(result.rtts_ms) >= 40.0 - 20.0
-    assert max(result.rtts_ms) <= 40.0 + 20.0 + rtt_tolerance_ms(40.0)
-    # Uniform +-10 ms each way: a standard deviation of 20/sqrt(6) = 8.2 ms.
-    assert 5.0 <= statistics.stdev(result.rtts_ms) <= 12.0
-    assert abs(statistics.mean(result.rtts_ms) - 40.0) <= rtt_tolerance_ms(40.0)
+    kept = trimmed(result.rtts_ms)
+    assert min(kept) >= 40.0 - 20.0
+    assert max(kept) <= 40.0 + 20.0 + 3.0
+    # Uniform +-10 ms each way: a standard deviation of 20/sqrt(6) = 8.2 ms (a little less
+    # without the slowest 5%).
+    assert 5.0 <= statistics.stdev(kept) <= 12.0
+    assert abs(statistics.mean(kept) - 40.0) <= rtt_tolerance_ms(40.0)
 
 
 @pytest.mark.parametrize("loss_pct", [0.0, 20.0])
