@@ -8,10 +8,12 @@ interpreter, before any virtualenv exists.
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 VALID_DAYS = 30
+LOOPBACK = "127.0.0.1"
 CURVE = "prime256v1"
 
 
@@ -40,6 +42,11 @@ class ClusterPki:
     @property
     def serving_key(self) -> Path:
         return self.directory / "apiserver.key"
+
+    @property
+    def serving_names(self) -> Path:
+        """The serving certificate's subject alternative names, as they were asked for."""
+        return self.directory / "apiserver.san"
 
     @property
     def service_account_key(self) -> Path:
@@ -88,17 +95,40 @@ def _sign(pki: ClusterPki, key: Path, cert: Path, subject: str, extensions: list
     extfile.unlink()
 
 
+def _subject_alt_names(addresses: Sequence[str]) -> str:
+    return ",".join([*(f"IP:{address}" for address in addresses), "DNS:localhost"])
+
+
+def _sign_serving(pki: ClusterPki, cluster: str, names: str) -> None:
+    _sign(
+        pki, pki.serving_key, pki.serving_cert, f"/CN={cluster}-apiserver",
+        ["basicConstraints=CA:FALSE", "keyUsage=critical,digitalSignature,keyEncipherment",
+         "extendedKeyUsage=serverAuth", f"subjectAltName={names}"],
+    )  # fmt: skip
+    pki.serving_names.write_text(names + "\n")
+
+
 def create_cluster_pki(
-    directory: Path, cluster: str, clients: dict[str, tuple[str, str]]
+    directory: Path,
+    cluster: str,
+    clients: dict[str, tuple[str, str]],
+    addresses: Sequence[str] = (LOOPBACK,),
 ) -> ClusterPki:
-    """Creates the CA, the API server's serving certificate, the service-account signing key,
-    and one client certificate per entry of `clients` (name -> (common name, organisation)).
+    """Creates the CA, the API server's serving certificate (for `addresses` and localhost),
+    the service-account signing key, and one client certificate per entry of `clients`
+    (name -> (common name, organisation)).
 
     Kubernetes takes a client certificate's CN as the user name and its O as the group.
-    An existing, complete set is kept, so that restarting a cluster keeps its kubeconfigs valid.
+    An existing, complete set is kept, so that restarting a cluster keeps its kubeconfigs valid;
+    if the serving certificate names other addresses, only it is made again, by the same CA.
     """
     pki = ClusterPki(directory)
+    names = _subject_alt_names(addresses)
     if pki.is_complete(tuple(clients)):
+        # A set made before the record of its names was kept was made for loopback only.
+        recorded = pki.serving_names.read_text().strip() if pki.serving_names.exists() else None
+        if (recorded or _subject_alt_names((LOOPBACK,))) != names:
+            _sign_serving(pki, cluster, names)
         return pki
     directory.mkdir(parents=True, exist_ok=True)
     _new_key(pki.ca_key)
@@ -109,11 +139,7 @@ def create_cluster_pki(
         "-addext", "keyUsage=critical,keyCertSign,cRLSign", "-out", str(pki.ca_cert),
     )  # fmt: skip
     _new_key(pki.serving_key)
-    _sign(
-        pki, pki.serving_key, pki.serving_cert, f"/CN={cluster}-apiserver",
-        ["basicConstraints=CA:FALSE", "keyUsage=critical,digitalSignature,keyEncipherment",
-         "extendedKeyUsage=serverAuth", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-    )  # fmt: skip
+    _sign_serving(pki, cluster, names)
     _new_key(pki.service_account_key)
     _openssl(
         "pkey", "-in", str(pki.service_account_key), "-pubout", "-out", str(pki.service_account_pub)

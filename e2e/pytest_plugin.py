@@ -3,7 +3,8 @@
 One testbed serves the whole test session: starting control planes costs seconds, and tests
 isolate themselves by namespace. With CONTINUUM_TESTBED_DIR set to the folder of a running
 testbed (`python e2e/testbed.py up --dir ...`), tests reuse it and leave it running; otherwise
-the session starts its own under pytest's temporary folder and stops it at the end.
+the session starts its own under pytest's temporary folder and stops it at the end. With
+CONTINUUM_TESTBED_SITES set (root only), each member runs at its topology site (e2e/sites.py).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 
 from e2e.binaries import kubectl
-from e2e.testbed import HUB, ClusterInfo, Testbed
+from e2e.testbed import HUB, ClusterInfo, Testbed, member_sites
 
 # Three edge sites and the cloud: what the federated example needs.
 MEMBERS = 4
@@ -61,7 +62,9 @@ class RunningTestbed:
 def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningTestbed]:
     reused = os.environ.get("CONTINUUM_TESTBED_DIR")
     bed = Testbed(Path(reused) if reused else tmp_path_factory.mktemp("testbed"))
-    clusters = bed.up(MEMBERS)
+    # Opt-in: each member in its site's network namespace, behind the link emulator.
+    sites = member_sites(MEMBERS, None) if os.environ.get("CONTINUUM_TESTBED_SITES") else None
+    clusters = bed.up(MEMBERS, sites)
     hub = next(cluster for cluster in clusters if cluster.name == HUB)
     members = tuple(cluster for cluster in clusters if cluster.name != HUB)
     try:

@@ -5,13 +5,19 @@ namespace deletion and default service accounts), with its own CA, serving certi
 client certificate, service-account signing key and ephemeral ports. No kubelets run, so nothing
 executes in a member: tests drive the state of what the operator creates there.
 
-    python e2e/testbed.py up --members 3 --dir DIR [--register [--topology FILE]]
+    python e2e/testbed.py up --members 3 --dir DIR [--register] [--sites] [--topology FILE]
     python e2e/testbed.py status --dir DIR
     python e2e/testbed.py down --dir DIR
 
 `up` is idempotent: clusters that are already healthy are kept as they are. `down` stops only
 the processes this testbed started, identified by pid and executable. The script needs only the
 standard library and the openssl command, so it runs before any virtualenv exists.
+
+With `--sites` (root only; it reads the topology, so it needs PyYAML), each member lives at its
+topology site (e2e/sites.py): its etcd, kube-apiserver and kube-controller-manager run in the
+site's network namespace, the API server serves on the site's address, and the hub, in the root
+namespace, reaches it through the link emulator, whose links `python -m e2e.sites ... --dir
+DIR/sites` shapes, partitions, takes down and restores.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ if __package__ in (None, ""):
 
 from e2e import binaries, pki, registration
 from e2e.binaries import kubectl
+from e2e.sites import Sites
 
 REPO = Path(__file__).resolve().parent.parent
 HUB = "hub"
@@ -54,6 +61,9 @@ READY_TIMEOUT_S = 120.0
 # A port chosen free can still be taken by another process before our server binds it.
 PORT_ATTEMPTS = 3
 STOP_TIMEOUT_S = 15.0
+LOOPBACK = "127.0.0.1"
+# How long `ip netns exec` may take to become the program it runs.
+EXEC_TIMEOUT_S = 10.0
 
 
 def shared_dir() -> Path:
@@ -147,10 +157,14 @@ class Cluster:
     etcd_peer_port: int
     apiserver_port: int
     processes: dict[str, Process] = field(default_factory=dict)
+    # The topology site whose network namespace the cluster's servers run in (None: the root
+    # namespace), and the address its API server serves on.
+    site: str | None = None
+    host: str = LOOPBACK
 
     @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.apiserver_port}"
+        return f"https://{self.host}:{self.apiserver_port}"
 
     def is_running(self) -> bool:
         names = ("etcd", "kube-apiserver", "kube-controller-manager")
@@ -233,6 +247,7 @@ class Testbed:
     def __init__(self, directory: Path) -> None:
         self.directory = directory.resolve()
         self.state_file = self.directory / "state.json"
+        self.sites = Sites(self.directory / "sites")
 
     # --- state --------------------------------------------------------------------------------
 
@@ -244,7 +259,20 @@ class Testbed:
         for name, entry in raw["clusters"].items():
             processes = {key: Process(**value) for key, value in entry.pop("processes").items()}
             clusters[name] = Cluster(**entry, processes=processes)
+            if clusters[name].site is not None:
+                self._site_processes(clusters[name])
         return clusters
+
+    def _site_processes(self, cluster: Cluster) -> None:
+        """A site's processes are started again, with new pids, when the site is restored
+        after `down`: the sites' state has their pids now."""
+        assert cluster.site is not None
+        if not self.sites.state_file.exists():
+            return
+        for process in self.sites.processes(cluster.site):
+            owner, _, key = process.name.partition("/")
+            if owner == cluster.name and key in cluster.processes:
+                cluster.processes[key] = Process(process.pid, process.argv[0])
 
     def _save(self, clusters: dict[str, Cluster]) -> None:
         temporary = self.state_file.with_suffix(".tmp")
@@ -301,31 +329,58 @@ class Testbed:
 
     # --- lifecycle ----------------------------------------------------------------------------
 
-    def up(self, members: int) -> list[ClusterInfo]:
+    def up(self, members: int, sites: Sequence[str] | None = None) -> list[ClusterInfo]:
+        """Starts (or keeps) the hub and `members` members. With `sites` (one per member,
+        member-1 first), each member runs in its site's network namespace."""
         if members < 0:
             raise ValueError("--members must be 0 or more")
+        if sites is not None and len(sites) != members:
+            raise ValueError(f"{members} members need {members} sites, not {len(sites)}")
         wanted = [HUB] + [f"member-{index}" for index in range(1, members + 1)]
+        site_of: dict[str, str | None] = dict(
+            zip(wanted[1:], list(sites) if sites else [None] * members, strict=True)
+        )
         for build in (binaries.KUBE,):
             binaries.ensure_built(build)
         with self._locked():
             clusters = self._load()
             for name in [name for name in clusters if name not in wanted]:
                 self._stop(clusters.pop(name))
-            to_start = [name for name in wanted if not self._healthy(clusters.get(name))]
+            # A network of other sites is made anew, and the members that were in it with it.
+            network = list(dict.fromkeys(sites)) if sites else None
+            remade = network is not None and self._network_sites() != network
+            to_start = [
+                name
+                for name in wanted
+                if not self._healthy(clusters.get(name))
+                or clusters[name].site != site_of.get(name)
+                or (remade and clusters[name].site is not None)
+            ]
             for name in to_start:
                 if name in clusters:
                     self._stop(clusters.pop(name))
+            if network:
+                self.sites.create(network)
+            elif self.sites.state_file.exists():
+                self.sites.destroy()
             with ThreadPoolExecutor(max_workers=max(1, len(to_start))) as pool:
-                started = list(pool.map(self._start, to_start))
+                started = list(
+                    pool.map(lambda name: self._start(name, site_of.get(name)), to_start)
+                )
             clusters.update({cluster.name: cluster for cluster in started})
             self._save({name: clusters[name] for name in wanted})
             return [self.info(clusters[name]) for name in wanted]
+
+    def _network_sites(self) -> list[str] | None:
+        return self.sites.sites() if self.sites.state_file.exists() else None
 
     def down(self) -> list[str]:
         with self._locked():
             clusters = self._load()
             for cluster in clusters.values():
                 self._stop(cluster)
+            if self.sites.state_file.exists():
+                self.sites.destroy()
             self.state_file.unlink(missing_ok=True)
             return list(clusters)
 
@@ -346,30 +401,44 @@ class Testbed:
             return False
         return _readyz(cluster, pki.ClusterPki(self.cluster_dir(cluster.name) / "pki")) is None
 
-    def _start(self, name: str) -> Cluster:
+    def _start(self, name: str, site: str | None = None) -> Cluster:
         """Starts one cluster; a server that lost its port to another process starts again."""
         for attempt in range(1, PORT_ATTEMPTS + 1):
             try:
-                return self._start_on(name, *_free_ports(3))
+                etcd_client, etcd_peer, apiserver = _free_ports(3)
+                return self._start_on(name, etcd_client, etcd_peer, apiserver, site)
             except PortTakenError:
                 if attempt == PORT_ATTEMPTS:
                     raise
         raise AssertionError("unreachable")
 
     def _start_on(
-        self, name: str, etcd_client_port: int, etcd_peer_port: int, apiserver_port: int
+        self,
+        name: str,
+        etcd_client_port: int,
+        etcd_peer_port: int,
+        apiserver_port: int,
+        site: str | None = None,
     ) -> Cluster:
         directory = self.cluster_dir(name)
         logs = directory / "logs"
         logs.mkdir(parents=True, exist_ok=True)
+        host = self.sites.address(site) if site else LOOPBACK
         cluster_pki = pki.create_cluster_pki(
             directory / "pki",
             name,
             {"admin": ADMIN_USER, "controller-manager": CONTROLLER_MANAGER_USER},
+            addresses=list(dict.fromkeys([LOOPBACK, host])),
         )
-        cluster = Cluster(name, etcd_client_port, etcd_peer_port, apiserver_port)
+        cluster = Cluster(name, etcd_client_port, etcd_peer_port, apiserver_port, {}, site, host)
         etcd_data = directory / "etcd"
         shutil.rmtree(etcd_data, ignore_errors=True)
+
+        def _spawn(executable: Path, args: Sequence[str], log: Path) -> Process:
+            if site is None:
+                return _spawn_here(executable, args, log)
+            return self._spawn_at(site, f"{name}/{executable.name}", executable, args, log)
+
         try:
             cluster.processes["etcd"] = _spawn(
                 binaries.binary("etcd"), _etcd_args(cluster, etcd_data), logs / "etcd.log"
@@ -422,10 +491,26 @@ class Testbed:
         for name in ("kube-controller-manager", "kube-apiserver", "etcd"):
             if name in cluster.processes:
                 cluster.processes[name].stop()
+                if cluster.site is not None and self.sites.state_file.exists():
+                    self.sites.forget_process(cluster.site, f"{cluster.name}/{name}")
         shutil.rmtree(self.cluster_dir(cluster.name) / "etcd", ignore_errors=True)
 
+    def _spawn_at(
+        self, site: str, key: str, executable: Path, args: Sequence[str], log: Path
+    ) -> Process:
+        """Starts a server in the site's namespace, recorded there so that restoring the site
+        after `down` starts it again; returns once `ip netns exec` has become the server."""
+        pid = self.sites.start_process(site, key, [str(executable), *args], log)
+        process = Process(pid, str(executable))
+        deadline = time.monotonic() + EXEC_TIMEOUT_S
+        while not process.is_running() and not _has_exited(pid):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{key}: `ip netns exec` did not run {executable}")
+            time.sleep(0.01)
+        return process
 
-def _spawn(executable: Path, args: Sequence[str], log: Path) -> Process:
+
+def _spawn_here(executable: Path, args: Sequence[str], log: Path) -> Process:
     with log.open("ab") as output:
         child = subprocess.Popen(
             [str(executable), *args],
@@ -439,12 +524,15 @@ def _spawn(executable: Path, args: Sequence[str], log: Path) -> Process:
 
 
 def _etcd_args(cluster: Cluster, data_dir: Path) -> list[str]:
-    client = f"http://127.0.0.1:{cluster.etcd_client_port}"
+    # At a site, etcd also listens on the site's address, for the testbed's health check from
+    # the root namespace; its API server uses the namespace's own loopback.
+    clients = [f"http://{host}:{cluster.etcd_client_port}" for host in {LOOPBACK, cluster.host}]
+    client = f"http://{cluster.host}:{cluster.etcd_client_port}"
     peer = f"http://127.0.0.1:{cluster.etcd_peer_port}"
     return [
         f"--name={cluster.name}",
         f"--data-dir={data_dir}",
-        f"--listen-client-urls={client}",
+        f"--listen-client-urls={','.join(sorted(clients))}",
         f"--advertise-client-urls={client}",
         f"--listen-peer-urls={peer}",
         f"--initial-advertise-peer-urls={peer}",
@@ -458,8 +546,8 @@ def _etcd_args(cluster: Cluster, data_dir: Path) -> list[str]:
 def _apiserver_args(cluster: Cluster, cluster_pki: pki.ClusterPki) -> list[str]:
     return [
         f"--etcd-servers=http://127.0.0.1:{cluster.etcd_client_port}",
-        "--bind-address=127.0.0.1",
-        "--advertise-address=127.0.0.1",
+        f"--bind-address={cluster.host}",
+        f"--advertise-address={cluster.host}",
         f"--secure-port={cluster.apiserver_port}",
         f"--cert-dir={cluster_pki.directory}",
         f"--tls-cert-file={cluster_pki.serving_cert}",
@@ -480,7 +568,7 @@ def _apiserver_args(cluster: Cluster, cluster_pki: pki.ClusterPki) -> list[str]:
 def _etcd_health(cluster: Cluster) -> str | None:
     try:
         with urllib.request.urlopen(
-            f"http://127.0.0.1:{cluster.etcd_client_port}/health", timeout=2
+            f"http://{cluster.host}:{cluster.etcd_client_port}/health", timeout=2
         ) as response:
             body = json.loads(response.read())
     except (OSError, ValueError) as error:
@@ -570,6 +658,14 @@ def _crds_not_established(
     return f"not Established yet: {', '.join(missing)}" if missing else None
 
 
+def member_sites(members: int, topology_file: Path | None) -> list[str]:
+    """The site of each member, member-1 first, as registration assigns them the topology's
+    clusters: the edge clusters in order, then the first cloud cluster."""
+    source = topology_file or registration.DEFAULT_TOPOLOGY
+    assigned = registration.assign_clusters(registration.load_topology(source), members, source)
+    return [str(cluster["site"]) for cluster in assigned]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="testbed", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -577,6 +673,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     up.add_argument("--members", type=int, default=3)
     up.add_argument("--register", action="store_true", help="register the members in the hub")
     up.add_argument("--topology", type=Path, help="topology YAML giving the members' tier and site")
+    up.add_argument(
+        "--sites",
+        action="store_true",
+        help="run each member in its topology site's network namespace (root only)",
+    )
     for command in (up, commands.add_parser("down"), commands.add_parser("status")):
         command.add_argument("--dir", type=Path, required=True, help="the testbed's state folder")
     commands.add_parser("build", help="build or reuse the cached binaries, and print their folders")
@@ -589,7 +690,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     testbed = Testbed(args.dir)
     if args.command == "up":
         started = time.monotonic()
-        clusters = testbed.up(args.members)
+        clusters = testbed.up(
+            args.members, member_sites(args.members, args.topology) if args.sites else None
+        )
         if args.register:
             registration.register_members(clusters, args.topology)
         for cluster in clusters:
