@@ -135,6 +135,9 @@ def shard_statuses(
         else:
             observation = observe_shard(resource)
             state, message = observation.state, observation.message
+            # KubeRay counts the retries of this resource only; a moved shard's new resource
+            # starts again from 0, and the count the status already holds must not go back.
+            restarts = max(restarts, observation.restarts)
             checkpoint = observation.last_checkpoint or (
                 earlier.last_checkpoint if earlier else None
             )

@@ -270,11 +270,6 @@ def test_a_long_message_is_cut_to_what_the_api_keeps() -> None:
     assert status.message == "x" * 1024
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="shard_statuses never reads ShardObservation.restarts (RayJob status.failed): "
-    "status.shards[].restarts stays at what it was",
-)
 def test_a_shard_reports_the_restarts_kuberay_counted() -> None:
     wrapper = job(1)
     the_job = wrapper.obj()
@@ -283,6 +278,15 @@ def test_a_shard_reports_the_restarts_kuberay_counted() -> None:
     (status,) = shard_statuses(the_job, placement_of(wrapper, {0: "m1"}), outcomes)
     assert status.state == ShardState.STARTING
     assert status.restarts == 2
+
+
+def test_the_restarts_already_counted_do_not_go_back_when_the_shard_moves() -> None:
+    wrapper = job(1).shard_status(0, "m1", restarts=3)
+    the_job = wrapper.obj()
+    fresh = {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"}
+    outcomes = {"m2": applied("m2", resource(the_job, 0, fresh))}
+    (status,) = shard_statuses(the_job, placement_of(wrapper, {0: "m2"}), outcomes)
+    assert status.restarts == 3
 
 
 # job_phase
