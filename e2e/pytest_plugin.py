@@ -4,7 +4,9 @@ One testbed serves the whole test session: starting control planes costs seconds
 isolate themselves by namespace. With CONTINUUM_TESTBED_DIR set to the folder of a running
 testbed (`python e2e/testbed.py up --dir ...`), tests reuse it and leave it running; otherwise
 the session starts its own under pytest's temporary folder and stops it at the end. With
-CONTINUUM_TESTBED_SITES set (root only), each member runs at its topology site (e2e/sites.py).
+CONTINUUM_TESTBED_SITES set (root only), each member runs at its topology site (e2e/sites.py);
+with CONTINUUM_TESTBED_PROMETHEUS set as well, Prometheus and the blackbox exporters measure the
+links between the sites (e2e/monitoring.py), at `testbed.prometheus_url`.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ class RunningTestbed:
     testbed: Testbed
     hub: ClusterInfo
     members: tuple[ClusterInfo, ...]
+    # The testbed's Prometheus (CONTINUUM_TESTBED_PROMETHEUS), or None.
+    prometheus_url: str | None = None
 
     def kubectl(self, *args: str, cluster: ClusterInfo | None = None, stdin: str | None = None,
                 check: bool = True) -> str:  # fmt: skip
@@ -64,11 +68,12 @@ def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningTestbed
     bed = Testbed(Path(reused) if reused else tmp_path_factory.mktemp("testbed"))
     # Opt-in: each member in its site's network namespace, behind the link emulator.
     sites = member_sites(MEMBERS, None) if os.environ.get("CONTINUUM_TESTBED_SITES") else None
-    clusters = bed.up(MEMBERS, sites)
+    prometheus = sites is not None and bool(os.environ.get("CONTINUUM_TESTBED_PROMETHEUS"))
+    clusters = bed.up(MEMBERS, sites, prometheus=prometheus)
     hub = next(cluster for cluster in clusters if cluster.name == HUB)
     members = tuple(cluster for cluster in clusters if cluster.name != HUB)
     try:
-        yield RunningTestbed(bed, hub, members)
+        yield RunningTestbed(bed, hub, members, bed.prometheus_url() if prometheus else None)
     finally:
         if not reused:
             bed.down()

@@ -5,7 +5,8 @@ namespace deletion and default service accounts), with its own CA, serving certi
 client certificate, service-account signing key and ephemeral ports. No kubelets run, so nothing
 executes in a member: tests drive the state of what the operator creates there.
 
-    python e2e/testbed.py up --members 3 --dir DIR [--register] [--sites] [--topology FILE]
+    python e2e/testbed.py up --members 3 --dir DIR [--register] [--sites [--prometheus]]
+                                                   [--topology FILE]
     python e2e/testbed.py status --dir DIR
     python e2e/testbed.py down --dir DIR
 
@@ -17,7 +18,9 @@ With `--sites` (root only; it reads the topology, so it needs PyYAML), each memb
 topology site (e2e/sites.py): its etcd, kube-apiserver and kube-controller-manager run in the
 site's network namespace, the API server serves on the site's address, and the hub, in the root
 namespace, reaches it through the link emulator, whose links `python -m e2e.sites ... --dir
-DIR/sites` shapes, partitions, takes down and restores.
+DIR/sites` shapes, partitions, takes down and restores. With `--prometheus` as well, a
+Prometheus and a blackbox exporter per place measure RTT and loss between the places
+(e2e/monitoring.py); `up` prints its URL last (`prometheus URL`), and `status` reports it.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ if __package__ in (None, ""):
 
 from e2e import binaries, pki, registration
 from e2e.binaries import kubectl
+from e2e.monitoring import Monitoring
 from e2e.sites import Sites
 
 REPO = Path(__file__).resolve().parent.parent
@@ -248,6 +252,7 @@ class Testbed:
         self.directory = directory.resolve()
         self.state_file = self.directory / "state.json"
         self.sites = Sites(self.directory / "sites")
+        self.monitoring = Monitoring(self.directory / "monitoring", self.sites)
 
     # --- state --------------------------------------------------------------------------------
 
@@ -329,11 +334,16 @@ class Testbed:
 
     # --- lifecycle ----------------------------------------------------------------------------
 
-    def up(self, members: int, sites: Sequence[str] | None = None) -> list[ClusterInfo]:
+    def up(
+        self, members: int, sites: Sequence[str] | None = None, prometheus: bool = False
+    ) -> list[ClusterInfo]:
         """Starts (or keeps) the hub and `members` members. With `sites` (one per member,
-        member-1 first), each member runs in its site's network namespace."""
+        member-1 first), each member runs in its site's network namespace; with `prometheus`
+        too, Prometheus and the exporters of e2e/monitoring.py run (`prometheus_url()`)."""
         if members < 0:
             raise ValueError("--members must be 0 or more")
+        if prometheus and not sites:
+            raise ValueError("--prometheus measures the links between sites: it needs --sites")
         if sites is not None and len(sites) != members:
             raise ValueError(f"{members} members need {members} sites, not {len(sites)}")
         wanted = [HUB] + [f"member-{index}" for index in range(1, members + 1)]
@@ -359,6 +369,8 @@ class Testbed:
             for name in to_start:
                 if name in clusters:
                     self._stop(clusters.pop(name))
+            if self.monitoring.exists() and (not prometheus or remade):
+                self.monitoring.down()
             if network:
                 self.sites.create(network)
             elif self.sites.state_file.exists():
@@ -369,7 +381,13 @@ class Testbed:
                 )
             clusters.update({cluster.name: cluster for cluster in started})
             self._save({name: clusters[name] for name in wanted})
+            if prometheus:
+                self.monitoring.up(free_port)
             return [self.info(clusters[name]) for name in wanted]
+
+    def prometheus_url(self) -> str | None:
+        """The testbed's Prometheus (`up(..., prometheus=True)`), or None."""
+        return self.monitoring.url()
 
     def _network_sites(self) -> list[str] | None:
         return self.sites.sites() if self.sites.state_file.exists() else None
@@ -379,6 +397,8 @@ class Testbed:
             clusters = self._load()
             for cluster in clusters.values():
                 self._stop(cluster)
+            if self.monitoring.exists():
+                self.monitoring.down()
             if self.sites.state_file.exists():
                 self.sites.destroy()
             self.state_file.unlink(missing_ok=True)
@@ -678,6 +698,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="run each member in its topology site's network namespace (root only)",
     )
+    up.add_argument(
+        "--prometheus",
+        action="store_true",
+        help="with --sites: Prometheus and blackbox exporters measure RTT and loss between sites",
+    )
     for command in (up, commands.add_parser("down"), commands.add_parser("status")):
         command.add_argument("--dir", type=Path, required=True, help="the testbed's state folder")
     commands.add_parser("build", help="build or reuse the cached binaries, and print their folders")
@@ -690,13 +715,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     testbed = Testbed(args.dir)
     if args.command == "up":
         started = time.monotonic()
+        if args.prometheus and not args.sites:
+            parser.error("--prometheus needs --sites")
         clusters = testbed.up(
-            args.members, member_sites(args.members, args.topology) if args.sites else None
+            args.members,
+            member_sites(args.members, args.topology) if args.sites else None,
+            prometheus=args.prometheus,
         )
         if args.register:
             registration.register_members(clusters, args.topology)
         for cluster in clusters:
             print(f"{cluster.name} {cluster.kubeconfig} {cluster.server}")
+        if args.prometheus:
+            print(f"prometheus {testbed.prometheus_url()}")
         print(f"ready in {time.monotonic() - started:.1f} s", file=sys.stderr)
         return 0
     if args.command == "down":
@@ -707,6 +738,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     for info, alive, ready in testbed.status():
         processes = " ".join(f"{name}={'up' if up else 'DOWN'}" for name, up in alive.items())
         print(f"{info.name} {info.server} {'ready' if ready else 'NOT READY'} {processes}")
+        all_ready = all_ready and ready
+    if testbed.monitoring.exists():
+        alive = testbed.monitoring.status()
+        processes = " ".join(f"{name}={'up' if up else 'DOWN'}" for name, up in alive.items())
+        ready = alive.get("prometheus", False)
+        # A site's exporter is down with its site: only Prometheus decides readiness here.
+        print(f"prometheus {testbed.prometheus_url()} {'ready' if ready else 'NOT READY'} "
+              f"{processes}")  # fmt: skip
         all_ready = all_ready and ready
     return 0 if all_ready else 1
 
