@@ -5,6 +5,10 @@ Hostile member credentials, names the hub refuses, states that had no status, de
 hung, one hung member stalling the others, and one cluster registered twice. The operator runs
 as a separate process with short probe intervals, so that what a member's failure does shows
 within seconds.
+
+The module shares the testbed and the operator; each test works in a namespace of its own, and
+deletes its jobs and the MemberClusters it made before the next test starts (a member it pauses
+or deletes is back by then), so that each test passes alone and in any order.
 """
 
 from __future__ import annotations
@@ -63,6 +67,23 @@ def operator(
     finally:
         if running.process is not None:
             running.stop()
+
+
+@pytest.fixture
+def namespace(namespace: str, testbed: RunningTestbed, operator: Operator) -> Iterator[str]:
+    """The test's own namespace; its jobs are deleted after the test, by the running operator,
+    so that no later test shares the members with their shards or their deletion."""
+    yield namespace
+    testbed.kubectl("delete", "mljobs", "--all", "-n", namespace, "--timeout=60s", check=False)
+
+
+def log_offset(operator: Operator) -> int:
+    return operator.log.stat().st_size
+
+
+def log_since(operator: Operator, offset: int) -> str:
+    """What the operator logged since `offset`: the test's own part of the module's log."""
+    return operator.log.read_bytes()[offset:].decode(errors="replace")
 
 
 def job_manifest(
@@ -179,7 +200,9 @@ class HostileMember:
         time.sleep(PROBE_INTERVAL_S + 1)
 
     def __exit__(self, *_: object) -> None:
-        self.testbed.kubectl("delete", "membercluster", self.name, "--wait=false", check=False)
+        # Waited for: gone before the next test, and never left with the operator's finalizer
+        # when the module's operator stops.
+        self.testbed.kubectl("delete", "membercluster", self.name, "--timeout=30s", check=False)
         self.testbed.kubectl("delete", "secret", self.name, "-n", self.secret_namespace,
                              check=False)  # fmt: skip
 
@@ -298,7 +321,7 @@ def test_a_secret_outside_the_system_namespace_is_refused_at_apply_and_never_rea
         time.sleep(PROBE_INTERVAL_S + 1)
         assert leaks(testbed, operator, marker) == []
     finally:
-        testbed.kubectl("delete", "membercluster", name, "--wait=false", check=False)
+        testbed.kubectl("delete", "membercluster", name, "--timeout=30s", check=False)
         testbed.kubectl("delete", "namespace", elsewhere, "--wait=false", check=False)
 
 
@@ -310,6 +333,7 @@ def test_a_job_name_longer_than_a_label_value_is_placed_and_deployed(
     testbed: RunningTestbed, operator: Operator, namespace: str
 ) -> None:
     name = "a-very-long-job-name-" + "x" * 100  # a valid MLJob name, 121 characters
+    logged_from = log_offset(operator)
     apply(testbed, job_manifest(name, namespace))
     placement = eventually(lambda: get_json(testbed, "placement", name, "-n", namespace),
                            "the Placement of the long-named job")  # fmt: skip
@@ -318,7 +342,8 @@ def test_a_job_name_longer_than_a_label_value_is_placed_and_deployed(
     eventually(lambda: deployed_to(testbed, namespace, name), "its RayJob in a member")
     scheduled = condition(get_json(testbed, "mljob", name, "-n", namespace), "Scheduled")
     assert scheduled is not None and scheduled["status"] == "True"
-    assert "refused the Placement" not in operator.log.read_text()
+    # Only this test's part of the log: another test's job may have been refused before.
+    assert "refused the Placement" not in log_since(operator, logged_from)
 
 
 REFUSING_POLICY = """
@@ -548,7 +573,7 @@ def test_one_cluster_registered_twice_is_refused_and_nothing_flaps(
         original = condition(get_json(testbed, "membercluster", "member-1"), "Ready")
         assert original is not None and original["status"] == "True"
     finally:
-        testbed.kubectl("delete", "membercluster", "member-1-twin", "--wait=false", check=False)
+        testbed.kubectl("delete", "membercluster", "member-1-twin", "--timeout=60s", check=False)
 
 
 # ---------------------------------------------------------------------------------------------
