@@ -29,6 +29,7 @@ from continuum.operator.api import (
 from continuum.operator.api.validation import format_errors
 from continuum.operator.controller.context import OperatorContext
 from continuum.operator.reconcile.membership import (
+    also_registered_as,
     duplicate_of,
     invalid_status,
     probed_status,
@@ -104,6 +105,13 @@ def release_member(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         context.events.record_event(body, "Warning", "ShardsOrphaned",
                                     f"{ON_DELETE_ANNOTATION}: {ORPHAN}: the shard resources in "
                                     f"{name} are left there")  # fmt: skip
+        context.member_mirrors.retain(_others(context, name))
+        return
+    kept_by = also_registered_as(member, context.member_clusters())
+    if kept_by is not None:
+        context.events.record_event(body, "Normal", "ClusterStillRegistered",
+                                    f"MemberCluster {kept_by} registers the same cluster; the "
+                                    "shard resources in it stay")  # fmt: skip
         context.member_mirrors.retain(_others(context, name))
         return
     removed, why = _remove_shards(context, member)

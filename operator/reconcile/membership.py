@@ -126,6 +126,23 @@ def duplicate_of(
     return min(older, key=_registered).metadata.name if older else None
 
 
+def also_registered_as(member: MemberCluster, members: Sequence[MemberCluster]) -> str | None:
+    """Another MemberCluster, not being deleted, that reports the same cluster as `member`: the
+    cluster stays registered under it, and so do the shard resources in it."""
+    cluster_id = member.status.cluster_id if member.status else None
+    if not cluster_id:
+        return None
+    others = sorted(
+        other.metadata.name or ""
+        for other in members
+        if other.metadata.name != member.metadata.name
+        and other.metadata.deletion_timestamp is None
+        and other.status is not None
+        and other.status.cluster_id == cluster_id
+    )
+    return others[0] if others else None
+
+
 def invalid_status(
     current: Mapping[str, Any] | None, generation: int | None, errors: str, now: datetime
 ) -> dict[str, Any]:

@@ -576,6 +576,34 @@ def test_one_cluster_registered_twice_is_refused_and_nothing_flaps(
         testbed.kubectl("delete", "membercluster", "member-1-twin", "--timeout=60s", check=False)
 
 
+def test_deleting_the_second_registration_of_a_cluster_leaves_its_shards(
+    testbed: RunningTestbed, operator: Operator, namespace: str
+) -> None:
+    apply(testbed, job_manifest("shared", namespace, site="delft", residency="Site"))
+    eventually(lambda: deployed_to(testbed, namespace, "shared") == "member-1",
+               "the job's RayJob in member-1")  # fmt: skip
+    uids = {item["metadata"]["uid"] for item in rayjobs(testbed, namespace)["member-1"]}
+    twin = {
+        "apiVersion": "continuum.dev/v1alpha1", "kind": "MemberCluster",
+        "metadata": {"name": "member-1-second"},
+        "spec": {"tier": "Edge", "site": "delft", "region": "eu-west",
+                 "kubeconfigSecretRef": {"name": "member-1-kubeconfig", "namespace": SYSTEM},
+                 "capacity": {"cpu": "8", "memory": "32Gi"}},
+    }  # fmt: skip
+    apply(testbed, twin)
+    try:
+        eventually(
+            lambda: (c := condition(get_json(testbed, "membercluster", "member-1-second"),
+                                    "Ready")) and c["reason"] == "DuplicateCluster",
+            "the second registration refused as a duplicate",
+        )  # fmt: skip
+    finally:
+        testbed.kubectl("delete", "membercluster", "member-1-second", "--timeout=60s")
+    time.sleep(PROBE_INTERVAL_S)
+    left = {item["metadata"]["uid"] for item in rayjobs(testbed, namespace).get("member-1", [])}
+    assert left == uids, "the cluster's other MemberCluster still runs the job there"
+
+
 # ---------------------------------------------------------------------------------------------
 # A shard that cannot move
 

@@ -11,6 +11,7 @@ from continuum.operator.api import CapacitySource, MemberClusterStatus, Resource
 from continuum.operator.api.probe import ProbeResult
 from continuum.operator.reconcile.membership import (
     DUPLICATE_CLUSTER,
+    also_registered_as,
     duplicate_of,
     invalid_status,
     is_duplicate,
@@ -66,6 +67,20 @@ def test_a_member_is_usable_when_reached_not_a_duplicate_and_not_deleting(
         duplicate,
         usable,
     )
+
+
+# also_registered_as
+
+
+def test_a_cluster_another_live_member_cluster_reports_is_still_registered() -> None:
+    twin = MemberClusterWrapper("twin").cluster_id("id-1").deleting().obj()
+    original = MemberClusterWrapper("original").cluster_id("id-1").obj()
+    other = MemberClusterWrapper("other").cluster_id("id-2").obj()
+    assert also_registered_as(twin, [twin, original, other]) == "original"
+    assert also_registered_as(original, [twin, original, other]) is None  # the twin is going
+    assert also_registered_as(other, [twin, original, other]) is None
+    unknown = MemberClusterWrapper("unknown").obj()
+    assert also_registered_as(unknown, [unknown, original]) is None
 
 
 # duplicate_of
