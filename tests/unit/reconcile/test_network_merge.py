@@ -73,3 +73,25 @@ def test_nothing_measured_is_the_config_map_as_before() -> None:
         ("delft", "ghent"): (5.0, 100.0), ("ghent", "delft"): (5.0, 100.0),
     }  # fmt: skip
     assert merge_links((), {}) == ()
+
+
+def test_the_heartbeat_applies_none_of_the_signals_fields() -> None:
+    from continuum.operator.reconcile.membership import heartbeat_fields
+
+    status = {
+        "conditions": [
+            {"type": "Reachable", "status": "True"},
+            {"type": "Degraded", "status": "True"},
+            {"type": "Ready", "status": "True"},
+        ],
+        "risk": {"score": 0.9},
+        "latencyToSites": {"hub": 3.0},
+        "kubernetesVersion": "v1.37.2",
+    }
+    assert heartbeat_fields(status) == {
+        "conditions": [
+            {"type": "Reachable", "status": "True"},
+            {"type": "Ready", "status": "True"},
+        ],
+        "kubernetesVersion": "v1.37.2",
+    }
