@@ -7,7 +7,8 @@ and packets that go missing. The risk detector scores three signals over a slidi
 - `rttInflation`: how far the window's median RTT has risen above the member's own baseline,
   a low quantile of the RTTs it has answered with (as TCP keeps a minimum RTT), so that a far
   site with a high but steady RTT is not mistaken for a failing one, and a slow start does not
-  make a high baseline;
+  make a high baseline (counted against at least `baseline_floor_ms`, so that milliseconds of
+  queueing on a sub-millisecond link are not a tenfold rise);
 - `packetLoss`: the share of probes in the window that went unanswered;
 - `rttTrend`: whether the RTT rises steadily (a positive least-squares slope that explains
   most of the variance), as opposed to one spike.
