@@ -33,6 +33,13 @@ from continuum.operator.api.validation import format_errors
 
 LOG = logging.getLogger(__name__)
 REQUEST_TIMEOUT_S = 10.0
+# The field managers of MemberCluster status, each applying only its own fields with
+# server-side apply (conditions is a list-map keyed by type, so each owns its conditions):
+# the heartbeat owns Reachable and Ready and what the probe reads; the signals own Degraded,
+# risk and latencyToSites.
+HEARTBEAT_MANAGER = "continuum-heartbeat"
+SIGNALS_MANAGER = "continuum-signals"
+APPLY_PATCH = "application/apply-patch+yaml"
 PLURALS: dict[type[Resource], str] = {
     MLJob: "mljobs",
     Placement: "placements",
@@ -79,6 +86,33 @@ class Hub:
             if error.status == 409:
                 metrics.WRITE_CONFLICTS.labels(kind.__name__).inc()
             if error.status in (404, 409):
+                return None
+            raise
+        result: dict[str, Any] = written
+        return result
+
+    def apply_member_status(
+        self, name: str, status: dict[str, Any], manager: str
+    ) -> dict[str, Any] | None:
+        """Server-side applies `status` to the MemberCluster's status subresource as `manager`:
+        the fields it holds become (or stay) that manager's, a field the manager applied before
+        and leaves out now is removed, and every other manager's fields are untouched. Forced:
+        these fields are the operator's alone, whoever (an older operator's merge patch) wrote
+        them last. Returns the object as written, or None when it is gone."""
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "MemberCluster",
+            "metadata": {"name": name},
+            "status": status,
+        }
+        try:
+            written: Any = self.objects.patch_cluster_custom_object_status(
+                GROUP, VERSION, PLURALS[MemberCluster], name, body,
+                field_manager=manager, force=True, _content_type=APPLY_PATCH,
+                _request_timeout=REQUEST_TIMEOUT_S,
+            )  # fmt: skip
+        except ApiException as error:
+            if error.status == 404:
                 return None
             raise
         result: dict[str, Any] = written

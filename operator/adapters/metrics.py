@@ -36,3 +36,23 @@ WRITES_REFUSED = Counter(
     "Writes the hub refused for good (400, 403, 422), retried only after a backoff",
     ["kind"],
 )
+SIGNALS_UP = Gauge(
+    "continuum_signals_up",
+    "1 when the last read of the link signals from Prometheus succeeded, else 0 (the operator "
+    "then schedules on the last known risk and latencies)",
+)
+SIGNALS_READ_SECONDS = Histogram(
+    "continuum_signals_read_seconds",
+    "Wall time of one read of the link signals from Prometheus (four queries)",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+MEMBER_RISK = Gauge(
+    "continuum_member_risk",
+    "The member's failure risk (0..1) from its link signals, as published in status.risk",
+    ["member"],
+)
+MEMBER_DEGRADED = Gauge(
+    "continuum_member_degraded",
+    "1 when the member's Degraded condition is True, 0 when False, -1 when Unknown",
+    ["member"],
+)

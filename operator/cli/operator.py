@@ -10,6 +10,12 @@ import argparse
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from continuum.operator.recovery.signals import SignalsConfig
+
+PROMETHEUS_URL_ENV = "CONTINUUM_PROMETHEUS_URL"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -85,7 +91,51 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="how long a deleted MemberCluster that cannot be reached waits before its shard "
         "resources are left in it",
     )
+    signals = run_parser.add_argument_group(
+        "link signals",
+        "RTT, loss and risk of each member's link, read from Prometheus (docs/monitoring.md); "
+        "without --prometheus-url the network is the continuum-network ConfigMap alone",
+    )
+    signals.add_argument(
+        "--prometheus-url",
+        default=os.environ.get(PROMETHEUS_URL_ENV, ""),
+        metavar="URL",
+        help="read the link signals from this Prometheus (default: $"
+        f"{PROMETHEUS_URL_ENV}, which keeps credentials in the URL off the command line)",
+    )
+    signals.add_argument("--prometheus-timeout", type=float, default=5.0, metavar="SECONDS",
+                         help="each query's timeout")  # fmt: skip
+    signals.add_argument("--signals-interval", type=float, default=2.0, metavar="SECONDS",
+                         help="seconds between reads of the signals")  # fmt: skip
+    signals.add_argument("--risk-window", type=float, default=15.0, metavar="SECONDS",
+                         help="the probes the risk is assessed over")  # fmt: skip
+    signals.add_argument("--risk-confirm", type=int, default=5, metavar="PROBES",
+                         help="probes in a row at the alert score before a risk is published "
+                         "above 0.5")  # fmt: skip
+    signals.add_argument("--risk-history", type=float, default=300.0, metavar="SECONDS",
+                         help="the probes the RTT baseline is taken from")  # fmt: skip
+    signals.add_argument("--risk-baseline-floor", type=float, default=10.0, metavar="MS",
+                         help="the least baseline RTT inflation is counted against")  # fmt: skip
+    signals.add_argument("--degraded-loss", type=float, default=0.2, metavar="RATIO",
+                         help="a 30 s loss at or above this makes a member Degraded "
+                         "(PacketLoss)")  # fmt: skip
     run_parser.add_argument("--verbose", action="store_true")
+
+
+def signals_config(args: argparse.Namespace) -> SignalsConfig:
+    from dataclasses import replace
+
+    from continuum.operator.recovery.signals import SignalsConfig, probe_risk_config
+
+    risk = replace(
+        probe_risk_config(),
+        window_s=args.risk_window,
+        min_samples=max(1, round(args.risk_window * 2 / 3)),
+        confirm_assessments=args.risk_confirm,
+        baseline_history=max(1, round(args.risk_history)),
+        baseline_floor_ms=args.risk_baseline_floor,
+    )
+    return SignalsConfig(risk=risk, history_s=args.risk_history, degraded_loss=args.degraded_loss)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -118,6 +168,10 @@ def run(args: argparse.Namespace) -> int:
         member_timeout_s=args.member_timeout,
         member_cleanup_timeout_s=args.member_cleanup_timeout,
         namespaces=tuple(args.namespace),
+        prometheus_url=args.prometheus_url,
+        prometheus_timeout_s=args.prometheus_timeout,
+        signals_interval_s=args.signals_interval,
+        signals=signals_config(args),
     )
     context = OperatorContext(hub_client(args.kubeconfig), config=config)
     if args.metrics_port:

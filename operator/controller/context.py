@@ -25,6 +25,7 @@ from continuum.operator.api.keys import JobKey
 from continuum.operator.api.mljob import is_finished_phase
 from continuum.operator.controller.scheduling import WRITERS
 from continuum.operator.reconcile.shards import ClusterOutcome
+from continuum.operator.recovery.signals import SignalsConfig
 
 SYSTEM_NAMESPACE = "continuum-system"
 # On MLJobs, until every member is clean of the job's shards. Placements need none; one left
@@ -71,6 +72,12 @@ class OperatorConfig:
     member_cleanup_timeout_s: float = 600.0
     # The only namespaces whose jobs it handles, in the hub and in the members; empty: all.
     namespaces: tuple[str, ...] = ()
+    # Where the link signals are read (docs/monitoring.md); empty: no signals loop, and the
+    # scheduler's network is the continuum-network ConfigMap alone.
+    prometheus_url: str = field(default="", repr=False)
+    prometheus_timeout_s: float = 5.0
+    signals_interval_s: float = 2.0
+    signals: SignalsConfig = field(default_factory=SignalsConfig)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, Protocol
@@ -28,6 +28,12 @@ from continuum.operator.reconcile.admission import (
     tenant_status,
 )
 from continuum.operator.reconcile.memo import Memo
+from continuum.operator.reconcile.network import (
+    LATENCY_KEY,
+    OVERRIDE_KEY,
+    measured_rtts,
+    merge_links,
+)
 from continuum.operator.reconcile.placement import (
     JobPlan,
     placements_by_job,
@@ -42,7 +48,6 @@ from continuum.schedulers.model import CycleResult, Link
 from continuum.schedulers.policy import schedule
 
 LOG = logging.getLogger(__name__)
-LATENCY_KEY = "latency.csv"
 # Concurrent writes of Placements and statuses: enough to hide request latency, few enough not
 # to crowd the API server's priority-and-fairness queues.
 WRITERS = 8
@@ -66,18 +71,28 @@ class PlacementWriteQueue(Protocol):
         ...
 
 
-def _links(store: ObjectStore, system_namespace: str) -> tuple[Link, ...]:
-    """Site-to-site RTT and bandwidth from the `continuum-network` ConfigMap, in the latency
-    CSV format of the benchmarks. A bad file is logged and ignored: defaults apply."""
-    data = store.config_map_data(system_namespace, NETWORK_CONFIG_MAP)
-    text = data.get(LATENCY_KEY)
+def _parse_links(data: Mapping[str, str], key: str) -> tuple[Link, ...]:
+    text = data.get(key)
     if not text:
         return ()
     try:
-        return parse_latency(text, f"ConfigMap {NETWORK_CONFIG_MAP} key {LATENCY_KEY}")
+        return parse_latency(text, f"ConfigMap {NETWORK_CONFIG_MAP} key {key}")
     except FormatError as error:
-        LOG.warning("ignoring the network ConfigMap: %s", error)
+        LOG.warning("ignoring %s of the network ConfigMap: %s", key, error)
         return ()
+
+
+def _links(
+    store: ObjectStore, system_namespace: str, members: Sequence[MemberCluster]
+) -> tuple[Link, ...]:
+    """Site-to-site RTT and bandwidth: measured (the members' status.latencyToSites), the
+    `continuum-network` ConfigMap's `latency.csv` for pairs not measured, its `override.csv`
+    over both (`reconcile/network.py`), in the latency CSV format of the benchmarks. A bad
+    file is logged and ignored."""
+    data = store.config_map_data(system_namespace, NETWORK_CONFIG_MAP)
+    return merge_links(
+        _parse_links(data, LATENCY_KEY), measured_rtts(members), _parse_links(data, OVERRIDE_KEY)
+    )
 
 
 # A job's status after a cycle, per job version and what the cycle meant for it: making the
@@ -187,7 +202,12 @@ def run_cycle(
         if placement.spec.job_ref.uid in (None, uids.get(key))
     }
     snapshot = build_snapshot(
-        members, tenants, admitted, placements, _links(store, system_namespace), now.timestamp()
+        members,
+        tenants,
+        admitted,
+        placements,
+        _links(store, system_namespace, members),
+        now.timestamp(),
     )
     result = schedule(snapshot, policy)
 

@@ -12,6 +12,7 @@ import kopf
 from kubernetes.client.exceptions import ApiException
 
 from continuum.operator.adapters import metrics
+from continuum.operator.adapters.hub import HEARTBEAT_MANAGER
 from continuum.operator.adapters.kube import describe_connection_error
 from continuum.operator.adapters.member_gate import (
     CONNECTION_ERRORS,
@@ -31,6 +32,7 @@ from continuum.operator.controller.context import OperatorContext
 from continuum.operator.reconcile.membership import (
     also_registered_as,
     duplicate_of,
+    heartbeat_fields,
     invalid_status,
     probed_status,
 )
@@ -52,17 +54,17 @@ def _is_ready(status: MemberClusterStatus | None) -> bool:
 
 
 @kopf.timer(GROUP, VERSION, "memberclusters", interval=PROBE_INTERVAL_S, idle=0)
-def heartbeat(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, **_: Any) -> None:
+def heartbeat(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     context: OperatorContext = memo.context
     metrics.RECONCILES.labels("MemberCluster").inc()
     member = validate_resource(body)
     if not isinstance(member, MemberCluster):
         # The CRD took a spec the models refuse: say so where the probe's answer would be.
         errors = format_errors(member) if isinstance(member, list) else "not a MemberCluster"
-        patch.status.update(
-            invalid_status(body.get("status"), body.metadata.get("generation"), errors,
-                           context.clock())
-        )  # fmt: skip
+        invalid = invalid_status(body.get("status"), body.metadata.get("generation"), errors,
+                                context.clock())  # fmt: skip
+        context.hub.apply_member_status(body.metadata.name or "", heartbeat_fields(invalid),
+                                        HEARTBEAT_MANAGER)  # fmt: skip
         return
     name = member.metadata.name or ""
     before = member.status
@@ -77,7 +79,9 @@ def heartbeat(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, **_: Any) -> 
     context.health.probed(name, usable)
     metrics.MEMBER_ANSWERING.labels(name).set(1 if probe.answered else 0)
     status = probed_status(member, probe, context.clock())
-    patch.status.update(status.to_dict())
+    # Its own fields only, by server-side apply: the signals loop writes Degraded, risk and
+    # latencyToSites of the same status, which this body may hold older versions of.
+    context.hub.apply_member_status(name, heartbeat_fields(status.to_dict()), HEARTBEAT_MANAGER)
     if _is_ready(before) != _is_ready(status):
         context.wake_scheduler.set()
         context.ask_jobs_on(name)

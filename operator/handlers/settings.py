@@ -19,6 +19,7 @@ from continuum.operator.adapters.webhook_certs import self_signed
 from continuum.operator.controller.context import FINALIZER, OperatorContext
 from continuum.operator.controller.cycle import scheduling_loop
 from continuum.operator.controller.placements import start_controller
+from continuum.operator.controller.signals import start_signals
 
 WEBHOOK_CONFIGURATION = "continuum.dev"
 ANNOTATION_PREFIX = "continuum.dev"
@@ -88,6 +89,8 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     )
     thread.start()
     memo.scheduler_thread = thread
+    # Only with --prometheus-url: the link signals into the members' status.
+    memo.signals_thread = start_signals(context)
 
 
 @kopf.on.cleanup()
@@ -95,9 +98,10 @@ def stop(memo: kopf.Memo, **_: Any) -> None:
     context: OperatorContext = memo.context
     context.stop.set()
     context.wake_scheduler.set()
-    thread: threading.Thread | None = getattr(memo, "scheduler_thread", None)
-    if thread is not None:
-        thread.join(timeout=10)
+    for name in ("scheduler_thread", "signals_thread"):
+        thread: threading.Thread | None = getattr(memo, name, None)
+        if thread is not None:
+            thread.join(timeout=10)
     context.placement_writes.stop()
     for lane in (context.placements, context.statuses):
         if lane is not None:

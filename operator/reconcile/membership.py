@@ -78,6 +78,26 @@ def probed_status(member: MemberCluster, probe: ProbeResult, now: datetime) -> M
     return status.model_copy(update=updates)
 
 
+# What the signals loop owns of a MemberCluster's status (recovery/signals.py); the heartbeat
+# applies everything else it sets.
+SIGNALS_FIELDS = frozenset({"risk", "latencyToSites"})
+SIGNALS_CONDITIONS = frozenset({MemberClusterConditionType.DEGRADED.value})
+
+
+def heartbeat_fields(status: Mapping[str, Any]) -> dict[str, Any]:
+    """The heartbeat's own part of a status in manifest form, for its server-side apply: not
+    the signals' fields nor their conditions, which the status read may hold from the other
+    writer and the heartbeat must neither own nor set back."""
+    fields = {key: value for key, value in status.items() if key not in SIGNALS_FIELDS}
+    if "conditions" in fields:
+        fields["conditions"] = [
+            condition
+            for condition in fields["conditions"]
+            if condition.get("type") not in SIGNALS_CONDITIONS
+        ]
+    return fields
+
+
 def _condition(member: MemberCluster, kind: MemberClusterConditionType) -> Condition | None:
     conditions = member.status.conditions if member.status else []
     return next((condition for condition in conditions if condition.type == kind), None)

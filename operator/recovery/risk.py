@@ -7,7 +7,8 @@ and packets that go missing. The risk detector scores three signals over a slidi
 - `rttInflation`: how far the window's median RTT has risen above the member's own baseline,
   a low quantile of the RTTs it has answered with (as TCP keeps a minimum RTT), so that a far
   site with a high but steady RTT is not mistaken for a failing one, and a slow start does not
-  make a high baseline;
+  make a high baseline (counted against at least `baseline_floor_ms`, so that milliseconds of
+  queueing on a sub-millisecond link are not a tenfold rise);
 - `packetLoss`: the share of probes in the window that went unanswered;
 - `rttTrend`: whether the RTT rises steadily (a positive least-squares slope that explains
   most of the variance), as opposed to one spike.
@@ -48,6 +49,9 @@ class RiskConfig:
     # The baseline is this quantile of the last `baseline_history` answered RTTs.
     baseline_quantile: float = 0.1
     baseline_history: int = 400
+    # The inflation is the median RTT over max(baseline, this): on a link whose RTT is a
+    # fraction of a millisecond, a few milliseconds of queueing are not a rise that matters.
+    baseline_floor_ms: float = 1e-3
     # The inflation (median RTT over baseline) at which that signal counts in full.
     rtt_inflation_full: float = 6.0
     # The loss ratio at which that signal counts in full.
@@ -68,6 +72,10 @@ class RiskConfig:
             raise ValueError("need 0 <= unconfirmed_cap < alert_score <= 1")
         if not 0.0 <= self.release_score <= self.alert_score:
             raise ValueError("need 0 <= release_score <= alert_score")
+        if self.window_s <= 0 or self.min_samples < 1 or self.baseline_samples < 1:
+            raise ValueError("need window_s > 0, min_samples >= 1 and baseline_samples >= 1")
+        if self.baseline_floor_ms < 0 or not 0.0 <= self.baseline_quantile <= 1.0:
+            raise ValueError("need baseline_floor_ms >= 0 and 0 <= baseline_quantile <= 1")
 
 
 @dataclass(frozen=True)
@@ -143,7 +151,7 @@ class RiskDetector:
         answered = [(s.at_s, s.rtt_ms) for s in window if s.rtt_ms is not None]
         loss = 1.0 - len(answered) / len(window)
         median_rtt = statistics.median(v for _, v in answered) if answered else math.inf
-        inflation = median_rtt / max(baseline, 1e-3)
+        inflation = median_rtt / max(baseline, config.baseline_floor_ms, 1e-3)
         slope, r2 = linear_trend(answered)
         inflation_signal = _clamp((inflation - 1.0) / (config.rtt_inflation_full - 1.0))
         loss_signal = _clamp(loss / config.loss_full)
@@ -166,6 +174,7 @@ class RiskDetector:
             "packetLoss": round(loss, 3),
             "rttSlopeMsPerS": round(slope, 3),
             "rttTrendR2": round(r2, 3),
+            "rttTrend": round(trend_signal, 3),
         }
         if clear:
             reason = (

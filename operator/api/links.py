@@ -1,0 +1,40 @@
+"""What Prometheus says of the links between places: the link-signals adapter reads it, the
+risk model and the MemberCluster status are made from it. Plain data, no I/O.
+
+A *place* is a site of the topology or the hub (named `hub`, where the operator runs). Pairs
+are ordered, (source, target), as the blackbox probes' `source_site` and `target_site` labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+HUB_PLACE: Final = "hub"
+"""The hub's place in the probes' labels (`source_site="hub"`), and its key in a MemberCluster's
+status.latencyToSites: the RTT the hub measures to the member's site."""
+
+Pair = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class ProbeSample:
+    """One probe: when (Unix seconds) and its round trip in ms, None when unanswered."""
+
+    at_s: float
+    rtt_ms: float | None
+
+
+@dataclass(frozen=True)
+class LinkReadings:
+    """One read of the links, at `at_s` (Unix seconds).
+
+    `samples`: every probe of the pairs read raw, in time order, over the read's window;
+    `rtt_ms` and `loss`: the recorded mean RTT and loss ratio of every pair over the rules'
+    window (an RTT is absent when no probe was answered; the loss is then 1)."""
+
+    at_s: float
+    samples: Mapping[Pair, tuple[ProbeSample, ...]] = field(default_factory=dict)
+    rtt_ms: Mapping[Pair, float] = field(default_factory=dict)
+    loss: Mapping[Pair, float] = field(default_factory=dict)

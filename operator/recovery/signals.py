@@ -1,0 +1,250 @@
+"""A member's link signals, from what Prometheus measured, into the part of its status the
+signals own: `risk`, `latencyToSites` and the `Degraded` condition. Pure: the readings and the
+time come in, a status fragment goes out.
+
+The risk detector is replayed, each time, over the probes Prometheus holds for the hub's pair
+to the member's site: a fresh `RiskDetector` sees the last `history_s` seconds of probes (its
+baseline) and is assessed at each probe of the last `assess_s` seconds (so that a rise must
+hold for `confirm_assessments` probes, and an alert holds while the evidence stays above the
+release score). Nothing is kept between reads: the state is Prometheus's, and an operator
+restarted reaches the same verdict from the same probes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+from continuum.operator.api import (
+    ConditionStatus,
+    MemberCluster,
+    MemberClusterConditionType,
+    MemberClusterStatus,
+    Risk,
+    upsert_condition,
+)
+from continuum.operator.api.links import HUB_PLACE, LinkReadings, ProbeSample
+from continuum.operator.recovery.risk import (
+    HeartbeatDetector,
+    HeartbeatVerdict,
+    LinkSample,
+    RiskAssessment,
+    RiskConfig,
+    RiskDetector,
+)
+
+# The Degraded condition's reasons.
+PROBES_UNANSWERED: Final = "ProbesUnanswered"
+LINK_DEGRADING: Final = "LinkDegrading"
+PACKET_LOSS: Final = "PacketLoss"
+LINK_HEALTHY: Final = "LinkHealthy"
+NO_PROBES: Final = "NoProbes"
+SIGNALS_UNAVAILABLE: Final = "SignalsUnavailable"
+
+
+def probe_risk_config() -> RiskConfig:
+    """The risk detector's settings for blackbox probes once a second (the demo's defaults
+    assume ten a second). At 1 Hz:
+
+    - `window_s` 15: the median and the trend fit of 15 probes; the median ignores up to 7
+      spikes, a straight-line fit over 15 noisy points reaches R² 0.5 by chance well under 1%
+      of the time, and a loss of 1/15 (6.7%) is the finest step. Short enough that a failing
+      link is confirmed within about 20 s, as a failed site must be detected within 15 s of
+      its failure (monitoring.md) and the trend comes before it;
+    - `min_samples` 10: a window two thirds full; fewer probes scraped is no verdict;
+    - `baseline_samples` 10, `baseline_history` 300: the baseline is the 10th percentile of the
+      last 5 minutes of answered probes, so a degradation must last about 4.5 minutes before
+      it becomes the new normal;
+    - `baseline_floor_ms` 10: a few milliseconds of queueing are noise on any WAN path, and a
+      ratio to a sub-millisecond baseline (a LAN, or the testbed) would call them a tenfold
+      rise; the inflation is counted against at least 10 ms;
+    - `confirm_assessments` 5: five probes in a row (5 s) at or above the alert score before it
+      is published above `unconfirmed_cap`, against the demo's three at 10 Hz (0.3 s): one
+      noisy second must never move shards;
+    - the rest as the demo: inflation counts fully at 6x the baseline, loss at 30%, a trend
+      from R² 0.5, alert at 0.6, release below 0.35.
+    """
+    return RiskConfig(
+        window_s=15.0,
+        min_samples=10,
+        baseline_samples=10,
+        baseline_quantile=0.1,
+        baseline_history=300,
+        baseline_floor_ms=10.0,
+        confirm_assessments=5,
+    )
+
+
+@dataclass(frozen=True)
+class SignalsConfig:
+    risk: RiskConfig = field(default_factory=probe_risk_config)
+    history_s: float = 300.0
+    """How far back the probes are read: the baseline's history."""
+    assess_s: float = 60.0
+    """The replay assesses at every probe of this last stretch (the confirmation and the
+    hysteresis of an alert live within it)."""
+    misses_to_fail: int = 3
+    """Probes in a row unanswered that make the site's link count as down (ProbesUnanswered)."""
+    degraded_loss: float = 0.2
+    """A recorded loss (30 s mean) at or above this is Degraded, reason PacketLoss."""
+    stale_s: float = 10.0
+    """Probes older than this, with none newer, are no probes: Prometheus stopped scraping."""
+    risk_step: float = 0.05
+    """A new risk score is written when it moved by at least this, ..."""
+    latency_step_ms: float = 1.0
+    latency_step_ratio: float = 0.05
+    """... and an RTT when it moved by more than the larger of these (absolute, relative)."""
+
+    def __post_init__(self) -> None:
+        if self.history_s < self.risk.window_s or self.assess_s <= 0:
+            raise ValueError("need history_s >= the risk window and assess_s > 0")
+        if self.misses_to_fail < 1 or not 0.0 < self.degraded_loss <= 1.0:
+            raise ValueError("need misses_to_fail >= 1 and 0 < degraded_loss <= 1")
+
+
+@dataclass(frozen=True)
+class LinkAssessment:
+    """The hub's link to one site: the risk detector's last verdict and the heartbeat's."""
+
+    risk: RiskAssessment
+    heartbeat: HeartbeatVerdict | None
+    probes: int
+    """how many probes were replayed"""
+
+
+def assess_link(
+    samples: Sequence[ProbeSample], now_s: float, config: SignalsConfig
+) -> LinkAssessment | None:
+    """Replays the probes (in time order, none after `now_s`) into a fresh detector; None when
+    there are none recent enough to judge by."""
+    recent = [s for s in samples if now_s - config.history_s <= s.at_s <= now_s]
+    if not recent or recent[-1].at_s < now_s - config.stale_s:
+        return None
+    detector = RiskDetector(config.risk)
+    heartbeat = HeartbeatDetector(config.misses_to_fail)
+    verdict: HeartbeatVerdict | None = None
+    assessment = RiskAssessment(now_s, 0.0, 0.0, False, reason="not enough samples yet")
+    assess_from = recent[-1].at_s - config.assess_s
+    for probe in recent:
+        sample = LinkSample(probe.at_s, probe.rtt_ms)
+        detector.observe(sample)
+        verdict = heartbeat.observe(sample)
+        if probe.at_s >= assess_from:
+            assessment = detector.assess(probe.at_s)
+    return LinkAssessment(assessment, verdict, len(recent))
+
+
+def latency_to_sites(site: str, readings: LinkReadings) -> dict[str, float]:
+    """From the member's site to every other site measured, and from the hub (key `hub`) to
+    it: the recorded RTTs, in ms, rounded to 0.1 ms."""
+    found = {
+        target: round(rtt, 1)
+        for (source, target), rtt in readings.rtt_ms.items()
+        if source == site and target not in (site, HUB_PLACE)
+    }
+    hub = readings.rtt_ms.get((HUB_PLACE, site))
+    if hub is not None:
+        found[HUB_PLACE] = round(hub, 1)
+    return dict(sorted(found.items()))
+
+
+def _degraded(
+    site: str, link: LinkAssessment | None, loss: float | None, config: SignalsConfig
+) -> tuple[ConditionStatus, str, str]:
+    if link is None:
+        return (ConditionStatus.UNKNOWN, NO_PROBES,
+                f"Prometheus holds no recent probes from the hub to {site}")  # fmt: skip
+    if link.heartbeat is not None and not link.heartbeat.reachable:
+        misses = link.heartbeat.consecutive_misses
+        return (ConditionStatus.TRUE, PROBES_UNANSWERED,
+                f"the last {misses} probes from the hub to {site} were not answered")  # fmt: skip
+    if link.risk.clear:
+        return ConditionStatus.TRUE, LINK_DEGRADING, link.risk.reason
+    if loss is not None and loss >= config.degraded_loss:
+        return (ConditionStatus.TRUE, PACKET_LOSS,
+                f"{loss:.0%} of the probes from the hub to {site} in the last 30 s were "
+                "lost")  # fmt: skip
+    return ConditionStatus.FALSE, LINK_HEALTHY, link.risk.reason
+
+
+def _risk(link: LinkAssessment, config: SignalsConfig) -> Risk:
+    signals = dict(link.risk.signals)
+    if link.heartbeat is not None:
+        misses = link.heartbeat.consecutive_misses
+        signals["heartbeatMissRatio"] = round(min(1.0, misses / config.misses_to_fail), 3)
+    return Risk(score=link.risk.score, signals=signals)
+
+
+def signals_status(
+    member: MemberCluster,
+    readings: LinkReadings | None,
+    now: datetime,
+    config: SignalsConfig,
+    unavailable: str = "",
+) -> dict[str, Any]:
+    """The signals-owned part of the member's status (`conditions` holding Degraded alone,
+    `risk`, `latencyToSites`), to be applied by the signals' field manager. `readings` None:
+    Prometheus could not be read (`unavailable` says why); Degraded is then Unknown and the risk
+    and latencies stay as they were, as they do when no probe of the site is recent."""
+    status = member.status or MemberClusterStatus()
+    site = member.spec.site
+    risk, latency = status.risk, dict(status.latency_to_sites)
+    if readings is None:
+        state, reason = ConditionStatus.UNKNOWN, SIGNALS_UNAVAILABLE
+        message = (
+            f"{unavailable or 'Prometheus could not be read'}; the last known risk and "
+            "latencies stand"
+        )
+    else:
+        link = assess_link(readings.samples.get((HUB_PLACE, site), ()), readings.at_s, config)
+        latency = latency_to_sites(site, readings)
+        state, reason, message = _degraded(site, link, readings.loss.get((HUB_PLACE, site)), config)
+        if link is not None:
+            risk = _risk(link, config)
+    conditions = upsert_condition(
+        status.conditions, MemberClusterConditionType.DEGRADED, state, reason, message,
+        observed_generation=member.metadata.generation, now=now,
+    )  # fmt: skip
+    degraded = next(c for c in conditions if c.type == MemberClusterConditionType.DEGRADED)
+    fragment = MemberClusterStatus.model_validate(
+        {"conditions": [degraded], "latencyToSites": latency}
+        | ({"risk": risk} if risk is not None else {})
+    )
+    return fragment.to_dict()
+
+
+def _condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
+    return next((c for c in status.get("conditions") or [] if c.get("type") == kind), {})
+
+
+def worth_writing(
+    current: Mapping[str, Any] | None, fragment: Mapping[str, Any], config: SignalsConfig
+) -> bool:
+    """Whether `fragment` differs from the member's raw status `current` by enough to write:
+    Degraded's status or reason, the risk score by `risk_step`, a latency added, gone or moved
+    by more than the larger of `latency_step_ms` and `latency_step_ratio`. Noise alone writes
+    nothing; what the status shows is then at most that far from the measurement."""
+    current = current or {}
+    old, new = _condition(current, "Degraded"), _condition(fragment, "Degraded")
+    if (old.get("status"), old.get("reason")) != (new.get("status"), new.get("reason")):
+        return True
+    old_risk, new_risk = current.get("risk"), fragment.get("risk")
+    if (old_risk is None) != (new_risk is None):
+        return True
+    if (
+        old_risk is not None
+        and new_risk is not None
+        and abs(float(old_risk["score"]) - float(new_risk["score"])) >= config.risk_step
+    ):
+        return True
+    old_latency: Mapping[str, float] = current.get("latencyToSites") or {}
+    new_latency: Mapping[str, float] = fragment.get("latencyToSites") or {}
+    if set(old_latency) != set(new_latency):
+        return True
+    return any(
+        abs(new_latency[key] - old_latency[key])
+        > max(config.latency_step_ms, config.latency_step_ratio * old_latency[key])
+        for key in new_latency
+    )

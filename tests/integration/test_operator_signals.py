@@ -1,0 +1,321 @@
+"""The operator's link signals on the testbed's sites and its real Prometheus: a member's
+measured RTT in its status.latencyToSites, a degrading link raising its status.risk and its
+Degraded condition (and moving a proactive job's shard before it fails), and Prometheus down
+costing the signals only.
+
+Needs CONTINUUM_TESTBED_SITES=1 CONTINUUM_TESTBED_PROMETHEUS=1 (root): the session's testbed
+then runs each member at its site (member-1 delft, member-2 eindhoven, member-3 ghent,
+member-4 frankfurt) behind the link emulator, and Prometheus probes every pair once a second.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from e2e.operator_process import REPO, Operator, condition, get_json
+from e2e.pytest_plugin import RunningTestbed
+from e2e.pytest_plugin import eventually as wait_until
+from e2e.registration import register_members
+from e2e.sites import Sites
+
+pytestmark = pytest.mark.integration
+
+SHAPED, MEMBER = "delft", "member-1"
+# The recording rules' 30 s window, a rule interval, a signals interval and a probe in flight.
+SETTLE_S = 30.0 + 2.0 + 2.0 + 1.0
+TIMELINE: list[str] = []
+
+
+def eventually(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
+    return wait_until(check, what, timeout, interval=0.5)
+
+
+def note(line: str) -> None:
+    """Figures the test measured, printed at the end of the module (pytest -s shows them)."""
+    TIMELINE.append(line)
+    print(line)
+
+
+@pytest.fixture(scope="module")
+def sites(testbed: RunningTestbed) -> Iterator[Sites]:
+    if testbed.prometheus_url is None:
+        pytest.skip("needs CONTINUUM_TESTBED_SITES=1 CONTINUUM_TESTBED_PROMETHEUS=1")
+    bed_sites = testbed.testbed.sites
+    yield bed_sites
+    for site, link in bed_sites.links().items():
+        if link["state"] != "up":
+            bed_sites.restore(site)
+        bed_sites.shape(site, 0.0)
+
+
+@pytest.fixture(scope="module")
+def operator(
+    testbed: RunningTestbed, sites: Sites, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Operator]:
+    register_members([testbed.hub, *testbed.members], None)
+    testbed.kubectl("apply", "-f", str(REPO / "examples" / "tenants.yaml"))
+    assert testbed.prometheus_url is not None
+    running = Operator(
+        testbed.hub.kubeconfig,
+        tmp_path_factory.mktemp("operator-signals") / "log",
+        ["--prometheus-url", testbed.prometheus_url, "--signals-interval", "2"],
+    )
+    running.start()
+    try:
+        yield running
+    finally:
+        if running.process is not None:
+            running.stop()
+        for line in TIMELINE:
+            print(line)
+
+
+def member(testbed: RunningTestbed, name: str = MEMBER) -> dict[str, Any]:
+    found: dict[str, Any] = get_json(testbed, "membercluster", name) or {}
+    return found
+
+
+def degraded(obj: dict[str, Any]) -> tuple[str, str] | None:
+    found = condition(obj, "Degraded")
+    return (found["status"], found["reason"]) if found else None
+
+
+def metric(operator: Operator, name: str) -> float | None:
+    code, text = operator.probe("/metrics")
+    if code != 200:
+        return None
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def apply_job(testbed: RunningTestbed, name: str, proactive: bool) -> None:
+    fault = (
+        "\n  faultTolerance: {proactive: {enabled: true, riskThreshold: 0.5}}" if proactive else ""
+    )
+    testbed.kubectl(
+        "apply",
+        "-f",
+        "-",
+        stdin=f"""
+apiVersion: continuum.dev/v1alpha1
+kind: MLJob
+metadata: {{name: {name}, namespace: default}}
+spec:
+  mode: Training
+  tenant: research
+  shards: {{count: 1, resources: {{cpu: 500m, memory: 1Gi}}}}
+  ray: {{image: rayproject/ray:2.50.0, entrypoint: python -m train}}
+  data:
+    - {{name: {SHAPED}-sensors, site: {SHAPED}, rateMbps: 20, residency: Region}}
+  faultTolerance: {fault}
+""",
+    )
+
+
+def placement(testbed: RunningTestbed, job: str) -> dict[str, Any] | None:
+    found = get_json(testbed, "placement", job, "-n", "default")
+    return (found or {}).get("spec")
+
+
+def test_a_members_measured_rtt_is_in_its_status(
+    testbed: RunningTestbed, sites: Sites, operator: Operator
+) -> None:
+    # Healthy first: every member has latencies and Degraded False.
+    def all_healthy() -> bool:
+        items = get_json(testbed, "memberclusters")["items"]
+        return len(items) == 4 and all(
+            degraded(item) == ("False", "LinkHealthy")
+            and set(item["status"].get("latencyToSites", {})) >= {"hub"}
+            for item in items
+        )
+
+    eventually(all_healthy, "every member healthy with its latencies", timeout=90)
+    assert metric(operator, "continuum_signals_up") == 1.0
+    before = member(testbed)["status"]["latencyToSites"]
+    assert set(before) == {"hub", "eindhoven", "ghent", "frankfurt"}, before
+    # Reachable and Ready (the heartbeat's) and Degraded (the signals') side by side.
+    assert condition(member(testbed), "Ready")["status"] == "True"
+    managers = {
+        entry["manager"]
+        for entry in get_json(testbed, "membercluster", MEMBER, "--show-managed-fields")[
+            "metadata"
+        ].get("managedFields", [])
+        if entry.get("subresource") == "status"
+    }
+    assert {"continuum-heartbeat", "continuum-signals"} <= managers, managers
+
+    set_ms = 80.0
+    shaped_at = time.monotonic()
+    sites.shape(SHAPED, set_ms)
+    time.sleep(SETTLE_S)
+
+    def within(latency: dict[str, float], key: str) -> bool:
+        return abs(latency.get(key, -1.0) - set_ms) <= 0.2 * set_ms
+
+    def settled() -> dict[str, Any] | None:
+        mine = member(testbed)["status"]["latencyToSites"]
+        theirs = member(testbed, "member-2")["status"]["latencyToSites"]
+        return (
+            {"member-1": mine, "member-2": theirs}
+            if (within(mine, "hub") and within(mine, "eindhoven") and within(theirs, "delft"))
+            else None
+        )
+
+    found = eventually(settled, "latencyToSites within 20% of the set RTT", timeout=30)
+    note(
+        f"(a) delft shaped +{set_ms:.0f} ms: member-1 latencyToSites {found['member-1']}, "
+        f"member-2's delft {found['member-2']['delft']} ms, "
+        f"after {time.monotonic() - shaped_at:.0f} s"
+    )
+    sites.shape(SHAPED, 0.0)
+    eventually(
+        lambda: member(testbed)["status"]["latencyToSites"].get("hub", 99.0) < 10.0,
+        "member-1's RTT back down",
+        timeout=SETTLE_S + 30,
+    )
+
+
+def test_a_degrading_link_raises_the_risk_and_moves_a_proactive_shard(
+    testbed: RunningTestbed, sites: Sites, operator: Operator
+) -> None:
+    job = "signals-proactive"
+    apply_job(testbed, job, proactive=True)
+    spec = eventually(lambda: placement(testbed, job), "the job's Placement")
+    assert [decision["cluster"] for decision in spec["decisions"]] == [MEMBER], spec
+    # Healthy again after the first test's shaping (its RTT has left the risk window).
+    eventually(lambda: degraded(member(testbed)) == ("False", "LinkHealthy")
+               and member(testbed)["status"]["risk"]["score"] < 0.35,
+               "member-1 healthy", timeout=60)  # fmt: skip
+
+    # The link degrades: RTT climbs 0 -> 400 ms over 40 s, loss climbs to 12% each way.
+    started = time.monotonic()
+    started_wall = datetime.now(UTC)
+    raised_at: float | None = None
+    peak = 0.0
+    for step in range(21):
+        sites.shape(SHAPED, 20.0 * step, loss_pct=0.6 * step)
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            status = member(testbed).get("status", {})
+            peak = max(peak, (status.get("risk") or {}).get("score", 0.0))
+            if (
+                raised_at is None
+                and degraded({"status": status}) is not None
+                and degraded({"status": status})[0] == "True"
+            ):
+                raised_at = time.monotonic() - started
+                note(
+                    f"(b) Degraded True ({degraded({'status': status})[1]}) "
+                    f"{raised_at:.1f} s after the ramp began, risk {status['risk']}"
+                )
+            time.sleep(0.5)
+    if raised_at is None:
+        # holding at the peak: at most another 30 s
+        def raised() -> Any:
+            status = member(testbed)["status"]
+            return status if degraded({"status": status})[0] == "True" else None
+
+        status = eventually(raised, "Degraded True", timeout=30)
+        raised_at = time.monotonic() - started
+        note(
+            f"(b) Degraded True ({degraded({'status': status})[1]}) {raised_at:.1f} s after "
+            f"the ramp began, risk {status['risk']}"
+        )
+    status = member(testbed)["status"]
+    peak = max(peak, status["risk"]["score"])
+    note(f"(b) peak risk {peak}; at the end of the ramp: {status['risk']}")
+    assert peak > 0.5
+    assert metric(operator, 'continuum_member_risk{member="member-1"}') is not None
+
+    # (d) the proactive job's shard leaves member-1 before it fails.
+    def moved() -> dict[str, Any] | None:
+        spec = placement(testbed, job) or {}
+        proactive = [m for m in spec.get("migrations", []) if m["reason"] == "Proactive"]
+        return spec if proactive else None
+
+    spec = eventually(moved, "a Proactive migration in the Placement", timeout=30)
+    migration = next(m for m in spec["migrations"] if m["reason"] == "Proactive")
+    assert migration["from"] == MEMBER and migration["to"] != MEMBER
+    assert spec["decisions"][0]["cluster"] != MEMBER
+    moved_at = datetime.fromisoformat(migration["time"].replace("Z", "+00:00"))
+    note(
+        f"(d) Proactive migration {migration['from']} -> {migration['to']} at "
+        f"{(moved_at - started_wall).total_seconds():.1f} s after the ramp began "
+        f"(the Placement's migration time; the test saw it at "
+        f"{time.monotonic() - started:.1f} s)"
+    )
+
+    # Healthy again: the risk falls and Degraded turns False.
+    sites.shape(SHAPED, 0.0)
+    healed = time.monotonic()
+
+    def recovered() -> Any:
+        status = member(testbed)["status"]
+        return (
+            status
+            if degraded({"status": status}) == ("False", "LinkHealthy")
+            and (status["risk"]["score"] < 0.35)
+            else None
+        )
+
+    status = eventually(recovered, "Degraded False and a low risk", timeout=70)
+    note(
+        f"(b) Degraded False {time.monotonic() - healed:.1f} s after the link healed, "
+        f"risk {status['risk']['score']}"
+    )
+    testbed.kubectl("delete", "mljob", job, "-n", "default", "--wait=false")
+
+
+def test_prometheus_down_keeps_scheduling_and_says_so(
+    testbed: RunningTestbed, sites: Sites, operator: Operator
+) -> None:
+    monitoring = testbed.testbed.monitoring
+    url = testbed.prometheus_url
+    assert url is not None
+    port = int(url.rsplit(":", 1)[1])
+    pid = monitoring.processes()["prometheus"]
+    latency = member(testbed)["status"]["latencyToSites"]
+    os.kill(pid, signal.SIGTERM)
+    killed = time.monotonic()
+    try:
+
+        def unknown() -> bool:
+            items = get_json(testbed, "memberclusters")["items"]
+            return all(degraded(item) == ("Unknown", "SignalsUnavailable") for item in items)
+
+        eventually(unknown, "every member Degraded Unknown SignalsUnavailable", timeout=30)
+        note(
+            f"(c) Degraded Unknown on every member {time.monotonic() - killed:.1f} s after "
+            "Prometheus stopped"
+        )
+        assert metric(operator, "continuum_signals_up") == 0.0
+        after = member(testbed)["status"]
+        assert after["latencyToSites"] == latency
+        message = condition(member(testbed), "Degraded")["message"]
+        assert "127.0.0.1" in message and "connection failed" in message, message
+        # Scheduling goes on, on the last known latencies.
+        job = "signals-without-prometheus"
+        apply_job(testbed, job, proactive=False)
+        spec = eventually(lambda: placement(testbed, job), "a Placement without Prometheus")
+        assert spec["decisions"], spec
+        assert operator.is_running()
+        log = operator.log.read_text()
+        assert log.count("link signals unavailable") == 1, log[-3000:]
+        testbed.kubectl("delete", "mljob", job, "-n", "default", "--wait=false")
+    finally:
+        # Prometheus again, on its port (a fresh TSDB): the signals come back.
+        monitoring.up(lambda: port)
+    eventually(lambda: metric(operator, "continuum_signals_up") == 1.0, "signals up", timeout=60)
+    eventually(lambda: degraded(member(testbed)) == ("False", "LinkHealthy"),
+               "member-1 healthy again", timeout=60)  # fmt: skip
+    assert "link signals available again" in operator.log.read_text()
+    assert operator.is_running()
