@@ -62,21 +62,34 @@ class RunningTestbed:
         return result.stdout
 
 
-@pytest.fixture(scope="session")
-def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningTestbed]:
-    reused = os.environ.get("CONTINUUM_TESTBED_DIR")
-    bed = Testbed(Path(reused) if reused else tmp_path_factory.mktemp("testbed"))
-    # Opt-in: each member in its site's network namespace, behind the link emulator.
-    sites = member_sites(MEMBERS, None) if os.environ.get("CONTINUUM_TESTBED_SITES") else None
-    prometheus = sites is not None and bool(os.environ.get("CONTINUUM_TESTBED_PROMETHEUS"))
-    clusters = bed.up(MEMBERS, sites, prometheus=prometheus)
+def running_testbed(
+    directory: Path, sites: bool, prometheus: bool, keep: bool = False
+) -> Iterator[RunningTestbed]:
+    """A testbed of MEMBERS members in `directory`, up for as long as the generator is; with
+    `sites`, each member at its topology site, and with `prometheus` as well, Prometheus and
+    the blackbox exporters measuring the links. `keep` leaves it running afterwards."""
+    bed = Testbed(directory)
+    clusters = bed.up(MEMBERS, member_sites(MEMBERS, None) if sites else None,
+                      prometheus=sites and prometheus)  # fmt: skip
     hub = next(cluster for cluster in clusters if cluster.name == HUB)
     members = tuple(cluster for cluster in clusters if cluster.name != HUB)
     try:
-        yield RunningTestbed(bed, hub, members, bed.prometheus_url() if prometheus else None)
+        yield RunningTestbed(
+            bed, hub, members, bed.prometheus_url() if sites and prometheus else None
+        )
     finally:
-        if not reused:
+        if not keep:
             bed.down()
+
+
+@pytest.fixture(scope="session")
+def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningTestbed]:
+    reused = os.environ.get("CONTINUUM_TESTBED_DIR")
+    directory = Path(reused) if reused else tmp_path_factory.mktemp("testbed")
+    # Opt-in: each member in its site's network namespace, behind the link emulator.
+    sites = bool(os.environ.get("CONTINUUM_TESTBED_SITES"))
+    prometheus = bool(os.environ.get("CONTINUUM_TESTBED_PROMETHEUS"))
+    yield from running_testbed(directory, sites, prometheus, keep=bool(reused))
 
 
 def _fresh_namespace(testbed: RunningTestbed) -> Iterator[str]:

@@ -3,9 +3,9 @@ measured RTT in its status.latencyToSites, a degrading link raising its status.r
 Degraded condition (and moving a proactive job's shard before it fails), and Prometheus down
 costing the signals only.
 
-Needs CONTINUUM_TESTBED_SITES=1 CONTINUUM_TESTBED_PROMETHEUS=1 (root): the session's testbed
-then runs each member at its site (member-1 delft, member-2 eindhoven, member-3 ghent,
-member-4 frankfurt) behind the link emulator, and Prometheus probes every pair once a second.
+The module runs a testbed of its own (root, /dev/net/tun, Debian's prometheus and blackbox
+exporter): each member at its site (member-1 delft, member-2 eindhoven, member-3 ghent,
+member-4 frankfurt) behind the link emulator, and Prometheus probing every pair once a second.
 """
 
 from __future__ import annotations
@@ -19,13 +19,21 @@ from typing import Any
 
 import pytest
 
+from e2e import monitoring
 from e2e.operator_process import REPO, Operator, condition, get_json
-from e2e.pytest_plugin import RunningTestbed
+from e2e.pytest_plugin import RunningTestbed, running_testbed
 from e2e.pytest_plugin import eventually as wait_until
 from e2e.registration import register_members
-from e2e.sites import Sites
+from e2e.sites import Sites, requirements_missing
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(requirements_missing() is not None, reason=str(requirements_missing())),
+    pytest.mark.skipif(
+        monitoring.requirements_missing() is not None,
+        reason=str(monitoring.requirements_missing()),
+    ),
+]
 
 SHAPED, MEMBER = "delft", "member-1"
 # The recording rules' 30 s window, a rule interval, a signals interval and a probe in flight.
@@ -44,9 +52,13 @@ def note(line: str) -> None:
 
 
 @pytest.fixture(scope="module")
+def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningTestbed]:
+    """This module's own testbed, with sites and Prometheus (the session's has neither)."""
+    yield from running_testbed(tmp_path_factory.mktemp("testbed-signals"), True, True)
+
+
+@pytest.fixture(scope="module")
 def sites(testbed: RunningTestbed) -> Iterator[Sites]:
-    if testbed.prometheus_url is None:
-        pytest.skip("needs CONTINUUM_TESTBED_SITES=1 CONTINUUM_TESTBED_PROMETHEUS=1")
     bed_sites = testbed.testbed.sites
     yield bed_sites
     for site, link in bed_sites.links().items():
