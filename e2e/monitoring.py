@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from e2e.pids import has_exited, reap, write_json
 from e2e.sites import HUB, Sites
 
 REPO = Path(__file__).resolve().parent.parent
@@ -156,34 +157,21 @@ def _alive(pid: int, executable: str) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X") and running == executable
 
 
-def _gone(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
-
-
-def _reap(pid: int) -> None:
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
-
-
 def _stop(pid: int, executable: str) -> None:
     """SIGTERM, then SIGKILL after STOP_TIMEOUT_S; only if `pid` still runs `executable`."""
     if not _alive(pid, executable):
-        _reap(pid)
+        reap(pid)
         return
     for sig, wait_s in ((signal.SIGTERM, STOP_TIMEOUT_S), (signal.SIGKILL, STOP_TIMEOUT_S)):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
         deadline = time.monotonic() + wait_s
-        while not _gone(pid) and time.monotonic() < deadline:
-            _reap(pid)
+        while not has_exited(pid) and time.monotonic() < deadline:
+            reap(pid)
             time.sleep(0.05)
-        if _gone(pid):
+        if has_exited(pid):
             break
-    _reap(pid)
+    reap(pid)
 
 
 def _get(url: str, timeout_s: float = 2.0) -> str | None:
@@ -218,9 +206,7 @@ class Monitoring:
         return state
 
     def _save(self, state: dict[str, Any]) -> None:
-        temporary = self.state_file.with_suffix(".tmp")
-        temporary.write_text(json.dumps(state, indent=2) + "\n")
-        temporary.replace(self.state_file)
+        write_json(self.state_file, state)
 
     def exists(self) -> bool:
         return self.state_file.exists()
@@ -338,7 +324,7 @@ class Monitoring:
                                        log)  # fmt: skip
         deadline = time.monotonic() + EXEC_TIMEOUT_S
         while not _alive(pid, exporter):
-            if _gone(pid) or time.monotonic() > deadline:
+            if has_exited(pid) or time.monotonic() > deadline:
                 raise MonitoringError(f"{site}: the exporter did not start\n{_tail(log)}")
             time.sleep(0.01)
         if link["state"] != "up":

@@ -43,6 +43,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from e2e import netemu
+from e2e.pids import has_exited, reap, write_json
 
 PREFIX = "ctm-"
 NET = "10.77"
@@ -95,40 +96,27 @@ def _namespace_pids(name: str) -> list[int]:
     return [int(pid) for pid in _run("ip", "netns", "pids", name, check=False).stdout.split()]
 
 
-def _has_exited(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
-
-
-def _reap(pid: int) -> None:
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
-
-
 def _stop_pids(pids: Sequence[int], first: signal.Signals, timeout_s: float) -> None:
     """Sends `first` to each pid, waits up to `timeout_s` for them all, then SIGKILLs the rest."""
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, first)
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and not all(_has_exited(pid) for pid in pids):
+    while time.monotonic() < deadline and not all(has_exited(pid) for pid in pids):
         for pid in pids:
-            _reap(pid)
+            reap(pid)
         time.sleep(0.02)
     for pid in pids:
-        if not _has_exited(pid):
+        if not has_exited(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and not all(_has_exited(pid) for pid in pids):
+    while time.monotonic() < deadline and not all(has_exited(pid) for pid in pids):
         for pid in pids:
-            _reap(pid)
+            reap(pid)
         time.sleep(0.02)
     for pid in pids:
-        _reap(pid)
+        reap(pid)
 
 
 def _tun_owners(device_prefix: str) -> list[int]:
@@ -178,7 +166,7 @@ def _is_emulator(pid: int, state_file: Path) -> bool:
         arguments = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    return not _has_exited(pid) and str(state_file).encode() in arguments
+    return not has_exited(pid) and str(state_file).encode() in arguments
 
 
 @dataclass(frozen=True)
@@ -212,9 +200,7 @@ class Sites:
         return state
 
     def _save(self, state: dict[str, Any]) -> None:
-        temporary = self.state_file.with_suffix(".tmp")
-        temporary.write_text(json.dumps(state, indent=2) + "\n")
-        temporary.replace(self.state_file)
+        write_json(self.state_file, state)
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:

@@ -52,6 +52,7 @@ if __package__ in (None, ""):
 from e2e import binaries, pki, registration
 from e2e.binaries import kubectl
 from e2e.monitoring import Monitoring
+from e2e.pids import has_exited, reap, write_json
 from e2e.sites import Sites
 
 REPO = Path(__file__).resolve().parent.parent
@@ -114,25 +115,16 @@ class Process:
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT_S
-        while not _has_exited(self.pid) and time.monotonic() < deadline:
-            _reap(self.pid)
+        while not has_exited(self.pid) and time.monotonic() < deadline:
+            reap(self.pid)
             time.sleep(0.05)
-        if not _has_exited(self.pid):
+        if not has_exited(self.pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGKILL)
-            while not _has_exited(self.pid):
-                _reap(self.pid)
+            while not has_exited(self.pid):
+                reap(self.pid)
                 time.sleep(0.05)
-        _reap(self.pid)
-
-
-def _has_exited(pid: int) -> bool:
-    """Gone, or dead and waiting to be reaped (Z, X): nothing of it runs any more."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+        reap(self.pid)
 
 
 def _process_state(pid: int) -> str | None:
@@ -142,12 +134,6 @@ def _process_state(pid: int) -> str | None:
     except OSError:
         return None
     return stat.rsplit(")", 1)[1].split()[0]
-
-
-def _reap(pid: int) -> None:
-    """Collects the exit status of a child of this process, so it does not linger as a zombie."""
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
 
 
 class PortTakenError(RuntimeError):
@@ -280,10 +266,8 @@ class Testbed:
                 cluster.processes[key] = Process(process.pid, process.argv[0])
 
     def _save(self, clusters: dict[str, Cluster]) -> None:
-        temporary = self.state_file.with_suffix(".tmp")
         state = {"clusters": {name: asdict(cluster) for name, cluster in clusters.items()}}
-        temporary.write_text(json.dumps(state, indent=2) + "\n")
-        temporary.replace(self.state_file)
+        write_json(self.state_file, state)
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -523,7 +507,7 @@ class Testbed:
         pid = self.sites.start_process(site, key, [str(executable), *args], log)
         process = Process(pid, str(executable))
         deadline = time.monotonic() + EXEC_TIMEOUT_S
-        while not process.is_running() and not _has_exited(pid):
+        while not process.is_running() and not has_exited(pid):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{key}: `ip netns exec` did not run {executable}")
             time.sleep(0.01)

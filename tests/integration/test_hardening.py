@@ -544,20 +544,24 @@ def test_a_hung_member_costs_its_own_work_only(
 # One cluster registered twice
 
 
+def second_registration_of_member_1(name: str) -> dict[str, Any]:
+    """A MemberCluster `name` registering member-1's cluster again, with member-1's Secret."""
+    return {
+        "apiVersion": "continuum.dev/v1alpha1", "kind": "MemberCluster",
+        "metadata": {"name": name},
+        "spec": {"tier": "Edge", "site": "delft", "region": "eu-west",
+                 "kubeconfigSecretRef": {"name": "member-1-kubeconfig", "namespace": SYSTEM},
+                 "capacity": {"cpu": "8", "memory": "32Gi"}},
+    }  # fmt: skip
+
+
 def test_one_cluster_registered_twice_is_refused_and_nothing_flaps(
     testbed: RunningTestbed, operator: Operator, namespace: str
 ) -> None:
     apply(testbed, job_manifest("steady", namespace, site="delft", residency="Site"))
     eventually(lambda: deployed_to(testbed, namespace, "steady") == "member-1",
                "the job's RayJob in member-1")  # fmt: skip
-    twin = {
-        "apiVersion": "continuum.dev/v1alpha1", "kind": "MemberCluster",
-        "metadata": {"name": "member-1-twin"},
-        "spec": {"tier": "Edge", "site": "delft", "region": "eu-west",
-                 "kubeconfigSecretRef": {"name": "member-1-kubeconfig", "namespace": SYSTEM},
-                 "capacity": {"cpu": "8", "memory": "32Gi"}},
-    }  # fmt: skip
-    apply(testbed, twin)
+    apply(testbed, second_registration_of_member_1("member-1-twin"))
     try:
         ready = eventually(
             lambda: (c := condition(get_json(testbed, "membercluster", "member-1-twin"),
@@ -583,14 +587,7 @@ def test_deleting_the_second_registration_of_a_cluster_leaves_its_shards(
     eventually(lambda: deployed_to(testbed, namespace, "shared") == "member-1",
                "the job's RayJob in member-1")  # fmt: skip
     uids = {item["metadata"]["uid"] for item in rayjobs(testbed, namespace)["member-1"]}
-    twin = {
-        "apiVersion": "continuum.dev/v1alpha1", "kind": "MemberCluster",
-        "metadata": {"name": "member-1-second"},
-        "spec": {"tier": "Edge", "site": "delft", "region": "eu-west",
-                 "kubeconfigSecretRef": {"name": "member-1-kubeconfig", "namespace": SYSTEM},
-                 "capacity": {"cpu": "8", "memory": "32Gi"}},
-    }  # fmt: skip
-    apply(testbed, twin)
+    apply(testbed, second_registration_of_member_1("member-1-second"))
     try:
         eventually(
             lambda: (c := condition(get_json(testbed, "membercluster", "member-1-second"),

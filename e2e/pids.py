@@ -1,0 +1,33 @@
+"""Processes and state files the testbed, its sites and its monitoring keep: whether a process
+has exited, reaping a child, and writing a state file so that a reader never sees half of it.
+Standard library only: the testbed runs before any virtualenv exists."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def has_exited(pid: int) -> bool:
+    """Gone, or dead and waiting to be reaped (Z, X): nothing of it runs any more."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
+def reap(pid: int) -> None:
+    """Collects the exit status of a child of this process, so it does not linger as a zombie."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def write_json(path: Path, state: Any) -> None:
+    """Writes `state` to `path` through a temporary file and a rename: all of it or none."""
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(state, indent=2) + "\n")
+    temporary.replace(path)
