@@ -38,6 +38,7 @@ from continuum.operator.api import (
     Placement,
     upsert_condition,
 )
+from continuum.operator.api.keys import JobKey
 from continuum.operator.demo.network import HEALTHY_LINK, DegradingLink, LinkState
 from continuum.operator.demo.ray_executor import LocalRay, ShardExecutor
 from continuum.operator.demo.store import LocalStore
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from continuum.operator.demo.workloads.fedavg import TrainingConfig
+    from continuum.schedulers.model import Migration as SchedulerMigration
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -390,7 +392,7 @@ class FaultAct:
             for job, executor in executors.items():
                 executor.prepare(self.placement(job))
         for migration in result.migrations:
-            if migration.from_cluster == migration.to_cluster:
+            if migration.from_cluster == migration.to_cluster or not self._written(migration):
                 continue
             record = MigrationRecord(
                 job=migration.job_key,
@@ -474,6 +476,15 @@ class FaultAct:
             self.stop.wait(max(0.0, next_tick - time.monotonic()))
 
     # -- the placement controller and the shards ----------------------------------------------
+
+    def _written(self, migration: SchedulerMigration) -> bool:
+        """Whether the job's Placement holds the move: its write loses a race with a shard's
+        status update now and then, and the next cycle then decides the same move again."""
+        placement = self.placement(JobKey.parse(migration.job_key).name)
+        return placement is not None and any(
+            decision.shard == migration.shard_index and decision.cluster == migration.to_cluster
+            for decision in placement.spec.decisions
+        )
 
     def placement(self, job: str) -> Placement | None:
         return next(
