@@ -1124,6 +1124,7 @@ class _Cycle:
             without_self,
         ).total
         risky = m.clusters.risk[current] > groups.risk_threshold
+        risky &= np.array([m.jobs[spec.job].proactive for spec in specs], dtype=np.bool_)
         if not self.strategy.proactive:
             risky[:] = False
         options = self._running_options(specs, groups, current, allocated, risky, here)
@@ -1222,6 +1223,8 @@ class _Cycle:
         jobs = self.m.jobs
         default = self.config.default_risk_threshold
         for (job, _), cluster in self.occupied.items():
+            if not jobs[job].proactive:
+                continue
             threshold = jobs[job].risk_threshold
             if risk[cluster] > (default if threshold is None else threshold):
                 return True

@@ -180,6 +180,9 @@ class Job:
     allowed_tiers: tuple[Tier, ...] = ()
     tolerations: tuple[Toleration, ...] = ()
     risk_threshold: float | None = None
+    proactive: bool = True
+    """Whether the job's running shards move off a cluster whose risk passes its threshold
+    (False: they stay until the cluster fails; new shards still avoid risky clusters)."""
     submit_time_s: float = 0.0
     request_kb: float = 16.0
     service_ms: float = 2.0

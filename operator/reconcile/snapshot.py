@@ -162,6 +162,7 @@ def _convert_job(job: MLJob, selector: Mapping[str, str]) -> model.Job:
         else (),
         tolerations=_tolerations(spec.placement.tolerations) if spec.placement else (),
         risk_threshold=proactive.risk_threshold if proactive and proactive.enabled else None,
+        proactive=proactive is not None and proactive.enabled,
         submit_time_s=submitted,
     )
 

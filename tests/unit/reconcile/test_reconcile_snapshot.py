@@ -133,14 +133,22 @@ def test_a_plain_job_has_no_objectives_policy_or_proactive_threshold() -> None:
     assert converted.allowed_tiers == ()
     assert converted.tolerations == ()
     assert converted.risk_threshold is None
+    assert converted.proactive is False  # spec.faultTolerance.proactive.enabled defaults false
     assert converted.submit_time_s == 0.0  # no creationTimestamp yet
     assert converted.min_available is None
 
 
-def test_a_disabled_proactive_policy_gives_no_risk_threshold() -> None:
+def test_a_disabled_proactive_policy_gives_no_risk_threshold_and_no_proactive_moves() -> None:
     job = MLJobWrapper().proactive(risk_threshold=0.4, enabled=False).obj()
     (converted,) = build_snapshot([], TENANTS, [job], {}).jobs
     assert converted.risk_threshold is None
+    assert converted.proactive is False
+
+
+def test_an_enabled_proactive_policy_lets_the_job_move_before_a_failure() -> None:
+    job = MLJobWrapper().proactive(risk_threshold=0.4).obj()
+    (converted,) = build_snapshot([], TENANTS, [job], {}).jobs
+    assert (converted.risk_threshold, converted.proactive) == (0.4, True)
 
 
 # build_snapshot: placements, running shards and held capacity

@@ -171,6 +171,17 @@ def test_a_shard_on_a_risky_cluster_moves_proactively() -> None:
     ]
 
 
+def test_a_job_without_proactive_moves_stays_on_a_risky_cluster_until_it_fails() -> None:
+    risky = edge("delft-1", "delft", risk=0.9)
+    opted_out = replace(job("ns/j", data_site="delft"), proactive=False)
+    base = snapshot([risky, edge("delft-2", "delft")], [opted_out])
+    result = schedule(with_running(base, [RunningShard("ns/j", 0, "delft-1")]))
+    assert (result.decisions, result.migrations) == ((), ())
+    # New shards of it still avoid the risky cluster.
+    fresh = schedule(snapshot([risky, edge("delft-2", "delft")], [opted_out]))
+    assert placed_on(fresh) == {("ns/j", 0): "delft-2"}
+
+
 def test_running_shards_stay_put_without_a_reason() -> None:
     clusters = [edge("delft-1", "delft"), edge("eindhoven-1", "eindhoven"), cloud("cloud-1")]
     jobs = [
