@@ -56,3 +56,19 @@ MEMBER_DEGRADED = Gauge(
     "1 when the member's Degraded condition is True, 0 when False, -1 when Unknown",
     ["member"],
 )
+MIGRATIONS = Counter(
+    "continuum_migrations_total",
+    "Shard moves decided by the scheduler and written to Placements, by reason",
+    ["reason"],
+)
+HANDOFFS = Counter(
+    "continuum_handoffs_total",
+    "Make-before-break moves whose old copy was removed: outcome ReplacementRunning, or "
+    "TimedOut when the replacement did not run within the handoff timeout",
+    ["reason", "outcome"],
+)
+HANDOFF_SECONDS = Histogram(
+    "continuum_handoff_seconds",
+    "From a make-before-break move's decision to the removal of the shard's old copy",
+    buckets=(1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0),
+)

@@ -91,6 +91,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="how long a deleted MemberCluster that cannot be reached waits before its shard "
         "resources are left in it",
     )
+    run_parser.add_argument(
+        "--handoff-timeout",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="a shard moved before a failure (Proactive) or for a better place (Rebalance) "
+        "keeps running where it was until its replacement runs, or for at most this long",
+    )
     signals = run_parser.add_argument_group(
         "link signals",
         "RTT, loss and risk of each member's link, read from Prometheus (docs/monitoring.md); "
@@ -167,6 +175,7 @@ def run(args: argparse.Namespace) -> int:
         allowed_exec_commands=tuple(args.allow_exec_plugin),
         member_timeout_s=args.member_timeout,
         member_cleanup_timeout_s=args.member_cleanup_timeout,
+        handoff_timeout_s=args.handoff_timeout,
         namespaces=tuple(args.namespace),
         prometheus_url=args.prometheus_url,
         prometheus_timeout_s=args.prometheus_timeout,

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -25,7 +26,7 @@ from continuum.operator.adapters.member_gate import CONNECTION_ERRORS, MemberUna
 from continuum.operator.adapters.member_mirror import job_of
 from continuum.operator.adapters.member_writes import delete_resource
 from continuum.operator.adapters.workqueue import RetryLater, WorkQueue
-from continuum.operator.api import MLJob, MLJobStatus, Placement
+from continuum.operator.api import ApplyState, MLJob, MLJobStatus, Placement
 from continuum.operator.api.keys import JobKey
 from continuum.operator.api.shard_resources import SHARD_LABELS
 from continuum.operator.controller.context import (
@@ -44,11 +45,19 @@ from continuum.operator.controller.deletion import (
     take_off_finalizer,
 )
 from continuum.operator.controller.status import write_status
+from continuum.operator.reconcile.handoff import completed_moves, pending_handoffs, with_handoffs
 from continuum.operator.reconcile.membership import is_duplicate, is_usable
 from continuum.operator.reconcile.placement import merge_scheduling
-from continuum.operator.reconcile.shards import desired_resources, job_status, placement_status
+from continuum.operator.reconcile.shards import (
+    ClusterOutcome,
+    desired_resources,
+    job_status,
+    placement_status,
+)
 
 LOG = logging.getLogger(__name__)
+# A pass a little after a handoff's timeout, not at it: the clocks of two passes differ.
+HANDOFF_TIMEOUT_SLACK_S = 0.5
 
 
 def converge_job(context: OperatorContext, key: JobKey) -> None:
@@ -78,13 +87,67 @@ def converge_job(context: OperatorContext, key: JobKey) -> None:
         if found_placement is not None:
             placement = found_placement[0]
             metrics.RECONCILES.labels("Placement").inc()
-            outcomes = converge_all(
-                context, job, desired_resources(job, placement), members_of(placement)
-            )
+            now = context.clock()
+            held = _held(context, job)
+            handoffs = pending_handoffs(job, placement, held, now, context.config.handoff_timeout_s)
+            desired = with_handoffs(desired_resources(job, placement), handoffs)
+            outcomes = converge_all(context, job, desired, members_of(placement))
             context.record_convergence(
                 key, Convergence(job.metadata.uid, Convergence.version_of(placement), outcomes)
             )
+            _report_completed_moves(context, raw_job, placement, held, outcomes, now)
+            if handoffs and context.placements is not None:
+                # The replacement's start wakes a pass through the member's mirror; the
+                # timeout must wake one too.
+                wait_s = min(handoff.remaining_s for handoff in handoffs)
+                context.placements.add_after(key, wait_s + HANDOFF_TIMEOUT_SLACK_S)
     context.ask_status(key)
+
+
+def _held(context: OperatorContext, job: MLJob) -> dict[str, list[dict[str, Any]]]:
+    """What each member holds of the job, as its mirror last saw it."""
+    namespace = job.metadata.namespace or ""
+    return {
+        name: context.member_mirrors.last_known(name, namespace, job)
+        for name in (member.metadata.name or "" for member in context.member_clusters())
+    }
+
+
+def _report_completed_moves(
+    context: OperatorContext,
+    raw_job: dict[str, Any],
+    placement: Placement,
+    held: Mapping[str, list[dict[str, Any]]],
+    outcomes: Mapping[str, ClusterOutcome],
+    now: datetime,
+) -> None:
+    """An Event and the metrics for each make-before-break move whose old copy this pass
+    removed."""
+    removed: dict[str, list[dict[str, Any]]] = {}
+    for member, outcome in outcomes.items():
+        if outcome.state != ApplyState.APPLIED:
+            continue
+        kept = {(item["kind"], item["metadata"]["name"]) for item in outcome.resources}
+        gone = [r for r in held.get(member, []) if (r["kind"], r["metadata"]["name"]) not in kept]
+        if gone:
+            removed[member] = gone
+    after = {member: list(outcome.resources) for member, outcome in outcomes.items()}
+    for move in completed_moves(placement, removed, after, now):
+        ending = "ReplacementRunning" if move.replacement_running else "TimedOut"
+        metrics.HANDOFFS.labels(move.reason.value, ending).inc()
+        metrics.HANDOFF_SECONDS.observe(move.after_s)
+        if move.replacement_running:
+            context.events.record_event(raw_job, "Normal", "ShardMoved",
+                                        f"shard {move.shard} moved from {move.source} to "
+                                        f"{move.target} ({move.reason.value}): its replacement "
+                                        f"runs, and the old copy was removed "
+                                        f"{move.after_s:.0f} s after the decision")  # fmt: skip
+        else:
+            context.events.record_event(raw_job, "Warning", "HandoffTimedOut",
+                                        f"shard {move.shard} moving from {move.source} to "
+                                        f"{move.target} ({move.reason.value}): its replacement "
+                                        f"did not run within {move.after_s:.0f} s; the old copy "
+                                        "was removed")  # fmt: skip
 
 
 def write_job_status(context: OperatorContext, key: JobKey) -> None:
@@ -152,7 +215,9 @@ def _write_status(
             written = {**raw_placement, "status": new_placement_status}
             if not context.mirror.replace_status(Placement, written):
                 raise RetryLater(CONFLICT_RETRY_S)
-        status = job_status(job, placement, outcomes, now)
+        held = {member: list(outcome.resources) for member, outcome in outcomes.items()}
+        handoffs = pending_handoffs(job, placement, held, now, context.config.handoff_timeout_s)
+        status = job_status(job, placement, outcomes, now, handoffs)
     if not write_status(context.mirror, raw_job, status.to_dict(), context.events):
         raise RetryLater(CONFLICT_RETRY_S)
 

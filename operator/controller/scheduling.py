@@ -140,6 +140,14 @@ def _write_tenant_statuses(store: ObjectStore, tenants: Listed[Tenant], now: dat
             LOG.debug("could not write the status of Tenant %s: %s", key[1], error)
 
 
+def _announce_moves(raw: dict[str, Any], plan: JobPlan, events: EventSink | None) -> None:
+    """An Event on the job and the metric for each move the cycle decided."""
+    for move in plan.moves:
+        metrics.MIGRATIONS.labels(move.migration.reason.value).inc()
+        if events is not None:
+            events.record_event(raw, move.event_type, "ShardMigrating", move.message)
+
+
 def run_cycle(
     store: ObjectStore,
     now: datetime,
@@ -227,6 +235,7 @@ def run_cycle(
             plan = JobPlan(None, scheduled=False, message=refused.message, reason=refused.reason)
         elif plan.placement is not None:
             new_placements.append((job, plan.placement))
+            _announce_moves(jobs.raw[JobKey.of(job)], plan, events)
         effective = plan.placement or (previous.spec if previous else None)
         epoch = effective.epoch if effective else None
         placed += len(effective.decisions) if effective else 0

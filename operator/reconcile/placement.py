@@ -49,6 +49,26 @@ class JobPlan:
     message: str
     # the Scheduled condition's reason when not scheduled
     reason: str = "Unschedulable"
+    moves: tuple[JobMove, ...] = ()
+    """The migrations this cycle adds to the Placement, with the scheduler's words on each."""
+
+
+@dataclass(frozen=True)
+class JobMove:
+    migration: Migration
+    detail: str
+
+    @property
+    def event_type(self) -> str:
+        """Normal for a move the operator chose; Warning for one forced on the shard."""
+        chosen = (MigrationReason.PROACTIVE, MigrationReason.REBALANCE)
+        return "Normal" if self.migration.reason in chosen else "Warning"
+
+    @property
+    def message(self) -> str:
+        move = self.migration
+        text = f"shard {move.shard}: {move.from_cluster} -> {move.to_cluster} ({move.reason.value})"
+        return f"{text}: {self.detail}" if self.detail else text
 
 
 def _finite(score: float) -> float:
@@ -99,17 +119,21 @@ def plan_job(job: MLJob, previous: Placement | None, result: CycleResult, now: d
                 score=_finite(decision.score),
                 reasons=_reasons(decision.reasons),
             )
-    migrations = [
-        Migration(
-            shard=migration.shard_index,
-            from_cluster=migration.from_cluster,
-            to_cluster=migration.to_cluster,
-            reason=MigrationReason(migration.reason.value),
-            time=now,
+    moves = tuple(
+        JobMove(
+            Migration(
+                shard=migration.shard_index,
+                from_cluster=migration.from_cluster,
+                to_cluster=migration.to_cluster,
+                reason=MigrationReason(migration.reason.value),
+                time=now,
+            ),
+            migration.detail[:MAX_REASON_LENGTH],
         )
         for migration in result.migrations
         if migration.job_key == key and migration.from_cluster != migration.to_cluster
-    ]
+    )
+    migrations = [move.migration for move in moves]
     unschedulable = next(
         (entry.reason for entry in result.unschedulable if entry.job_key == key), None
     )
@@ -132,10 +156,10 @@ def plan_job(job: MLJob, previous: Placement | None, result: CycleResult, now: d
             migrations=history[-MAX_MIGRATIONS:],
         )
     if unschedulable is not None and len(placed) < job.spec.shards.gang_size:
-        return JobPlan(spec, scheduled=False, message=unschedulable)
+        return JobPlan(spec, scheduled=False, message=unschedulable, moves=moves)
     clusters = sorted(set(placed.values()))
     message = f"{len(placed)} of {count} shards placed on {', '.join(clusters) or 'no cluster'}"
-    return JobPlan(spec, scheduled=bool(placed), message=message)
+    return JobPlan(spec, scheduled=bool(placed), message=message, moves=moves)
 
 
 SCHEDULING_CONDITIONS = (MLJobConditionType.ADMITTED, MLJobConditionType.SCHEDULED)

@@ -25,7 +25,7 @@ from continuum.operator.api import (
     ShardStatus,
     upsert_condition,
 )
-from continuum.operator.api.shard_resources import SHARD_LABELS
+from continuum.operator.reconcile.handoff import Handoff, shard_of
 from continuum.operator.reconcile.kuberay import build_shard_resource, needs_update, observe_shard
 
 Manifest = dict[str, Any]
@@ -101,51 +101,60 @@ class ClusterOutcome:
     resources: tuple[Manifest, ...] = field(default_factory=tuple)
 
 
-def _shard_of(resource: Mapping[str, Any]) -> int | None:
-    value = resource.get("metadata", {}).get("labels", {}).get(SHARD_LABELS.shard)
-    return int(value) if value is not None and str(value).isdigit() else None
-
-
 def shard_statuses(
-    job: MLJob, placement: Placement, outcomes: Mapping[str, ClusterOutcome]
+    job: MLJob,
+    placement: Placement,
+    outcomes: Mapping[str, ClusterOutcome],
+    handoffs: Sequence[Handoff] = (),
 ) -> list[ShardStatus]:
+    """Each decided shard's status from its resource in its member. A shard moving
+    make-before-break (`handoffs`) is reported where it still runs, its old copy, until its
+    replacement runs."""
     previous = {shard.index: shard for shard in (job.status.shards if job.status else [])}
+    moving = {handoff.shard: handoff for handoff in handoffs}
     statuses = []
     for decision in sorted(placement.spec.decisions, key=lambda d: d.shard):
         if decision.shard >= job.spec.shards.count:
             continue
         earlier = previous.get(decision.shard)
         restarts = earlier.restarts if earlier else 0
+        # What the shard last reported stands until a copy of it reports a newer one: a move, a
+        # member out of reach or a resource not made yet must not wipe it.
         checkpoint: str | datetime | None = earlier.last_checkpoint if earlier else None
+        cluster = decision.cluster
         outcome = outcomes.get(decision.cluster)
         resource = next(
-            (r for r in (outcome.resources if outcome else ()) if _shard_of(r) == decision.shard),
+            (r for r in (outcome.resources if outcome else ()) if shard_of(r) == decision.shard),
             None,
         )
-        if outcome is None or outcome.state == ApplyState.UNREACHABLE:
+        handoff = moving.get(decision.shard)
+        if handoff is not None:
+            cluster, resource = handoff.source, handoff.resource
+            observation = observe_shard(resource)
+            state = observation.state
+            message = (
+                f"runs on {handoff.source} while its replacement starts on {handoff.target} "
+                f"({handoff.reason.value} move)"
+            )
+            restarts = max(restarts, observation.restarts)
+            checkpoint = observation.last_checkpoint or checkpoint
+        elif outcome is None or outcome.state == ApplyState.UNREACHABLE:
             state = ShardState.UNKNOWN
             message = outcome.message if outcome else f"member {decision.cluster} is not known"
-            checkpoint = earlier.last_checkpoint if earlier else None
         elif resource is None:
-            state, message, checkpoint = (
-                ShardState.PENDING,
-                outcome.message or "not created yet",
-                None,
-            )
+            state, message = ShardState.PENDING, outcome.message or "not created yet"
         else:
             observation = observe_shard(resource)
             state, message = observation.state, observation.message
             # KubeRay counts the retries of this resource only; a moved shard's new resource
             # starts again from 0, and the count the status already holds must not go back.
             restarts = max(restarts, observation.restarts)
-            checkpoint = observation.last_checkpoint or (
-                earlier.last_checkpoint if earlier else None
-            )
+            checkpoint = _newest(observation.last_checkpoint, checkpoint)
         statuses.append(
             ShardStatus.model_validate(
                 {
                     "index": decision.shard,
-                    "cluster": decision.cluster,
+                    "cluster": cluster,
                     "state": state,
                     "restarts": restarts,
                     "lastCheckpoint": checkpoint,
@@ -154,6 +163,17 @@ def shard_statuses(
             )
         )
     return statuses
+
+
+def _newest(reported: str | None, known: str | datetime | None) -> str | datetime | None:
+    """The newer of a checkpoint time a shard resource reports and the one status holds: a
+    replacement reports nothing, or an older time, until it writes its first checkpoint."""
+    if reported is None:
+        return known
+    if known is None:
+        return reported
+    known_at = known if isinstance(known, datetime) else datetime.fromisoformat(known)
+    return reported if datetime.fromisoformat(reported) >= known_at else known
 
 
 def job_phase(job: MLJob, shards: Sequence[ShardStatus], placed: bool) -> MLJobPhase:
@@ -184,10 +204,18 @@ def job_phase(job: MLJob, shards: Sequence[ShardStatus], placed: bool) -> MLJobP
 
 
 def job_status(
-    job: MLJob, placement: Placement | None, outcomes: Mapping[str, ClusterOutcome], now: datetime
+    job: MLJob,
+    placement: Placement | None,
+    outcomes: Mapping[str, ClusterOutcome],
+    now: datetime,
+    handoffs: Sequence[Handoff] = (),
 ) -> MLJobStatus:
     status = job.status or MLJobStatus()
-    shards = shard_statuses(job, placement, outcomes) if placement and not job.is_stopping else []
+    shards = (
+        shard_statuses(job, placement, outcomes, handoffs)
+        if placement and not job.is_stopping
+        else []
+    )
     phase = job_phase(job, shards, placed=placement is not None)
     running = sum(1 for shard in shards if shard.state == ShardState.RUNNING)
     gang = job.spec.shards.gang_size

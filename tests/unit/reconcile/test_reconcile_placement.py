@@ -4,6 +4,7 @@ test_plan_job.py and test_merge_scheduling.py)."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -135,6 +136,20 @@ def test_moves_are_recorded_at_the_time_of_the_cycle_after_the_history() -> None
         (0, "m0", "m1", MigrationReason.FAILURE, EARLIER),
         (0, "m1", "m2", MigrationReason.PROACTIVE, NOW),  # a move to where it is is none
     ]
+
+
+def test_the_cycles_new_moves_come_with_their_event() -> None:
+    previous = placed({0: "m1", 1: "m1"})
+    risky = model.Migration(KEY, 0, "m1", "m2", model.MigrationReason.PROACTIVE, "risk 0.91")
+    failed = model.Migration(KEY, 1, "m1", "m3", model.MigrationReason.FAILURE)
+    cycle = replace(result((0, "m2"), (1, "m3")), migrations=(risky, failed))
+    plan = plan_job(job(2).obj(), previous, cycle, NOW)
+    assert [(move.event_type, move.message) for move in plan.moves] == [
+        ("Normal", "shard 0: m1 -> m2 (Proactive): risk 0.91"),
+        ("Warning", "shard 1: m1 -> m3 (Failure)"),
+    ]
+    assert plan.placement is not None
+    assert [move.migration for move in plan.moves] == plan.placement.migrations
 
 
 def test_a_move_alone_is_a_new_placement() -> None:

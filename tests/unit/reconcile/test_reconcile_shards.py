@@ -234,8 +234,17 @@ def test_a_shard_not_created_yet_is_pending_and_says_why() -> None:
         (ShardState.PENDING, "not created yet"),
         (ShardState.PENDING, "HTTP 422: spec.entrypoint: Invalid"),
     ]
-    # A new resource (the shard moved from m0) has no checkpoint of its own yet.
-    assert statuses[0].last_checkpoint is None
+    # The shard moved from m0: its new copy resumes from the checkpoint it last reported,
+    # which status keeps until the new copy reports a newer one.
+    assert statuses[0].last_checkpoint == datetime.fromisoformat(CHECKPOINT)
+
+
+def test_an_older_checkpoint_on_a_resource_does_not_take_the_newer_known_one_back() -> None:
+    wrapper = job(1).shard_status(0, "m1", last_checkpoint="2026-12-06T09:00:00Z")
+    the_job = wrapper.obj()
+    outcomes = {"m1": applied("m1", resource(the_job, 0, RAY_JOB_RUNNING, checkpoint=CHECKPOINT))}
+    (status,) = shard_statuses(the_job, placement_of(wrapper, {0: "m1"}), outcomes)
+    assert status.last_checkpoint == datetime(2026, 12, 6, 9, tzinfo=UTC)
 
 
 def test_the_checkpoint_is_the_resources_newest_or_else_the_one_known() -> None:

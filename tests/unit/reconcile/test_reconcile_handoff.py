@@ -1,0 +1,180 @@
+"""Make-before-break moves: the old copy of a shard moved off a working member stays until its
+replacement runs, or the handoff times out; and what a pass that removes it completes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from continuum.operator.api import ApplyState, MigrationReason, MLJob, Placement, ShardState
+from continuum.operator.reconcile.handoff import (
+    completed_moves,
+    pending_handoffs,
+    with_handoffs,
+)
+from continuum.operator.reconcile.kuberay import build_shard_resource
+from continuum.operator.reconcile.shards import ClusterOutcome, shard_statuses
+from tests.wrappers import MLJobWrapper, PlacementWrapper
+
+pytestmark = pytest.mark.unit
+MOVED_AT = datetime(2026, 12, 6, 9, tzinfo=UTC)
+NOW = MOVED_AT + timedelta(seconds=10)
+TIMEOUT_S = 120.0
+RUNNING = {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"}
+STARTING = {"jobDeploymentStatus": "Initializing", "jobStatus": ""}
+
+
+def the_job(shards: int = 2) -> MLJob:
+    return MLJobWrapper("j").shards(shards).obj()
+
+
+def moved(reason: str = "Proactive", source: str = "edge-a", target: str = "cloud") -> Placement:
+    """Shard 0 moved from `source` to `target` at MOVED_AT; shard 1 stays on edge-b."""
+    return (
+        PlacementWrapper.of(the_job())
+        .epoch(4)
+        .decision(0, target, epoch=4)
+        .decision(1, "edge-b", epoch=1)
+        .migration(0, source, target, reason, MOVED_AT.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        .obj()
+    )
+
+
+def copy_of(shard: int, status: dict[str, Any] | None, epoch: int = 1) -> dict[str, Any]:
+    manifest = build_shard_resource(the_job(), shard, epoch)
+    if status is not None:
+        manifest["status"] = status
+    return manifest
+
+
+def held(
+    old: dict[str, Any] | None = None, new: dict[str, Any] | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    return {
+        "edge-a": [old] if old else [],
+        "cloud": [new] if new else [],
+        "edge-b": [copy_of(1, RUNNING)],
+    }
+
+
+def test_the_old_copy_stays_while_its_replacement_starts() -> None:
+    old = copy_of(0, RUNNING)
+    (handoff,) = pending_handoffs(
+        the_job(), moved(), held(old, copy_of(0, STARTING, 4)), NOW, TIMEOUT_S
+    )
+    assert (handoff.shard, handoff.source, handoff.target) == (0, "edge-a", "cloud")
+    assert handoff.reason is MigrationReason.PROACTIVE
+    assert handoff.resource is old
+    assert handoff.remaining_s == pytest.approx(110.0)
+    # Not yet created at the target is the same: the replacement is not running.
+    assert pending_handoffs(the_job(), moved(), held(old), NOW, TIMEOUT_S)
+
+
+def test_a_rebalance_is_make_before_break_too() -> None:
+    old = copy_of(0, RUNNING)
+    assert pending_handoffs(the_job(), moved("Rebalance"), held(old), NOW, TIMEOUT_S)
+
+
+@pytest.mark.parametrize("reason", ["Failure", "Preemption"])
+def test_failure_and_preemption_moves_do_not_wait(reason: str) -> None:
+    # A failed member does not answer; a preempted shard's room is wanted by another one now.
+    assert not pending_handoffs(the_job(), moved(reason), held(copy_of(0, RUNNING)), NOW, 120)
+
+
+def test_the_old_copy_goes_once_the_replacement_runs() -> None:
+    placement, old = moved(), copy_of(0, RUNNING)
+    assert not pending_handoffs(the_job(), placement, held(old, copy_of(0, RUNNING, 4)), NOW, 120)
+    succeeded = {"jobDeploymentStatus": "Complete", "jobStatus": "SUCCEEDED"}
+    assert not pending_handoffs(the_job(), placement, held(old, copy_of(0, succeeded, 4)), NOW, 9)
+
+
+def test_the_old_copy_goes_after_the_timeout_whatever_the_replacement_does() -> None:
+    late = MOVED_AT + timedelta(seconds=TIMEOUT_S)
+    assert not pending_handoffs(the_job(), moved(), held(copy_of(0, RUNNING)), late, TIMEOUT_S)
+
+
+def test_an_old_copy_that_does_not_run_is_not_waited_for() -> None:
+    failed = {"jobDeploymentStatus": "Failed", "reason": "DeadlineExceeded"}
+    assert not pending_handoffs(the_job(), moved(), held(copy_of(0, failed)), NOW, TIMEOUT_S)
+    assert not pending_handoffs(the_job(), moved(), held(copy_of(0, None)), NOW, TIMEOUT_S)
+
+
+def test_only_the_source_of_the_newest_move_is_kept() -> None:
+    # Moved edge-a -> cloud, then cloud -> edge-c: a copy left on edge-a is not the one to wait
+    # for; the one on cloud is.
+    placement = (
+        PlacementWrapper.of(the_job())
+        .epoch(5)
+        .decision(0, "edge-c", epoch=5)
+        .migration(0, "edge-a", "cloud", time="2026-12-06T08:59:00Z")
+        .migration(0, "cloud", "edge-c", time="2026-12-06T09:00:00Z")
+        .obj()
+    )
+    holdings = {"edge-a": [copy_of(0, RUNNING)], "cloud": [copy_of(0, RUNNING, 4)], "edge-c": []}
+    (handoff,) = pending_handoffs(the_job(), placement, holdings, NOW, TIMEOUT_S)
+    assert handoff.source == "cloud"
+
+
+def test_a_move_the_decision_no_longer_follows_keeps_nothing() -> None:
+    # The shard moved edge-a -> cloud, then went back to edge-a by a decision that records no
+    # move (it was preempted and placed anew): edge-a's copy is the decided one.
+    placement = (
+        PlacementWrapper.of(the_job()).epoch(6).decision(0, "edge-a", epoch=6)
+        .migration(0, "edge-a", "cloud").obj()
+    )  # fmt: skip
+    assert not pending_handoffs(the_job(), placement, held(copy_of(0, RUNNING)), NOW, TIMEOUT_S)
+
+
+def test_a_stopping_or_finished_job_keeps_no_old_copy() -> None:
+    stopping = MLJobWrapper("j").shards(2).suspend().obj()
+    assert not pending_handoffs(stopping, moved(), held(copy_of(0, RUNNING)), NOW, TIMEOUT_S)
+    finished = MLJobWrapper("j").shards(2).phase("Succeeded").obj()
+    assert not pending_handoffs(finished, moved(), held(copy_of(0, RUNNING)), NOW, TIMEOUT_S)
+
+
+def test_the_kept_copy_joins_what_its_member_should_hold_as_it_is() -> None:
+    old = copy_of(0, RUNNING)
+    handoffs = pending_handoffs(the_job(), moved(), held(old), NOW, TIMEOUT_S)
+    desired = {"cloud": [copy_of(0, None, 4)], "edge-b": [copy_of(1, None)]}
+    merged = with_handoffs(desired, handoffs)
+    assert merged["edge-a"] == [old]
+    assert merged["cloud"] == desired["cloud"] and merged["edge-b"] == desired["edge-b"]
+    assert "edge-a" not in desired  # not changed in place
+
+
+def test_removing_the_old_copy_completes_the_move() -> None:
+    old, new = copy_of(0, RUNNING), copy_of(0, RUNNING, 4)
+    (done,) = completed_moves(moved(), {"edge-a": [old]}, held(None, new), NOW)
+    assert (done.shard, done.source, done.target) == (0, "edge-a", "cloud")
+    assert done.replacement_running and done.after_s == pytest.approx(10.0)
+    (timed_out,) = completed_moves(
+        moved(), {"edge-a": [old]}, held(None, copy_of(0, STARTING)), NOW
+    )
+    assert not timed_out.replacement_running
+
+
+def test_removals_that_are_no_move_complete_nothing() -> None:
+    # A shard that left for good (scaled down), and a copy removed from a member that is not
+    # the source of the shard's move.
+    assert not completed_moves(moved(), {"edge-b": [copy_of(1, RUNNING)]}, held(), NOW)
+    assert not completed_moves(moved("Failure"), {"edge-a": [copy_of(0, RUNNING)]}, held(), NOW)
+
+
+def test_a_moving_shard_is_reported_where_it_still_runs() -> None:
+    job_wrapper = MLJobWrapper("j").shards(2)
+    old = copy_of(0, RUNNING)
+    holdings = held(old, copy_of(0, STARTING, 4))
+    handoffs = pending_handoffs(the_job(), moved(), holdings, NOW, TIMEOUT_S)
+    outcomes = {
+        member: ClusterOutcome(member, ApplyState.APPLIED, "", tuple(resources))
+        for member, resources in holdings.items()
+    }
+    first, second = shard_statuses(job_wrapper.obj(), moved(), outcomes, handoffs)
+    assert (first.cluster, first.state) == ("edge-a", ShardState.RUNNING)
+    assert first.message == "runs on edge-a while its replacement starts on cloud (Proactive move)"
+    assert (second.cluster, second.state) == ("edge-b", ShardState.RUNNING)
+    # Without the handoff, the shard is where it is decided, starting.
+    first, _ = shard_statuses(job_wrapper.obj(), moved(), outcomes)
+    assert (first.cluster, first.state) == ("cloud", ShardState.STARTING)
