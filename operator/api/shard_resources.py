@@ -42,6 +42,15 @@ class ShardLabelKeys:
     last_checkpoint_annotation: str = "continuum.dev/last-checkpoint"
     """RFC 3339 time of the shard's newest checkpoint, written by the workload's side; KubeRay
     itself knows nothing of checkpoints."""
+    checkpoint_uri_annotation: str = "continuum.dev/checkpoint-uri"
+    """Where this shard's checkpoints are: `<spec.faultTolerance.checkpoint.uri>/shard-<index>`,
+    the same wherever the shard runs, so a moved copy finds its predecessor's."""
+    resume_epoch_annotation: str = "continuum.dev/resume-epoch"
+    """The Placement epoch at which this copy of the shard was (re)started: it resumes from the
+    newest checkpoint under its checkpoint URI, which an earlier copy wrote."""
+    resume_checkpoint_annotation: str = "continuum.dev/resume-checkpoint"
+    """Set once, when the operator creates the copy: the time of the newest checkpoint the shard
+    had reported (status lastCheckpoint), which the new copy should find under its URI."""
 
 
 SHARD_LABELS: Final = ShardLabelKeys()
@@ -106,6 +115,11 @@ def shard_resource_name(job_name: str, shard_index: int) -> str:
         return base + suffix
     stem = base[: room - HASH_LENGTH - 1].rstrip("-")
     return f"{stem}-{short_hash(job_name)}{suffix}"
+
+
+def shard_checkpoint_uri(job_uri: str, shard_index: int) -> str:
+    """Where one shard's checkpoints go beneath its job's checkpoint URI."""
+    return f"{job_uri.rstrip('/')}/shard-{shard_index}"
 
 
 def is_label_value(text: str) -> bool:

@@ -38,7 +38,7 @@ from continuum.operator.adapters.workqueue import RetryLater
 from continuum.operator.api import ApplyState, MLJob, Placement
 from continuum.operator.controller.context import OperatorContext
 from continuum.operator.reconcile.membership import is_duplicate, is_usable
-from continuum.operator.reconcile.shards import ClusterOutcome, Manifest, plan_cluster
+from continuum.operator.reconcile.shards import ClusterOutcome, Manifest, plan_cluster, to_create
 
 LOG = logging.getLogger(__name__)
 # How soon a pass comes back when a member had no free request slot for it: it was busy, or
@@ -73,7 +73,7 @@ def converge_member(
             mirrors.record(member, written, removed)
 
     for manifest in plan.create:
-        created = create_shard(api, namespace, manifest)
+        created = create_shard(api, namespace, to_create(job, manifest))
         held[(manifest["kind"], manifest["metadata"]["name"])] = created
         record(created)
     for manifest, current in plan.update:

@@ -14,8 +14,14 @@ The Ray head and worker containers get these environment variables, so the progr
 - `CONTINUUM_EPOCH`: the Placement epoch of the decision that put the shard where it runs.
 - `CONTINUUM_ROLE`: trainer (Training), server (Inference), participant or aggregator (Federated).
 - `CONTINUUM_CHECKPOINT_URI` and `CONTINUUM_CHECKPOINT_INTERVAL_SECONDS`, when the job sets
-  spec.faultTolerance.checkpoint. The URI is the job's; shards write beneath it, by index, so a
-  migrated shard finds its own checkpoints again.
+  spec.faultTolerance.checkpoint. The URI is the job's; shard i writes beneath it at
+  `<uri>/shard-<i>` (also in the resource's continuum.dev/checkpoint-uri annotation), the same
+  wherever it runs, so a moved shard finds its own checkpoints again.
+- `CONTINUUM_EPOCH` is also the shard's resume marker (annotation continuum.dev/resume-epoch): a
+  copy started at epoch E resumes from the newest checkpoint under its URI. A copy the operator
+  creates for a shard that had reported a checkpoint carries that checkpoint's time in the
+  annotation continuum.dev/resume-checkpoint. The workload reports each new checkpoint by
+  setting continuum.dev/last-checkpoint on its resource; no write of the operator removes it.
 - Federated participants only (shard i reads spec.data[i]): `CONTINUUM_DATA_NAME`,
   `CONTINUUM_DATA_RESIDENCY`, and `CONTINUUM_DATA_SITE` when the source names a site. The last
   shard, index len(spec.data), is the aggregator and reads no data source.
@@ -44,6 +50,7 @@ from continuum.operator.api.shard_resources import (
     is_label_value,
     job_label_value,
     resource_kind_for,
+    shard_checkpoint_uri,
     shard_resource_name,
 )
 
@@ -283,6 +290,16 @@ def build_shard_resource(
         spec = _ray_service_spec(job, labels, env)
     else:
         spec = _ray_job_spec(job, labels, env)
+    annotations = {
+        SHARD_LABELS.job_name_annotation: name,
+        SHARD_LABELS.spec_hash_annotation: spec_hash(spec),
+        SHARD_LABELS.resume_epoch_annotation: str(epoch),
+    }
+    checkpoint = job.spec.fault_tolerance.checkpoint if job.spec.fault_tolerance else None
+    if checkpoint is not None:
+        annotations[SHARD_LABELS.checkpoint_uri_annotation] = shard_checkpoint_uri(
+            checkpoint.uri, shard_index
+        )
     return {
         "apiVersion": kind.api_version,
         "kind": kind.kind,
@@ -290,13 +307,24 @@ def build_shard_resource(
             "name": shard_resource_name(name, shard_index),
             "namespace": namespace,
             "labels": labels,
-            "annotations": {
-                SHARD_LABELS.job_name_annotation: name,
-                SHARD_LABELS.spec_hash_annotation: spec_hash(spec),
-            },
+            "annotations": annotations,
         },
         "spec": spec,
     }
+
+
+def with_resume_checkpoint(manifest: Mapping[str, Any], checkpoint: str | None) -> dict[str, Any]:
+    """The manifest of a copy about to be created, marked with the newest checkpoint the shard
+    reported (None: none yet, the manifest as it is). Only a create carries it: a checkpoint
+    time in the desired manifest would make every new checkpoint a write."""
+    if checkpoint is None:
+        return dict(manifest)
+    metadata = dict(manifest["metadata"])
+    metadata["annotations"] = {
+        **metadata.get("annotations", {}),
+        SHARD_LABELS.resume_checkpoint_annotation: checkpoint,
+    }
+    return {**manifest, "metadata": metadata}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from continuum.operator.api import (
@@ -26,7 +26,12 @@ from continuum.operator.api import (
     upsert_condition,
 )
 from continuum.operator.reconcile.handoff import Handoff, shard_of
-from continuum.operator.reconcile.kuberay import build_shard_resource, needs_update, observe_shard
+from continuum.operator.reconcile.kuberay import (
+    build_shard_resource,
+    needs_update,
+    observe_shard,
+    with_resume_checkpoint,
+)
 
 Manifest = dict[str, Any]
 MESSAGE_LIMIT = 1024
@@ -52,6 +57,17 @@ def desired_resources(job: MLJob, placement: Placement | None) -> dict[str, list
         manifest = build_shard_resource(job, decision.shard, epoch)
         desired.setdefault(decision.cluster, []).append(manifest)
     return desired
+
+
+def to_create(job: MLJob, manifest: Manifest) -> Manifest:
+    """A shard's manifest as it is created: marked with the newest checkpoint the shard has
+    reported, which its new copy resumes from."""
+    shard = shard_of(manifest)
+    known = {entry.index: entry for entry in (job.status.shards if job.status else [])}
+    entry = known.get(shard) if shard is not None else None
+    moment = entry.last_checkpoint if entry is not None else None
+    text = moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if moment is not None else None
+    return with_resume_checkpoint(manifest, text)
 
 
 @dataclass(frozen=True)

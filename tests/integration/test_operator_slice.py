@@ -499,3 +499,89 @@ def test_sigterm_stops_the_operator_cleanly(operator: Operator) -> None:
     log = operator.log.read_text()
     assert "Traceback" not in log, log[-3000:]
     operator.start()
+
+
+def set_risk(testbed: RunningTestbed, member: str, score: float | None) -> None:
+    """What the signals loop would write (it does not run here: no --prometheus-url)."""
+    risk = None if score is None else {"score": score, "signals": {"rttInflation": score}}
+    testbed.kubectl("patch", "membercluster", member, "--subresource=status", "--type=merge",
+                    "-p", json.dumps({"status": {"risk": risk}}))  # fmt: skip
+
+
+def test_a_proactive_move_keeps_the_old_copy_running_until_its_replacement_runs(
+    testbed: RunningTestbed, operator: Operator, jobs: Jobs
+) -> None:
+    job = jobs.inference("moving")
+    proactive = {
+        "spec": {
+            "faultTolerance": {
+                "proactive": {"enabled": True, "riskThreshold": 0.5},
+                "checkpoint": {"uri": "s3://ckpt/moving"},
+            }
+        }
+    }
+    testbed.kubectl("patch", "mljob", job, "-n", "default", "--type=merge",
+                    "-p", json.dumps(proactive))  # fmt: skip
+    eventually(lambda: served_once(testbed, job), "one RayService")
+    selector = job_selector(job)
+    old_member = "member-1"
+    with member_api(testbed, old_member) as api:
+        kuberay_sim.advance(api, "default", to=kuberay_sim.Target.RUNNING, selector=selector)
+
+    def ready() -> dict[str, Any] | None:
+        status = (get_json(testbed, "mljob", job, "-n", "default") or {}).get("status", {})
+        found = condition({"status": status}, "Ready") or {}
+        return status if found.get("status") == "True" else None
+
+    eventually(ready, "the job Ready on member-1")
+    try:
+        set_risk(testbed, old_member, 0.9)
+
+        def moved() -> dict[str, Any] | None:
+            spec = placement_of(testbed, job) or {}
+            return next((m for m in spec.get("migrations", []) if m["reason"] == "Proactive"),
+                        None)  # fmt: skip
+
+        migration = eventually(moved, "a Proactive migration in the Placement")
+        assert migration["from"] == old_member and migration["shard"] == 0
+        target = migration["to"]
+
+        def both_held() -> dict[str, list[str]] | None:
+            found = shard_resources(testbed, "rayservices", job)
+            return found if found[old_member] and found[target] else None
+
+        held = eventually(both_held, "the replacement created beside the old copy")
+        target_cluster = next(member for member in testbed.members if member.name == target)
+        new_copy = get_json(testbed, "rayservice", held[target][0], "-n", "default",
+                            cluster=target_cluster)  # fmt: skip
+        annotations = new_copy["metadata"]["annotations"]
+        assert annotations["continuum.dev/checkpoint-uri"] == "s3://ckpt/moving/shard-0"
+        assert (
+            annotations["continuum.dev/resume-epoch"]
+            == new_copy["metadata"]["labels"]["continuum.dev/epoch"]
+        )
+        # The old copy runs on while the replacement starts, and the job stays Ready.
+        time.sleep(3.0)
+        assert shard_resources(testbed, "rayservices", job)[old_member]
+        status = ready()
+        assert status is not None, "the job stopped being Ready during a proactive move"
+        (shard,) = status["shards"]
+        assert (shard["cluster"], shard["state"]) == (old_member, "Running")
+        assert f"replacement starts on {target}" in shard["message"]
+
+        with member_api(testbed, target) as api:
+            kuberay_sim.advance(api, "default", to=kuberay_sim.Target.RUNNING, selector=selector)
+        eventually(lambda: not shard_resources(testbed, "rayservices", job)[old_member],
+                   "the old copy removed once the replacement runs")  # fmt: skip
+        status = eventually(ready, "the job Ready on its new member")
+        assert status["shards"][0]["cluster"] == target
+
+        def reasons() -> set[str]:
+            events = get_json(testbed, "events", "-n", "default",
+                              "--field-selector", f"involvedObject.name={job}")  # fmt: skip
+            return {event["reason"] for event in events["items"]}
+
+        eventually(lambda: {"ShardMigrating", "ShardMoved"} <= reasons(),
+                   "ShardMigrating and ShardMoved Events")  # fmt: skip
+    finally:
+        set_risk(testbed, old_member, None)

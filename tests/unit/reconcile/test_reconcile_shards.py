@@ -30,6 +30,7 @@ from continuum.operator.reconcile.shards import (
     placement_status,
     plan_cluster,
     shard_statuses,
+    to_create,
     unavailable_shards,
 )
 from tests.wrappers import MLJobWrapper, PlacementWrapper
@@ -623,3 +624,28 @@ def test_a_placement_with_no_members_to_apply_to_is_applied() -> None:
     status = placement_status(placement_of(job(1), {}), [], NOW)
     assert status.clusters == []
     assert condition(status, "Applied")[:2] == ("True", "Applied")
+
+
+# resume information
+
+
+def test_every_shard_resource_says_where_its_checkpoints_are_and_the_epoch_it_resumes_at() -> None:
+    the_job = job(2).checkpoint("s3://bucket/j/", interval_seconds=60).obj()
+    annotations = build_shard_resource(the_job, 1, epoch=7)["metadata"]["annotations"]
+    assert annotations[SHARD_LABELS.checkpoint_uri_annotation] == "s3://bucket/j/shard-1"
+    assert annotations[SHARD_LABELS.resume_epoch_annotation] == "7"
+    plain = build_shard_resource(job(1).obj(), 0, epoch=2)["metadata"]["annotations"]
+    assert SHARD_LABELS.checkpoint_uri_annotation not in plain  # no checkpoint configured
+
+
+def test_a_new_copy_is_created_with_the_checkpoint_its_shard_reported() -> None:
+    the_job = job(2).shard_status(0, "m0", "Running", last_checkpoint=CHECKPOINT).obj()
+    first, second = (build_shard_resource(the_job, shard, epoch=4) for shard in (0, 1))
+    created = to_create(the_job, first)
+    assert created["metadata"]["annotations"][SHARD_LABELS.resume_checkpoint_annotation] == (
+        "2026-12-06T08:30:00Z"
+    )
+    assert to_create(the_job, second) == second  # shard 1 reported none
+    # Neither the mark nor a checkpoint the workload reports later is a difference to write.
+    created["metadata"]["annotations"][SHARD_LABELS.last_checkpoint_annotation] = CHECKPOINT
+    assert plan_cluster([first], [created]) == ClusterPlan()
