@@ -24,6 +24,9 @@ class PolicyConfig:
     rebalance_min_gain_usd_h: float = 1.0
     rebalance_min_gain_fraction: float = 0.2
     max_rebalances_per_cycle: int = 20
+    # A shard moved off a failing or risky cluster is not rebalanced back to it for this long:
+    # a link that flaps would otherwise move it there and back on every swing.
+    return_cooldown_s: float = 600.0
     max_preemption_attempts: int = 20
     max_victims_per_attempt: int = 64
     # Blocked jobs that may make room by moving shards placed earlier in the same cycle.

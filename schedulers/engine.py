@@ -1128,6 +1128,12 @@ class _Cycle:
         if not self.strategy.proactive:
             risky[:] = False
         options = self._running_options(specs, groups, current, allocated, risky, here)
+        barred = self._barred_returns()
+        for row, spec in enumerate(specs):
+            if risky[row] or not barred:
+                continue
+            for shard in spec.shards:
+                options[row, sorted(barred.get((spec.job, shard), ()))] = np.inf
         gain_bound = here - options.min(axis=1)
         worth = gain_bound >= np.maximum(
             config.rebalance_min_gain_usd_h, config.rebalance_min_gain_fraction * here
@@ -1215,6 +1221,21 @@ class _Cycle:
         options[moving] = np.where(filters.group_rows(), elsewhere, np.inf)
         options[moving, current[moving]] = np.inf
         return options
+
+    def _barred_returns(self) -> dict[ShardKey, set[int]]:
+        """The clusters each running shard left for failure or risk within the return
+        cooldown: no rebalance takes it back there yet."""
+        m, cooldown_s = self.m, self.config.return_cooldown_s
+        index = {job.key: i for i, job in enumerate(m.jobs)}
+        barred: dict[ShardKey, set[int]] = defaultdict(set)
+        for running in m.snapshot.running:
+            owner = index.get(running.job_key)
+            for departure in running.departures:
+                cluster = m.clusters.index.get(departure.cluster)
+                recent = m.snapshot.now_s - departure.at_s < cooldown_s
+                if owner is not None and cluster is not None and recent:
+                    barred[(owner, running.shard_index)].add(cluster)
+        return barred
 
     def _runs_at_risk(self) -> bool:
         """Whether a running shard is on a cluster riskier than its job accepts: without

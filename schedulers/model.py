@@ -204,10 +204,23 @@ class Job:
 
 
 @dataclass(frozen=True)
+class Departure:
+    """A cluster a shard was moved off because it was failing or about to (Failure,
+    Proactive), and when (seconds, as `Snapshot.now_s`)."""
+
+    cluster: str
+    at_s: float
+
+
+@dataclass(frozen=True)
 class RunningShard:
     job_key: str
     shard_index: int
     cluster: str
+    departures: tuple[Departure, ...] = ()
+    """Where it recently left for risk or failure: a rebalance does not take it back there
+    within `PolicyConfig.return_cooldown_s`, so that a flapping link does not make it
+    ping-pong."""
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from datetime import datetime
 
 from continuum.operator.api import (
     MemberCluster,
+    MigrationReason,
     MLJob,
     Placement,
     ResourceAmounts,
@@ -191,6 +192,19 @@ def _cluster(
     )
 
 
+# Moves that say the cluster left was failing or about to: the scheduler does not rebalance the
+# shard back there for a while (PolicyConfig.return_cooldown_s).
+_DEPARTURE_REASONS = frozenset({MigrationReason.FAILURE, MigrationReason.PROACTIVE})
+
+
+def _departures(placement: Placement, shard: int) -> tuple[model.Departure, ...]:
+    return tuple(
+        model.Departure(move.from_cluster, move.time.timestamp())
+        for move in placement.spec.migrations
+        if move.shard == shard and move.reason in _DEPARTURE_REASONS
+    )
+
+
 def build_snapshot(
     members: Sequence[MemberCluster],
     tenants: Sequence[Tenant],
@@ -217,7 +231,11 @@ def build_snapshot(
         for decision in placement.spec.decisions:
             if decision.shard >= counts[key]:
                 continue  # scaled down since: the placement plan drops it
-            running.append(model.RunningShard(key, decision.shard, decision.cluster))
+            running.append(
+                model.RunningShard(
+                    key, decision.shard, decision.cluster, _departures(placement, decision.shard)
+                )
+            )
             held.setdefault(decision.cluster, []).append(demand_by_key[key])
     # Only members say where a site is. A data site no member is at stays unlisted: the
     # scheduler takes it for a region of its own and says it is in no known region.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pytest
 
@@ -169,6 +169,23 @@ def test_placed_shards_run_where_their_placement_says_and_hold_their_demand() ->
         "m2": model.Resources(0.0, 0.0, 0.0),
         "m3": model.Resources(0.0, 0.0, 0.0),
     }
+
+
+def test_a_shard_remembers_the_clusters_it_left_for_failure_or_risk() -> None:
+    members = [MemberClusterWrapper(name).healthy().obj() for name in ("m1", "m2", "m3")]
+    job = MLJobWrapper("a").shards(2).obj()
+    placement = (
+        PlacementWrapper.of(job).epoch(3).decisions({0: "m3", 1: "m1"})
+        .migration(0, "m1", "m2", "Proactive", "2026-12-06T09:00:00Z")
+        .migration(0, "m2", "m3", "Failure", "2026-12-06T09:01:00Z")
+        .migration(1, "m2", "m1", "Rebalance", "2026-12-06T09:02:00Z")
+        .obj()
+    )  # fmt: skip
+    snapshot = build_snapshot(members, TENANTS, [job], by_key(placement))
+    first, second = snapshot.running
+    at = datetime(2026, 12, 6, 9, tzinfo=UTC).timestamp()
+    assert first.departures == (model.Departure("m1", at), model.Departure("m2", at + 60))
+    assert second.departures == ()  # a rebalance says nothing against the cluster it left
 
 
 def test_shards_beyond_a_scaled_down_count_are_dropped() -> None:

@@ -8,6 +8,7 @@ import pytest
 from sched_builders import cloud, edge, federated, job, snapshot, with_running
 
 from continuum.schedulers import (
+    Departure,
     MigrationReason,
     Mode,
     PolicyConfig,
@@ -205,6 +206,22 @@ def test_a_shard_missing_its_slo_is_rebalanced_only_past_the_threshold() -> None
     ]
     reluctant = PolicyConfig(rebalance_min_gain_usd_h=1000.0)
     assert schedule(moved, config=reluctant).migrations == ()
+
+
+def test_a_shard_that_left_a_failing_cluster_is_not_rebalanced_back_within_the_cooldown() -> None:
+    """A flapping link: the shard left delft-1 for risk 100 s ago; delft-1 looks healthy and
+    better again, but moving back now would move it on every swing of the link."""
+    inference = job("ns/serve", data_site="delft", slo_ms=40.0, mode=Mode.INFERENCE)
+    base = replace(
+        snapshot([edge("delft-1", "delft"), cloud("cloud-1")], [inference]), now_s=1000.0
+    )
+    left = (Departure("delft-1", at_s=900.0),)
+    moved = replace(base, running=(RunningShard("ns/serve", 0, "cloud-1", left),))
+    assert schedule(moved).migrations == ()
+    later = replace(moved, now_s=900.0 + PolicyConfig().return_cooldown_s)
+    assert [(m.to_cluster, m.reason) for m in schedule(later).migrations] == [
+        ("delft-1", MigrationReason.REBALANCE)
+    ]
 
 
 def test_the_same_input_gives_the_same_decision() -> None:
