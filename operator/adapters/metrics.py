@@ -56,3 +56,19 @@ MEMBER_DEGRADED = Gauge(
     "1 when the member's Degraded condition is True, 0 when False, -1 when Unknown",
     ["member"],
 )
+MEMBER_MISSED_PROBES = Gauge(
+    "continuum_member_missed_probes",
+    "Probes in a row the member has not answered (its status.missedProbes)",
+    ["member"],
+)
+MEMBER_EVICTION_HELD = Gauge(
+    "continuum_member_eviction_held",
+    "1 while the member is declared failed but its shards stay on it (eviction held), else 0",
+    ["member"],
+)
+MEMBER_FAILOVERS = Counter(
+    "continuum_member_failovers_total",
+    "Failed members, by what was decided: Evicted (shards moved elsewhere), or the reason the "
+    "eviction was held (FailoverDisabled, FleetDisrupted, RegionDisrupted, EvictionRateLimited)",
+    ["outcome"],
+)
