@@ -35,12 +35,14 @@ def _sum_allocatable(nodes: list[Any]) -> ResourceAmounts:
     )
 
 
-def _cluster_id(api: GatedApiClient) -> str | None:
+def _cluster_id(api: GatedApiClient, timeout_s: float | None) -> str | None:
     """The kube-system namespace's UID; asked once per client, since it never changes."""
     if api.cluster_id is not None:
         return api.cluster_id
     try:
-        namespace = client.CoreV1Api(api).read_namespace(CLUSTER_ID_NAMESPACE)
+        namespace = client.CoreV1Api(api).read_namespace(
+            CLUSTER_ID_NAMESPACE, _request_timeout=timeout_s
+        )
     except ApiException as error:
         if error.status in (401, 403, 404):
             return None
@@ -51,10 +53,13 @@ def _cluster_id(api: GatedApiClient) -> str | None:
     return uid
 
 
-def probe_member(members: MemberClients, member: MemberCluster) -> ProbeResult:
-    """Asks the member for its version, its nodes and its cluster ID. Never raises: whatever
-    goes wrong is a reason and a message that quote nothing of the member's Secret. Whether
-    another MemberCluster registers the same cluster is for the caller to say."""
+def probe_member(
+    members: MemberClients, member: MemberCluster, timeout_s: float | None = None
+) -> ProbeResult:
+    """Asks the member for its version, its nodes and its cluster ID, each request within
+    `timeout_s` (None: the member client's own timeout). Never raises: whatever goes wrong is a
+    reason and a message that quote nothing of the member's Secret. Whether another
+    MemberCluster registers the same cluster is for the caller to say."""
     name = member.metadata.name or ""
     try:
         api = members.for_member(member)
@@ -69,10 +74,10 @@ def probe_member(members: MemberClients, member: MemberCluster) -> ProbeResult:
     try:
         with api.gate.probing():
             started = time.perf_counter()
-            version = client.VersionApi(api).get_code()
+            version = client.VersionApi(api).get_code(_request_timeout=timeout_s)
             latency_ms = (time.perf_counter() - started) * 1000
-            nodes = client.CoreV1Api(api).list_node().items
-            cluster_id = _cluster_id(api) or f"endpoint-{members.endpoint(name)}"
+            nodes = client.CoreV1Api(api).list_node(_request_timeout=timeout_s).items
+            cluster_id = _cluster_id(api, timeout_s) or f"endpoint-{members.endpoint(name)}"
     except ApiException as error:
         api.gate.answering()  # it answered, if only to say no
         reason = {401: "Unauthorized", 403: "Forbidden"}.get(error.status or 0, "APIError")

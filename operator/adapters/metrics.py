@@ -72,3 +72,19 @@ HANDOFF_SECONDS = Histogram(
     "From a make-before-break move's decision to the removal of the shard's old copy",
     buckets=(1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0),
 )
+MEMBER_MISSED_PROBES = Gauge(
+    "continuum_member_missed_probes",
+    "Probes in a row the member has not answered (its status.missedProbes)",
+    ["member"],
+)
+MEMBER_EVICTION_HELD = Gauge(
+    "continuum_member_eviction_held",
+    "1 while the member is declared failed but its shards stay on it (eviction held), else 0",
+    ["member"],
+)
+MEMBER_FAILOVERS = Counter(
+    "continuum_member_failovers_total",
+    "Failed members, by what was decided: Evicted (shards moved elsewhere), or the reason the "
+    "eviction was held (FailoverDisabled, FleetDisrupted, RegionDisrupted, EvictionRateLimited)",
+    ["outcome"],
+)

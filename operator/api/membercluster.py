@@ -62,9 +62,11 @@ class MemberClusterSpec(SpecModel):
 
 class MemberClusterConditionType(StrEnum):
     REACHABLE = "Reachable"
-    """The operator reached the cluster's API server at the last heartbeat."""
+    """The operator reached the cluster's API server at the last heartbeat; Unknown while
+    probes go unanswered but fewer than the failure threshold (reason ProbesMissed)."""
     READY = "Ready"
-    """Reachable, and able to take shards."""
+    """Reachable, and able to take shards; Unknown while its shards stay on it although it
+    does not answer (a suspect, or a failure whose eviction is held)."""
     DEGRADED = "Degraded"
     """Running, but its risk or latency is elevated."""
 
@@ -95,6 +97,9 @@ class MemberClusterStatus(StatusModel):
     """Round-trip time from this cluster to each site, in milliseconds."""
     risk: Risk | None = None
     last_heartbeat_time: KubeTime | None = None
+    missed_probes: int | None = Field(default=None, ge=0)
+    """Probes in a row the member has not answered, since its last answer: the operator
+    declares it failed (Reachable=False) when they reach its failure threshold."""
     kubernetes_version: str | None = Field(default=None, max_length=64)
     cluster_id: str | None = Field(default=None, max_length=128, alias="clusterID")
     """Which cluster answers: the UID of its kube-system namespace (as KEP-2149's cluster ID),

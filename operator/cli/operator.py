@@ -10,7 +10,7 @@ import argparse
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from continuum.operator.recovery.signals import SignalsConfig
@@ -78,10 +78,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_parser.add_argument(
         "--probe-interval",
         type=float,
-        default=10.0,
+        default=2.0,
         metavar="SECONDS",
         help="seconds between probes of each member; a member that stops answering is "
-        "reported within this plus --member-timeout",
+        "declared failed within --failure-threshold times this",
     )
     run_parser.add_argument(
         "--member-cleanup-timeout",
@@ -99,6 +99,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a shard moved before a failure (Proactive) or for a better place (Rebalance) "
         "keeps running where it was until its replacement runs, or for at most this long",
     )
+    reactive = run_parser.add_argument_group(
+        "reactive recovery",
+        "when a member that stops answering is declared failed, and when its shards are moved "
+        "elsewhere (docs/operator.md, Reactive recovery)",
+    )
+    reactive.add_argument("--probe-timeout", type=float, default=1.5, metavar="SECONDS",
+                          help="each probe request's timeout; below --probe-interval")  # fmt: skip
+    reactive.add_argument("--failure-threshold", type=int, default=3, metavar="PROBES",
+                          help="probes missed in a row that declare a member failed; fewer "
+                          "make it a suspect, whose shards stay")  # fmt: skip
+    reactive.add_argument("--no-failover", dest="failover", action="store_false",
+                          help="never move the shards of a failed member: they stay on it "
+                          "until it answers again")  # fmt: skip
+    reactive.add_argument("--unhealthy-threshold", type=float, default=0.55, metavar="RATIO",
+                          help="when at least this share of the members (of the fleet, or of "
+                          "a region) do not answer at once, and at least "
+                          "--unhealthy-min-members, no member of it is evicted")  # fmt: skip
+    reactive.add_argument("--unhealthy-min-members", type=int, default=3, metavar="N",
+                          help="the fewest members not answering at once that hold evictions "
+                          "(all of a fleet or region of two or more always do)")  # fmt: skip
+    reactive.add_argument("--eviction-interval", type=float, default=10.0, metavar="SECONDS",
+                          help="the least time between two members' evictions; 0: no "
+                          "limit")  # fmt: skip
     signals = run_parser.add_argument_group(
         "link signals",
         "RTT, loss and risk of each member's link, read from Prometheus (docs/monitoring.md); "
@@ -146,7 +169,31 @@ def signals_config(args: argparse.Namespace) -> SignalsConfig:
     return SignalsConfig(risk=risk, history_s=args.risk_history, degraded_loss=args.degraded_loss)
 
 
+def reactive_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """OperatorConfig's reactive-recovery fields; refuses settings that cannot work."""
+    from continuum.operator.reconcile.eviction import EvictionPolicy
+
+    if not 0 < args.probe_timeout < args.probe_interval:
+        raise SystemExit("--probe-timeout must be above 0 and below --probe-interval")
+    if args.failure_threshold < 1:
+        raise SystemExit("--failure-threshold must be 1 or more")
+    if not 0 < args.unhealthy_threshold <= 1:
+        raise SystemExit("--unhealthy-threshold must be above 0 and at most 1")
+    policy = EvictionPolicy(
+        failover=args.failover,
+        unhealthy_threshold=args.unhealthy_threshold,
+        min_unhealthy=max(1, args.unhealthy_min_members),
+        interval_s=max(0.0, args.eviction_interval),
+    )
+    return {
+        "probe_timeout_s": args.probe_timeout,
+        "failure_threshold": args.failure_threshold,
+        "eviction": policy,
+    }
+
+
 def run(args: argparse.Namespace) -> int:
+    reactive = reactive_settings(args)
     # Kopf fixes the probe timer's interval when the handlers are imported, just below.
     os.environ["CONTINUUM_PROBE_INTERVAL_SECONDS"] = str(args.probe_interval)
     import kopf
@@ -181,6 +228,7 @@ def run(args: argparse.Namespace) -> int:
         prometheus_timeout_s=args.prometheus_timeout,
         signals_interval_s=args.signals_interval,
         signals=signals_config(args),
+        **reactive,
     )
     context = OperatorContext(hub_client(args.kubeconfig), config=config)
     if args.metrics_port:

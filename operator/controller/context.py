@@ -24,6 +24,7 @@ from continuum.operator.api import MemberCluster, MLJob, Placement, Resource, Te
 from continuum.operator.api.keys import JobKey
 from continuum.operator.api.mljob import is_finished_phase
 from continuum.operator.controller.scheduling import WRITERS
+from continuum.operator.reconcile.eviction import EvictionPolicy
 from continuum.operator.reconcile.shards import ClusterOutcome
 from continuum.operator.recovery.signals import SignalsConfig
 
@@ -81,6 +82,12 @@ class OperatorConfig:
     prometheus_timeout_s: float = 5.0
     signals_interval_s: float = 2.0
     signals: SignalsConfig = field(default_factory=SignalsConfig)
+    # Reactive recovery (docs/operator.md): each probe's request timeout (below the probe
+    # interval), the probes missed in a row that declare a member failed, and when a failed
+    # member's shards are moved (reconcile/eviction.py).
+    probe_timeout_s: float = 1.5
+    failure_threshold: int = 3
+    eviction: EvictionPolicy = field(default_factory=EvictionPolicy)
 
 
 @dataclass(frozen=True)

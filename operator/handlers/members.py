@@ -25,11 +25,16 @@ from continuum.operator.api import (
     VERSION,
     MemberCluster,
     MemberClusterStatus,
+    Placement,
     validate_resource,
 )
+from continuum.operator.api.keys import JobKey
 from continuum.operator.api.validation import format_errors
 from continuum.operator.controller.context import OperatorContext
+from continuum.operator.controller.convergence import members_of
+from continuum.operator.reconcile.eviction import eviction_held, eviction_status
 from continuum.operator.reconcile.membership import (
+    UNREACHABLE,
     also_registered_as,
     duplicate_of,
     heartbeat_fields,
@@ -38,7 +43,7 @@ from continuum.operator.reconcile.membership import (
 )
 
 PROBE_INTERVAL_ENV = "CONTINUUM_PROBE_INTERVAL_SECONDS"
-PROBE_INTERVAL_S = float(os.environ.get(PROBE_INTERVAL_ENV) or 10.0)
+PROBE_INTERVAL_S = float(os.environ.get(PROBE_INTERVAL_ENV) or 2.0)
 """Kopf fixes a timer's interval when the handler is registered, at import; `continuum
 operator run --probe-interval` reaches it through the environment."""
 # Annotation on a MemberCluster: "Orphan" leaves its shard resources in the member when it is
@@ -48,12 +53,17 @@ ORPHAN = "Orphan"
 CLEANUP_RETRY_S = 10.0
 
 
-def _is_ready(status: MemberClusterStatus | None) -> bool:
+def _ready(status: MemberClusterStatus | None) -> tuple[str, str]:
+    """Ready's status and reason: what the scheduler and the convergence act on."""
     conditions = status.conditions if status else []
-    return any(c.type == "Ready" and c.status == "True" for c in conditions)
+    ready = next((c for c in conditions if c.type == "Ready"), None)
+    return (ready.status.value, ready.reason) if ready else ("", "")
 
 
-@kopf.timer(GROUP, VERSION, "memberclusters", interval=PROBE_INTERVAL_S, idle=0)
+# Sharp: every PROBE_INTERVAL_S from the start, not that long after each probe ends, so that a
+# member that stops answering is declared failed after its failure threshold times the
+# interval, however long each unanswered probe waits (its timeout is below the interval).
+@kopf.timer(GROUP, VERSION, "memberclusters", interval=PROBE_INTERVAL_S, idle=0, sharp=True)
 def heartbeat(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     context: OperatorContext = memo.context
     metrics.RECONCILES.labels("MemberCluster").inc()
@@ -68,7 +78,7 @@ def heartbeat(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         return
     name = member.metadata.name or ""
     before = member.status
-    probe = probe_member(context.members, member)
+    probe = probe_member(context.members, member, context.config.probe_timeout_s)
     if probe.cluster_id is not None:
         others = context.member_clusters()
         probe = replace(probe, duplicate_of=duplicate_of(member, probe.cluster_id, others))
@@ -78,13 +88,59 @@ def heartbeat(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         context.member_mirrors.follow(name, context.members.for_member(member).ungated)
     context.health.probed(name, usable)
     metrics.MEMBER_ANSWERING.labels(name).set(1 if probe.answered else 0)
-    status = probed_status(member, probe, context.clock())
+    now = context.clock()
+    status = probed_status(member, probe, now, context.config.failure_threshold)
+    status = eviction_status(member, status, context.member_clusters(), context.config.eviction,
+                             now)  # fmt: skip
     # Its own fields only, by server-side apply: the signals loop writes Degraded, risk and
     # latencyToSites of the same status, which this body may hold older versions of.
     context.hub.apply_member_status(name, heartbeat_fields(status.to_dict()), HEARTBEAT_MANAGER)
-    if _is_ready(before) != _is_ready(status):
+    _report_failover(context, body, member, status)
+    if _ready(before) != _ready(status):
         context.wake_scheduler.set()
         context.ask_jobs_on(name)
+        if _ready(status)[0] == "True":
+            _ask_jobs_that_held_shards_on(context, name)
+
+
+def _report_failover(
+    context: OperatorContext, body: kopf.Body, member: MemberCluster, status: MemberClusterStatus
+) -> None:
+    """Metrics always; an Event when the member is declared failed, or what is decided about
+    its shards changes (evicted, or held and why)."""
+    name = member.metadata.name or ""
+    after = member.model_copy(update={"status": status})
+    held = eviction_held(after)
+    metrics.MEMBER_MISSED_PROBES.labels(name).set(status.missed_probes or 0)
+    metrics.MEMBER_EVICTION_HELD.labels(name).set(1 if held else 0)
+    state, reason = _ready(status)
+    if _ready(member.status) == (state, reason):
+        return
+    ready = next(c for c in status.conditions if c.type == "Ready")
+    if held is not None:
+        metrics.MEMBER_FAILOVERS.labels(held.value).inc()
+        context.events.record_event(body, "Warning", held.value,
+                                    f"{name} does not answer; {ready.message}")  # fmt: skip
+    elif state == "False" and reason == UNREACHABLE and _answered_once(member):
+        metrics.MEMBER_FAILOVERS.labels("Evicted").inc()
+        context.events.record_event(body, "Warning", "MemberFailed",
+                                    f"{name} does not answer ({ready.message}); its shards are "
+                                    "placed elsewhere")  # fmt: skip
+
+
+def _answered_once(member: MemberCluster) -> bool:
+    return member.status is not None and member.status.last_heartbeat_time is not None
+
+
+def _ask_jobs_that_held_shards_on(context: OperatorContext, name: str) -> None:
+    """A member that answers again may still run shards that were moved off it while it did
+    not (the hub cannot fence it): a pass for every job whose Placement ever sent a shard
+    there deletes them now rather than at the next resync."""
+    if context.placements is None:
+        return
+    for placement in context.mirror.list(Placement).valid:
+        if name in members_of(placement):
+            context.placements.add(JobKey.of_placement(placement))
 
 
 @kopf.on.delete(GROUP, VERSION, "memberclusters")

@@ -18,22 +18,44 @@ from continuum.operator.api import (
 from continuum.operator.api.probe import ProbeResult
 
 DUPLICATE_CLUSTER = "DuplicateCluster"
+# Reachable and Ready Unknown: the member missed probes, fewer than the failure threshold.
+PROBES_MISSED = "ProbesMissed"
+# Ready False: the member failed (or never answered); its shards are placed elsewhere.
+UNREACHABLE = "Unreachable"
 
 
-def probed_status(member: MemberCluster, probe: ProbeResult, now: datetime) -> MemberClusterStatus:
+def probed_status(
+    member: MemberCluster, probe: ProbeResult, now: datetime, failure_threshold: int = 1
+) -> MemberClusterStatus:
+    """The member's status after one probe. A member that has answered before is declared
+    failed (Reachable=False, Ready=False Unreachable) only once `failure_threshold` probes in a
+    row went unanswered; until then it is a suspect: Reachable and Ready Unknown, reason
+    ProbesMissed, its shards left where they are. The count is `missedProbes`, in the API
+    server, so a restarted operator goes on counting. A member that never answered, or had
+    failed already, is Reachable=False at once."""
     status = member.status or MemberClusterStatus()
     generation = member.metadata.generation
     conditions: Sequence[Condition] = status.conditions
     reachable = probe.answered
+    missed = 0 if reachable else (status.missed_probes or 0) + 1
+    suspect = not reachable and _answered_last(member) and missed < failure_threshold
     if reachable:
         latency = f" in {probe.latency_ms:.0f} ms" if probe.latency_ms is not None else ""
         message = f"kube-apiserver {probe.kubernetes_version} answered{latency}"
-        reason = "APIServerAnswered"
+        reason, reachable_status = "APIServerAnswered", ConditionStatus.TRUE
+    elif suspect:
+        message = (
+            f"{missed} of {failure_threshold} probes in a row unanswered "
+            f"({probe.failure_reason}: {probe.message})"
+        )
+        reason, reachable_status = PROBES_MISSED, ConditionStatus.UNKNOWN
     else:
         message, reason = probe.message, probe.failure_reason or "Unknown"
+        if missed > 1:
+            message = f"{message} ({missed} probes in a row unanswered)"
+        reachable_status = ConditionStatus.FALSE
     conditions = upsert_condition(
-        conditions, MemberClusterConditionType.REACHABLE,
-        ConditionStatus.TRUE if reachable else ConditionStatus.FALSE, reason, message,
+        conditions, MemberClusterConditionType.REACHABLE, reachable_status, reason, message,
         observed_generation=generation, now=now,
     )  # fmt: skip
 
@@ -43,8 +65,12 @@ def probed_status(member: MemberCluster, probe: ProbeResult, now: datetime) -> M
         allocatable, source = member.spec.capacity, CapacitySource.DECLARED
     else:
         allocatable, source = None, None
-    if not reachable:
-        ready, ready_reason, ready_message = False, "Unreachable", message
+    ready_status: ConditionStatus | None = None
+    if suspect:
+        ready, ready_reason, ready_status = False, PROBES_MISSED, ConditionStatus.UNKNOWN
+        ready_message = "its shards stay on it, and no new ones go to it, until it answers"
+    elif not reachable:
+        ready, ready_reason, ready_message = False, UNREACHABLE, message
     elif probe.duplicate_of is not None:
         ready, ready_reason = False, DUPLICATE_CLUSTER
         ready_message = (
@@ -61,12 +87,17 @@ def probed_status(member: MemberCluster, probe: ProbeResult, now: datetime) -> M
             if source == CapacitySource.NODES
             else "no nodes report allocatable; using spec.capacity"
         )
+    if ready_status is None:
+        ready_status = ConditionStatus.TRUE if ready else ConditionStatus.FALSE
     conditions = upsert_condition(
-        conditions, MemberClusterConditionType.READY,
-        ConditionStatus.TRUE if ready else ConditionStatus.FALSE, ready_reason, ready_message,
+        conditions, MemberClusterConditionType.READY, ready_status, ready_reason, ready_message,
         observed_generation=generation, now=now,
     )  # fmt: skip
-    updates: dict[str, object] = {"conditions": conditions, "observed_generation": generation}
+    updates: dict[str, object] = {
+        "conditions": conditions,
+        "observed_generation": generation,
+        "missed_probes": missed,
+    }
     if reachable:
         updates.update(
             last_heartbeat_time=now,
@@ -101,6 +132,18 @@ def heartbeat_fields(status: Mapping[str, Any]) -> dict[str, Any]:
 def _condition(member: MemberCluster, kind: MemberClusterConditionType) -> Condition | None:
     conditions = member.status.conditions if member.status else []
     return next((condition for condition in conditions if condition.type == kind), None)
+
+
+def _answered_last(member: MemberCluster) -> bool:
+    """Whether the member counted as answering before this probe: it has answered once, and
+    was not declared failed since."""
+    reachable = _condition(member, MemberClusterConditionType.REACHABLE)
+    return (
+        member.status is not None
+        and member.status.last_heartbeat_time is not None
+        and reachable is not None
+        and reachable.status != ConditionStatus.FALSE
+    )
 
 
 def is_reachable(member: MemberCluster) -> bool:

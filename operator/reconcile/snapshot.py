@@ -22,6 +22,11 @@ from continuum.operator.api import (
 )
 from continuum.operator.api import Toleration as ApiToleration
 from continuum.operator.api.keys import JobKey
+from continuum.operator.reconcile.eviction import (
+    UNREACHABLE_TAINT_KEY,
+    eviction_held,
+    shards_stay,
+)
 from continuum.operator.reconcile.membership import is_usable
 from continuum.operator.reconcile.memo import Memo
 from continuum.schedulers import model
@@ -174,6 +179,12 @@ def _cluster(
     status = member.status
     observed = status.allocatable if status and status.allocatable else None
     capacity = _amounts(observed or member.spec.capacity)
+    # A member that does not answer but keeps its shards (reconcile/eviction.py) is healthy
+    # to the scheduler, so they stay, and tainted, so no new ones go there; a held failure's
+    # risk is not a reason to move them either.
+    stays = shards_stay(member)
+    unreachable = (model.Taint(UNREACHABLE_TAINT_KEY, "", "NoSchedule"),) if stays else ()
+    risk = min(1.0, max(0.0, status.risk.score)) if status and status.risk else 0.0
     return model.Cluster(
         name=member.metadata.name or "",
         tier=model.Tier(member.spec.tier.value),
@@ -186,9 +197,10 @@ def _cluster(
         taints=tuple(
             model.Taint(taint.key, taint.value or "", taint.effect.value)
             for taint in member.spec.taints
-        ),
-        risk=min(1.0, max(0.0, status.risk.score)) if status and status.risk else 0.0,
-        healthy=is_usable(member),
+        )
+        + unreachable,
+        risk=0.0 if eviction_held(member) else risk,
+        healthy=is_usable(member) or stays,
     )
 
 

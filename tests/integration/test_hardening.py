@@ -54,7 +54,7 @@ def operator(
         testbed.hub.kubeconfig,
         tmp_path_factory.mktemp("hardening") / "operator.log",
         ["--probe-interval", str(PROBE_INTERVAL_S), "--member-timeout", str(MEMBER_TIMEOUT_S),
-         "--member-cleanup-timeout", "20"],
+         "--member-cleanup-timeout", "20", "--failure-threshold", "1"],
     )  # fmt: skip
     running.start()
     eventually(lambda: running.probe("/readyz")[0] == 200, "the operator to be ready")

@@ -1,0 +1,225 @@
+"""When a failed member's shards are moved (evicted) and when they stay: failover off, many
+members not answering at once (the fleet or a region), one eviction per interval."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from continuum.operator.api import MemberCluster, MemberClusterStatus
+from continuum.operator.api.probe import ProbeResult
+from continuum.operator.reconcile.eviction import (
+    UNREACHABLE_TAINT_KEY,
+    EvictionPolicy,
+    HoldReason,
+    eviction_held,
+    eviction_status,
+    shards_stay,
+)
+from continuum.operator.reconcile.membership import probed_status
+from continuum.operator.reconcile.snapshot import build_snapshot
+from continuum.schedulers.model import Taint
+from tests.wrappers import MemberClusterWrapper
+
+pytestmark = pytest.mark.unit
+NOW = datetime(2026, 12, 6, 9, 0, 30, tzinfo=UTC)
+TIMEOUT = ProbeResult(failure_reason="Timeout", message="no answer within the timeout")
+POLICY = EvictionPolicy()
+
+
+def _time(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _condition(kind: str, status: str, reason: str, at: datetime) -> dict[str, Any]:
+    return {"type": kind, "status": status, "reason": reason, "message": "",
+            "lastTransitionTime": _time(at)}  # fmt: skip
+
+
+def member(
+    name: str,
+    state: str = "up",
+    region: str = "region-1",
+    at: datetime = NOW - timedelta(seconds=20),
+    ready: tuple[str, str] | None = None,
+    ready_at: datetime | None = None,
+    risk: float | None = None,
+) -> MemberCluster:
+    """A member that answered once: `up`, `suspect` (missed probes, fewer than the threshold)
+    or `failed` (Reachable=False since `at`; Ready as given, else evicted at `at`)."""
+    reachable = {"up": ("True", "APIServerAnswered"), "suspect": ("Unknown", "ProbesMissed"),
+                 "failed": ("False", "Timeout")}[state]  # fmt: skip
+    if ready is None:
+        ready = {"up": ("True", "CapacityKnown"), "suspect": ("Unknown", "ProbesMissed"),
+                 "failed": ("False", "Unreachable")}[state]  # fmt: skip
+    status: dict[str, Any] = {
+        "lastHeartbeatTime": _time(NOW - timedelta(minutes=5)),
+        "missedProbes": {"up": 0, "suspect": 2, "failed": 3}[state],
+        "conditions": [
+            _condition("Reachable", *reachable, at),
+            _condition("Ready", *ready, ready_at or at),
+        ],
+    }
+    if risk is not None:
+        status["risk"] = {"score": risk}
+    return MemberClusterWrapper(name).region(region).status(status).obj()
+
+
+def declare(
+    before: MemberCluster, others: list[MemberCluster], policy: EvictionPolicy = POLICY
+) -> MemberClusterStatus:
+    """The suspect `before` misses its threshold-th probe now: its new status."""
+    probed = probed_status(before, TIMEOUT, NOW, 3)
+    return eviction_status(before, probed, [before, *others], policy, NOW)
+
+
+def ready(status: MemberClusterStatus) -> tuple[str, str]:
+    condition = next(c for c in status.conditions if c.type == "Ready")
+    return (condition.status.value, condition.reason)
+
+
+def with_status(before: MemberCluster, status: MemberClusterStatus) -> MemberCluster:
+    return before.model_copy(update={"status": status})
+
+
+def test_a_lone_failure_is_evicted() -> None:
+    me = member("m1", "suspect")
+    status = declare(me, [member("m2"), member("m3"), member("m4")])
+    assert ready(status) == ("False", "Unreachable")
+    after = with_status(me, status)
+    assert not shards_stay(after)
+    assert eviction_held(after) is None
+
+
+def test_with_failover_off_the_shards_stay_on_a_failed_member() -> None:
+    me = member("m1", "suspect")
+    status = declare(me, [member("m2"), member("m3")], EvictionPolicy(failover=False))
+    assert ready(status) == ("Unknown", "FailoverDisabled")
+    after = with_status(me, status)
+    assert shards_stay(after)
+    assert eviction_held(after) == HoldReason.FAILOVER_DISABLED
+
+
+def test_most_of_the_fleet_not_answering_at_once_holds_every_eviction() -> None:
+    # The first member to reach the threshold does so while the others are still suspects.
+    me = member("m1", "suspect")
+    others = [member("m2", "suspect"), member("m3", "suspect"), member("m4")]
+    status = declare(me, others)
+    assert ready(status) == ("Unknown", "FleetDisrupted")
+    message = next(c for c in status.conditions if c.type == "Ready").message
+    assert message.startswith("3 of 4 members do not answer at once")
+
+
+def test_a_whole_fleet_of_two_not_answering_is_a_disruption() -> None:
+    assert ready(declare(member("m1", "suspect"), [member("m2", "failed")])) == (
+        "Unknown",
+        "FleetDisrupted",
+    )
+
+
+def test_two_of_four_failing_are_real_failures_evicted_one_interval_apart() -> None:
+    # Two sites failing together is not a hub-side blip: each is evicted, in turn.
+    first = member("m1", "failed", at=NOW - timedelta(seconds=4))
+    me = member("m2", "suspect")
+    status = declare(me, [first, member("m3"), member("m4")])
+    assert ready(status) == ("Unknown", HoldReason.RATE_LIMITED.value)
+    message = next(c for c in status.conditions if c.type == "Ready").message
+    assert message == "evictions are spaced 10 s apart; the last one was 4 s ago"
+    # Ten seconds after the first, the second goes too.
+    first = member("m1", "failed", at=NOW - timedelta(seconds=10))
+    assert ready(declare(me, [first, member("m3"), member("m4")])) == ("False", "Unreachable")
+
+
+def test_members_failed_earlier_and_not_evicted_yet_go_first() -> None:
+    waiting = member("m9", "failed", at=NOW - timedelta(seconds=5),
+                     ready=("Unknown", HoldReason.RATE_LIMITED.value))  # fmt: skip
+    status = declare(member("m1", "suspect"), [waiting, member("m3"), member("m4"), member("m5")])
+    assert ready(status) == ("Unknown", HoldReason.RATE_LIMITED.value)
+    assert next(c for c in status.conditions if c.type == "Ready").message.endswith(
+        "m9 failed first"
+    )
+
+
+def test_no_interval_evicts_every_failure_at_once() -> None:
+    first = member("m1", "failed", at=NOW - timedelta(seconds=1))
+    status = declare(member("m2", "suspect"), [first, member("m3"), member("m4")],
+                     EvictionPolicy(interval_s=0))  # fmt: skip
+    assert ready(status) == ("False", "Unreachable")
+
+
+def test_a_region_mostly_not_answering_is_held_while_the_fleet_is_not() -> None:
+    region = [member(f"a{i}", "suspect", region="west") for i in range(2)]
+    region.append(member("a3", region="west"))
+    elsewhere = [member(f"b{i}", region="east") for i in range(6)]
+    status = declare(member("a0x", "suspect", region="west"), [*region, *elsewhere])
+    # 3 of 4 in west, 3 of 10 in the fleet.
+    assert ready(status) == ("Unknown", "RegionDisrupted")
+
+
+def test_members_never_answered_being_deleted_or_duplicates_do_not_count() -> None:
+    never = MemberClusterWrapper("new").reachable(False).obj()
+    twin = MemberClusterWrapper("twin").duplicate().obj()
+    status = declare(member("m1", "suspect"), [never, twin, member("m2"), member("m3")])
+    assert ready(status) == ("False", "Unreachable")
+
+
+def test_an_evicted_member_stays_evicted_whatever_happens_to_the_others() -> None:
+    me = member("m1", "failed", at=NOW - timedelta(seconds=30))
+    probed = probed_status(me, TIMEOUT, NOW, 3)
+    others = [member("m2", "suspect"), member("m3", "suspect"), member("m4", "suspect")]
+    status = eviction_status(me, probed, [me, *others], POLICY, NOW)
+    assert ready(status) == ("False", "Unreachable")
+
+
+def test_a_hold_that_lasts_keeps_its_transition_time() -> None:
+    since = NOW - timedelta(seconds=30)
+    me = member("m1", "failed", at=since, ready=("Unknown", "FleetDisrupted"), ready_at=since)
+    others = [member("m2", "failed", at=since, ready=("Unknown", "FleetDisrupted")),
+              member("m3", "suspect"), member("m4")]  # fmt: skip
+    probed = probed_status(me, TIMEOUT, NOW, 3)
+    status = eviction_status(me, probed, [me, *others], POLICY, NOW)
+    held = next(c for c in status.conditions if c.type == "Ready")
+    assert (held.status.value, held.reason, held.last_transition_time) == (
+        "Unknown",
+        "FleetDisrupted",
+        since,
+    )
+
+
+def test_a_held_eviction_ends_when_enough_members_answer_again() -> None:
+    since = NOW - timedelta(seconds=30)
+    me = member("m1", "failed", at=since, ready=("Unknown", "FleetDisrupted"), ready_at=since)
+    probed = probed_status(me, TIMEOUT, NOW, 3)
+    status = eviction_status(me, probed, [me, member("m2"), member("m3"), member("m4")],
+                             POLICY, NOW)  # fmt: skip
+    assert ready(status) == ("False", "Unreachable")
+
+
+def test_an_answering_member_is_left_as_the_probe_said() -> None:
+    me = member("m1")
+    probed = probed_status(me, ProbeResult(kubernetes_version="v1"), NOW, 3)
+    assert eviction_status(me, probed, [me], POLICY, NOW) == probed
+
+
+# What the scheduler sees
+
+
+def test_the_snapshot_keeps_shards_on_suspects_and_held_failures_but_sends_none_new() -> None:
+    members = [
+        member("up"),
+        member("suspect", "suspect", risk=0.9),
+        member("held", "failed", ready=("Unknown", "FleetDisrupted"), risk=0.9),
+        member("evicted", "failed"),
+    ]
+    clusters = {c.name: c for c in build_snapshot(members, [], [], {}).clusters}
+    unreachable = Taint(UNREACHABLE_TAINT_KEY, "", "NoSchedule")
+    assert (clusters["up"].healthy, clusters["up"].taints) == (True, ())
+    assert (clusters["suspect"].healthy, clusters["suspect"].taints) == (True, (unreachable,))
+    assert (clusters["held"].healthy, clusters["held"].taints) == (True, (unreachable,))
+    assert clusters["evicted"].healthy is False
+    # A suspect's risk may be what a proactive move is for; a held failure's is not a reason
+    # to move what the hold keeps.
+    assert clusters["suspect"].risk == 0.9
+    assert clusters["held"].risk == 0.0
