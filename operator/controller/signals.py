@@ -29,6 +29,7 @@ from continuum.operator.adapters.link_signals import LinkSignals, SignalsUnavail
 from continuum.operator.api import MemberCluster
 from continuum.operator.api.links import LinkReadings
 from continuum.operator.controller.context import OperatorContext
+from continuum.operator.recovery.fleet import damped, fleet_wide_rise
 from continuum.operator.recovery.signals import SignalsConfig, signals_status, worth_writing
 
 LOG = logging.getLogger(__name__)
@@ -52,8 +53,13 @@ class SignalsPass:
         apply: ApplyStatus,
         config: SignalsConfig,
         wake: Callable[[], None] = lambda: None,
+        fleet_share: float = 0.55,
+        fleet_min_members: int = 3,
     ) -> None:
         self.reader, self.apply, self.config, self.wake = reader, apply, config, wake
+        # A rise on this share of the members, and this many, at once is the hub's own network
+        # (recovery/fleet.py); the same measure as the eviction policy's.
+        self.fleet_share, self.fleet_min_members = fleet_share, fleet_min_members
         self.unavailable: str | None = None
 
     def _read(self, now: datetime) -> LinkReadings | None:
@@ -81,11 +87,18 @@ class SignalsPass:
         were written. `raw` holds each member's object as read, by name."""
         readings = self._read(now)
         written = 0
-        for member in members:
-            name = member.metadata.name or ""
-            if member.metadata.deletion_timestamp is not None:
-                continue
-            fragment = signals_status(member, readings, now, self.config, self.unavailable or "")
+        fragments = {
+            member.metadata.name or "": signals_status(
+                member, readings, now, self.config, self.unavailable or ""
+            )
+            for member in members
+            if member.metadata.deletion_timestamp is None
+        }
+        cap = self.config.risk.unconfirmed_cap
+        rise = fleet_wide_rise(fragments, cap, self.fleet_share, self.fleet_min_members)
+        if rise is not None:
+            fragments = {name: damped(fragment, cap, rise) for name, fragment in fragments.items()}
+        for name, fragment in fragments.items():
             score = (fragment.get("risk") or {}).get("score")
             if score is not None:
                 metrics.MEMBER_RISK.labels(name).set(score)
@@ -137,6 +150,8 @@ def start_signals(context: OperatorContext) -> threading.Thread | None:
         lambda name, status: context.hub.apply_member_status(name, status, SIGNALS_MANAGER),
         config.signals,
         context.wake_scheduler.set,
+        config.eviction.unhealthy_threshold,
+        config.eviction.min_unhealthy,
     )
     LOG.info("reading link signals from Prometheus at %s every %g s", shown,
              config.signals_interval_s)  # fmt: skip
