@@ -142,7 +142,9 @@ def probe_series(
     return samples
 
 
-def _probe(row: fault_script.Row | None, options: ReplayOptions, rng: random.Random) -> float | None:
+def _probe(
+    row: fault_script.Row | None, options: ReplayOptions, rng: random.Random
+) -> float | None:
     if row is None:
         return options.base_rtt_ms
     if row.state in ("down", "partition"):
@@ -156,9 +158,7 @@ def _probe(row: fault_script.Row | None, options: ReplayOptions, rng: random.Ran
     return None if rtt > PROBE_TIMEOUT_MS else rtt
 
 
-def failures(
-    rows: Sequence[fault_script.Row], end_s: float, min_failure_s: float
-) -> list[Failure]:
+def failures(rows: Sequence[fault_script.Row], end_s: float, min_failure_s: float) -> list[Failure]:
     """A site's failures (its rows only)."""
     found: list[Failure] = []
     out_since: float | None = None
