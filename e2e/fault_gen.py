@@ -19,8 +19,9 @@ seed, so two sites and two seeds differ):
 - *Loss bursts*: a Poisson process, one every 30-90 s, each 15-70% loss for 2-8 s.
 - *Blips*: short outages that recover, a Poisson process, one every 60-180 s, each a
   `partition` of 2-25 s, log-uniform (under the benchmark's 30 s that makes a partition a
-  failure), then
-  `restore` and the background again.
+  failure), then `restore` and the background again. Two blips may follow each other closely
+  enough to make one partition of 30 s or more: a failure with no warning, as on a real link.
+  No disturbance of the background runs into the script's last 5 s.
 - The noise rates and sizes are scaled by a per-site `noise` factor of 0.6-1.4.
 
 The episodes (the failing or degrading site is the first site, the second too for two sites):

@@ -18,6 +18,24 @@ A rise is only *published* as a risk above `unconfirmed_cap` once it has held fo
 the scheduler migrates everything off a member whose risk passes a job's threshold. Once
 confirmed, the alert holds until the evidence falls below `release_score`: a failing link has
 good moments, and a risk that flickered back to normal would invite the shards back.
+
+Real links are noisy: satellite and cellular links show RTT spikes, loss bursts and short
+outages that recover. For them (`signals.probe_risk_config`, the operator's settings; the
+defaults here are the demo's clean links) the detector also:
+
+- holds an *outage* (`outage_probes` unanswered in a row) at the evidence from before it, and
+  does not count its probes as loss afterwards: from the silence alone a blip that recovers
+  and a failure look the same, and telling them apart by how long they last is reactive
+  recovery's job. An alert raised before the outage holds through it (`silentS` says for how
+  long the member has not answered);
+- counts `sustainedLoss`, the least loss of the window's three thirds, so that a burst of a
+  few seconds is not a failing link (`packetLoss` is still the whole window's);
+- lets either an RTT inflation or a sustained loss reach the alert alone (`either_signal`),
+  with a steady rise adding confidence;
+- takes the median RTT over the last `inflation_window_s` of the window, for a shorter lag;
+- confirms on `confirm_assessments` of the last `confirm_of` assessments, so one good probe on
+  a failing link does not restart the count, and releases an alert only after
+  `release_assessments` in a row below the release score.
 """
 
 from __future__ import annotations
