@@ -45,26 +45,33 @@ SIGNALS_UNAVAILABLE: Final = "SignalsUnavailable"
 
 
 def probe_risk_config() -> RiskConfig:
-    """The risk detector's settings for blackbox probes once a second (the demo's defaults
-    assume ten a second). At 1 Hz:
+    """The risk detector's settings for blackbox probes once a second over noisy links (the
+    demo's defaults assume ten a second over clean ones). At 1 Hz:
 
-    - `window_s` 15: the median and the trend fit of 15 probes; the median ignores up to 7
-      spikes, a straight-line fit over 15 noisy points reaches R² 0.5 by chance well under 1%
-      of the time, and a loss of 1/15 (6.7%) is the finest step. Short enough that a failing
-      link is confirmed within about 20 s, as a failed site must be detected within 15 s of
-      its failure (monitoring.md) and the trend comes before it;
+    - `window_s` 15: the loss and the trend fit of 15 probes (a straight-line fit over 15 noisy
+      points reaches R² 0.5 by chance well under 1% of the time); `inflation_window_s` 8: the
+      median RTT of the last 8 probes, which ignores up to 3 spikes and lags a rise by 4 s
+      rather than 7.5;
     - `min_samples` 10: a window two thirds full; fewer probes scraped is no verdict;
     - `baseline_samples` 10, `baseline_history` 300: the baseline is the 10th percentile of the
       last 5 minutes of answered probes, so a degradation must last about 4.5 minutes before
-      it becomes the new normal;
-    - `baseline_floor_ms` 10: a few milliseconds of queueing are noise on any WAN path, and a
-      ratio to a sub-millisecond baseline (a LAN, or the testbed) would call them a tenfold
-      rise; the inflation is counted against at least 10 ms;
-    - `confirm_assessments` 5: five probes in a row (5 s) at or above the alert score before it
-      is published above `unconfirmed_cap`, against the demo's three at 10 Hz (0.3 s): one
-      noisy second must never move shards;
-    - the rest as the demo: inflation counts fully at 6x the baseline, loss at 30%, a trend
-      from R² 0.5, alert at 0.6, release below 0.35.
+      it becomes the new normal; `baseline_floor_ms` 10: a few milliseconds of queueing are
+      noise on any WAN path, and a ratio to a sub-millisecond baseline (a LAN, or the testbed)
+      would call them a tenfold rise;
+    - `outage_probes` 3: three probes in a row unanswered (the heartbeat's count) is an outage,
+      which from the silence alone may be a blip that recovers as well as a failure: the risk
+      stays what it was before it, and its probes are not counted as loss afterwards either.
+      Outages are reactive recovery's, which tells blip from failure by their length;
+    - `sustained_loss`: the loss counted is the least of the window's three 5 s thirds, so
+      that a burst of a few seconds (a handover, a queue overflowing) is not a failing link;
+    - `either_signal`, `rtt_inflation_full` 4, `loss_full` 0.3: an RTT four times its
+      baseline, or 30% of the probes lost in every third of the window, is a failing link on
+      its own (the weighted sum of the demo capped an RTT-only rise below a job's threshold);
+      a steady rise adds up to 0.2;
+    - `confirm_assessments` 4 of `confirm_of` 6 at the alert score before it is published
+      above `unconfirmed_cap` (one noisy second never moves shards, and one good probe on a
+      failing link does not restart the count), and `release_assessments` 10: an alert ends
+      after 10 s in a row below the release score, not at the first good moment.
     """
     return RiskConfig(
         window_s=15.0,
@@ -73,7 +80,14 @@ def probe_risk_config() -> RiskConfig:
         baseline_quantile=0.1,
         baseline_history=300,
         baseline_floor_ms=10.0,
-        confirm_assessments=5,
+        rtt_inflation_full=4.0,
+        confirm_assessments=4,
+        confirm_of=6,
+        release_assessments=10,
+        outage_probes=3,
+        sustained_loss=True,
+        either_signal=True,
+        inflation_window_s=8.0,
     )
 
 
