@@ -138,11 +138,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                          help="each query's timeout")  # fmt: skip
     signals.add_argument("--signals-interval", type=float, default=2.0, metavar="SECONDS",
                          help="seconds between reads of the signals")  # fmt: skip
-    signals.add_argument("--risk-window", type=float, default=15.0, metavar="SECONDS",
-                         help="the probes the risk is assessed over")  # fmt: skip
-    signals.add_argument("--risk-confirm", type=int, default=5, metavar="PROBES",
-                         help="probes in a row at the alert score before a risk is published "
-                         "above 0.5")  # fmt: skip
+    signals.add_argument("--risk-window", type=float, metavar="SECONDS",
+                         help="the probes the risk is assessed over (default: the risk model's, "
+                         "15)")  # fmt: skip
+    signals.add_argument("--risk-confirm", type=int, metavar="READS",
+                         help="of the last few reads, how many must be at the alert score "
+                         "before a risk is published above 0.5 (default: the risk model's, 4 "
+                         "of 6)")  # fmt: skip
     signals.add_argument("--risk-history", type=float, default=300.0, metavar="SECONDS",
                          help="the probes the RTT baseline is taken from")  # fmt: skip
     signals.add_argument("--risk-baseline-floor", type=float, default=10.0, metavar="MS",
@@ -160,12 +162,15 @@ def signals_config(args: argparse.Namespace) -> SignalsConfig:
 
     risk = replace(
         probe_risk_config(),
-        window_s=args.risk_window,
-        min_samples=max(1, round(args.risk_window * 2 / 3)),
-        confirm_assessments=args.risk_confirm,
         baseline_history=max(1, round(args.risk_history)),
         baseline_floor_ms=args.risk_baseline_floor,
     )
+    if args.risk_window is not None:
+        window = args.risk_window
+        risk = replace(risk, window_s=window, min_samples=max(1, round(window * 2 / 3)))
+    if args.risk_confirm is not None:
+        risk = replace(risk, confirm_assessments=args.risk_confirm,
+                       confirm_of=max(risk.confirm_of, args.risk_confirm))  # fmt: skip
     return SignalsConfig(risk=risk, history_s=args.risk_history, degraded_loss=args.degraded_loss)
 
 
