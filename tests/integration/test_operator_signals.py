@@ -10,8 +10,11 @@ member-4 frankfurt) behind the link emulator, and Prometheus probing every pair 
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -19,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from e2e import monitoring
-from e2e.operator_process import REPO, Operator, condition, get_json
+from e2e import fault_script, kuberay_sim, monitoring
+from e2e.operator_process import REPO, Operator, condition, get_json, member_api
 from e2e.pytest_plugin import RunningTestbed, running_testbed
 from e2e.pytest_plugin import eventually as wait_until
 from e2e.registration import register_members
@@ -284,6 +287,118 @@ def test_a_degrading_link_raises_the_risk_and_moves_a_proactive_shard(
         f"(b) Degraded False {time.monotonic() - healed:.1f} s after the link healed, "
         f"risk {status['risk']['score']}"
     )
+    testbed.kubectl("delete", "mljob", job, "-n", "default", "--wait=false")
+
+
+@contextlib.contextmanager
+def kuberay_in_members(testbed: RunningTestbed) -> Iterator[None]:
+    """The KubeRay stand-in for every member, each in a thread of its own (daemon: one whose
+    member went down may wait on a request that no packet answers)."""
+    stop = threading.Event()
+    clients = [member_api(testbed, member.name) for member in testbed.members]
+    threads = [
+        threading.Thread(target=kuberay_sim.run, args=(api, stop, "default"), daemon=True)
+        for api in clients
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=2.0)
+
+
+def shard_copies(testbed: RunningTestbed, job: str) -> dict[str, str]:
+    """Member -> the state KubeRay's stand-in gave the job's RayJob there, for members that
+    answer and hold one."""
+    found = {}
+    for cluster in testbed.members:
+        listed = testbed.kubectl("get", "rayjobs", "-n", "default", "-l",
+                                 f"continuum.dev/job={job}", "-o", "json", "--request-timeout=2s",
+                                 cluster=cluster, check=False)  # fmt: skip
+        for item in json.loads(listed).get("items", []) if listed else []:
+            found[cluster.name] = (item.get("status") or {}).get("jobStatus") or "Pending"
+    return found
+
+
+def moves(testbed: RunningTestbed, job: str) -> list[dict[str, Any]]:
+    return list((placement(testbed, job) or {}).get("migrations", []))
+
+
+def test_a_proactive_move_completes_before_the_scripted_failure(
+    testbed: RunningTestbed, sites: Sites, operator: Operator
+) -> None:
+    """A fault script degrades delft's link over 30 s and takes the site down at 50 s: the
+    proactive job's replacement runs elsewhere before it, and the old copy is gone then."""
+    job = "signals-before-failure"
+    eventually(lambda: degraded(member(testbed)) == ("False", "LinkHealthy"),
+               "member-1 healthy", timeout=90)  # fmt: skip
+    rows = [f"{2 * step},{SHAPED},{10.0 * step},2,{0.4 * step:.1f},up" for step in range(16)]
+    rows += [f"50,{SHAPED},0,0,0,down", f"75,{SHAPED},0,0,0,restore"]
+    script = fault_script.parse("at_s,site,rtt_ms,jitter_ms,loss_pct,state\n" + "\n".join(rows),
+                                sites.sites())  # fmt: skip
+    with kuberay_in_members(testbed):
+        apply_job(testbed, job, proactive=True)
+        eventually(lambda: shard_copies(testbed, job) == {MEMBER: "RUNNING"},
+                   "the shard running on member-1")  # fmt: skip
+        started = time.monotonic()
+        replacement_running: float | None = None
+        player = threading.Thread(target=lambda: list(fault_script.play(script, sites)))
+        player.start()
+        try:
+            while time.monotonic() - started < 50.0:
+                copies = shard_copies(testbed, job)
+                others = [name for name, state in copies.items() if name != MEMBER]
+                if replacement_running is None and any(copies[n] == "RUNNING" for n in others):
+                    replacement_running = time.monotonic() - started
+                    note(f"(e) the replacement runs on {others} {replacement_running:.1f} s into "
+                         "the script; the site fails at 50 s")  # fmt: skip
+                if replacement_running is not None and MEMBER not in copies:
+                    note(f"(e) the old copy on {MEMBER} gone "
+                         f"{time.monotonic() - started:.1f} s into the script")  # fmt: skip
+                    break
+                time.sleep(0.5)
+            assert replacement_running is not None, "no replacement ran before the failure"
+            assert replacement_running < 50.0
+            assert [m["reason"] for m in moves(testbed, job)] == ["Proactive"]
+            assert MEMBER not in shard_copies(testbed, job), "the old copy outlived the handoff"
+        finally:
+            player.join(timeout=90)
+        # Back after the script: the site holds no copy, and the shard did not move again.
+        assert [m["reason"] for m in moves(testbed, job)] == ["Proactive"]
+        testbed.kubectl("delete", "mljob", job, "-n", "default", "--wait=false")
+
+
+def test_a_flapping_link_does_not_make_shards_ping_pong(
+    testbed: RunningTestbed, sites: Sites, operator: Operator
+) -> None:
+    """delft's link swings between bad (+250 ms, 15% loss) and clean every 10 s for 2 min:
+    at most one move, never back to member-1 while it flaps."""
+    job = "signals-flapping"
+    eventually(lambda: (condition(member(testbed), "Ready") or {}).get("status") == "True"
+               and degraded(member(testbed)) == ("False", "LinkHealthy"),
+               "member-1 back and healthy", timeout=120)  # fmt: skip
+    rows = []
+    for swing in range(12):
+        bad = swing % 2 == 0
+        rows.append(f"{10 * swing},{SHAPED},{250 if bad else 0},{20 if bad else 0},"
+                    f"{15 if bad else 0},up")  # fmt: skip
+    rows.append(f"120,{SHAPED},0,0,0,up")
+    script = fault_script.parse("at_s,site,rtt_ms,jitter_ms,loss_pct,state\n" + "\n".join(rows),
+                                sites.sites())  # fmt: skip
+    with kuberay_in_members(testbed):
+        apply_job(testbed, job, proactive=True)
+        eventually(lambda: shard_copies(testbed, job) == {MEMBER: "RUNNING"},
+                   "the shard running on member-1")  # fmt: skip
+        for _ in fault_script.play(script, sites, hold_s=20.0):
+            pass
+        made = moves(testbed, job)
+        note(f"(f) moves while the link flapped for 120 s: "
+             f"{[(m['from'], m['to'], m['reason']) for m in made]}")  # fmt: skip
+        assert len(made) <= 1, made
+        assert all(m["to"] != MEMBER for m in made), made
     testbed.kubectl("delete", "mljob", job, "-n", "default", "--wait=false")
 
 
