@@ -57,7 +57,7 @@ def test_a_proactive_move_before_a_down_has_a_lead_and_a_handoff_overlap() -> No
         reachable=[
             ReachableChange(-60.0, "member-1", "True"),
             ReachableChange(70.0, "member-1", "False"),
-        ],  # fmt: skip
+        ],
     )
     result = summarize(timeline, SETTINGS)
     summary = result["summary"]
@@ -166,7 +166,7 @@ def test_a_blip_is_no_failure_and_a_move_for_it_is_false() -> None:
             copy(-30.0, "member-1", "old"),
             copy(32.0, "member-2", "new"),
             copy(33.0, "member-1", "old", present=False),
-        ],  # fmt: skip
+        ],
         migrations=[Migration(28.0, "job-a", 0, "member-1", "member-2", "Failure")],
     )
     summary = summarize(timeline, SETTINGS)["summary"]
