@@ -438,8 +438,6 @@ def run_once(
     folder.mkdir(parents=True, exist_ok=True)
     reset_sites(network)
     time.sleep(bench.args.settle_s)
-    settled = wait_for(lambda: members_healthy(bench.hub), "links healthy", SETTLE_LIMIT_S)
-    log(f"{script_name} / {mode}: links healthy (+{settled:.0f} s after {bench.args.settle_s} s)")
     namespace = f"bf-{index:02d}-{mode}"
     kubectl(bench.hub.kubeconfig, "create", "namespace", namespace)
     agents = SiteAgents(network, bench.member_site)
@@ -457,6 +455,11 @@ def run_once(
             lambda: None if operator.probe("/readyz")[0] == 200 else "not ready",
             "operator ready", READY_TIMEOUT_S,
         )  # fmt: skip
+        # The operator replays the last minutes of probes from Prometheus at every read, so
+        # it judges the links at once: healthy means the previous run's faults have left the
+        # detector's window.
+        settled = wait_for(lambda: members_healthy(bench.hub), "links healthy", SETTLE_LIMIT_S)
+        log(f"{script_name} / {mode}: links healthy {settled:.0f} s after the operator's start")
         if bench.args.manifests:
             jobs = manifests_from(bench.args.manifests, namespace, mode, bench.args.risk_threshold)
         else:
@@ -739,6 +742,11 @@ def parser() -> argparse.ArgumentParser:
         "--operator-arg", action="append", help="one more argument for `operator run` (repeatable)"
     )
     parse.add_argument("--dir", type=Path, help="the testbed's folder (default: a new one)")
+    parse.add_argument(
+        "--keep",
+        action="store_true",
+        help="leave the testbed running at the end (default: tear it down)",
+    )
     parse.add_argument("--json", type=Path)
     parse.add_argument("--markdown", type=Path)
     parse.add_argument("--plot", type=Path)
@@ -749,6 +757,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Stopped from outside, it still stops its operator and tears the testbed down.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(1))
     args = parser().parse_args(argv)
+    for name in ("faults", "manifests", "dir", "json", "markdown", "plot"):
+        value = getattr(args, name)
+        if isinstance(value, list):
+            setattr(args, name, [path.resolve() for path in value])
+        elif value is not None:
+            setattr(args, name, value.resolve())
     modes = [mode for mode in args.recovery.split(",") if mode]
     if not modes or any(mode not in MODES for mode in modes):
         raise SystemExit(f"--recovery: modes are {', '.join(MODES)}")
@@ -766,10 +780,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(
             f"another sites network is on this machine ({', '.join(taken)}): only one can be"
         )
-    # The processes started at the sites run `python -m e2e...` from this repository.
-    os.environ["PYTHONPATH"] = os.pathsep.join(
-        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
-    )
+    # The processes started at the sites run `python -m e2e...` in this folder (PYTHONPATH
+    # would not do: the repository's operator/ would hide the standard library's operator).
+    os.chdir(REPO)
     no_failover = operator_accepts(args.no_failover_flag)
     notes = []
     if "none" in modes and not no_failover:
@@ -826,7 +839,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if store is not None:
             store.stop()
-        if args.dir is None:
+        if not args.keep:
             log("testbed down")
             testbed.down()
     report["runtime_s"] = round(time.monotonic() - started, 1)
