@@ -618,6 +618,12 @@ def plot(report: dict[str, Any], path: Path) -> None:
             risk_axis.plot([s["t"] for s in samples if s["risk"] is not None],
                            [s["risk"] for s in samples if s["risk"] is not None],
                            label=f"{member} ({site})")  # fmt: skip
+        for site in sorted({change["site"] for change in result["site_changes"]}):
+            shaped = [c for c in result["site_changes"] if c["site"] == site and c["state"] == "up"]
+            if shaped:
+                rtt_axis.step([c["t"] for c in shaped], [c["rtt_ms"] for c in shaped],
+                              where="post", linestyle=":", color="grey",
+                              label=f"{site}: RTT set by the script")  # fmt: skip
         for event in result["events"]:
             for axis in (rtt_axis, risk_axis):
                 if event["event"] == "failure":
@@ -634,6 +640,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
             axis.set_xlabel("s from the script's start")
             axis.grid(alpha=0.3)
         risk_axis.legend(fontsize=7, loc="upper left")
+        rtt_axis.legend(fontsize=7, loc="upper left")
     figure.tight_layout()
     figure.savefig(path, dpi=90)
     plt.close(figure)
