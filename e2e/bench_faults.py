@@ -568,6 +568,7 @@ def markdown(report: dict[str, Any]) -> str:
         ("detection s (p50 / p99 / max)", lambda s: _spread(s["detect_s"])),
         ("MTTR s (p50 / p99 / max)", lambda s: _spread(s["mttr_s"])),
         ("lost work s (p50 / p99 / max)", lambda s: _spread(s["lost_work_s"])),
+        ("shard downtime s (p50 / p99 / max)", lambda s: _spread(s["downtime_s"])),
         ("migrations", lambda s: s["migrations"]),
         ("false migrations", lambda s: s["false_migrations"]),
         ("degradation episodes / without failure",

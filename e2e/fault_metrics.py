@@ -36,6 +36,9 @@ Definitions (docs/testbed.md, "The fault benchmark", says the same for readers):
     through a partition (nothing was thrown away), and it would be 0 for a handover at which
     the old copy checkpointed just as the replacement started. A shard never replaced counts
     its work up to t_stop as lost, and counts as unrecovered.
+  - `downtime_s`: the time, from the old copy's start or `horizon_s` before the failure
+    (whichever is later) to the end of the run, in which no copy of the shard was serving: it
+    also counts a replacement that ran before the failure and was moved back after it.
 - `detect_s`, per failure: failure -> the first time the hub showed one of the site's members
   with `Reachable` not True (0 if it was already not True): the operator's declaration.
 - A *false migration* is a migration off a member whose site has no failure that starts within
@@ -250,6 +253,7 @@ def _failure_outcomes(
     runs: Sequence[Run],
     serving: Sequence[Run],
     horizon_s: float,
+    end_t: float,
 ) -> list[dict[str, Any]]:
     members = {member for member, site in timeline.member_site.items() if site == failure.site}
     t_f = failure.start
@@ -283,6 +287,8 @@ def _failure_outcomes(
         t_stop = min(t_f, old.end, *(() if t_r is None else (t_r,)))
         resumed_from = max([t for t in old.checkpoints if t <= t_stop], default=old.start)
         lost = 0.0 if survived else max(0.0, t_stop - resumed_from)
+        window = (max(old.start, t_f - horizon_s), end_t)
+        served = [(run.start, run.end) for run in serving if (run.job, run.shard) == key]
         outcomes.append(
             {
                 "job": key[0],
@@ -296,9 +302,22 @@ def _failure_outcomes(
                 "lost_work_s": _round(lost),
                 "resumed_from_checkpoint_t": _round(resumed_from),
                 "same_copy": survived,
+                "downtime_s": _round(_uncovered(window, served)),
             }
         )
     return outcomes
+
+
+def _uncovered(window: tuple[float, float], spans: Sequence[tuple[float, float]]) -> float:
+    """How much of `window` none of `spans` covers."""
+    start, end = window
+    covered, reach = 0.0, start
+    for span in sorted(spans):
+        first, last = max(span[0], reach, start), min(span[1], end)
+        if last > first:
+            covered += last - first
+            reach = last
+    return max(0.0, end - start - covered)
 
 
 def _detect_s(timeline: Timeline, failure: Outage) -> float | None:
@@ -432,10 +451,13 @@ def summarize(timeline: Timeline, settings: Settings) -> dict[str, Any]:
     leads: list[float] = []
     mttrs: list[float] = []
     lost: list[float] = []
+    downtime: list[float] = []
     detects: list[float] = []
     shards_at_failed = moved_before = unrecovered = 0
     for failure in failures:
-        outcomes = _failure_outcomes(timeline, failure, runs, serving, settings.horizon_s)
+        outcomes = _failure_outcomes(
+            timeline, failure, runs, serving, settings.horizon_s, timeline.end_t
+        )
         detect = _detect_s(timeline, failure)
         if detect is not None:
             detects.append(round(detect, 2))
@@ -443,6 +465,7 @@ def summarize(timeline: Timeline, settings: Settings) -> dict[str, Any]:
             shards_at_failed += 1
             moved_before += outcome["moved_before_failure"]
             lost.append(outcome["lost_work_s"])
+            downtime.append(outcome["downtime_s"])
             if outcome["mttr_s"] is None:
                 unrecovered += 1
             else:
@@ -491,6 +514,7 @@ def summarize(timeline: Timeline, settings: Settings) -> dict[str, Any]:
         "lost_work_s": lost,
         # Beyond the issue's fields:
         "unrecovered": unrecovered,
+        "downtime_s": downtime,
         "migrations": len(timeline.migrations),
         "false_migrations_by_reason": dict(sorted(false_reasons.items())),
         "degradation_episodes": len(found_episodes),

@@ -218,3 +218,24 @@ def test_kuberay_status_running() -> None:
     assert not shard_running("RayJob", None)
     ready = {"conditions": [{"type": "Ready", "status": "True"}]}
     assert shard_running("RayService", ready)
+
+
+def test_a_replacement_moved_back_onto_the_failed_site_counts_as_downtime() -> None:
+    timeline = Timeline(
+        MEMBERS,
+        end_t=150.0,
+        sites=ramp_then_down(),
+        copies=[
+            copy(-30.0, "member-1", "old"),
+            copy(44.0, "member-1", "old", present=False),
+            copy(45.0, "member-2", "new"),
+            # Moved back to the (down) member-1 at 62 s, then away again once it was declared.
+            copy(62.0, "member-2", "new", present=False),
+            copy(76.0, "member-2", "again"),
+        ],
+    )
+    result = summarize(timeline, SETTINGS)
+    summary = result["summary"]
+    assert summary["proactive_lead_s"] == [15.0]
+    # 44..45 (break before make) and 62..76.
+    assert summary["downtime_s"] == [15.0]
