@@ -14,18 +14,29 @@ Use the functions from a test (`advance(api_client, namespace, to=Target.RUNNING
 a controller beside the operator, which starts every new shard resource up to Running:
 
     python e2e/kuberay_sim.py --kubeconfig member-1.kubeconfig [--namespace NS] [--to Running]
+                              [--checkpoints [--checkpoint-store HOST:PORT]] [--lifetime-s S]
+
+With `--checkpoints` the controller also plays the workload's checkpoints: every Running shard
+resource is annotated with continuum.dev/last-checkpoint once per checkpoint interval (its
+CONTINUUM_CHECKPOINT_INTERVAL_SECONDS, else `--checkpoint-interval`), counted from when it was
+first seen Running or from its newest checkpoint. With `--checkpoint-store`, a checkpoint is
+taken only when a TCP connection to that address succeeds: run at a site, a partitioned or
+unreachable site then checkpoints nothing, as a shard that cannot reach its checkpoint storage.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import socket
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, cast
 
+import urllib3
 from kubernetes import client, config
 
 from continuum.operator.api.shard_resources import (
@@ -240,19 +251,123 @@ def record_checkpoint(
     )
 
 
+CHECKPOINT_INTERVAL_ENV = "CONTINUUM_CHECKPOINT_INTERVAL_SECONDS"
+
+
+def _checkpoint_interval(resource: Mapping[str, Any]) -> float | None:
+    """The CONTINUUM_CHECKPOINT_INTERVAL_SECONDS the operator put in the shard's pods, if any."""
+    pending: list[Any] = [resource.get("spec")]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            if node.get("name") == CHECKPOINT_INTERVAL_ENV and "value" in node:
+                try:
+                    return float(node["value"])
+                except (TypeError, ValueError):
+                    return None
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+    return None
+
+
+def _running(kind: ResourceKind, status: Mapping[str, Any]) -> bool:
+    if kind == RAY_JOB:
+        return status.get("jobDeploymentStatus") == "Running"
+    ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
+    return ready is not None and ready.get("status") == "True"
+
+
+def _parse_time(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def store_reachable(store: tuple[str, int] | None, timeout_s: float = 2.0) -> bool:
+    """Whether a TCP connection to the checkpoint store succeeds (no store: always)."""
+    if store is None:
+        return True
+    try:
+        with socket.create_connection(store, timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+class Checkpointer:
+    """Plays the workload's checkpoints: annotates each Running shard resource with its newest
+    checkpoint time once per interval, if the checkpoint store can be reached."""
+
+    def __init__(
+        self,
+        default_interval_s: float,
+        store: tuple[str, int] | None = None,
+        clock: Any = time.time,
+    ) -> None:
+        self.default_interval_s = default_interval_s
+        self.store = store
+        self.clock = clock
+        self.running_since: dict[str, float] = {}
+
+    def due(self, resource: Mapping[str, Any], kind: ResourceKind, now: float) -> bool:
+        if not _running(kind, resource.get("status") or {}):
+            return False
+        metadata = resource["metadata"]
+        since = self.running_since.setdefault(metadata["uid"], now)
+        annotations = metadata.get("annotations") or {}
+        last = _parse_time(annotations.get(SHARD_LABELS.last_checkpoint_annotation))
+        # A checkpoint older than this copy (carried over by a move) does not count as its own.
+        reference = since if last is None or last < since else last
+        interval = _checkpoint_interval(resource) or self.default_interval_s
+        return now - reference >= interval
+
+    def step(self, api_client: client.ApiClient, namespace: str | None) -> list[str]:
+        """Checkpoints every Running shard resource that is due; returns those checkpointed."""
+        api = client.CustomObjectsApi(api_client)
+        done: list[str] = []
+        reachable: bool | None = None
+        for kind in (RAY_JOB, RAY_SERVICE):
+            for resource in _managed(api, kind, namespace, MANAGED_SELECTOR):
+                now = self.clock()
+                if not self.due(resource, kind, now):
+                    continue
+                if reachable is None:
+                    reachable = store_reachable(self.store)
+                if not reachable:
+                    return done
+                metadata = resource["metadata"]
+                record_checkpoint(
+                    api_client, kind, metadata["namespace"], metadata["name"],
+                    datetime.fromtimestamp(now, UTC),
+                )  # fmt: skip
+                done.append(f"{kind.kind}/{metadata['namespace']}/{metadata['name']}")
+        return done
+
+
 def run(
     api_client: client.ApiClient,
     stop: threading.Event,
     namespace: str | None = None,
     interval_s: float = 0.2,
+    checkpointer: Checkpointer | None = None,
 ) -> None:
-    """Starts shard resources up to Running, as they appear, until `stop` is set."""
+    """Starts shard resources up to Running, as they appear, and (with a checkpointer) plays
+    their checkpoints, until `stop` is set."""
     while not stop.is_set():
         try:
             for changed in start(api_client, namespace):
                 log.info("advanced %s", changed)
+            if checkpointer is not None:
+                for changed in checkpointer.step(api_client, namespace):
+                    log.info("checkpointed %s", changed)
         except client.ApiException as error:
             log.warning("listing or patching failed: %s", error.reason)
+        except urllib3.exceptions.HTTPError as error:
+            log.warning("the member did not answer: %s", error)
         stop.wait(interval_s)
 
 
@@ -266,8 +381,30 @@ def main(argv: list[str] | None = None) -> None:
         help="set every managed resource to this state once, then exit; "
         "without it, run as a controller that starts new resources up to Running",
     )
+    parser.add_argument(
+        "--checkpoints",
+        action="store_true",
+        help="also play the workload's checkpoints (continuum.dev/last-checkpoint)",
+    )
+    parser.add_argument(
+        "--checkpoint-interval",
+        type=float,
+        default=60.0,
+        help="seconds between checkpoints of a shard whose pods do not say",
+    )
+    parser.add_argument(
+        "--checkpoint-store",
+        metavar="HOST:PORT",
+        help="checkpoint only when a TCP connection to this address succeeds",
+    )
+    parser.add_argument("--interval", type=float, default=0.2, help="seconds between passes")
+    parser.add_argument("--lifetime-s", type=float, help="stop after this many seconds")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    store = None
+    if args.checkpoint_store:
+        host, _, port = args.checkpoint_store.rpartition(":")
+        store = (host, int(port))
     api_client = config.new_client_from_config(config_file=args.kubeconfig)
     try:
         if args.to:
@@ -275,8 +412,13 @@ def main(argv: list[str] | None = None) -> None:
                 print(changed)
             return
         stop = threading.Event()
+        if args.lifetime_s is not None:
+            timer = threading.Timer(args.lifetime_s, stop.set)
+            timer.daemon = True
+            timer.start()
+        checkpointer = Checkpointer(args.checkpoint_interval, store) if args.checkpoints else None
         try:
-            run(api_client, stop, args.namespace)
+            run(api_client, stop, args.namespace, args.interval, checkpointer)
         except KeyboardInterrupt:
             stop.set()
     finally:
