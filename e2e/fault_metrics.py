@@ -33,9 +33,11 @@ Definitions (docs/testbed.md, "The fault benchmark", says the same for readers):
     replacement's start and its own end (t_stop); the replacement resumes from the old copy's
     newest checkpoint at or before t_stop (t_c; the copy's own start when it has none yet);
     lost work = t_stop - t_c. It is 0 when the replacement is the old copy itself, having lived
-    through a partition (nothing was thrown away), and it would be 0 for a handover at which
-    the old copy checkpointed just as the replacement started. A shard never replaced counts
-    its work up to t_stop as lost, and counts as unrecovered.
+    through a partition (nothing was thrown away), and when the old copy handed over: the
+    operator asked it for a last checkpoint (continuum.dev/checkpoint-requested, once the
+    replacement ran) and it took one before t_stop's failure or end; by the hand-over
+    contract it works no more after that checkpoint, and the replacement resumes from it. A
+    shard never replaced counts its work up to t_stop as lost, and counts as unrecovered.
   - `downtime_s`: the time, from the old copy's start or `horizon_s` before the failure
     (whichever is later) to the end of the run, in which no copy of the shard was serving: it
     also counts a replacement that ran before the failure and was moved back after it.
@@ -84,6 +86,8 @@ class CopyObservation:
     running: bool
     present: bool = True
     checkpoint_t: float | None = None
+    checkpoint_requested_t: float | None = None
+    """When the operator asked this copy for a last checkpoint (its replacement runs)."""
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,15 @@ class Run:
     end: float
     ended_by: str  # stopped | deleted | killed | partition | open
     checkpoints: list[float] = field(default_factory=list)
+    requested: float | None = None
+    """When the operator asked the copy for a last checkpoint, if it did."""
+
+    def handed_over_at(self, until: float) -> float | None:
+        """The copy's last checkpoint for its replacement, if it took one by `until`: from
+        then on it works no more (the hand-over contract), and its replacement resumes there."""
+        if self.requested is None:
+            return None
+        return min((t for t in self.checkpoints if self.requested <= t <= until), default=None)
 
 
 ShardKey = tuple[str, int]
@@ -199,6 +212,8 @@ def running_runs(timeline: Timeline, all_outages: Sequence[Outage]) -> list[Run]
                 and checkpoint not in current.checkpoints
             ):
                 current.checkpoints.append(checkpoint)
+            if current is not None and current.requested is None:
+                current.requested = observation.checkpoint_requested_t
             alive = observation.running and observation.present
             if alive and current is None:
                 current = Run(member, uid, first.job, first.shard, t, timeline.end_t, "open")
@@ -238,7 +253,7 @@ def serving_runs(
             if end > start or ended_by == "open":
                 serving.append(
                     Run(run.member, run.uid, run.job, run.shard, start, end, ended_by,
-                        [t for t in run.checkpoints if start <= t <= end])
+                        [t for t in run.checkpoints if start <= t <= end], run.requested)
                 )  # fmt: skip
     return serving
 
@@ -284,9 +299,12 @@ def _failure_outcomes(
             and old.end >= replacement.start
         )
         t_r = replacement.start if replacement is not None else None
+        handed_over = old.handed_over_at(min(t_f, old.end))
         t_stop = min(t_f, old.end, *(() if t_r is None else (t_r,)))
         resumed_from = max([t for t in old.checkpoints if t <= t_stop], default=old.start)
         lost = 0.0 if survived else max(0.0, t_stop - resumed_from)
+        if handed_over is not None and not survived:
+            resumed_from, lost = handed_over, 0.0
         window = (max(old.start, t_f - horizon_s), end_t)
         served = [(run.start, run.end) for run in serving if (run.job, run.shard) == key]
         outcomes.append(
@@ -535,11 +553,12 @@ def observations_from_records(
     found: list[CopyObservation] = []
 
     def observe(t: float, member: str, item: Mapping[str, Any], present: bool) -> None:
-        checkpoint = item.get("checkpoint_t")
+        checkpoint, requested = item.get("checkpoint_t"), item.get("checkpoint_requested_t")
         found.append(CopyObservation(
             t - offset, member, str(item["job"]), int(item["shard"]), str(item["uid"]),
             bool(item.get("running")) and present, present,
             None if checkpoint is None else float(checkpoint) - offset,
+            None if requested is None else float(requested) - offset,
         ))  # fmt: skip
 
     for record in sorted(records, key=lambda record: float(record["t"])):

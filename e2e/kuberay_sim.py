@@ -19,9 +19,12 @@ a controller beside the operator, which starts every new shard resource up to Ru
 With `--checkpoints` the controller also plays the workload's checkpoints: every Running shard
 resource is annotated with continuum.dev/last-checkpoint once per checkpoint interval (its
 CONTINUUM_CHECKPOINT_INTERVAL_SECONDS, else `--checkpoint-interval`), counted from when it was
-first seen Running or from its newest checkpoint. With `--checkpoint-store`, a checkpoint is
-taken only when a TCP connection to that address succeeds: run at a site, a partitioned or
-unreachable site then checkpoints nothing, as a shard that cannot reach its checkpoint storage.
+first seen Running or from its newest checkpoint, and at once when the operator asks the copy
+for a last checkpoint (continuum.dev/checkpoint-requested, once its replacement runs) and it has
+none as new; the copy then counts its work as handed over. With `--checkpoint-store`, a
+checkpoint is taken only when a TCP connection to that address succeeds: run at a site, a
+partitioned or unreachable site then checkpoints nothing, as a shard that cannot reach its
+checkpoint storage.
 """
 
 from __future__ import annotations
@@ -241,8 +244,10 @@ def record_checkpoint(
         {
             "metadata": {
                 "annotations": {
-                    SHARD_LABELS.last_checkpoint_annotation: at.astimezone(UTC).strftime(
-                        "%Y-%m-%dT%H:%M:%SZ"
+                    # Milliseconds: the operator compares it with its request for a last
+                    # checkpoint, made within the same second.
+                    SHARD_LABELS.last_checkpoint_annotation: at.astimezone(UTC).isoformat(
+                        timespec="milliseconds"
                     )
                 }
             }
@@ -320,6 +325,9 @@ class Checkpointer:
         since = self.running_since.setdefault(metadata["uid"], now)
         annotations = metadata.get("annotations") or {}
         last = _parse_time(annotations.get(SHARD_LABELS.last_checkpoint_annotation))
+        requested = _parse_time(annotations.get(SHARD_LABELS.checkpoint_request_annotation))
+        if requested is not None and (last is None or last < requested):
+            return True  # its replacement runs: the last checkpoint, now
         # A checkpoint older than this copy (carried over by a move) does not count as its own.
         reference = since if last is None or last < since else last
         interval = _checkpoint_interval(resource) or self.default_interval_s

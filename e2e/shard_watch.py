@@ -61,6 +61,9 @@ def item(kind: ResourceKind, resource: Mapping[str, Any]) -> dict[str, Any]:
         "running": shard_running(kind.kind, resource.get("status")),
         "deleting": bool(metadata.get("deletionTimestamp")),
         "checkpoint_t": _time(annotations.get(SHARD_LABELS.last_checkpoint_annotation)),
+        "checkpoint_requested_t": _time(
+            annotations.get(SHARD_LABELS.checkpoint_request_annotation)
+        ),
     }
 
 

@@ -48,6 +48,11 @@ class ShardLabelKeys:
     resume_epoch_annotation: str = "continuum.dev/resume-epoch"
     """The Placement epoch at which this copy of the shard was (re)started: it resumes from the
     newest checkpoint under its checkpoint URI, which an earlier copy wrote."""
+    checkpoint_request_annotation: str = "continuum.dev/checkpoint-requested"
+    """Set by the operator on the old copy of a shard moving make-before-break, once its
+    replacement runs: the time (RFC 3339) it asked the copy to checkpoint now and stop working.
+    The workload answers with a last-checkpoint at or after it, which the replacement resumes
+    from; the operator then removes the old copy."""
     resume_checkpoint_annotation: str = "continuum.dev/resume-checkpoint"
     """Set once, when the operator creates the copy: the time of the newest checkpoint the shard
     had reported (status lastCheckpoint), which the new copy should find under its URI."""

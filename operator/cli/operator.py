@@ -99,6 +99,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a shard moved before a failure (Proactive) or for a better place (Rebalance) "
         "keeps running where it was until its replacement runs, or for at most this long",
     )
+    run_parser.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="once its replacement runs, how long the old copy of a moved shard of a job with "
+        "checkpoints has to report a last checkpoint before it is removed regardless",
+    )
     reactive = run_parser.add_argument_group(
         "reactive recovery",
         "when a member that stops answering is declared failed, and when its shards are moved "
@@ -228,6 +236,7 @@ def run(args: argparse.Namespace) -> int:
         member_timeout_s=args.member_timeout,
         member_cleanup_timeout_s=args.member_cleanup_timeout,
         handoff_timeout_s=args.handoff_timeout,
+        drain_timeout_s=args.drain_timeout,
         namespaces=tuple(args.namespace),
         prometheus_url=args.prometheus_url,
         prometheus_timeout_s=args.prometheus_timeout,

@@ -74,6 +74,8 @@ class OperatorConfig:
     # How long the old copy of a shard moved make-before-break (Proactive, Rebalance) waits for
     # its replacement to run before it is removed regardless (reconcile/handoff.py).
     handoff_timeout_s: float = 120.0
+    # How long the old copy is given, once its replacement runs, to report a last checkpoint.
+    drain_timeout_s: float = 30.0
     # The only namespaces whose jobs it handles, in the hub and in the members; empty: all.
     namespaces: tuple[str, ...] = ()
     # Where the link signals are read (docs/monitoring.md); empty: no signals loop, and the

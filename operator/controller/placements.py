@@ -89,7 +89,8 @@ def converge_job(context: OperatorContext, key: JobKey) -> None:
             metrics.RECONCILES.labels("Placement").inc()
             now = context.clock()
             held = _held(context, job)
-            handoffs = pending_handoffs(job, placement, held, now, context.config.handoff_timeout_s)
+            handoffs = pending_handoffs(job, placement, held, now, context.config.handoff_timeout_s,
+                                    context.config.drain_timeout_s)  # fmt: skip
             desired = with_handoffs(desired_resources(job, placement), handoffs)
             outcomes = converge_all(context, job, desired, members_of(placement))
             context.record_convergence(
@@ -133,15 +134,19 @@ def _report_completed_moves(
             removed[member] = gone
     after = {member: list(outcome.resources) for member, outcome in outcomes.items()}
     for move in completed_moves(placement, removed, after, now):
-        ending = "ReplacementRunning" if move.replacement_running else "TimedOut"
-        metrics.HANDOFFS.labels(move.reason.value, ending).inc()
+        metrics.HANDOFFS.labels(move.reason.value, move.outcome).inc()
         metrics.HANDOFF_SECONDS.observe(move.after_s)
         if move.replacement_running:
+            handed = (
+                "the old copy handed its last checkpoint over and was removed"
+                if move.handed_over
+                else "the old copy was removed"
+            )
             context.events.record_event(raw_job, "Normal", "ShardMoved",
                                         f"shard {move.shard} moved from {move.source} to "
                                         f"{move.target} ({move.reason.value}): its replacement "
-                                        f"runs, and the old copy was removed "
-                                        f"{move.after_s:.0f} s after the decision")  # fmt: skip
+                                        f"runs, and {handed} {move.after_s:.0f} s after the "
+                                        "decision")  # fmt: skip
         else:
             context.events.record_event(raw_job, "Warning", "HandoffTimedOut",
                                         f"shard {move.shard} moving from {move.source} to "
@@ -216,7 +221,8 @@ def _write_status(
             if not context.mirror.replace_status(Placement, written):
                 raise RetryLater(CONFLICT_RETRY_S)
         held = {member: list(outcome.resources) for member, outcome in outcomes.items()}
-        handoffs = pending_handoffs(job, placement, held, now, context.config.handoff_timeout_s)
+        handoffs = pending_handoffs(job, placement, held, now, context.config.handoff_timeout_s,
+                                    context.config.drain_timeout_s)  # fmt: skip
         status = job_status(job, placement, outcomes, now, handoffs)
     if not write_status(context.mirror, raw_job, status.to_dict(), context.events):
         raise RetryLater(CONFLICT_RETRY_S)

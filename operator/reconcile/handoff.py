@@ -2,26 +2,38 @@
 
 A Proactive or Rebalance move takes a shard off a member that still works. Deleting its copy
 there at once, as the Placement's new decision alone would, throws away the work since its last
-checkpoint and leaves the shard down while its replacement starts. So the old copy stays (its
-resource is left exactly as it is) while:
+checkpoint and leaves the shard down while its replacement starts. So the old copy stays while
+the move is carried out in two steps:
 
-- the Placement's newest move of that shard goes from this member to where the shard is now
-  decided, for one of those reasons (a Failure move leaves a member that does not answer, and
-  a Preemption move frees room that another shard is waiting for);
-- the old copy is running; one that is not gives nothing to wait for;
-- its replacement is not running yet (RUNNING, or SUCCEEDED for a job that finished there);
-- and the move is younger than the handoff timeout: a replacement that never starts must not
-  keep the old copy for ever, nor the member's capacity it holds.
+1. *Starting*: the replacement is created at the target; the old copy runs on, its resource
+   exactly as it is, until the replacement runs (RUNNING, or SUCCEEDED for a job that finished
+   there).
+2. *Draining*, for a job with `faultTolerance.checkpoint`: the old copy is asked to checkpoint
+   now and stop working (annotation continuum.dev/checkpoint-requested, the time of the
+   request), and stays until it reports a checkpoint at or after that time (its
+   continuum.dev/last-checkpoint), which its replacement resumes from: the move loses no work.
+   A copy that does not answer within `drain_timeout_s` is removed regardless (its work since
+   its last checkpoint is lost). A job without checkpoints has nothing to hand over: its old
+   copy goes once the replacement runs.
+
+The old copy stays only while the Placement's newest move of that shard goes from this member
+to where the shard is now decided, for one of those reasons (a Failure move leaves a member that
+does not answer, and a Preemption move frees room that another shard is waiting for), while the
+old copy is running (one that is not gives nothing to wait for), and for at most `timeout_s`
+from the move's decision: a replacement that never starts must not keep the old copy for ever,
+nor the member's capacity it holds.
 
 Everything here is read from the Placement (its migrations, with their times) and from what the
-members hold, so a pass that runs twice, or after a restart, keeps and releases the same copies.
+members hold (the request's time is on the old copy itself), so a pass that runs twice, or
+after a restart, keeps and releases the same copies.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from continuum.operator.api import Migration, MigrationReason, MLJob, Placement, ShardState
@@ -33,18 +45,27 @@ MAKE_BEFORE_BREAK = frozenset({MigrationReason.PROACTIVE, MigrationReason.REBALA
 RUNS = frozenset({ShardState.RUNNING, ShardState.SUCCEEDED})
 
 
+class HandoffStep(StrEnum):
+    STARTING = "Starting"
+    """The replacement does not run yet."""
+    DRAINING = "Draining"
+    """The replacement runs; the old copy is asked for a last checkpoint."""
+
+
 @dataclass(frozen=True)
 class Handoff:
-    """One moving shard whose old copy stays until its replacement runs."""
+    """One moving shard whose old copy stays for now."""
 
     shard: int
     source: str
     target: str
     reason: MigrationReason
     resource: Manifest
-    """The old copy, as the source member holds it."""
+    """The old copy as the source member should hold it: as it is, or with the request for a
+    last checkpoint."""
     remaining_s: float
-    """Until the handoff timeout: then the old copy goes whatever the replacement's state."""
+    """Until the old copy goes whatever happens: the handoff or the drain timeout."""
+    step: HandoffStep = HandoffStep.STARTING
 
 
 def shard_of(resource: Mapping[str, Any]) -> int | None:
@@ -64,12 +85,51 @@ def _copy_of(resources: Sequence[Manifest], shard: int) -> Manifest | None:
     return next((item for item in resources if shard_of(item) == shard), None)
 
 
+def _annotation_time(resource: Mapping[str, Any], key: str) -> datetime | None:
+    value = ((resource.get("metadata") or {}).get("annotations") or {}).get(key)
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
+def _requested(old: Manifest, now: datetime) -> Manifest:
+    """The old copy with the request for a last checkpoint, made `now`."""
+    metadata = dict(old["metadata"])
+    metadata["annotations"] = {
+        **(metadata.get("annotations") or {}),
+        SHARD_LABELS.checkpoint_request_annotation: now.astimezone(UTC).isoformat(),
+    }
+    return {**old, "metadata": metadata}
+
+
+def _draining(
+    job: MLJob, old: Manifest, now: datetime, drain_timeout_s: float
+) -> tuple[Manifest, float] | None:
+    """The old copy while it hands its work over (as it should be held, and the seconds left
+    to it), or None: it has, there is nothing to hand over, or it took too long."""
+    if job.spec.fault_tolerance is None or job.spec.fault_tolerance.checkpoint is None:
+        return None
+    asked = _annotation_time(old, SHARD_LABELS.checkpoint_request_annotation)
+    if asked is None:
+        return _requested(old, now), drain_timeout_s
+    answered = _annotation_time(old, SHARD_LABELS.last_checkpoint_annotation)
+    if answered is not None and answered >= asked:
+        return None
+    left_s = drain_timeout_s - (now - asked).total_seconds()
+    return (old, left_s) if left_s > 0 else None
+
+
 def pending_handoffs(
     job: MLJob,
     placement: Placement | None,
     held: Mapping[str, Sequence[Manifest]],
     now: datetime,
     timeout_s: float,
+    drain_timeout_s: float = 30.0,
 ) -> list[Handoff]:
     """The old copies that stay for now. `held` is what each member holds of this job, as its
     mirror last saw it."""
@@ -85,15 +145,19 @@ def pending_handoffs(
         old = _copy_of(held.get(move.from_cluster, ()), decision.shard)
         if old is None or not _runs(old):
             continue
-        if _runs(_copy_of(held.get(decision.cluster, ()), decision.shard)):
-            continue
-        elapsed_s = (now - move.time).total_seconds()
-        remaining_s = timeout_s - max(elapsed_s, 0.0)
+        remaining_s = timeout_s - max((now - move.time).total_seconds(), 0.0)
         if remaining_s <= 0:
             continue
+        step, kept = HandoffStep.STARTING, old
+        if _runs(_copy_of(held.get(decision.cluster, ()), decision.shard)):
+            draining = _draining(job, old, now, drain_timeout_s)
+            if draining is None:
+                continue
+            step, (kept, left_s) = HandoffStep.DRAINING, draining
+            remaining_s = min(remaining_s, left_s)
         handoffs.append(
-            Handoff(decision.shard, move.from_cluster, decision.cluster, move.reason, old,
-                    remaining_s)
+            Handoff(decision.shard, move.from_cluster, decision.cluster, move.reason, kept,
+                    remaining_s, step)
         )  # fmt: skip
     return handoffs
 
@@ -119,6 +183,14 @@ class CompletedMove:
     replacement_running: bool
     after_s: float
     """From the move's decision to the removal of the old copy."""
+    handed_over: bool = False
+    """The old copy had answered its request for a last checkpoint."""
+
+    @property
+    def outcome(self) -> str:
+        if not self.replacement_running:
+            return "TimedOut"
+        return "HandedOver" if self.handed_over else "ReplacementRunning"
 
 
 def completed_moves(
@@ -143,8 +215,11 @@ def completed_moves(
                 continue
             after_s = (now - move.time).total_seconds()
             replacement = _copy_of(held.get(move.to_cluster, ()), shard)
+            asked = _annotation_time(resource, SHARD_LABELS.checkpoint_request_annotation)
+            answered = _annotation_time(resource, SHARD_LABELS.last_checkpoint_annotation)
+            handed_over = asked is not None and answered is not None and answered >= asked
             done.append(
                 CompletedMove(shard, member, move.to_cluster, move.reason, _runs(replacement),
-                              max(after_s, 0.0))
+                              max(after_s, 0.0), handed_over)
             )  # fmt: skip
     return done

@@ -25,7 +25,7 @@ from continuum.operator.api import (
     ShardStatus,
     upsert_condition,
 )
-from continuum.operator.reconcile.handoff import Handoff, shard_of
+from continuum.operator.reconcile.handoff import Handoff, HandoffStep, shard_of
 from continuum.operator.reconcile.kuberay import (
     build_shard_resource,
     needs_update,
@@ -148,10 +148,12 @@ def shard_statuses(
             cluster, resource = handoff.source, handoff.resource
             observation = observe_shard(resource)
             state = observation.state
-            message = (
-                f"runs on {handoff.source} while its replacement starts on {handoff.target} "
-                f"({handoff.reason.value} move)"
+            doing = (
+                f", handing its last checkpoint over to its replacement on {handoff.target}"
+                if handoff.step == HandoffStep.DRAINING
+                else f" while its replacement starts on {handoff.target}"
             )
+            message = f"runs on {handoff.source}{doing} ({handoff.reason.value} move)"
             restarts = max(restarts, observation.restarts)
             checkpoint = observation.last_checkpoint or checkpoint
         elif outcome is None or outcome.state == ApplyState.UNREACHABLE:

@@ -20,11 +20,13 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
 import pytest
 
+from continuum.operator.api.shard_resources import RAY_SERVICE
 from e2e import kuberay_sim
 from e2e.binaries import kubectl
 from e2e.operator_process import REPO, Operator, condition, get_json, member_api
@@ -571,8 +573,30 @@ def test_a_proactive_move_keeps_the_old_copy_running_until_its_replacement_runs(
 
         with member_api(testbed, target) as api:
             kuberay_sim.advance(api, "default", to=kuberay_sim.Target.RUNNING, selector=selector)
+        # The replacement runs: the old copy is asked for a last checkpoint, and stays until
+        # it has taken one.
+        old_cluster = next(member for member in testbed.members if member.name == old_member)
+
+        def asked() -> str | None:
+            found = get_json(testbed, "rayservice", held[old_member][0], "-n", "default",
+                             cluster=old_cluster) or {}  # fmt: skip
+            annotations = found.get("metadata", {}).get("annotations", {})
+            return annotations.get("continuum.dev/checkpoint-requested")
+
+        requested = eventually(asked, "a request for a last checkpoint on the old copy")
+        time.sleep(2.0)
+        assert shard_resources(testbed, "rayservices", job)[old_member], "removed unanswered"
+        status = ready()
+        assert (
+            status is not None
+            and "handing its last checkpoint over" in (status["shards"][0]["message"])
+        ), status
+        with member_api(testbed, old_member) as api:
+            kuberay_sim.record_checkpoint(api, RAY_SERVICE, "default",
+                                          held[old_member][0], datetime.now(UTC))  # fmt: skip
         eventually(lambda: not shard_resources(testbed, "rayservices", job)[old_member],
-                   "the old copy removed once the replacement runs")  # fmt: skip
+                   "the old copy removed once it checkpointed for its replacement")  # fmt: skip
+        assert datetime.fromisoformat(requested) <= datetime.now(UTC)
         status = eventually(ready, "the job Ready on its new member")
         assert status["shards"][0]["cluster"] == target
 

@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 
 from continuum.operator.api import ApplyState, MigrationReason, MLJob, Placement, ShardState
+from continuum.operator.api.shard_resources import SHARD_LABELS
 from continuum.operator.reconcile.handoff import (
+    HandoffStep,
     completed_moves,
     pending_handoffs,
     with_handoffs,
@@ -178,3 +180,70 @@ def test_a_moving_shard_is_reported_where_it_still_runs() -> None:
     # Without the handoff, the shard is where it is decided, starting.
     first, _ = shard_statuses(job_wrapper.obj(), moved(), outcomes)
     assert (first.cluster, first.state) == ("cloud", ShardState.STARTING)
+
+
+# draining: the old copy hands its last checkpoint over
+
+
+def checkpointing_job() -> MLJob:
+    return MLJobWrapper("j").shards(2).checkpoint("s3://ckpt/j").obj()
+
+
+def annotated(resource: dict[str, Any], **times: datetime) -> dict[str, Any]:
+    keys = {"requested": SHARD_LABELS.checkpoint_request_annotation,
+            "checkpoint": SHARD_LABELS.last_checkpoint_annotation}  # fmt: skip
+    for name, moment in times.items():
+        resource["metadata"]["annotations"][keys[name]] = moment.isoformat()
+    return resource
+
+
+def test_once_the_replacement_runs_the_old_copy_is_asked_for_a_last_checkpoint() -> None:
+    old = copy_of(0, RUNNING)
+    holdings = held(old, copy_of(0, RUNNING, 4))
+    (handoff,) = pending_handoffs(checkpointing_job(), moved(), holdings, NOW, TIMEOUT_S, 30.0)
+    assert handoff.step is HandoffStep.DRAINING
+    annotations = handoff.resource["metadata"]["annotations"]
+    assert annotations[SHARD_LABELS.checkpoint_request_annotation] == NOW.isoformat()
+    assert handoff.remaining_s == 30.0
+    assert SHARD_LABELS.checkpoint_request_annotation not in old["metadata"]["annotations"]
+    # The request, once written, stands as it is: a later pass asks nothing new.
+    asked = annotated(copy_of(0, RUNNING), requested=NOW)
+    later = NOW + timedelta(seconds=5)
+    holdings = held(asked, copy_of(0, RUNNING, 4))
+    (again,) = pending_handoffs(checkpointing_job(), moved(), holdings, later, TIMEOUT_S, 30.0)
+    assert again.resource is asked and again.remaining_s == pytest.approx(25.0)
+
+
+def test_the_old_copy_goes_once_it_has_checkpointed_for_its_replacement() -> None:
+    before = annotated(copy_of(0, RUNNING), requested=NOW, checkpoint=NOW - timedelta(seconds=1))
+    after = annotated(copy_of(0, RUNNING), requested=NOW, checkpoint=NOW + timedelta(seconds=1))
+    new = copy_of(0, RUNNING, 4)
+    later = NOW + timedelta(seconds=2)
+    job = checkpointing_job()
+    assert pending_handoffs(job, moved(), held(before, new), later, TIMEOUT_S, 30.0)
+    assert not pending_handoffs(job, moved(), held(after, new), later, TIMEOUT_S, 30.0)
+    (done,) = completed_moves(moved(), {"edge-a": [after]}, held(None, new), later)
+    assert done.handed_over and done.outcome == "HandedOver"
+
+
+def test_an_old_copy_that_does_not_answer_goes_after_the_drain_timeout() -> None:
+    asked = annotated(copy_of(0, RUNNING), requested=NOW)
+    new = copy_of(0, RUNNING, 4)
+    late = NOW + timedelta(seconds=30)
+    assert not pending_handoffs(checkpointing_job(), moved(), held(asked, new), late, 120, 30.0)
+    (done,) = completed_moves(moved(), {"edge-a": [asked]}, held(None, new), late)
+    assert not done.handed_over and done.outcome == "ReplacementRunning"
+
+
+def test_a_draining_shard_says_so_in_its_status() -> None:
+    holdings = held(copy_of(0, RUNNING), copy_of(0, RUNNING, 4))
+    handoffs = pending_handoffs(checkpointing_job(), moved(), holdings, NOW, TIMEOUT_S)
+    outcomes = {
+        member: ClusterOutcome(member, ApplyState.APPLIED, "", tuple(resources))
+        for member, resources in holdings.items()
+    }
+    first, _ = shard_statuses(checkpointing_job(), moved(), outcomes, handoffs)
+    assert first.message == (
+        "runs on edge-a, handing its last checkpoint over to its replacement on cloud "
+        "(Proactive move)"
+    )

@@ -78,6 +78,38 @@ def test_a_proactive_move_before_a_down_has_a_lead_and_a_handoff_overlap() -> No
     assert failure["shards"][0]["replacement"] == "member-2"
 
 
+def test_a_handed_over_move_loses_no_work() -> None:
+    """As above, but the operator asked the old copy for a last checkpoint once the replacement
+    ran (45.5 s), and it took one (46 s) before it was removed: the replacement resumes there."""
+    asked = CopyObservation(45.6, "member-1", "job-a", 0, "old", True, True, 30.0, 45.5)
+    answered = CopyObservation(46.0, "member-1", "job-a", 0, "old", True, True, 46.0, 45.5)
+    timeline = Timeline(
+        MEMBERS,
+        end_t=150.0,
+        sites=ramp_then_down(),
+        copies=[
+            copy(-30.0, "member-1", "old"),
+            copy(30.0, "member-1", "old", checkpoint=30.0),
+            copy(41.0, "member-2", "new", running=False),
+            copy(45.0, "member-2", "new"),
+            asked,
+            answered,
+            copy(46.3, "member-1", "old", present=False),
+        ],
+        migrations=[Migration(40.0, "job-a", 0, "member-1", "member-2", "Proactive")],
+    )
+    result = summarize(timeline, SETTINGS)
+    assert result["summary"]["lost_work_s"] == [0.0]
+    assert result["summary"]["moved_before_failure"] == 1
+    (failure,) = [event for event in result["events"] if event["event"] == "failure"]
+    assert failure["shards"][0]["resumed_from_checkpoint_t"] == 46.0
+    # A request the old copy never answered before it went: the work since 30 s is lost.
+    unanswered = [o for o in timeline.copies if o is not answered]
+    late = summarize(Timeline(MEMBERS, 150.0, timeline.sites, unanswered, timeline.migrations),
+                     SETTINGS)  # fmt: skip
+    assert late["summary"]["lost_work_s"] == [15.0]
+
+
 def test_a_reactive_replacement_after_a_down_and_the_stale_copy_that_comes_back() -> None:
     timeline = Timeline(
         MEMBERS,

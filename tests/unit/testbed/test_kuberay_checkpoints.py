@@ -51,3 +51,14 @@ def test_a_shard_not_running_is_never_due_and_no_store_is_always_reachable() -> 
     assert not checkpointer.due(ray_job("d", running=False), RAY_JOB, now=5000.0)
     assert store_reachable(None)
     assert not store_reachable(("127.0.0.1", 1), timeout_s=0.5)
+
+
+def test_a_request_for_a_last_checkpoint_is_answered_at_once_and_once() -> None:
+    checkpointer = Checkpointer(default_interval_s=60.0)
+    asked = ray_job("e", checkpoint="2001-09-09T01:46:50Z")
+    asked["metadata"]["annotations"]["continuum.dev/checkpoint-requested"] = (
+        "2001-09-09T01:46:55.500000+00:00"
+    )
+    assert checkpointer.due(asked, RAY_JOB, now=1_000_000_000.0)  # interval not yet over
+    asked["metadata"]["annotations"]["continuum.dev/last-checkpoint"] = "2001-09-09T01:46:56.000Z"
+    assert not checkpointer.due(asked, RAY_JOB, now=1_000_000_001.0)
