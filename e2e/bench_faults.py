@@ -374,11 +374,30 @@ class RecordingSites:
         self.network.restore(site)
 
 
-def reset_sites(network: sites.Sites) -> None:
+def starting_links(rows: Sequence[fault_script.Row]) -> dict[str, tuple[float, float, float]]:
+    """Each site's link as the script starts it: its first row at time 0, if that is `up`
+    (rtt, jitter, loss); a site the script does not set there starts clean."""
+    found: dict[str, tuple[float, float, float]] = {}
+    for row in rows:
+        if row.at_s == 0 and row.state == "up" and row.site not in found:
+            found[row.site] = (row.rtt_ms, row.jitter_ms, row.loss_pct)
+    return found
+
+
+def reset_sites(network: sites.Sites, rows: Sequence[fault_script.Row] = ()) -> bool:
+    """Every site back up, shaped as the script starts it; returns whether a site's shaping
+    changed (its link then needs time to become the detector's baseline)."""
+    starting = starting_links(rows)
+    changed = False
     for site, link in network.links().items():
+        now = (link.get("rtt_ms", 0.0), link.get("jitter_ms", 0.0), link.get("loss_pct", 0.0))
         if link["state"] != "up":
             network.restore(site)
-        network.shape(site, 0.0)
+            now = (0.0, 0.0, 0.0)
+        wanted = starting.get(site, (0.0, 0.0, 0.0))
+        changed = changed or tuple(map(float, now)) != wanted
+        network.shape(site, *wanted)
+    return changed
 
 
 # --- one run ----------------------------------------------------------------------------------
@@ -436,8 +455,15 @@ def run_once(
     network = bench.testbed.sites
     folder = bench.folder / f"{index:02d}-{script_name}-{mode}"
     folder.mkdir(parents=True, exist_ok=True)
-    reset_sites(network)
-    time.sleep(bench.args.settle_s)
+    # A script's links start as its first rows set them (a WAN's tens of milliseconds, say),
+    # not as the testbed's bare loopback: the risk detector's baseline (the 10th percentile of
+    # its last `--risk-history` of probes) must have learnt them before the script plays, or
+    # the script's first second would read as a rise. Runs of one script follow each other, so
+    # only its first waits that long.
+    changed = reset_sites(network, rows)
+    wait_s = max(bench.args.settle_s, bench.args.baseline_s if changed else 0.0)
+    log(f"{script_name} / {mode}: links as the script starts them; {wait_s:.0f} s to settle")
+    time.sleep(wait_s)
     namespace = f"bf-{index:02d}-{mode}"
     kubectl(bench.hub.kubeconfig, "create", "namespace", namespace)
     agents = SiteAgents(network, bench.member_site)
@@ -488,7 +514,7 @@ def run_once(
             end_t = time.time() - script_start
     finally:
         with contextlib.suppress(Exception):
-            reset_sites(network)
+            reset_sites(network, rows)  # the next run of this script starts from the same
         if operator.is_running():
             kubectl(bench.hub.kubeconfig, "delete", "mljobs", "--all", "-n", namespace,
                     "--timeout=90s", check=False)  # fmt: skip
@@ -726,6 +752,14 @@ def parser() -> argparse.ArgumentParser:
         type=float,
         default=60.0,
         help="keep measuring this long after the script's last row",
+    )
+    parse.add_argument(
+        "--baseline-s",
+        type=float,
+        default=285.0,
+        help="when a script's starting links differ from the current ones, wait this long "
+        "before its first run, so that the detector's baseline (the 10th percentile of the "
+        "last 300 s of probes) has learnt them",
     )
     parse.add_argument(
         "--settle-s",
