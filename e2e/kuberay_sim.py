@@ -283,7 +283,8 @@ def _running(kind: ResourceKind, status: Mapping[str, Any]) -> bool:
     return ready is not None and ready.get("status") == "True"
 
 
-def _parse_time(text: str | None) -> float | None:
+def parse_time(text: str | None) -> float | None:
+    """An annotation's RFC 3339 time as seconds since the epoch; None when absent or not one."""
     if not text:
         return None
     try:
@@ -324,8 +325,8 @@ class Checkpointer:
         metadata = resource["metadata"]
         since = self.running_since.setdefault(metadata["uid"], now)
         annotations = metadata.get("annotations") or {}
-        last = _parse_time(annotations.get(SHARD_LABELS.last_checkpoint_annotation))
-        requested = _parse_time(annotations.get(SHARD_LABELS.checkpoint_request_annotation))
+        last = parse_time(annotations.get(SHARD_LABELS.last_checkpoint_annotation))
+        requested = parse_time(annotations.get(SHARD_LABELS.checkpoint_request_annotation))
         if requested is not None and (last is None or last < requested):
             return True  # its replacement runs: the last checkpoint, now
         # A checkpoint older than this copy (carried over by a move) does not count as its own.

@@ -19,7 +19,6 @@ import json
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO, cast
 
@@ -33,18 +32,10 @@ from continuum.operator.api.shard_resources import (
     ResourceKind,
 )
 from e2e.fault_metrics import shard_running
+from e2e.kuberay_sim import parse_time
 
 RETRY_S = 0.5
 WATCH_S = 30
-
-
-def _time(text: str | None) -> float | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 def item(kind: ResourceKind, resource: Mapping[str, Any]) -> dict[str, Any]:
@@ -60,8 +51,8 @@ def item(kind: ResourceKind, resource: Mapping[str, Any]) -> dict[str, Any]:
         "epoch": labels.get(SHARD_LABELS.epoch),
         "running": shard_running(kind.kind, resource.get("status")),
         "deleting": bool(metadata.get("deletionTimestamp")),
-        "checkpoint_t": _time(annotations.get(SHARD_LABELS.last_checkpoint_annotation)),
-        "checkpoint_requested_t": _time(
+        "checkpoint_t": parse_time(annotations.get(SHARD_LABELS.last_checkpoint_annotation)),
+        "checkpoint_requested_t": parse_time(
             annotations.get(SHARD_LABELS.checkpoint_request_annotation)
         ),
     }
