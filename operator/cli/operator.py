@@ -127,6 +127,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     reactive.add_argument("--unhealthy-min-members", type=int, default=3, metavar="N",
                           help="the fewest members not answering at once that hold evictions "
                           "(all of a fleet or region of two or more always do)")  # fmt: skip
+    reactive.add_argument("--failover-grace", type=float, default=20.0, metavar="SECONDS",
+                          help="move a failed member's shards only once it has not answered "
+                          "for this long (a shorter outage is ridden out); 0: at once")  # fmt: skip
     reactive.add_argument("--eviction-interval", type=float, default=10.0, metavar="SECONDS",
                           help="the least time between two members' evictions; 0: no "
                           "limit")  # fmt: skip
@@ -197,6 +200,7 @@ def reactive_settings(args: argparse.Namespace) -> dict[str, Any]:
         unhealthy_threshold=args.unhealthy_threshold,
         min_unhealthy=max(1, args.unhealthy_min_members),
         interval_s=max(0.0, args.eviction_interval),
+        grace_s=max(0.0, args.failover_grace),
     )
     return {
         "probe_timeout_s": args.probe_timeout,

@@ -16,6 +16,7 @@ reason why (`HoldReason`). The heartbeat writes that decision; the snapshot read
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,6 +40,7 @@ class HoldReason(StrEnum):
     """Ready=Unknown reasons: the member failed, and its shards stay on it."""
 
     FAILOVER_DISABLED = "FailoverDisabled"
+    GRACE_PERIOD = "FailoverGracePeriod"
     FLEET_DISRUPTED = "FleetDisrupted"
     REGION_DISRUPTED = "RegionDisrupted"
     RATE_LIMITED = "EvictionRateLimited"
@@ -55,6 +57,10 @@ class EvictionPolicy:
     min_unhealthy: int = 3
     # The least time between two evictions (0: no limit).
     interval_s: float = 10.0
+    # A failed member's shards move only once it has not answered for this long since its last
+    # answer: a partition shorter than that (a blip) is ridden out, its shards left where they
+    # run. Detection plus this plus a replacement's start stays within 30 s.
+    grace_s: float = 20.0
 
 
 @dataclass(frozen=True)
@@ -161,6 +167,14 @@ def hold_for(
             HoldReason.REGION_DISRUPTED,
             f"{down[0]} of {down[1]} members in region {region} do not answer at once; its "
             "shards stay until fewer do",
+        )
+    last = member.status.last_heartbeat_time if member.status else None
+    silent_s = (now - last).total_seconds() if last is not None else math.inf
+    if silent_s < policy.grace_s:
+        return Hold(
+            HoldReason.GRACE_PERIOD,
+            f"no answer for {silent_s:.0f} s; its shards move once it has not answered for "
+            f"{policy.grace_s:g} s, so that a shorter outage is ridden out",
         )
     if policy.interval_s <= 0:
         return None

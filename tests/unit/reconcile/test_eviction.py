@@ -223,3 +223,37 @@ def test_the_snapshot_keeps_shards_on_suspects_and_held_failures_but_sends_none_
     # to move what the hold keeps.
     assert clusters["suspect"].risk == 0.9
     assert clusters["held"].risk == 0.0
+
+
+def answered_last(seconds_ago: float, state: str = "suspect") -> MemberCluster:
+    found = member("m1", state)
+    assert found.status is not None
+    status = found.status.model_copy(
+        update={"last_heartbeat_time": NOW - timedelta(seconds=seconds_ago)}
+    )
+    return found.model_copy(update={"status": status})
+
+
+def test_a_failure_is_ridden_out_for_the_grace_period_then_evicted() -> None:
+    """Declared failed 6 s after its last answer, its shards stay until 20 s have passed: a
+    partition shorter than that is a blip, and moving them for it would be a false move."""
+    others = [member("m2"), member("m3"), member("m4")]
+    held = declare(answered_last(6.0), others)
+    assert ready(held) == ("Unknown", HoldReason.GRACE_PERIOD.value)
+    message = next(c for c in held.conditions if c.type == "Ready").message
+    assert message.startswith("no answer for 6 s; its shards move once it has not answered")
+    assert shards_stay(with_status(answered_last(6.0), held))
+    # A later probe, still unanswered, 20 s after the last answer: evicted.
+    later = with_status(
+        answered_last(20.0),
+        held.model_copy(update={"last_heartbeat_time": NOW - timedelta(seconds=20)}),
+    )
+    probed = probed_status(later, TIMEOUT, NOW, 3)
+    assert ready(eviction_status(later, probed, [later, *others], POLICY, NOW)) == (
+        "False",
+        "Unreachable",
+    )
+    assert ready(declare(answered_last(6.0), others, EvictionPolicy(grace_s=0))) == (
+        "False",
+        "Unreachable",
+    )
