@@ -38,7 +38,7 @@ from typing import Any
 
 from continuum.operator.api import Migration, MigrationReason, MLJob, Placement, ShardState
 from continuum.operator.api.shard_resources import SHARD_LABELS
-from continuum.operator.reconcile.kuberay import observe_shard
+from continuum.operator.reconcile.kuberay import annotation_time, observe_shard
 
 Manifest = dict[str, Any]
 MAKE_BEFORE_BREAK = frozenset({MigrationReason.PROACTIVE, MigrationReason.REBALANCE})
@@ -85,15 +85,11 @@ def _copy_of(resources: Sequence[Manifest], shard: int) -> Manifest | None:
     return next((item for item in resources if shard_of(item) == shard), None)
 
 
-def _annotation_time(resource: Mapping[str, Any], key: str) -> datetime | None:
-    value = ((resource.get("metadata") or {}).get("annotations") or {}).get(key)
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else None
+def _handed_over(old: Manifest) -> bool:
+    """Whether the old copy has answered its request for a last checkpoint."""
+    asked = annotation_time(old, SHARD_LABELS.checkpoint_request_annotation)
+    answered = annotation_time(old, SHARD_LABELS.last_checkpoint_annotation)
+    return asked is not None and answered is not None and answered >= asked
 
 
 def _requested(old: Manifest, now: datetime) -> Manifest:
@@ -113,11 +109,10 @@ def _draining(
     to it), or None: it has, there is nothing to hand over, or it took too long."""
     if job.spec.fault_tolerance is None or job.spec.fault_tolerance.checkpoint is None:
         return None
-    asked = _annotation_time(old, SHARD_LABELS.checkpoint_request_annotation)
+    asked = annotation_time(old, SHARD_LABELS.checkpoint_request_annotation)
     if asked is None:
         return _requested(old, now), drain_timeout_s
-    answered = _annotation_time(old, SHARD_LABELS.last_checkpoint_annotation)
-    if answered is not None and answered >= asked:
+    if _handed_over(old):
         return None
     left_s = drain_timeout_s - (now - asked).total_seconds()
     return (old, left_s) if left_s > 0 else None
@@ -215,11 +210,8 @@ def completed_moves(
                 continue
             after_s = (now - move.time).total_seconds()
             replacement = _copy_of(held.get(move.to_cluster, ()), shard)
-            asked = _annotation_time(resource, SHARD_LABELS.checkpoint_request_annotation)
-            answered = _annotation_time(resource, SHARD_LABELS.last_checkpoint_annotation)
-            handed_over = asked is not None and answered is not None and answered >= asked
             done.append(
                 CompletedMove(shard, member, move.to_cluster, move.reason, _runs(replacement),
-                              max(after_s, 0.0), handed_over)
+                              max(after_s, 0.0), _handed_over(resource))
             )  # fmt: skip
     return done

@@ -351,16 +351,24 @@ def _text(value: object) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _last_checkpoint(resource: Mapping[str, Any]) -> str | None:
-    annotations = (resource.get("metadata") or {}).get("annotations") or {}
-    value = annotations.get(SHARD_LABELS.last_checkpoint_annotation)
+def annotation_time(resource: Mapping[str, Any], key: str) -> datetime | None:
+    """A time the resource's annotation `key` holds (RFC 3339 with a zone), or None when it
+    holds none, or something else."""
+    value = ((resource.get("metadata") or {}).get("annotations") or {}).get(key)
     if not isinstance(value, str):
         return None
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
         return None
-    return value if moment.tzinfo is not None else None
+    return moment if moment.tzinfo is not None else None
+
+
+def _last_checkpoint(resource: Mapping[str, Any]) -> str | None:
+    key = SHARD_LABELS.last_checkpoint_annotation
+    if annotation_time(resource, key) is None:
+        return None
+    return str(resource["metadata"]["annotations"][key])
 
 
 def _explained(message: str, *details: str) -> str:
