@@ -597,11 +597,15 @@ def markdown(report: dict[str, Any]) -> str:
         ("shard downtime s (p50 / p99 / max)", lambda s: _spread(s["downtime_s"])),
         ("migrations", lambda s: s["migrations"]),
         ("false migrations", lambda s: s["false_migrations"]),
+        ("false migrations by reason",
+         lambda s: ", ".join(f"{reason} {count}" for reason, count
+                             in sorted(s["false_migrations_by_reason"].items())) or "-"),
         ("degradation episodes / without failure",
          lambda s: f"{s['degradation_episodes']} / {s['degradations_without_failure']}"),
         ("duplicate shard-seconds (handoff + split)",
          lambda s: f"{s['duplicate_shard_seconds']} ({s['duplicate_handoff_s']} + "
                    f"{s['duplicate_split_s']})"),
+        ("copies coexisting s (working or not)", lambda s: s["copies_coexisting_s"]),
     ]  # fmt: skip
     lines = [
         f"Fault benchmark: {', '.join(report['scripts'])}; {report['members']} members; "

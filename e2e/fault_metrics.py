@@ -50,11 +50,17 @@ Definitions (docs/testbed.md, "The fault benchmark", says the same for readers):
   each blip. Episodes less than `merge_gap_s` apart are one. `degradations_without_failure`
   counts the episodes after which the site had no failure within `horizon_s` of the episode's
   end (nor during it).
-- *Duplicate shard-seconds*: per shard, the time during which two (or more) copies were running
-  in different members, summed (n copies count n - 1). `duplicate_handoff_s` is the part in
-  which every copy's site was up and had been up since the copy started (a make-before-break
-  handoff); `duplicate_split_s` the rest (a copy cut off by a partition, or left over from a
-  site that went down).
+- A copy *works* while it runs, except while it waits for its old copy's hand-over (the
+  operator made it with continuum.dev/handover-from and has not let it start) and after it
+  handed its last checkpoint over (by the hand-over contract it works no more).
+- *Duplicate shard-seconds*: per shard, the time during which two (or more) copies were working
+  in different members, summed (n copies count n - 1): two copies doing the same work, both
+  writing under the shard's checkpoint URI. `duplicate_handoff_s` is the part in which every
+  copy's site was up and had been up since the copy started (a make-before-break handoff);
+  `duplicate_split_s` the rest (a copy cut off by a partition, or left over from a site that
+  went down). `copies_coexisting_s` counts the same over the copies' running intervals, working
+  or not: it includes the planned overlap of a make-before-break move, in which the replacement
+  runs, waiting, while the old copy hands over.
 """
 
 from __future__ import annotations
@@ -88,6 +94,8 @@ class CopyObservation:
     checkpoint_t: float | None = None
     checkpoint_requested_t: float | None = None
     """When the operator asked this copy for a last checkpoint (its replacement runs)."""
+    waiting: bool = False
+    """The copy was made to wait for its old copy's hand-over and has not been let start."""
 
 
 @dataclass(frozen=True)
@@ -152,6 +160,9 @@ class Run:
     checkpoints: list[float] = field(default_factory=list)
     requested: float | None = None
     """When the operator asked the copy for a last checkpoint, if it did."""
+    working_from: float | None = None
+    """When the copy began to work: its start, or when it was let start after waiting for a
+    hand-over (None: it never was, in this interval)."""
 
     def handed_over_at(self, until: float) -> float | None:
         """The copy's last checkpoint for its replacement, if it took one by `until`: from
@@ -159,6 +170,15 @@ class Run:
         if self.requested is None:
             return None
         return min((t for t in self.checkpoints if self.requested <= t <= until), default=None)
+
+    def working(self) -> tuple[float, float] | None:
+        """The part of the interval in which the copy worked: from `working_from` to its end
+        or the last checkpoint it handed over, whichever is first."""
+        if self.working_from is None:
+            return None
+        handed_over = self.handed_over_at(self.end)
+        end = self.end if handed_over is None else min(self.end, handed_over)
+        return (self.working_from, end) if end > self.working_from else None
 
 
 ShardKey = tuple[str, int]
@@ -219,6 +239,8 @@ def running_runs(timeline: Timeline, all_outages: Sequence[Outage]) -> list[Run]
                 current = Run(member, uid, first.job, first.shard, t, timeline.end_t, "open")
                 if observation.checkpoint_t is not None:
                     current.checkpoints.append(observation.checkpoint_t)
+            if alive and current is not None and current.working_from is None:
+                current.working_from = None if observation.waiting else t
             elif not alive and current is not None:
                 current.end = t
                 current.ended_by = "deleted" if not observation.present else "stopped"
@@ -253,7 +275,8 @@ def serving_runs(
             if end > start or ended_by == "open":
                 serving.append(
                     Run(run.member, run.uid, run.job, run.shard, start, end, ended_by,
-                        [t for t in run.checkpoints if start <= t <= end], run.requested)
+                        [t for t in run.checkpoints if start <= t <= end], run.requested,
+                        None if run.working_from is None else max(run.working_from, start))
                 )  # fmt: skip
     return serving
 
@@ -414,21 +437,27 @@ def _false_migration(migration: Migration, timeline: Timeline, failures: Sequenc
 
 
 def duplicates(
-    runs: Sequence[Run], member_site: Mapping[str, str], all_outages: Sequence[Outage]
+    runs: Sequence[Run],
+    member_site: Mapping[str, str],
+    all_outages: Sequence[Outage],
+    working_only: bool = True,
 ) -> tuple[float, float, list[dict[str, Any]]]:
-    """Duplicate shard-seconds: (handoff, split, the overlaps)."""
-    by_shard: dict[ShardKey, list[Run]] = defaultdict(list)
+    """Duplicate shard-seconds: (handoff, split, the overlaps) of the copies' working intervals
+    (`Run.working`), or with `working_only` false of their whole running intervals."""
+    by_shard: dict[ShardKey, list[tuple[Run, float, float]]] = defaultdict(list)
     # A copy that ran before its site went down and runs again after is the same copy.
     born: dict[tuple[str, str], float] = {}
     for run in runs:
-        by_shard[(run.job, run.shard)].append(run)
         born[(run.member, run.uid)] = min(run.start, born.get((run.member, run.uid), run.start))
+        interval = run.working() if working_only else (run.start, run.end)
+        if interval is not None:
+            by_shard[(run.job, run.shard)].append((run, *interval))
     handoff = split = 0.0
     overlaps: list[dict[str, Any]] = []
-    for key, shard_runs in sorted(by_shard.items()):
-        bounds = sorted({t for run in shard_runs for t in (run.start, run.end)})
+    for key, intervals in sorted(by_shard.items()):
+        bounds = sorted({t for _, start, end in intervals for t in (start, end)})
         for start, end in itertools.pairwise(bounds):
-            live = [run for run in shard_runs if run.start <= start and run.end >= end]
+            live = [run for run, begin, until in intervals if begin <= start and until >= end]
             members = {run.member for run in live}
             if len(members) < 2 or end <= start:
                 continue
@@ -510,6 +539,7 @@ def summarize(timeline: Timeline, settings: Settings) -> dict[str, Any]:
     events += [{"event": "episode", "t": episode["start_t"], **episode}
                for episode in found_episodes]  # fmt: skip
     handoff, split, overlaps = duplicates(runs, timeline.member_site, all_outages)
+    coexisting = sum(duplicates(runs, timeline.member_site, all_outages, working_only=False)[:2])
     events += [{"event": "duplicate", "t": overlap["start_t"], **overlap} for overlap in overlaps]
     blips = [outage for outage in all_outages if not outage.is_failure(settings.min_failure_s)]
     events += [
@@ -539,6 +569,7 @@ def summarize(timeline: Timeline, settings: Settings) -> dict[str, Any]:
         "blips": len(blips),
         "duplicate_handoff_s": round(handoff, 2),
         "duplicate_split_s": round(split, 2),
+        "copies_coexisting_s": round(coexisting, 2),
     }
     return {"summary": summary, "events": events}
 
@@ -559,6 +590,7 @@ def observations_from_records(
             bool(item.get("running")) and present, present,
             None if checkpoint is None else float(checkpoint) - offset,
             None if requested is None else float(requested) - offset,
+            bool(item.get("waiting")),
         ))  # fmt: skip
 
     for record in sorted(records, key=lambda record: float(record["t"])):

@@ -21,7 +21,9 @@ resource is annotated with continuum.dev/last-checkpoint once per checkpoint int
 CONTINUUM_CHECKPOINT_INTERVAL_SECONDS, else `--checkpoint-interval`), counted from when it was
 first seen Running or from its newest checkpoint, and at once when the operator asks the copy
 for a last checkpoint (continuum.dev/checkpoint-requested, once its replacement runs) and it has
-none as new; the copy then counts its work as handed over. With `--checkpoint-store`, a
+none as new; the copy then counts its work as handed over. A replacement made to wait for that
+hand-over (continuum.dev/handover-from, until handover-done) runs but takes no checkpoint, and
+counts its interval from when it is let start. With `--checkpoint-store`, a
 checkpoint is taken only when a TCP connection to that address succeeds: run at a site, a
 partitioned or unreachable site then checkpoints nothing, as a shard that cannot reach its
 checkpoint storage.
@@ -49,6 +51,7 @@ from continuum.operator.api.shard_resources import (
     SHARD_LABELS,
     ResourceKind,
 )
+from continuum.operator.reconcile.kuberay import waits_for_handover
 
 log = logging.getLogger("kuberay-sim")
 
@@ -323,6 +326,10 @@ class Checkpointer:
         if not _running(kind, resource.get("status") or {}):
             return False
         metadata = resource["metadata"]
+        if waits_for_handover(resource):
+            # Ready to take over, doing no work: its work and its interval start when let start.
+            self.running_since.pop(metadata["uid"], None)
+            return False
         since = self.running_since.setdefault(metadata["uid"], now)
         annotations = metadata.get("annotations") or {}
         last = parse_time(annotations.get(SHARD_LABELS.last_checkpoint_annotation))

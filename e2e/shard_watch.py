@@ -31,6 +31,7 @@ from continuum.operator.api.shard_resources import (
     SHARD_LABELS,
     ResourceKind,
 )
+from continuum.operator.reconcile.kuberay import waits_for_handover
 from e2e.fault_metrics import shard_running
 from e2e.kuberay_sim import parse_time
 
@@ -55,6 +56,7 @@ def item(kind: ResourceKind, resource: Mapping[str, Any]) -> dict[str, Any]:
         "checkpoint_requested_t": parse_time(
             annotations.get(SHARD_LABELS.checkpoint_request_annotation)
         ),
+        "waiting": waits_for_handover(resource),
     }
 
 

@@ -56,6 +56,15 @@ class ShardLabelKeys:
     resume_checkpoint_annotation: str = "continuum.dev/resume-checkpoint"
     """Set once, when the operator creates the copy: the time of the newest checkpoint the shard
     had reported (status lastCheckpoint), which the new copy should find under its URI."""
+    handover_from_annotation: str = "continuum.dev/handover-from"
+    """Set by the operator on the replacement of a shard moving make-before-break, while its old
+    copy on the member it names still works: the replacement starts (its pods run) but must not
+    work, nor write checkpoints, until `handover-done` is set; two copies working at once would
+    both write under one checkpoint URI."""
+    handover_done_annotation: str = "continuum.dev/handover-done"
+    """Set by the operator on a replacement that waited (`handover-from`), once its old copy has
+    handed its last checkpoint over or is gone (RFC 3339 time): the replacement then resumes from
+    the newest checkpoint under its URI."""
 
 
 SHARD_LABELS: Final = ShardLabelKeys()

@@ -91,7 +91,7 @@ def converge_job(context: OperatorContext, key: JobKey) -> None:
             held = _held(context, job)
             handoffs = pending_handoffs(job, placement, held, now, context.config.handoff_timeout_s,
                                     context.config.drain_timeout_s)  # fmt: skip
-            desired = with_handoffs(desired_resources(job, placement), handoffs)
+            desired = with_handoffs(desired_resources(job, placement), handoffs, held, now)
             outcomes = converge_all(context, job, desired, members_of(placement))
             context.record_convergence(
                 key, Convergence(job.metadata.uid, Convergence.version_of(placement), outcomes)

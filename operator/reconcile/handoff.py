@@ -16,6 +16,13 @@ the move is carried out in two steps:
    its last checkpoint is lost). A job without checkpoints has nothing to hand over: its old
    copy goes once the replacement runs.
 
+The replacement is made *waiting* (continuum.dev/handover-from, the source member): its pods
+start, so that it is ready to take over, but it does no work until the handoff ends and it is
+let start (continuum.dev/handover-done), when it resumes from the old copy's last checkpoint.
+So the two copies never work at once, and never both write under the shard's checkpoint URI.
+The mark is put on a replacement that is made for the move, not on a copy the target already
+held (a shard moved back before its handoff ended goes on working where it was).
+
 The old copy stays only while the Placement's newest move of that shard goes from this member
 to where the shard is now decided, for one of those reasons (a Failure move leaves a member that
 does not answer, and a Preemption move frees room that another shard is waiting for), while the
@@ -38,7 +45,11 @@ from typing import Any
 
 from continuum.operator.api import Migration, MigrationReason, MLJob, Placement, ShardState
 from continuum.operator.api.shard_resources import SHARD_LABELS
-from continuum.operator.reconcile.kuberay import annotation_time, observe_shard
+from continuum.operator.reconcile.kuberay import (
+    annotation_time,
+    observe_shard,
+    waits_for_handover,
+)
 
 Manifest = dict[str, Any]
 MAKE_BEFORE_BREAK = frozenset({MigrationReason.PROACTIVE, MigrationReason.REBALANCE})
@@ -92,14 +103,17 @@ def _handed_over(old: Manifest) -> bool:
     return asked is not None and answered is not None and answered >= asked
 
 
+def _annotated(manifest: Manifest, annotations: Mapping[str, str]) -> Manifest:
+    metadata = dict(manifest["metadata"])
+    metadata["annotations"] = {**(metadata.get("annotations") or {}), **annotations}
+    return {**manifest, "metadata": metadata}
+
+
 def _requested(old: Manifest, now: datetime) -> Manifest:
     """The old copy with the request for a last checkpoint, made `now`."""
-    metadata = dict(old["metadata"])
-    metadata["annotations"] = {
-        **(metadata.get("annotations") or {}),
-        SHARD_LABELS.checkpoint_request_annotation: now.astimezone(UTC).isoformat(),
-    }
-    return {**old, "metadata": metadata}
+    return _annotated(
+        old, {SHARD_LABELS.checkpoint_request_annotation: now.astimezone(UTC).isoformat()}
+    )
 
 
 def _draining(
@@ -109,6 +123,8 @@ def _draining(
     to it), or None: it has, there is nothing to hand over, or it took too long."""
     if job.spec.fault_tolerance is None or job.spec.fault_tolerance.checkpoint is None:
         return None
+    if waits_for_handover(old):
+        return None  # it was itself waiting for a hand-over: it has done no work to hand over
     asked = annotation_time(old, SHARD_LABELS.checkpoint_request_annotation)
     if asked is None:
         return _requested(old, now), drain_timeout_s
@@ -157,11 +173,41 @@ def pending_handoffs(
     return handoffs
 
 
+def _handover_mark(
+    manifest: Manifest,
+    member: str,
+    sources: Mapping[tuple[str, int], str],
+    held: Mapping[str, Sequence[Manifest]],
+    now: datetime,
+) -> Manifest:
+    shard = shard_of(manifest)
+    if shard is None:
+        return manifest
+    observed = _copy_of(held.get(member, ()), shard)
+    source = sources.get((member, shard))
+    if source is not None and (observed is None or waits_for_handover(observed)):
+        return _annotated(manifest, {SHARD_LABELS.handover_from_annotation: source})
+    if observed is not None and waits_for_handover(observed):
+        done = now.astimezone(UTC).isoformat()
+        return _annotated(manifest, {SHARD_LABELS.handover_done_annotation: done})
+    return manifest
+
+
 def with_handoffs(
-    desired: Mapping[str, list[Manifest]], handoffs: Sequence[Handoff]
+    desired: Mapping[str, list[Manifest]],
+    handoffs: Sequence[Handoff],
+    held: Mapping[str, Sequence[Manifest]],
+    now: datetime,
 ) -> dict[str, list[Manifest]]:
-    """`desired` plus each old copy that stays, as it is, in its source member."""
-    merged = {member: list(manifests) for member, manifests in desired.items()}
+    """`desired` with each old copy that stays, as it is, in its source member, and the
+    hand-over marks on the replacements: one made while its handoff goes on waits for it; one
+    that waited is let start once no handoff of its shard goes on (`held`: what each member
+    holds of the job)."""
+    sources = {(handoff.target, handoff.shard): handoff.source for handoff in handoffs}
+    merged = {
+        member: [_handover_mark(manifest, member, sources, held, now) for manifest in manifests]
+        for member, manifests in desired.items()
+    }
     for handoff in handoffs:
         merged.setdefault(handoff.source, []).append(handoff.resource)
     return merged

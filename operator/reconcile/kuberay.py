@@ -364,6 +364,15 @@ def annotation_time(resource: Mapping[str, Any], key: str) -> datetime | None:
     return moment if moment.tzinfo is not None else None
 
 
+def waits_for_handover(resource: Mapping[str, Any]) -> bool:
+    """Whether a copy was made to wait for its old copy's hand-over and has not been let start:
+    it may run, but must not work (continuum.dev/handover-from without handover-done)."""
+    annotations = (resource.get("metadata") or {}).get("annotations") or {}
+    return bool(annotations.get(SHARD_LABELS.handover_from_annotation)) and not annotations.get(
+        SHARD_LABELS.handover_done_annotation
+    )
+
+
 def _last_checkpoint(resource: Mapping[str, Any]) -> str | None:
     key = SHARD_LABELS.last_checkpoint_annotation
     if annotation_time(resource, key) is None:

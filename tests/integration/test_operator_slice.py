@@ -562,6 +562,9 @@ def test_a_proactive_move_keeps_the_old_copy_running_until_its_replacement_runs(
             annotations["continuum.dev/resume-epoch"]
             == new_copy["metadata"]["labels"]["continuum.dev/epoch"]
         )
+        # Made to wait for the old copy's hand-over: it must not work beside it.
+        assert annotations["continuum.dev/handover-from"] == old_member
+        assert "continuum.dev/handover-done" not in annotations
         # The old copy runs on while the replacement starts, and the job stays Ready.
         time.sleep(3.0)
         assert shard_resources(testbed, "rayservices", job)[old_member]
@@ -591,12 +594,25 @@ def test_a_proactive_move_keeps_the_old_copy_running_until_its_replacement_runs(
             status is not None
             and "handing its last checkpoint over" in (status["shards"][0]["message"])
         ), status
+        waiting = get_json(testbed, "rayservice", held[target][0], "-n", "default",
+                           cluster=target_cluster)  # fmt: skip
+        assert "continuum.dev/handover-done" not in waiting["metadata"]["annotations"]
         with member_api(testbed, old_member) as api:
             kuberay_sim.record_checkpoint(api, RAY_SERVICE, "default",
                                           held[old_member][0], datetime.now(UTC))  # fmt: skip
         eventually(lambda: not shard_resources(testbed, "rayservices", job)[old_member],
                    "the old copy removed once it checkpointed for its replacement")  # fmt: skip
         assert datetime.fromisoformat(requested) <= datetime.now(UTC)
+
+        def let_start() -> str | None:
+            found = get_json(testbed, "rayservice", held[target][0], "-n", "default",
+                             cluster=target_cluster) or {}  # fmt: skip
+            return (
+                found.get("metadata", {}).get("annotations", {}).get("continuum.dev/handover-done")
+            )
+
+        started = eventually(let_start, "the replacement let start after the hand-over")
+        assert datetime.fromisoformat(started) >= datetime.fromisoformat(requested)
         status = eventually(ready, "the job Ready on its new member")
         assert status["shards"][0]["cluster"] == target
 

@@ -136,14 +136,76 @@ def test_a_stopping_or_finished_job_keeps_no_old_copy() -> None:
     assert not pending_handoffs(finished, moved(), held(copy_of(0, RUNNING)), NOW, TIMEOUT_S)
 
 
+def annotations_of(manifest: dict[str, Any]) -> dict[str, str]:
+    return dict(manifest["metadata"].get("annotations") or {})
+
+
+def waiting(manifest: dict[str, Any], source: str = "edge-a") -> dict[str, Any]:
+    manifest["metadata"]["annotations"][SHARD_LABELS.handover_from_annotation] = source
+    return manifest
+
+
 def test_the_kept_copy_joins_what_its_member_should_hold_as_it_is() -> None:
     old = copy_of(0, RUNNING)
-    handoffs = pending_handoffs(the_job(), moved(), held(old), NOW, TIMEOUT_S)
+    holdings = held(old)
+    handoffs = pending_handoffs(the_job(), moved(), holdings, NOW, TIMEOUT_S)
     desired = {"cloud": [copy_of(0, None, 4)], "edge-b": [copy_of(1, None)]}
-    merged = with_handoffs(desired, handoffs)
+    merged = with_handoffs(desired, handoffs, holdings, NOW)
     assert merged["edge-a"] == [old]
-    assert merged["cloud"] == desired["cloud"] and merged["edge-b"] == desired["edge-b"]
+    assert merged["edge-b"] == desired["edge-b"]
     assert "edge-a" not in desired  # not changed in place
+
+
+def test_a_replacement_made_for_a_handoff_waits_for_it() -> None:
+    holdings = held(copy_of(0, RUNNING))
+    handoffs = pending_handoffs(the_job(), moved(), holdings, NOW, TIMEOUT_S)
+    merged = with_handoffs({"cloud": [copy_of(0, None, 4)]}, handoffs, holdings, NOW)
+    marks = annotations_of(merged["cloud"][0])
+    assert marks[SHARD_LABELS.handover_from_annotation] == "edge-a"
+    assert SHARD_LABELS.handover_done_annotation not in marks
+
+
+def test_a_waiting_replacement_is_let_start_once_the_old_copy_handed_over() -> None:
+    old = copy_of(0, RUNNING)
+    asked = NOW - timedelta(seconds=3)
+    old["metadata"]["annotations"] |= {
+        SHARD_LABELS.checkpoint_request_annotation: asked.isoformat(),
+        SHARD_LABELS.last_checkpoint_annotation: (asked + timedelta(seconds=1)).isoformat(),
+    }
+    holdings = held(old, waiting(copy_of(0, RUNNING, 4)))
+    job = checkpointing_job()
+    handoffs = pending_handoffs(job, moved(), holdings, NOW, TIMEOUT_S)
+    assert not handoffs
+    merged = with_handoffs({"cloud": [copy_of(0, None, 4)]}, handoffs, holdings, NOW)
+    marks = annotations_of(merged["cloud"][0])
+    assert marks[SHARD_LABELS.handover_done_annotation] == NOW.isoformat()
+
+
+def test_a_waiting_replacement_waits_on_while_the_old_copy_drains() -> None:
+    holdings = held(copy_of(0, RUNNING), waiting(copy_of(0, RUNNING, 4)))
+    job = checkpointing_job()
+    handoffs = pending_handoffs(job, moved(), holdings, NOW, TIMEOUT_S)
+    assert [handoff.step for handoff in handoffs] == [HandoffStep.DRAINING]
+    merged = with_handoffs({"cloud": [copy_of(0, None, 4)]}, handoffs, holdings, NOW)
+    marks = annotations_of(merged["cloud"][0])
+    assert marks[SHARD_LABELS.handover_from_annotation] == "edge-a"
+    assert SHARD_LABELS.handover_done_annotation not in marks
+
+
+def test_a_copy_the_target_already_ran_is_not_made_to_wait() -> None:
+    # Moved back to where it still works before the handoff ended: it goes on working.
+    holdings = held(copy_of(0, RUNNING), copy_of(0, RUNNING, 4))
+    handoffs = pending_handoffs(the_job(), moved(), holdings, NOW, TIMEOUT_S)
+    merged = with_handoffs({"cloud": [copy_of(0, None, 4)]}, handoffs, holdings, NOW)
+    marks = annotations_of(merged["cloud"][0])
+    assert SHARD_LABELS.handover_from_annotation not in marks
+    assert SHARD_LABELS.handover_done_annotation not in marks
+
+
+def test_an_old_copy_that_was_itself_waiting_has_nothing_to_hand_over() -> None:
+    holdings = held(waiting(copy_of(0, RUNNING), "edge-b"), waiting(copy_of(0, RUNNING, 4)))
+    job = checkpointing_job()
+    assert not pending_handoffs(job, moved(), holdings, NOW, TIMEOUT_S)
 
 
 def test_removing_the_old_copy_completes_the_move() -> None:

@@ -2,6 +2,8 @@
 reactive replacement after one (with the stale copy coming back), a partition ridden out, a
 blip with a false move, and the shard watchers' records as observations."""
 
+from dataclasses import replace
+
 import pytest
 
 from e2e.fault_metrics import (
@@ -108,6 +110,44 @@ def test_a_handed_over_move_loses_no_work() -> None:
     late = summarize(Timeline(MEMBERS, 150.0, timeline.sites, unanswered, timeline.migrations),
                      SETTINGS)  # fmt: skip
     assert late["summary"]["lost_work_s"] == [15.0]
+    # The replacement worked from 45 s, the old copy until its last checkpoint at 46 s.
+    assert result["summary"]["duplicate_shard_seconds"] == 1.0
+    assert result["summary"]["copies_coexisting_s"] == 1.3
+
+
+def test_a_replacement_that_waits_for_the_hand_over_never_works_beside_its_old_copy() -> None:
+    def new(t: float, waiting: bool, checkpoint: float | None = None) -> CopyObservation:
+        return CopyObservation(t, "member-2", "job-a", 0, "new", True, True, checkpoint,
+                               None, waiting)  # fmt: skip
+
+    timeline = Timeline(
+        MEMBERS,
+        end_t=150.0,
+        sites=ramp_then_down(),
+        copies=[
+            copy(-30.0, "member-1", "old"),
+            copy(30.0, "member-1", "old", checkpoint=30.0),
+            new(45.0, waiting=True),
+            CopyObservation(45.6, "member-1", "job-a", 0, "old", True, True, 30.0, 45.5),
+            CopyObservation(46.0, "member-1", "job-a", 0, "old", True, True, 46.0, 45.5),
+            new(46.2, waiting=False),
+            copy(46.3, "member-1", "old", present=False),
+            new(60.0, waiting=False, checkpoint=60.0),
+        ],
+        migrations=[Migration(40.0, "job-a", 0, "member-1", "member-2", "Proactive")],
+    )
+    summary = summarize(timeline, SETTINGS)["summary"]
+    assert summary["duplicate_shard_seconds"] == 0.0
+    assert summary["copies_coexisting_s"] == 1.3
+    assert summary["lost_work_s"] == [0.0]
+    assert summary["proactive_lead_s"] == [15.0]  # running, ready to take over, from 45 s
+    # Were it let start before the old copy handed over, the two would work at once.
+    early = [
+        replace(o, waiting=False) if o.uid == "new" and o.t == 45.0 else o for o in timeline.copies
+    ]
+    hasty = summarize(Timeline(MEMBERS, 150.0, timeline.sites, early, timeline.migrations),
+                      SETTINGS)  # fmt: skip
+    assert hasty["summary"]["duplicate_shard_seconds"] == 1.0
 
 
 def test_a_reactive_replacement_after_a_down_and_the_stale_copy_that_comes_back() -> None:

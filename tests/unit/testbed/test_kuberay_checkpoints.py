@@ -62,3 +62,14 @@ def test_a_request_for_a_last_checkpoint_is_answered_at_once_and_once() -> None:
     assert checkpointer.due(asked, RAY_JOB, now=1_000_000_000.0)  # interval not yet over
     asked["metadata"]["annotations"]["continuum.dev/last-checkpoint"] = "2001-09-09T01:46:56.000Z"
     assert not checkpointer.due(asked, RAY_JOB, now=1_000_000_001.0)
+
+
+def test_a_replacement_waiting_for_its_hand_over_takes_no_checkpoint_until_let_start() -> None:
+    checkpointer = Checkpointer(default_interval_s=10.0)
+    waiting = ray_job("f", interval="10")
+    waiting["metadata"]["annotations"]["continuum.dev/handover-from"] = "member-1"
+    assert not checkpointer.due(waiting, RAY_JOB, now=1000.0)
+    assert not checkpointer.due(waiting, RAY_JOB, now=1030.0)  # however long it waits
+    waiting["metadata"]["annotations"]["continuum.dev/handover-done"] = "2001-09-09T01:46:40Z"
+    assert not checkpointer.due(waiting, RAY_JOB, now=1040.0)  # its interval starts now
+    assert checkpointer.due(waiting, RAY_JOB, now=1050.0)
