@@ -27,6 +27,10 @@ class PolicyConfig:
     # A shard moved off a failing or risky cluster is not rebalanced back to it for this long:
     # a link that flaps would otherwise move it there and back on every swing.
     return_cooldown_s: float = 600.0
+    # A shard a move brought where it runs is not rebalanced again for this long: every move
+    # costs a restart, and the network that made the last move look good is still settling
+    # (a degradation that passed, a cost measured in its midst). Risk still moves it at once.
+    rebalance_min_dwell_s: float = 300.0
     max_preemption_attempts: int = 20
     max_victims_per_attempt: int = 64
     # Blocked jobs that may make room by moving shards placed earlier in the same cycle.

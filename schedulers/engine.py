@@ -1129,8 +1129,12 @@ class _Cycle:
             risky[:] = False
         options = self._running_options(specs, groups, current, allocated, risky, here)
         barred = self._barred_returns()
+        settling = self._settling()
         for row, spec in enumerate(specs):
-            if risky[row] or not barred:
+            if risky[row]:
+                continue
+            if any((spec.job, shard) in settling for shard in spec.shards):
+                options[row] = np.inf
                 continue
             for shard in spec.shards:
                 options[row, sorted(barred.get((spec.job, shard), ()))] = np.inf
@@ -1236,6 +1240,19 @@ class _Cycle:
                 if owner is not None and cluster is not None and recent:
                     barred[(owner, running.shard_index)].add(cluster)
         return barred
+
+    def _settling(self) -> set[ShardKey]:
+        """The running shards a move brought where they run within the minimum dwell: no
+        rebalance moves them yet."""
+        m, dwell_s = self.m, self.config.rebalance_min_dwell_s
+        index = {job.key: i for i, job in enumerate(m.jobs)}
+        settling: set[ShardKey] = set()
+        for running in m.snapshot.running:
+            owner = index.get(running.job_key)
+            arrived = running.arrived_at_s
+            if owner is not None and arrived is not None and m.snapshot.now_s - arrived < dwell_s:
+                settling.add((owner, running.shard_index))
+        return settling
 
     def _runs_at_risk(self) -> bool:
         """Whether a running shard is on a cluster riskier than its job accepts: without

@@ -221,6 +221,9 @@ class RunningShard:
     """Where it recently left for risk or failure: a rebalance does not take it back there
     within `PolicyConfig.return_cooldown_s`, so that a flapping link does not make it
     ping-pong."""
+    arrived_at_s: float | None = None
+    """When a move (of any reason) last brought it to `cluster` (None: placed there, never
+    moved): it is not rebalanced again within `PolicyConfig.rebalance_min_dwell_s`."""
 
 
 @dataclass(frozen=True)

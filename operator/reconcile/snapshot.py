@@ -217,6 +217,15 @@ def _departures(placement: Placement, shard: int) -> tuple[model.Departure, ...]
     )
 
 
+def _arrival(placement: Placement, shard: int, cluster: str) -> float | None:
+    """When the shard's newest move brought it to `cluster`, if one did."""
+    newest = next((move for move in reversed(placement.spec.migrations) if move.shard == shard),
+                  None)  # fmt: skip
+    if newest is None or newest.to_cluster != cluster:
+        return None
+    return newest.time.timestamp()
+
+
 def build_snapshot(
     members: Sequence[MemberCluster],
     tenants: Sequence[Tenant],
@@ -245,7 +254,11 @@ def build_snapshot(
                 continue  # scaled down since: the placement plan drops it
             running.append(
                 model.RunningShard(
-                    key, decision.shard, decision.cluster, _departures(placement, decision.shard)
+                    key,
+                    decision.shard,
+                    decision.cluster,
+                    _departures(placement, decision.shard),
+                    _arrival(placement, decision.shard, decision.cluster),
                 )
             )
             held.setdefault(decision.cluster, []).append(demand_by_key[key])

@@ -186,6 +186,11 @@ def test_a_shard_remembers_the_clusters_it_left_for_failure_or_risk() -> None:
     at = datetime(2026, 12, 6, 9, tzinfo=UTC).timestamp()
     assert first.departures == (model.Departure("m1", at), model.Departure("m2", at + 60))
     assert second.departures == ()  # a rebalance says nothing against the cluster it left
+    # When the newest move brought each shard where it runs.
+    assert (first.arrived_at_s, second.arrived_at_s) == (at + 60, at + 120)
+    unmoved = build_snapshot(members, TENANTS, [job], by_key(
+        PlacementWrapper.of(job).epoch(1).decisions({0: "m3", 1: "m1"}).obj()))  # fmt: skip
+    assert [shard.arrived_at_s for shard in unmoved.running] == [None, None]
 
 
 def test_shards_beyond_a_scaled_down_count_are_dropped() -> None:

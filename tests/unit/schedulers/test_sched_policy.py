@@ -224,6 +224,31 @@ def test_a_shard_that_left_a_failing_cluster_is_not_rebalanced_back_within_the_c
     ]
 
 
+def test_a_shard_a_move_just_brought_is_not_rebalanced_before_its_dwell() -> None:
+    """It moved to cloud-1 (any reason) 100 s ago; delft-1 now looks much better, but the
+    costs that say so were measured in the midst of what moved it."""
+    inference = job("ns/serve", data_site="delft", slo_ms=40.0, mode=Mode.INFERENCE)
+    base = replace(
+        snapshot([edge("delft-1", "delft"), cloud("cloud-1")], [inference]), now_s=1000.0
+    )
+    moved = replace(base, running=(RunningShard("ns/serve", 0, "cloud-1", arrived_at_s=900.0),))
+    assert schedule(moved).migrations == ()
+    later = replace(moved, now_s=900.0 + PolicyConfig().rebalance_min_dwell_s)
+    assert [(m.to_cluster, m.reason) for m in schedule(later).migrations] == [
+        ("delft-1", MigrationReason.REBALANCE)
+    ]
+
+
+def test_risk_moves_a_shard_however_recently_it_arrived() -> None:
+    inference = job("ns/serve", data_site="delft", slo_ms=40.0, mode=Mode.INFERENCE)
+    clusters = [edge("delft-1", "delft", risk=0.95), edge("delft-2", "delft")]
+    base = replace(snapshot(clusters, [inference]), now_s=1000.0)
+    moved = replace(base, running=(RunningShard("ns/serve", 0, "delft-1", arrived_at_s=990.0),))
+    assert [(m.to_cluster, m.reason) for m in schedule(moved).migrations] == [
+        ("delft-2", MigrationReason.PROACTIVE)
+    ]
+
+
 def test_the_same_input_gives_the_same_decision() -> None:
     clusters = [edge(f"e{i}", "delft" if i % 2 else "eindhoven") for i in range(6)]
     clusters.append(cloud("cloud-1", cpu=8.0))
