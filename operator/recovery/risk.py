@@ -32,10 +32,21 @@ defaults here are the demo's clean links) the detector also:
   few seconds is not a failing link (`packetLoss` is still the whole window's);
 - lets either an RTT inflation or a sustained loss reach the alert alone (`either_signal`),
   with a steady rise adding confidence;
-- takes the median RTT over the last `inflation_window_s` of the window, for a shorter lag;
+- takes the median RTT over the last `inflation_window_s` of the window, for a shorter lag,
+  and with `inflation_halves` the lesser of the medians of that stretch's two halves: a rise
+  must hold across the whole stretch, whereas a cluster of RTT spikes (a congested queue, a
+  handover: a second or three each) fills one half at most, where the median of the whole
+  stretch lets two such spikes close together raise an alert;
+- counts the inflation from `rtt_inflation_onset` up to `rtt_inflation_full`: a jittery link's
+  median sits well above its baseline, a low quantile, so that without an onset a full signal
+  at a mere doubling of the RTT would keep a healthy link near the unconfirmed cap;
 - confirms on `confirm_assessments` of the last `confirm_of` assessments, so one good probe on
   a failing link does not restart the count, and releases an alert only after
-  `release_assessments` in a row below the release score.
+  `release_assessments` in a row below the release score;
+- with `hold_alert_level`, publishes while an alert holds the highest evidence since it was
+  raised, not the evidence of the moment: a failing link has good moments, and a published
+  score that dipped under a job's threshold and rose again would move its shards away, back
+  and away again (a new alert starts afresh from its own evidence).
 """
 
 from __future__ import annotations
@@ -70,8 +81,10 @@ class RiskConfig:
     # The inflation is the median RTT over max(baseline, this): on a link whose RTT is a
     # fraction of a millisecond, a few milliseconds of queueing are not a rise that matters.
     baseline_floor_ms: float = 1e-3
-    # The inflation (median RTT over baseline) at which that signal counts in full.
+    # The inflation (median RTT over baseline) at which that signal counts in full, and the
+    # one up to which it counts nothing (a jittery link's median sits above its low quantile).
     rtt_inflation_full: float = 6.0
+    rtt_inflation_onset: float = 1.0
     # The loss ratio at which that signal counts in full.
     loss_full: float = 0.3
     # A trend counts when the RTT's linear fit explains at least this share of its variance.
@@ -101,6 +114,11 @@ class RiskConfig:
     #   below the release score.
     confirm_of: int = 0
     release_assessments: int = 1
+    # - while an alert holds, the score published is the highest evidence since it was
+    #   raised, rather than the evidence of the moment;
+    hold_alert_level: bool = False
+    # - the median RTT is the lesser of the medians of the inflation window's two halves;
+    inflation_halves: bool = False
 
     def __post_init__(self) -> None:
         if abs(sum(self.weights) - 1.0) > 1e-9:
@@ -111,6 +129,8 @@ class RiskConfig:
             raise ValueError("need 0 <= release_score <= alert_score")
         if self.window_s <= 0 or self.min_samples < 1 or self.baseline_samples < 1:
             raise ValueError("need window_s > 0, min_samples >= 1 and baseline_samples >= 1")
+        if not 1.0 <= self.rtt_inflation_onset < self.rtt_inflation_full:
+            raise ValueError("need 1 <= rtt_inflation_onset < rtt_inflation_full")
         if self.baseline_floor_ms < 0 or not 0.0 <= self.baseline_quantile <= 1.0:
             raise ValueError("need baseline_floor_ms >= 0 and 0 <= baseline_quantile <= 1")
         if self.outage_probes < 0 or self.release_assessments < 1 or self.inflation_window_s < 0:
@@ -184,6 +204,17 @@ def linear_trend(points: Sequence[tuple[float, float]]) -> tuple[float, float]:
     return slope, covariance * covariance / (var_t * var_v)
 
 
+def _median_rtt(points: Sequence[tuple[float, float]], now_s: float, config: RiskConfig) -> float:
+    if not points:
+        return math.inf
+    if not config.inflation_halves:
+        return statistics.median(v for _, v in points)
+    span = config.inflation_window_s or config.window_s
+    older = [v for t, v in points if t < now_s - span / 2]
+    newer = [v for t, v in points if t >= now_s - span / 2]
+    return min(statistics.median(half) for half in (older, newer) if half)
+
+
 @dataclass(frozen=True)
 class _Evidence:
     raw: float
@@ -204,6 +235,7 @@ class RiskDetector:
         self._confirmed = 0
         self._below = 0
         self._alerting = False
+        self._alert_level = 0.0
         # The current run of unanswered probes: its length and its first probe's time.
         self._silent_probes = 0
         self._silent_since: float | None = None
@@ -244,10 +276,13 @@ class RiskDetector:
         recent = answered
         if config.inflation_window_s:
             recent = [(t, v) for t, v in answered if t >= now_s - config.inflation_window_s]
-        median_rtt = statistics.median(v for _, v in recent) if recent else math.inf
+        median_rtt = _median_rtt(recent, now_s, config)
         inflation = median_rtt / max(baseline, config.baseline_floor_ms, 1e-3)
         slope, r2 = linear_trend(answered)
-        inflation_signal = _clamp((inflation - 1.0) / (config.rtt_inflation_full - 1.0))
+        inflation_signal = _clamp(
+            (inflation - config.rtt_inflation_onset)
+            / (config.rtt_inflation_full - config.rtt_inflation_onset)
+        )
         loss_signal = _clamp(counted_loss / config.loss_full)
         rising = slope > 0 and r2 >= config.trend_min_r2
         # A rise too small to matter is not a trend, however regular.
@@ -289,7 +324,7 @@ class RiskDetector:
         window = list(self._window)
         baseline = self.baseline_rtt_ms
         if baseline is None or len(window) < config.min_samples:
-            self._confirmed, self._below, self._alerting = 0, 0, False
+            self._confirmed, self._below, self._alerting, self._alert_level = 0, 0, False, 0.0
             self._recent_raw.clear()
             return RiskAssessment(now_s, 0.0, 0.0, False, reason="not enough samples yet")
         if self._in_outage():
@@ -308,7 +343,7 @@ class RiskDetector:
         elif self._below >= config.release_assessments:
             self._alerting = False
         clear = self._alerting
-        score = raw if clear else min(raw, config.unconfirmed_cap)
+        score = self._published(raw)
         if clear:
             reason = evidence.summary
         elif raw >= config.alert_score:
@@ -319,19 +354,29 @@ class RiskDetector:
             now_s, round(score, 4), round(raw, 4), clear, evidence.signals, reason
         )
 
+    def _published(self, raw: float) -> float:
+        """The score to publish for this evidence: capped until an alert is confirmed, and
+        with `hold_alert_level` at the alert's highest while it holds."""
+        if not self._alerting:
+            self._alert_level = 0.0
+            return min(raw, self.config.unconfirmed_cap)
+        if self.config.hold_alert_level:
+            self._alert_level = max(self._alert_level, raw)
+            return self._alert_level
+        return raw
+
     def _outage(self, now_s: float) -> RiskAssessment:
         """No answer for `outage_probes` probes or more: an outage, which from the silence alone
         may as well be a blip that recovers as a failure (reactive recovery tells them apart,
         by how long it lasts). The risk is the evidence from before it, and the confirmation
         neither advances nor resets."""
-        config = self.config
         silent_s = now_s - (self._silent_since if self._silent_since is not None else now_s)
         held = self._held
         raw = held.raw if held is not None else 0.0
         signals = dict(held.signals) if held is not None else {}
         signals["silentS"] = round(silent_s, 1)
         clear = self._alerting
-        score = raw if clear else min(raw, config.unconfirmed_cap)
+        score = self._published(raw)
         reason = f"no answer for {silent_s:.0f} s; before that: " + (
             held.summary if held is not None else "no evidence"
         )
