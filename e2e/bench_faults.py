@@ -191,6 +191,13 @@ def _condition(obj: dict[str, Any], kind: str) -> str | None:
     return None
 
 
+def _condition_and_reason(obj: dict[str, Any], kind: str) -> tuple[str, str]:
+    for entry in (obj.get("status") or {}).get("conditions") or []:
+        if entry.get("type") == kind:
+            return str(entry.get("status")), str(entry.get("reason") or "")
+    return "Unknown", ""
+
+
 @dataclass
 class HubRecord:
     """The MemberClusters' Reachable, risk and RTT, and the Placements' migrations, with the
@@ -203,8 +210,11 @@ class HubRecord:
     migrations: dict[tuple[str, int, str, str, str], tuple[float, str]] = field(
         default_factory=dict
     )
+    readiness: list[tuple[float, str, str, str]] = field(default_factory=list)
+    """Each change of a member's Ready condition (status, reason): why an eviction waited."""
     lock: threading.Lock = field(default_factory=threading.Lock)
     last_reachable: dict[str, str] = field(default_factory=dict)
+    last_ready: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def members(self, items: list[dict[str, Any]]) -> None:
         for item in items:
@@ -226,6 +236,10 @@ class HubRecord:
                 self.last_reachable[name] = reachable
                 self.reachable.append((now, name, reachable))
             self.risk.append((now, name, risk, rtt, _condition(obj, "Degraded")))
+            ready = _condition_and_reason(obj, "Ready")
+            if self.last_ready.get(name) != ready:
+                self.last_ready[name] = ready
+                self.readiness.append((now, name, *ready))
 
     def placement(self, obj: dict[str, Any]) -> None:
         now = time.time()
@@ -549,6 +563,10 @@ def run_once(
         for t, member, risk, rtt, degraded in record.risk
     ]  # fmt: skip
     result["site_changes"] = [vars(change) for change in player.changes]
+    result["readiness"] = [
+        {"t": round(t - script_start, 2), "member": member, "ready": ready, "reason": reason}
+        for t, member, ready, reason in record.readiness
+    ]
     result["runtime_s"] = round(time.monotonic() - started, 1)
     log(f"{script_name} / {mode}: done in {result['runtime_s']} s: {result['summary']}")
     return result

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import errno
+import json
 import socket
 import ssl
 import threading
@@ -263,3 +264,13 @@ class MemberClients:
                 if cached.api is not None:
                     cached.api.close()
             self._cache.clear()
+
+
+def api_status_message(error: ApiException) -> str:
+    """The message of the Status the API server sent back, else the HTTP reason."""
+    try:
+        status = json.loads(error.body or "")
+    except (TypeError, ValueError):
+        status = None
+    message = status.get("message") if isinstance(status, dict) else None
+    return str(message or error.reason)[:512]

@@ -17,7 +17,6 @@ Nothing here outlives the process: after a restart, the first cycle decides the 
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -28,6 +27,7 @@ from kubernetes.client.exceptions import ApiException
 
 from continuum.operator.adapters import metrics
 from continuum.operator.adapters.hub_mirror import HubMirror
+from continuum.operator.adapters.kube import api_status_message
 from continuum.operator.adapters.workqueue import WorkQueue
 from continuum.operator.api import MLJob, Placement, PlacementSpec
 from continuum.operator.api.keys import JobKey
@@ -156,7 +156,7 @@ class PlacementWrites:
 
     def _refused(self, key: JobKey, decision: _Decision, error: ApiException) -> None:
         metrics.WRITES_REFUSED.labels("Placement").inc()
-        message = f"HTTP {error.status}: {_status_message(error)}"
+        message = f"HTTP {error.status}: {api_status_message(error)}"
         with self._lock:
             earlier = self._refusals.pop(key, None)
             attempts = earlier.attempts + 1 if earlier is not None else 1
@@ -173,13 +173,3 @@ class PlacementWrites:
         with self._lock:
             if self._pending.get(key) is decision:  # else a newer decision waits its turn
                 del self._pending[key]
-
-
-def _status_message(error: ApiException) -> str:
-    """The message of the Status the API server sent back, else the HTTP reason."""
-    try:
-        status = json.loads(error.body or "")
-    except (TypeError, ValueError):
-        status = None
-    message = status.get("message") if isinstance(status, dict) else None
-    return str(message or error.reason)[:512]

@@ -23,8 +23,11 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
+from kubernetes.client.exceptions import ApiException
+
 from continuum.operator.adapters import metrics
 from continuum.operator.adapters.hub import SIGNALS_MANAGER
+from continuum.operator.adapters.kube import api_status_message
 from continuum.operator.adapters.link_signals import LinkSignals, SignalsUnavailableError, connect
 from continuum.operator.api import MemberCluster
 from continuum.operator.api.links import LinkReadings
@@ -109,6 +112,13 @@ class SignalsPass:
                 continue
             try:
                 self.apply(name, fragment)
+            except ApiException as error:
+                # The API server's own words say which field it refused: the fragment is
+                # ours, computed from probe figures, and holds nothing secret.
+                metrics.RECONCILE_ERRORS.labels("Signals").inc()
+                LOG.warning("could not write the signals of %s: HTTP %s: %s", name,
+                            error.status, api_status_message(error))  # fmt: skip
+                continue
             except Exception as error:  # one member's write must not stop the others'
                 metrics.RECONCILE_ERRORS.labels("Signals").inc()
                 LOG.warning("could not write the signals of %s: %s", name,

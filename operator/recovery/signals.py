@@ -236,11 +236,22 @@ def signals_status(
         observed_generation=member.metadata.generation, now=now,
     )  # fmt: skip
     degraded = next(c for c in conditions if c.type == MemberClusterConditionType.DEGRADED)
+    # An empty map is left out, not sent: server-side apply turns a map emptied of the
+    # entries a manager owned into null, which the schema refuses (the whole write fails).
+    # Left out, the field manager's entries are removed with the field.
     fragment = MemberClusterStatus.model_validate(
-        {"conditions": [degraded], "latencyToSites": latency}
-        | ({"risk": risk} if risk is not None else {})
+        {"conditions": [degraded]}
+        | ({"latencyToSites": latency} if latency else {})
+        | ({"risk": _without_empty_signals(risk)} if risk is not None else {})
     )
     return fragment.to_dict()
+
+
+def _without_empty_signals(risk: Risk) -> dict[str, Any]:
+    found = risk.to_dict()
+    if not found.get("signals"):
+        found.pop("signals", None)
+    return found
 
 
 def _condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any]:

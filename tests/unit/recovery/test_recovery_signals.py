@@ -190,6 +190,17 @@ def test_unavailable_signals_keep_the_last_risk_and_latency() -> None:
     assert conditions[0]["lastTransitionTime"] == "2026-01-01T00:05:00Z"
 
 
+def test_a_site_with_no_latency_measured_sends_no_empty_map() -> None:
+    """Server-side apply turns a map emptied of a manager's entries into null, which the CRD
+    refuses: the whole status write failed while a site was down."""
+    before = signals_status(member(), readings([20.0] * 100), NOW, CONFIG)
+    down = LinkReadings(at_s=T0, samples={("hub", "delft"): (ProbeSample(T0 - 1.0, None),)})
+    after = signals_status(member(before), down, NOW, CONFIG)
+    assert "latencyToSites" not in after
+    assert after["risk"].get("signals") != {}  # nor an empty map of signals
+    assert worth_writing(before, after, CONFIG)
+
+
 def test_the_transition_time_moves_only_when_the_status_does() -> None:
     first = signals_status(member(), readings([20.0] * 100), NOW, CONFIG)
     later = datetime(2026, 1, 1, 0, 1, tzinfo=UTC)
