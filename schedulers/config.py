@@ -31,6 +31,11 @@ class PolicyConfig:
     # costs a restart, and the network that made the last move look good is still settling
     # (a degradation that passed, a cost measured in its midst). Risk still moves it at once.
     rebalance_min_dwell_s: float = 300.0
+    # A running shard moves to a cluster whose risk is above this share of its job's threshold
+    # only when no other cluster will take it: a risk half-way to the threshold is a site that
+    # may well be failing too (its rise not confirmed yet), and a shard moved there would move
+    # again seconds later, or fail with it.
+    move_target_risk_share: float = 0.5
     max_preemption_attempts: int = 20
     max_victims_per_attempt: int = 64
     # Blocked jobs that may make room by moving shards placed earlier in the same cycle.

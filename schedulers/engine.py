@@ -1138,7 +1138,11 @@ class _Cycle:
                 continue
             for shard in spec.shards:
                 options[row, sorted(barred.get((spec.job, shard), ()))] = np.inf
-        gain_bound = here - options.min(axis=1)
+        # Where a move may go when nothing better will take it (see move_target_risk_share).
+        wary = m.clusters.risk[None, :] > (
+            config.move_target_risk_share * groups.risk_threshold[:, None]
+        )
+        gain_bound = here - np.where(wary, np.inf, options).min(axis=1)
         worth = gain_bound >= np.maximum(
             config.rebalance_min_gain_usd_h, config.rebalance_min_gain_fraction * here
         )
@@ -1154,8 +1158,11 @@ class _Cycle:
                 demand = groups.demand[row]
                 fits = (self.free >= demand - 1e-9).all(axis=1)
                 choice = np.where(fits, options[row], np.inf)
-                target = int(np.argmin(choice))
-                if not np.isfinite(choice[target]):
+                calm = np.where(wary[row], np.inf, choice)
+                # A rebalance never goes to a wary cluster; a risky shard does if it must.
+                target = int(np.argmin(calm if np.isfinite(calm).any() or not risky[row]
+                                       else choice))  # fmt: skip
+                if not np.isfinite(choice[target]) or (not risky[row] and wary[row, target]):
                     break
                 gain = float(here[row] - choice[target])
                 if risky[row]:

@@ -249,6 +249,32 @@ def test_risk_moves_a_shard_however_recently_it_arrived() -> None:
     ]
 
 
+def test_a_proactive_move_avoids_a_cluster_whose_risk_is_rising_too() -> None:
+    """delft-2 is nearer the data but half-way to the threshold itself: the shard would move
+    again seconds later. It goes to the calm cloud, and to delft-2 only if nothing else will
+    take it."""
+    training = job("ns/j", data_site="delft")
+    clusters = [edge("delft-1", "delft", risk=0.95), edge("delft-2", "delft", risk=0.5),
+                cloud("cloud-1")]  # fmt: skip
+    running = (RunningShard("ns/j", 0, "delft-1"),)
+    moved = replace(snapshot(clusters, [training]), running=running)
+    assert [(m.to_cluster, m.reason) for m in schedule(moved).migrations] == [
+        ("cloud-1", MigrationReason.PROACTIVE)
+    ]
+    cornered = replace(snapshot(clusters[:2], [training]), running=running)
+    assert [m.to_cluster for m in schedule(cornered).migrations] == ["delft-2"]
+    calm = replace(snapshot([clusters[0], edge("delft-2", "delft"), cloud("cloud-1")],
+                            [training]), running=running)  # fmt: skip
+    assert [m.to_cluster for m in schedule(calm).migrations] == ["delft-2"]
+
+
+def test_a_rebalance_never_goes_to_a_cluster_whose_risk_is_rising() -> None:
+    inference = job("ns/serve", data_site="delft", slo_ms=40.0, mode=Mode.INFERENCE)
+    clusters = [edge("delft-1", "delft", risk=0.5), cloud("cloud-1")]
+    moved = with_running(snapshot(clusters, [inference]), [RunningShard("ns/serve", 0, "cloud-1")])
+    assert schedule(moved).migrations == ()
+
+
 def test_the_same_input_gives_the_same_decision() -> None:
     clusters = [edge(f"e{i}", "delft" if i % 2 else "eindhoven") for i in range(6)]
     clusters.append(cloud("cloud-1", cpu=8.0))
