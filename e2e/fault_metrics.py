@@ -18,7 +18,9 @@ Definitions (docs/testbed.md, "The fault benchmark", says the same for readers):
 - A copy is *running* from the first observation that shows it Running until one shows it not
   Running or gone, or until its site goes `down` (its processes are killed: it runs again only
   once a watcher sees it Running after the site is restored). A running copy is *serving* while
-  its site is neither partitioned nor down: only then can it checkpoint and report.
+  it works (see below) and its site is neither partitioned nor down: only then can it
+  checkpoint and report. A replacement waiting for a hand-over serves from when it is let
+  start, so a handoff stuck on an old copy that cannot answer counts as downtime.
 - The *shards at a failed site* are the shards that had a copy serving at one of the site's
   members at some time in [failure - horizon, failure]: those the failure threatened, including
   those moved away before it. Per such shard, the old copy is the newest one at the site; the
@@ -271,12 +273,15 @@ def serving_runs(
                 if outage.end < end:
                     cut.append((outage.end, end, ended_by))
             pieces = cut
-        for start, end, ended_by in pieces:
+        for piece_start, end, ended_by in pieces:
+            if run.working_from is None:
+                continue  # it waited for a hand-over all along: it never served
+            start = max(piece_start, run.working_from)
             if end > start or ended_by == "open":
                 serving.append(
                     Run(run.member, run.uid, run.job, run.shard, start, end, ended_by,
                         [t for t in run.checkpoints if start <= t <= end], run.requested,
-                        None if run.working_from is None else max(run.working_from, start))
+                        start)
                 )  # fmt: skip
     return serving
 

@@ -45,6 +45,7 @@ from continuum.operator.controller.deletion import (
     take_off_finalizer,
 )
 from continuum.operator.controller.status import write_status
+from continuum.operator.reconcile.eviction import is_evicted
 from continuum.operator.reconcile.handoff import completed_moves, pending_handoffs, with_handoffs
 from continuum.operator.reconcile.membership import is_duplicate, is_usable
 from continuum.operator.reconcile.placement import merge_scheduling
@@ -89,8 +90,10 @@ def converge_job(context: OperatorContext, key: JobKey) -> None:
             metrics.RECONCILES.labels("Placement").inc()
             now = context.clock()
             held = _held(context, job)
+            lost = {member.metadata.name or "" for member in context.member_clusters()
+                    if is_evicted(member)}  # fmt: skip
             handoffs = pending_handoffs(job, placement, held, now, context.config.handoff_timeout_s,
-                                    context.config.drain_timeout_s)  # fmt: skip
+                                    context.config.drain_timeout_s, lost)  # fmt: skip
             desired = with_handoffs(desired_resources(job, placement), handoffs, held, now)
             outcomes = converge_all(context, job, desired, members_of(placement))
             context.record_convergence(

@@ -99,8 +99,9 @@ def heartbeat(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     if _ready(before) != _ready(status):
         context.wake_scheduler.set()
         context.ask_jobs_on(name)
-        if _ready(status)[0] == "True":
-            _ask_jobs_that_held_shards_on(context, name)
+        # Back: its stale copies go. Evicted: a handoff from it ends, and its replacement
+        # starts working.
+        _ask_jobs_that_held_shards_on(context, name)
 
 
 def _report_failover(

@@ -116,6 +116,11 @@ def _evicted(status: MemberClusterStatus | None) -> bool:
     ) and _has_status(status, MemberClusterConditionType.REACHABLE, ConditionStatus.FALSE, None)
 
 
+def is_evicted(member: MemberCluster) -> bool:
+    """Whether the member's shards were declared lost (Ready False, Unreachable)."""
+    return _evicted(member.status)
+
+
 def _disrupted(members: Sequence[MemberCluster], policy: EvictionPolicy) -> tuple[int, int] | None:
     """(not answering, total) when the scope is disrupted, else None."""
     total = len(members)

@@ -23,6 +23,10 @@ So the two copies never work at once, and never both write under the shard's che
 The mark is put on a replacement that is made for the move, not on a copy the target already
 held (a shard moved back before its handoff ended goes on working where it was).
 
+A handoff from a member that stops answering ends when the member is declared lost (evicted,
+after the failover grace): the replacement then works, as a Failure move's would, while the
+old copy, which the hub can neither reach nor stop, goes when the member answers again.
+
 The old copy stays only while the Placement's newest move of that shard goes from this member
 to where the shard is now decided, for one of those reasons (a Failure move leaves a member that
 does not answer, and a Preemption move frees room that another shard is waiting for), while the
@@ -37,7 +41,7 @@ after a restart, keeps and releases the same copies.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -141,9 +145,12 @@ def pending_handoffs(
     now: datetime,
     timeout_s: float,
     drain_timeout_s: float = 30.0,
+    lost: Collection[str] = (),
 ) -> list[Handoff]:
     """The old copies that stay for now. `held` is what each member holds of this job, as its
-    mirror last saw it."""
+    mirror last saw it; `lost` are the members whose shards were declared lost (evicted): a
+    handoff from one of them is over, since its old copy can neither hand over nor be
+    stopped, and its replacement must work (as a Failure move's would)."""
     if placement is None or job.is_stopping or job.is_finished:
         return []
     handoffs = []
@@ -152,6 +159,8 @@ def pending_handoffs(
         if move is None or move.reason not in MAKE_BEFORE_BREAK:
             continue
         if move.to_cluster != decision.cluster or move.from_cluster == decision.cluster:
+            continue
+        if move.from_cluster in lost:
             continue
         old = _copy_of(held.get(move.from_cluster, ()), decision.shard)
         if old is None or not _runs(old):

@@ -202,6 +202,18 @@ def test_a_copy_the_target_already_ran_is_not_made_to_wait() -> None:
     assert SHARD_LABELS.handover_done_annotation not in marks
 
 
+def test_a_handoff_from_a_member_declared_lost_ends_and_its_replacement_works() -> None:
+    """The source stopped answering mid-handoff and was evicted: its old copy can neither
+    hand over nor be stopped, and the replacement must not wait for it any longer."""
+    holdings = held(copy_of(0, RUNNING), waiting(copy_of(0, RUNNING, 4)))
+    assert pending_handoffs(checkpointing_job(), moved(), holdings, NOW, TIMEOUT_S)
+    handoffs = pending_handoffs(checkpointing_job(), moved(), holdings, NOW, TIMEOUT_S,
+                                lost={"edge-a"})  # fmt: skip
+    assert not handoffs
+    merged = with_handoffs({"cloud": [copy_of(0, None, 4)]}, handoffs, holdings, NOW)
+    assert SHARD_LABELS.handover_done_annotation in annotations_of(merged["cloud"][0])
+
+
 def test_an_old_copy_that_was_itself_waiting_has_nothing_to_hand_over() -> None:
     holdings = held(waiting(copy_of(0, RUNNING), "edge-b"), waiting(copy_of(0, RUNNING, 4)))
     job = checkpointing_job()

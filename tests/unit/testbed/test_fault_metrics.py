@@ -140,7 +140,16 @@ def test_a_replacement_that_waits_for_the_hand_over_never_works_beside_its_old_c
     assert summary["duplicate_shard_seconds"] == 0.0
     assert summary["copies_coexisting_s"] == 1.3
     assert summary["lost_work_s"] == [0.0]
-    assert summary["proactive_lead_s"] == [15.0]  # running, ready to take over, from 45 s
+    assert summary["proactive_lead_s"] == [13.8]  # serving once let start, at 46.2 s
+    # Let start only at 80 s, after the old copy's site went down at 60 s (a handoff stuck on
+    # a copy that cannot answer): recovered 20 s after the failure, not before it.
+    stuck = [o for o in timeline.copies if o.t < 46.0 or o.uid != "old"]
+    stuck = [replace(o, waiting=True) if o.uid == "new" else o for o in stuck]
+    stuck.append(new(80.0, waiting=False))
+    late = summarize(Timeline(MEMBERS, 150.0, timeline.sites, sorted(stuck, key=lambda o: o.t),
+                              timeline.migrations), SETTINGS)["summary"]  # fmt: skip
+    assert late["moved_before_failure"] == 0
+    assert late["mttr_s"] == [20.0]
     # Were it let start before the old copy handed over, the two would work at once.
     early = [
         replace(o, waiting=False) if o.uid == "new" and o.t == 45.0 else o for o in timeline.copies
