@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -26,7 +26,7 @@ from continuum.operator.adapters.member_gate import CONNECTION_ERRORS, MemberUna
 from continuum.operator.adapters.member_mirror import job_of
 from continuum.operator.adapters.member_writes import delete_resource
 from continuum.operator.adapters.workqueue import RetryLater, WorkQueue
-from continuum.operator.api import ApplyState, MLJob, MLJobStatus, Placement
+from continuum.operator.api import ApplyState, MemberCluster, MLJob, MLJobStatus, Placement
 from continuum.operator.api.keys import JobKey
 from continuum.operator.api.shard_resources import SHARD_LABELS
 from continuum.operator.controller.context import (
@@ -89,9 +89,9 @@ def converge_job(context: OperatorContext, key: JobKey) -> None:
             placement = found_placement[0]
             metrics.RECONCILES.labels("Placement").inc()
             now = context.clock()
-            held = _held(context, job)
-            lost = {member.metadata.name or "" for member in context.member_clusters()
-                    if is_evicted(member)}  # fmt: skip
+            members = context.member_clusters()
+            held = _held(context, job, members)
+            lost = {member.metadata.name or "" for member in members if is_evicted(member)}
             handoffs = pending_handoffs(job, placement, held, now, context.config.handoff_timeout_s,
                                     context.config.drain_timeout_s, lost)  # fmt: skip
             desired = with_handoffs(desired_resources(job, placement), handoffs, held, now)
@@ -108,12 +108,14 @@ def converge_job(context: OperatorContext, key: JobKey) -> None:
     context.ask_status(key)
 
 
-def _held(context: OperatorContext, job: MLJob) -> dict[str, list[dict[str, Any]]]:
-    """What each member holds of the job, as its mirror last saw it."""
+def _held(
+    context: OperatorContext, job: MLJob, members: Sequence[MemberCluster]
+) -> dict[str, list[dict[str, Any]]]:
+    """What each of `members` holds of the job, as its mirror last saw it."""
     namespace = job.metadata.namespace or ""
     return {
         name: context.member_mirrors.last_known(name, namespace, job)
-        for name in (member.metadata.name or "" for member in context.member_clusters())
+        for name in (member.metadata.name or "" for member in members)
     }
 
 
