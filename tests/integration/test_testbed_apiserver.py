@@ -189,7 +189,18 @@ def test_service_account_token_without_a_role_binding_gets_403(
                 ],
             ),
         )
-        reader_core.list_namespaced_config_map(namespace)
+
+        def allowed() -> bool:
+            try:
+                reader_core.list_namespaced_config_map(namespace)
+            except ApiException as error:
+                if error.status != 403:
+                    raise
+                return False
+            return True
+
+        # The authorizer learns of a new binding from its watch cache, a moment after the write.
+        _eventually(allowed, "the reader allowed once its role binding is known")
 
 
 def test_kubectl_apply_works_against_the_hub(
