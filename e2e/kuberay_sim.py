@@ -19,7 +19,8 @@ a controller beside the operator, which starts every new shard resource up to Ru
 With `--checkpoints` the controller also plays the workload's checkpoints: every Running shard
 resource is annotated with continuum.dev/last-checkpoint once per checkpoint interval (its
 CONTINUUM_CHECKPOINT_INTERVAL_SECONDS, else `--checkpoint-interval`), counted from when it was
-first seen Running or from its newest checkpoint, and at once when the operator asks the copy
+first seen Running or from its newest checkpoint and attempted `--checkpoint-lead` seconds
+early so that no gap exceeds the interval, and at once when the operator asks the copy
 for a last checkpoint (continuum.dev/checkpoint-requested, once its replacement runs) and it has
 none as new; the copy then counts its work as handed over. A replacement made to wait for that
 hand-over (continuum.dev/handover-from, until handover-done) runs but takes no checkpoint, and
@@ -309,17 +310,25 @@ def store_reachable(store: tuple[str, int] | None, timeout_s: float = 2.0) -> bo
 
 class Checkpointer:
     """Plays the workload's checkpoints: annotates each Running shard resource with its newest
-    checkpoint time once per interval, if the checkpoint store can be reached."""
+    checkpoint time once per interval, if the checkpoint store can be reached.
+
+    The interval is the most work a copy may lose, so a checkpoint is attempted from `lead_s`
+    before it is over: a pass that comes late, or a store that answers slowly or not at the
+    first try (over a lossy link a lost SYN alone costs a second), still lands it in time."""
 
     def __init__(
         self,
         default_interval_s: float,
         store: tuple[str, int] | None = None,
         clock: Any = time.time,
+        lead_s: float = 0.0,
     ) -> None:
+        if lead_s < 0:
+            raise ValueError("the checkpoint lead must not be negative")
         self.default_interval_s = default_interval_s
         self.store = store
         self.clock = clock
+        self.lead_s = lead_s
         self.running_since: dict[str, float] = {}
 
     def due(self, resource: Mapping[str, Any], kind: ResourceKind, now: float) -> bool:
@@ -339,7 +348,7 @@ class Checkpointer:
         # A checkpoint older than this copy (carried over by a move) does not count as its own.
         reference = since if last is None or last < since else last
         interval = _checkpoint_interval(resource) or self.default_interval_s
-        return now - reference >= interval
+        return now - reference >= interval - min(self.lead_s, interval / 2)
 
     def step(self, api_client: client.ApiClient, namespace: str | None) -> list[str]:
         """Checkpoints every Running shard resource that is due; returns those checkpointed."""
@@ -409,6 +418,13 @@ def main(argv: list[str] | None = None) -> None:
         help="seconds between checkpoints of a shard whose pods do not say",
     )
     parser.add_argument(
+        "--checkpoint-lead",
+        type=float,
+        default=2.0,
+        help="seconds before its interval is over that a checkpoint is attempted, so that a "
+        "slow pass or store keeps every gap within the interval",
+    )
+    parser.add_argument(
         "--checkpoint-store",
         metavar="HOST:PORT",
         help="checkpoint only when a TCP connection to this address succeeds",
@@ -432,7 +448,11 @@ def main(argv: list[str] | None = None) -> None:
             timer = threading.Timer(args.lifetime_s, stop.set)
             timer.daemon = True
             timer.start()
-        checkpointer = Checkpointer(args.checkpoint_interval, store) if args.checkpoints else None
+        checkpointer = (
+            Checkpointer(args.checkpoint_interval, store, lead_s=args.checkpoint_lead)
+            if args.checkpoints
+            else None
+        )
         try:
             run(api_client, stop, args.namespace, args.interval, checkpointer)
         except KeyboardInterrupt:

@@ -73,3 +73,18 @@ def test_a_replacement_waiting_for_its_hand_over_takes_no_checkpoint_until_let_s
     waiting["metadata"]["annotations"]["continuum.dev/handover-done"] = "2001-09-09T01:46:40Z"
     assert not checkpointer.due(waiting, RAY_JOB, now=1040.0)  # its interval starts now
     assert checkpointer.due(waiting, RAY_JOB, now=1050.0)
+
+
+def test_a_checkpoint_is_attempted_its_lead_before_the_interval_is_over() -> None:
+    checkpointer = Checkpointer(default_interval_s=60.0, lead_s=2.0)
+    job = ray_job("g", interval="20")
+    assert not checkpointer.due(job, RAY_JOB, now=1000.0)
+    assert not checkpointer.due(job, RAY_JOB, now=1017.9)
+    assert checkpointer.due(job, RAY_JOB, now=1018.0)  # a slow store still lands it by 1020
+    # A lead longer than half the interval would checkpoint twice as often: it is capped.
+    short = Checkpointer(default_interval_s=60.0, lead_s=5.0)
+    assert not short.due(ray_job("h", interval="4"), RAY_JOB, now=1000.0)
+    assert not short.due(ray_job("h", interval="4"), RAY_JOB, now=1001.9)
+    assert short.due(ray_job("h", interval="4"), RAY_JOB, now=1002.0)
+    with pytest.raises(ValueError, match="lead"):
+        Checkpointer(default_interval_s=1.0, lead_s=-1.0)
