@@ -1,7 +1,7 @@
 """The links between places as Prometheus measures them (docs/monitoring.md): the raw probes of
 the hub's pairs over a window, and the recorded RTT and loss of every pair.
 
-Four queries per read, each for every pair at once, none per pair:
+Five queries per read, each for every pair at once, none per pair:
 
 - `probe_success{job="continuum-links", source_site="hub"}[W]` and
   `probe_icmp_duration_seconds{job="continuum-links", source_site="hub", phase="rtt"}[W]`:
@@ -11,7 +11,10 @@ Four queries per read, each for every pair at once, none per pair:
   that aliases the 1 Hz scrapes: a probe whose scrape drifts across a step boundary is counted
   twice or not at all, and a pair whose scrapes stop repeats its last value for the lookback
   delta. The raw samples have neither problem and cost the same.)
-- `continuum:link_rtt_seconds` and `continuum:link_loss_ratio`: the recorded 30 s means.
+- `continuum:link_rtt_seconds` and `continuum:link_loss_ratio`: the recorded 30 s means;
+- `probe_success{job="continuum-links", source_site!="hub"}[P]`: the verdicts of the last
+  `PEER_WINDOW_S` of probes between sites, raw as above, so that whether the other sites still
+  reach a site the hub cannot is known within seconds (the 30 s mean would lag).
 
 Every request has a timeout and is not retried (the next read is the retry). Whatever goes
 wrong (refused, timed out, an HTTP error, an answer of the wrong shape) is one exception,
@@ -38,6 +41,7 @@ JOB = "continuum-links"
 RTT_RULE = "continuum:link_rtt_seconds"
 LOSS_RULE = "continuum:link_loss_ratio"
 DEFAULT_TIMEOUT_S = 5.0
+PEER_WINDOW_S = 15
 
 
 class SignalsUnavailableError(Exception):
@@ -133,6 +137,16 @@ def join_probes(
     return joined
 
 
+def answers(
+    success: Mapping[Pair, Mapping[float, float]],
+) -> dict[Pair, tuple[tuple[float, bool], ...]]:
+    """Each pair's probe verdicts as (time, answered), in time order."""
+    return {
+        pair: tuple((at, verdicts[at] >= 0.5) for at in sorted(verdicts))
+        for pair, verdicts in success.items()
+    }
+
+
 class LinkSignals:
     """Reads the links from one Prometheus. `client` is a `PrometheusConnect` (see `connect`)
     or anything with its `custom_query`; `shown_url` is what messages call it."""
@@ -164,8 +178,10 @@ class LinkSignals:
 
     def read(self, at_s: float, window_s: float) -> LinkReadings:
         """The probes of the last `window_s` seconds before `at_s` from the source place (the
-        hub) to every site, and the recorded RTT and loss of every pair, at `at_s`."""
+        hub) to every site, the recorded RTT and loss of every pair, at `at_s`, and the
+        verdicts of the last `PEER_WINDOW_S` of probes between the other places."""
         selector = f'job="{JOB}", source_site="{self.source}"'
+        peers = f'job="{JOB}", source_site!="{self.source}"'
         window = f"[{max(1, math.ceil(window_s))}s]"
         try:
             success = _series(self._query(f"probe_success{{{selector}}}{window}", at_s))
@@ -174,6 +190,7 @@ class LinkSignals:
             )
             rtt_recorded = _vector(self._query(RTT_RULE, at_s))
             loss = _vector(self._query(LOSS_RULE, at_s))
+            peer_success = _series(self._query(f"probe_success{{{peers}}}[{PEER_WINDOW_S}s]", at_s))
         except (KeyError, IndexError, TypeError, ValueError) as error:
             raise SignalsUnavailableError(
                 f"Prometheus at {self.shown_url}: an answer of an unexpected shape "
@@ -184,4 +201,5 @@ class LinkSignals:
             samples=join_probes(success, rtt),
             rtt_ms={pair: seconds * 1000.0 for pair, seconds in rtt_recorded.items()},
             loss=loss,
+            peer_answers=answers(peer_success),
         )

@@ -21,6 +21,7 @@ from continuum.operator.api.common import (
 )
 from continuum.operator.api.membercluster import (
     CapacitySource,
+    DegradedReason,
     MemberCluster,
     MemberClusterConditionType,
     MemberClusterSpec,
@@ -78,6 +79,7 @@ __all__ = [
     "ConditionStatus",
     "DataSource",
     "Decision",
+    "DegradedReason",
     "FaultTolerance",
     "FieldError",
     "JobMode",

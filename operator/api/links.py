@@ -32,9 +32,12 @@ class LinkReadings:
 
     `samples`: every probe of the pairs read raw, in time order, over the read's window;
     `rtt_ms` and `loss`: the recorded mean RTT and loss ratio of every pair over the rules'
-    window (an RTT is absent when no probe was answered; the loss is then 1)."""
+    window (an RTT is absent when no probe was answered; the loss is then 1);
+    `peer_answers`: whether each of the last few probes between two sites (the hub's pairs
+    are in `samples`) was answered, in time order: how the other sites see a site."""
 
     at_s: float
     samples: Mapping[Pair, tuple[ProbeSample, ...]] = field(default_factory=dict)
     rtt_ms: Mapping[Pair, float] = field(default_factory=dict)
     loss: Mapping[Pair, float] = field(default_factory=dict)
+    peer_answers: Mapping[Pair, tuple[tuple[float, bool], ...]] = field(default_factory=dict)

@@ -68,7 +68,25 @@ class MemberClusterConditionType(StrEnum):
     """Reachable, and able to take shards; Unknown while its shards stay on it although it
     does not answer (a suspect, or a failure whose eviction is held)."""
     DEGRADED = "Degraded"
-    """Running, but its risk or latency is elevated."""
+    """Running, but its risk or latency is elevated (reasons: `DegradedReason`)."""
+
+
+class DegradedReason(StrEnum):
+    """Why the Degraded condition is what it is, as the link signals judge the site's link."""
+
+    PROBES_UNANSWERED = "ProbesUnanswered"
+    """The hub's probes of the site go unanswered, and no other site's probes say more."""
+    SITE_UNREACHABLE = "SiteUnreachable"
+    """Neither the hub's probes nor those of the other sites reach the site: the site, or its
+    own link, is out. Not the hub's network, so it does not count toward a fleet disruption."""
+    UNREACHABLE_FROM_HUB = "UnreachableFromHub"
+    """The hub's probes go unanswered, but other sites reach the site: the hub's path to it
+    fails, not the site."""
+    LINK_DEGRADING = "LinkDegrading"
+    PACKET_LOSS = "PacketLoss"
+    LINK_HEALTHY = "LinkHealthy"
+    NO_PROBES = "NoProbes"
+    SIGNALS_UNAVAILABLE = "SignalsUnavailable"
 
 
 class CapacitySource(StrEnum):

@@ -4,6 +4,9 @@ Modelled on the Kubernetes node lifecycle controller: a single member that stops
 is evicted, but when a large part of the fleet, or of one region, stops answering at once,
 the hub's own network is the likelier cause, and moving every shard would cost more than the
 outage (the unhealthy-zone threshold, where Kubernetes stops evicting in small clusters).
+Unlike a node, a site is also probed by the other sites: one they cannot reach either is out
+itself and is not counted as evidence of the hub's network (the link signals' Degraded
+reason SiteUnreachable).
 Evictions are also spaced out, at most one member every `interval_s` (the node eviction
 rate), and can be turned off entirely, as Karmada's failover is by default.
 
@@ -25,6 +28,7 @@ from enum import StrEnum
 from continuum.operator.api import (
     Condition,
     ConditionStatus,
+    DegradedReason,
     MemberCluster,
     MemberClusterConditionType,
     MemberClusterStatus,
@@ -97,8 +101,18 @@ def _counted(member: MemberCluster) -> bool:
 
 
 def _not_answering(member: MemberCluster) -> bool:
-    """Suspects count as well as failures: in a hub-side blip every member misses probes
-    together, but the first to reach the threshold does so while the others are suspects."""
+    """Whether the member counts toward a disruption of the hub's own network. Suspects count
+    as well as failures: in a hub-side blip every member misses probes together, but the first
+    to reach the threshold does so while the others are suspects. A member that the other
+    sites cannot reach either (Degraded, SiteUnreachable) does not: its own site is out, as
+    two sites failing together are two failures, whatever the size of the fleet."""
+    if _has_status(
+        member.status,
+        MemberClusterConditionType.DEGRADED,
+        ConditionStatus.TRUE,
+        DegradedReason.SITE_UNREACHABLE,
+    ):
+        return False
     return not _has_status(
         member.status, MemberClusterConditionType.REACHABLE, ConditionStatus.TRUE, None
     )

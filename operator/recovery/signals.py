@@ -19,6 +19,7 @@ from typing import Any, Final
 
 from continuum.operator.api import (
     ConditionStatus,
+    DegradedReason,
     MemberCluster,
     MemberClusterConditionType,
     MemberClusterStatus,
@@ -36,12 +37,14 @@ from continuum.operator.recovery.risk import (
 )
 
 # The Degraded condition's reasons.
-PROBES_UNANSWERED: Final = "ProbesUnanswered"
-LINK_DEGRADING: Final = "LinkDegrading"
-PACKET_LOSS: Final = "PacketLoss"
-LINK_HEALTHY: Final = "LinkHealthy"
-NO_PROBES: Final = "NoProbes"
-SIGNALS_UNAVAILABLE: Final = "SignalsUnavailable"
+PROBES_UNANSWERED: Final = DegradedReason.PROBES_UNANSWERED
+SITE_UNREACHABLE: Final = DegradedReason.SITE_UNREACHABLE
+UNREACHABLE_FROM_HUB: Final = DegradedReason.UNREACHABLE_FROM_HUB
+LINK_DEGRADING: Final = DegradedReason.LINK_DEGRADING
+PACKET_LOSS: Final = DegradedReason.PACKET_LOSS
+LINK_HEALTHY: Final = DegradedReason.LINK_HEALTHY
+NO_PROBES: Final = DegradedReason.NO_PROBES
+SIGNALS_UNAVAILABLE: Final = DegradedReason.SIGNALS_UNAVAILABLE
 
 
 def probe_risk_config() -> RiskConfig:
@@ -178,16 +181,64 @@ def latency_to_sites(site: str, readings: LinkReadings) -> dict[str, float]:
     return dict(sorted(found.items()))
 
 
+@dataclass(frozen=True)
+class PeerView:
+    """How the other sites that probe a site see it, by their recent probes."""
+
+    reaching: tuple[str, ...]
+    """answered their last probe"""
+    cut_off: tuple[str, ...]
+    """their last `misses_to_fail` probes went unanswered"""
+
+
+def peer_view(site: str, readings: LinkReadings, config: SignalsConfig) -> PeerView:
+    """The other sites' recent view of `site`. A site whose own probes are stale (it is out
+    itself, or Prometheus cannot scrape it) says nothing, nor one between the two verdicts."""
+    reaching, cut_off = [], []
+    for (source, target), verdicts in sorted(readings.peer_answers.items()):
+        if target != site or source in (site, HUB_PLACE) or not verdicts:
+            continue
+        if verdicts[-1][0] < readings.at_s - config.stale_s:
+            continue
+        if verdicts[-1][1]:
+            reaching.append(source)
+        elif len(verdicts) >= config.misses_to_fail and not any(
+            answered for _, answered in verdicts[-config.misses_to_fail :]
+        ):
+            cut_off.append(source)
+    return PeerView(tuple(reaching), tuple(cut_off))
+
+
+def _unanswered(site: str, misses: int, peers: PeerView) -> tuple[DegradedReason, str]:
+    """The reason and message for a site whose hub probes go unanswered, by what the other
+    sites see: the site out, the hub's path to it, or nothing more known."""
+    hub = f"the last {misses} probes from the hub to {site} were not answered"
+    if peers.reaching:
+        return UNREACHABLE_FROM_HUB, (
+            f"{hub}, but {', '.join(peers.reaching)} reach it: the hub's path to it fails, "
+            "not the site"
+        )
+    if peers.cut_off:
+        return SITE_UNREACHABLE, (
+            f"{hub}, nor were those from {', '.join(peers.cut_off)}: the site or its own link "
+            "is out"
+        )
+    return PROBES_UNANSWERED, hub
+
+
 def _degraded(
-    site: str, link: LinkAssessment | None, loss: float | None, config: SignalsConfig
-) -> tuple[ConditionStatus, str, str]:
+    site: str,
+    link: LinkAssessment | None,
+    loss: float | None,
+    peers: PeerView,
+    config: SignalsConfig,
+) -> tuple[ConditionStatus, DegradedReason, str]:
     if link is None:
         return (ConditionStatus.UNKNOWN, NO_PROBES,
                 f"Prometheus holds no recent probes from the hub to {site}")  # fmt: skip
     if link.heartbeat is not None and not link.heartbeat.reachable:
-        misses = link.heartbeat.consecutive_misses
-        return (ConditionStatus.TRUE, PROBES_UNANSWERED,
-                f"the last {misses} probes from the hub to {site} were not answered")  # fmt: skip
+        reason, message = _unanswered(site, link.heartbeat.consecutive_misses, peers)
+        return ConditionStatus.TRUE, reason, message
     if link.risk.clear:
         return ConditionStatus.TRUE, LINK_DEGRADING, link.risk.reason
     if loss is not None and loss >= config.degraded_loss:
@@ -228,7 +279,10 @@ def signals_status(
     else:
         link = assess_link(readings.samples.get((HUB_PLACE, site), ()), readings.at_s, config)
         latency = latency_to_sites(site, readings)
-        state, reason, message = _degraded(site, link, readings.loss.get((HUB_PLACE, site)), config)
+        state, reason, message = _degraded(
+            site, link, readings.loss.get((HUB_PLACE, site)), peer_view(site, readings, config),
+            config,
+        )  # fmt: skip
         if link is not None:
             risk = _risk(link, config)
     conditions = upsert_condition(

@@ -199,6 +199,28 @@ def test_a_members_measured_rtt_is_in_its_status(
     )
 
 
+def test_a_cut_off_site_is_told_from_the_hubs_path_by_the_other_sites(
+    testbed: RunningTestbed, sites: Sites, operator: Operator
+) -> None:
+    """A partitioned site answers neither the hub's probes nor the other sites': Degraded says
+    SiteUnreachable, naming the sites that could not reach it either, and goes back to
+    LinkHealthy when the site returns."""
+    eventually(lambda: degraded(member(testbed)) == ("False", "LinkHealthy"),
+               "member-1 healthy", timeout=90)  # fmt: skip
+    cut_at = time.monotonic()
+    sites.partition(SHAPED)
+    try:
+        eventually(lambda: degraded(member(testbed)) == ("True", "SiteUnreachable"),
+                   "member-1 Degraded, SiteUnreachable", timeout=30)  # fmt: skip
+        note(f"(f) delft partitioned: SiteUnreachable after {time.monotonic() - cut_at:.1f} s")
+        message = condition(member(testbed), "Degraded")["message"]
+        assert all(peer in message for peer in ("eindhoven", "ghent", "frankfurt")), message
+    finally:
+        sites.restore(SHAPED)
+    eventually(lambda: degraded(member(testbed)) == ("False", "LinkHealthy"),
+               "member-1 healthy again", timeout=90)  # fmt: skip
+
+
 def test_a_degrading_link_raises_the_risk_and_moves_a_proactive_shard(
     testbed: RunningTestbed, sites: Sites, operator: Operator
 ) -> None:

@@ -75,6 +75,9 @@ class Answering:
     def custom_query(self, query: str, params: Any = None, timeout: float | None = None) -> Any:
         self.queries.append((query, params, timeout))
         labels = {"source_site": "hub", "target_site": "delft", "instance": "10.0.0.1"}
+        if query.startswith("probe_success") and 'source_site!="hub"' in query:
+            peer = {"source_site": "ghent", "target_site": "delft", "instance": "10.0.0.1"}
+            return [{"metric": peer, "values": [[10.5, "1"], [11.5, "0"]]}]
         if query.startswith("probe_success"):
             return [{"metric": labels, "values": [[10.0, "1"], [11.0, "0"]]}]
         if query.startswith("probe_icmp"):
@@ -85,7 +88,7 @@ class Answering:
         return [{"metric": labels, "value": [12.0, "0.5"]}]
 
 
-def test_four_queries_for_every_pair_at_once() -> None:
+def test_five_queries_for_every_pair_at_once() -> None:
     client = Answering()
     readings = LinkSignals(client, "http://h:9090", timeout_s=3).read(12.0, 299.5)
     assert [query for query, _, _ in client.queries] == [
@@ -93,6 +96,7 @@ def test_four_queries_for_every_pair_at_once() -> None:
         'probe_icmp_duration_seconds{job="continuum-links", source_site="hub", phase="rtt"}[300s]',
         "continuum:link_rtt_seconds",
         "continuum:link_loss_ratio",
+        'probe_success{job="continuum-links", source_site!="hub"}[15s]',
     ]
     assert all(
         params == {"time": "12.000"} and timeout == 3 for _, params, timeout in client.queries
@@ -100,3 +104,4 @@ def test_four_queries_for_every_pair_at_once() -> None:
     assert readings.samples == {("hub", "delft"): (ProbeSample(10.0, 4.0), ProbeSample(11.0, None))}
     assert readings.rtt_ms == {("hub", "delft"): 4.0}
     assert readings.loss == {("hub", "delft"): 0.5}
+    assert readings.peer_answers == {("ghent", "delft"): ((10.5, True), (11.5, False))}

@@ -46,9 +46,11 @@ def member(
     ready: tuple[str, str] | None = None,
     ready_at: datetime | None = None,
     risk: float | None = None,
+    degraded: str | None = None,
 ) -> MemberCluster:
     """A member that answered once: `up`, `suspect` (missed probes, fewer than the threshold)
-    or `failed` (Reachable=False since `at`; Ready as given, else evicted at `at`)."""
+    or `failed` (Reachable=False since `at`; Ready as given, else evicted at `at`); with
+    `degraded`, Degraded True with that reason (the link signals' verdict)."""
     reachable = {"up": ("True", "APIServerAnswered"), "suspect": ("Unknown", "ProbesMissed"),
                  "failed": ("False", "Timeout")}[state]  # fmt: skip
     if ready is None:
@@ -64,6 +66,8 @@ def member(
     }
     if risk is not None:
         status["risk"] = {"score": risk}
+    if degraded is not None:
+        status["conditions"].append(_condition("Degraded", "True", degraded, at))
     return MemberClusterWrapper(name).region(region).status(status).obj()
 
 
@@ -130,6 +134,26 @@ def test_two_of_four_failing_are_real_failures_evicted_one_interval_apart() -> N
     # Ten seconds after the first, the second goes too.
     first = member("m1", "failed", at=NOW - timedelta(seconds=10))
     assert ready(declare(me, [first, member("m3"), member("m4")])) == ("False", "Unreachable")
+
+
+@pytest.mark.parametrize(
+    ("reason", "held"),
+    [("SiteUnreachable", False), ("UnreachableFromHub", True), ("ProbesUnanswered", True)],
+)
+def test_sites_the_other_sites_cannot_reach_either_are_failures_not_a_disruption(
+    reason: str, held: bool
+) -> None:
+    # Two of four sites out, a third losing most of its probes (a suspect): three of four do
+    # not answer the hub. Only when the other sites see the two as out are they failures.
+    first = member("m1", "failed", at=NOW - timedelta(seconds=30), ready=("Unknown",
+                   "FleetDisrupted"), degraded=reason)  # fmt: skip
+    me = member("m2", "suspect", degraded=reason)
+    status = declare(me, [first, member("m3", "suspect"), member("m4")])
+    if held:
+        assert ready(status) == ("Unknown", "FleetDisrupted")
+    else:
+        # Not a disruption: m1 failed first and waits its turn, m2 waits for m1's eviction.
+        assert ready(status) == ("Unknown", HoldReason.RATE_LIMITED.value)
 
 
 def test_members_failed_earlier_and_not_evicted_yet_go_first() -> None:

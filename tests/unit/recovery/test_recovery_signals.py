@@ -17,9 +17,12 @@ from continuum.operator.recovery.signals import (
     PACKET_LOSS,
     PROBES_UNANSWERED,
     SIGNALS_UNAVAILABLE,
+    SITE_UNREACHABLE,
+    UNREACHABLE_FROM_HUB,
     SignalsConfig,
     assess_link,
     latency_to_sites,
+    peer_view,
     signals_status,
     worth_writing,
 )
@@ -174,6 +177,57 @@ def test_the_degraded_reasons() -> None:
     assert lossy == {"type": "Degraded", "status": "True", "reason": PACKET_LOSS}
     none = LinkReadings(at_s=T0, rtt_ms={("delft", "ghent"): 12.0})
     assert degraded(signals_status(member(), none, NOW, CONFIG))["reason"] == NO_PROBES
+
+
+def peers_see(cut: list[float | None], **views: list[bool]) -> LinkReadings:
+    """The hub's probes `cut`, and each named site's last probes of delft, one a second up to
+    the hub's last (True: answered)."""
+    hub = readings(cut)
+    return LinkReadings(
+        at_s=hub.at_s, samples=hub.samples, rtt_ms=hub.rtt_ms, loss=hub.loss,
+        peer_answers={
+            (source, "delft"): tuple(
+                (hub.at_s - len(answers) + 1 + i, answered) for i, answered in enumerate(answers)
+            )
+            for source, answers in views.items()
+        },
+    )  # fmt: skip
+
+
+def test_the_other_sites_tell_a_site_out_from_the_hubs_path_to_it() -> None:
+    cut = [20.0] * 200 + [None] * 3
+
+    def reason(found: LinkReadings) -> str:
+        fragment = signals_status(member(), found, NOW, CONFIG)
+        return degraded(fragment)["reason"]
+
+    assert reason(peers_see(cut, ghent=[True, False, False, False])) == SITE_UNREACHABLE
+    # One site still reaches it: the hub's path fails, not the site.
+    assert reason(peers_see(cut, ghent=[False] * 4, frankfurt=[True] * 4)) == (UNREACHABLE_FROM_HUB)
+    # Too few misses yet to say, a site of its own (delft -> delft) or the hub's own pair in
+    # the peers' answers say nothing; neither does a peer whose probes are stale.
+    assert reason(peers_see(cut, ghent=[True, False])) == PROBES_UNANSWERED
+    assert reason(peers_see(cut, delft=[False] * 4, hub=[False] * 4)) == PROBES_UNANSWERED
+    stale = peers_see(cut, ghent=[False] * 4)
+    stale = LinkReadings(at_s=stale.at_s + CONFIG.stale_s + 1, samples=stale.samples,
+                         peer_answers=stale.peer_answers)  # fmt: skip
+    assert reason(stale) == NO_PROBES  # the hub's probes are stale too
+    # A healthy site is healthy whatever a peer says.
+    healthy = peers_see([20.0] * 200, ghent=[False] * 4)
+    assert reason(healthy) == LINK_HEALTHY
+    message = next(
+        c for c in signals_status(member(), peers_see(cut, ghent=[False] * 3), NOW, CONFIG)[
+            "conditions"] if c["type"] == "Degraded"
+    )["message"]  # fmt: skip
+    assert "nor were those from ghent" in message
+
+
+def test_a_peer_with_stale_probes_says_nothing() -> None:
+    hub = readings([20.0] * 50)
+    old = {("ghent", "delft"): ((hub.at_s - 60 + i, False) for i in range(4))}
+    found = LinkReadings(at_s=hub.at_s, peer_answers={k: tuple(v) for k, v in old.items()})
+    assert peer_view("delft", found, CONFIG).cut_off == ()
+    assert peer_view("delft", found, CONFIG).reaching == ()
 
 
 def test_unavailable_signals_keep_the_last_risk_and_latency() -> None:
