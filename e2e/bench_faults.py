@@ -623,6 +623,9 @@ def markdown(report: dict[str, Any]) -> str:
         ("duplicate shard-seconds (handoff + split)",
          lambda s: f"{s['duplicate_shard_seconds']} ({s['duplicate_handoff_s']} + "
                    f"{s['duplicate_split_s']})"),
+        ("duplicate s by the move that made them",
+         lambda s: ", ".join(f"{reason} {seconds}" for reason, seconds
+                             in s.get("duplicate_s_by_move_reason", {}).items()) or "-"),
         ("copies coexisting s (working or not)", lambda s: s["copies_coexisting_s"]),
     ]  # fmt: skip
     lines = [

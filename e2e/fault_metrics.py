@@ -60,7 +60,9 @@ Definitions (docs/testbed.md, "The fault benchmark", says the same for readers):
   writing under the shard's checkpoint URI. `duplicate_handoff_s` is the part in which every
   copy's site was up and had been up since the copy started (a make-before-break handoff);
   `duplicate_split_s` the rest (a copy cut off by a partition, or left over from a site that
-  went down). `copies_coexisting_s` counts the same over the copies' running intervals, working
+  went down). `duplicate_s_by_move_reason` splits them by the reason of the shard's last move
+  before each overlap began (`none` when there was none). `copies_coexisting_s` counts the same
+  over the copies' running intervals, working
   or not: it includes the planned overlap of a make-before-break move, in which the replacement
   runs, waiting, while the old copy hands over.
 """
@@ -492,6 +494,30 @@ def duplicates(
     return handoff, split, overlaps
 
 
+def _move_reason(overlap: Mapping[str, Any], migrations: Sequence[Migration]) -> str:
+    """The reason of the move that made an overlap: the shard's last migration before the
+    overlap began ("none": two copies with no move between them)."""
+    moves = [
+        migration
+        for migration in migrations
+        if (migration.job, migration.shard) == (overlap["job"], overlap["shard"])
+        and migration.t <= overlap["start_t"]
+    ]
+    return max(moves, key=lambda migration: migration.t).reason if moves else "none"
+
+
+def duplicates_by_move_reason(
+    overlaps: Sequence[Mapping[str, Any]], migrations: Sequence[Migration]
+) -> dict[str, float]:
+    """Working-duplicate seconds per reason of the move that made them: the goal of no
+    duplicate holds for Proactive moves, while a Failure move off a member the hub cannot
+    reach leaves its old copy running until the member answers (push mode cannot fence)."""
+    found: dict[str, float] = defaultdict(float)
+    for overlap in overlaps:
+        found[_move_reason(overlap, migrations)] += overlap["seconds"] or 0.0
+    return {reason: round(seconds, 2) for reason, seconds in sorted(found.items())}
+
+
 def summarize(timeline: Timeline, settings: Settings) -> dict[str, Any]:
     """The summary of one run and the events behind it (failures with their shards' outcomes,
     migrations judged, episodes, duplicate overlaps)."""
@@ -574,6 +600,7 @@ def summarize(timeline: Timeline, settings: Settings) -> dict[str, Any]:
         "blips": len(blips),
         "duplicate_handoff_s": round(handoff, 2),
         "duplicate_split_s": round(split, 2),
+        "duplicate_s_by_move_reason": duplicates_by_move_reason(overlaps, timeline.migrations),
         "copies_coexisting_s": round(coexisting, 2),
     }
     return {"summary": summary, "events": events}

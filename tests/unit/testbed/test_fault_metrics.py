@@ -13,6 +13,7 @@ from e2e.fault_metrics import (
     Settings,
     SiteChange,
     Timeline,
+    duplicates_by_move_reason,
     observations_from_records,
     outages,
     shard_running,
@@ -76,6 +77,7 @@ def test_a_proactive_move_before_a_down_has_a_lead_and_a_handoff_overlap() -> No
     assert summary["duplicate_shard_seconds"] == 2.0
     assert summary["duplicate_handoff_s"] == 2.0
     assert summary["duplicate_split_s"] == 0.0
+    assert summary["duplicate_s_by_move_reason"] == {"Proactive": 2.0}
     failure = next(event for event in result["events"] if event["event"] == "failure")
     assert failure["shards"][0]["replacement"] == "member-2"
 
@@ -320,3 +322,20 @@ def test_a_replacement_moved_back_onto_the_failed_site_counts_as_downtime() -> N
     assert summary["proactive_lead_s"] == [15.0]
     # 44..45 (break before make) and 62..76.
     assert summary["downtime_s"] == [15.0]
+
+
+def test_duplicates_are_told_apart_by_the_move_that_made_them() -> None:
+    overlaps = [
+        {"job": "job-a", "shard": 0, "start_t": 45.0, "seconds": 2.0},
+        {"job": "job-a", "shard": 0, "start_t": 95.0, "seconds": 7.5},
+        {"job": "job-b", "shard": 0, "start_t": 95.0, "seconds": 1.0},
+        {"job": "job-a", "shard": 1, "start_t": 10.0, "seconds": 0.5},
+    ]
+    migrations = [
+        Migration(40.0, "job-a", 0, "member-1", "member-2", "Proactive"),
+        Migration(90.0, "job-a", 0, "member-2", "member-3", "Failure"),
+        Migration(96.0, "job-b", 0, "member-1", "member-2", "Proactive"),  # after its overlap
+    ]
+    assert duplicates_by_move_reason(overlaps, migrations) == {
+        "Failure": 7.5, "Proactive": 2.0, "none": 1.5,
+    }  # fmt: skip
