@@ -101,21 +101,28 @@ def _counted(member: MemberCluster) -> bool:
 
 
 def _not_answering(member: MemberCluster) -> bool:
-    """Whether the member counts toward a disruption of the hub's own network. Suspects count
-    as well as failures: in a hub-side blip every member misses probes together, but the first
-    to reach the threshold does so while the others are suspects. A member that the other
-    sites cannot reach either (Degraded, SiteUnreachable) does not: its own site is out, as
-    two sites failing together are two failures, whatever the size of the fleet."""
-    if _has_status(
+    return not _has_status(
+        member.status, MemberClusterConditionType.REACHABLE, ConditionStatus.TRUE, None
+    )
+
+
+def _site_out(member: MemberCluster) -> bool:
+    """The other sites cannot reach the member's site either (the link signals' Degraded,
+    SiteUnreachable): its site is out, not the hub's network."""
+    return _has_status(
         member.status,
         MemberClusterConditionType.DEGRADED,
         ConditionStatus.TRUE,
         DegradedReason.SITE_UNREACHABLE,
-    ):
-        return False
-    return not _has_status(
-        member.status, MemberClusterConditionType.REACHABLE, ConditionStatus.TRUE, None
     )
+
+
+def _hints_at_hub_network(member: MemberCluster) -> bool:
+    """Whether the member counts toward a disruption of the hub's own network. Suspects count
+    as well as failures: in a hub-side blip every member misses probes together, but the first
+    to reach the threshold does so while the others are suspects. A member whose site is out
+    does not: two sites failing together are two failures, whatever the size of the fleet."""
+    return _not_answering(member) and not _site_out(member)
 
 
 def _failed(member: MemberCluster) -> bool:
@@ -138,7 +145,7 @@ def is_evicted(member: MemberCluster) -> bool:
 def _disrupted(members: Sequence[MemberCluster], policy: EvictionPolicy) -> tuple[int, int] | None:
     """(not answering, total) when the scope is disrupted, else None."""
     total = len(members)
-    down = sum(1 for member in members if _not_answering(member))
+    down = sum(1 for member in members if _hints_at_hub_network(member))
     if total >= 2 and down == total:
         return down, total
     if down >= policy.min_unhealthy and down >= policy.unhealthy_threshold * total:

@@ -154,6 +154,17 @@ def test_sites_the_other_sites_cannot_reach_either_are_failures_not_a_disruption
     else:
         # Not a disruption: m1 failed first and waits its turn, m2 waits for m1's eviction.
         assert ready(status) == ("Unknown", HoldReason.RATE_LIMITED.value)
+    # Held either way for now, so its shards stay where they run until the hold ends.
+    assert shards_stay(with_status(me, status))
+
+
+def test_a_site_out_still_keeps_its_shards_for_the_grace_period() -> None:
+    """The other sites' verdict changes what counts toward a disruption, not the grace: a
+    partition shorter than it is ridden out however the site is seen."""
+    me = answered_last(6.0, degraded="SiteUnreachable")
+    held = declare(me, [member("m2"), member("m3"), member("m4")])
+    assert ready(held) == ("Unknown", HoldReason.GRACE_PERIOD.value)
+    assert shards_stay(with_status(me, held))
 
 
 def test_members_failed_earlier_and_not_evicted_yet_go_first() -> None:
@@ -249,8 +260,10 @@ def test_the_snapshot_keeps_shards_on_suspects_and_held_failures_but_sends_none_
     assert clusters["held"].risk == 0.0
 
 
-def answered_last(seconds_ago: float, state: str = "suspect") -> MemberCluster:
-    found = member("m1", state)
+def answered_last(
+    seconds_ago: float, state: str = "suspect", degraded: str | None = None
+) -> MemberCluster:
+    found = member("m1", state, degraded=degraded)
     assert found.status is not None
     status = found.status.model_copy(
         update={"last_heartbeat_time": NOW - timedelta(seconds=seconds_ago)}
