@@ -205,13 +205,15 @@ def hold_for(
     if policy.interval_s <= 0:
         return None
     # One eviction every interval_s, the members taken in the order they failed; members in a
-    # disrupted region wait for it, not in this queue.
+    # disrupted region wait for it, not in this queue. `member` is in it whatever its Ready
+    # says: its new status is the probe's, which reads as evicted until a hold is laid over
+    # it, and leaving it out made two members that failed together each wait for the other.
     queue = sorted(
         (
             m
             for m in fleet
             if _failed(m)
-            and not _evicted(m.status)
+            and (m.metadata.name == name or not _evicted(m.status))
             and _disrupted([o for o in fleet if o.spec.region == m.spec.region], policy) is None
         ),
         key=_failure_order,

@@ -167,6 +167,32 @@ def test_a_site_out_still_keeps_its_shards_for_the_grace_period() -> None:
     assert shards_stay(with_status(me, held))
 
 
+def test_two_held_past_their_grace_go_in_the_order_they_failed() -> None:
+    """Neither evicted yet, both past the grace: the first to fail goes, the other waits for
+    it, whichever is probed first (each once waited for the other, and neither ever went)."""
+
+    def held(name: str, failed_s_ago: float) -> MemberCluster:
+        found = member(name, "failed", at=NOW - timedelta(seconds=failed_s_ago),
+                       ready=("Unknown", "FailoverGracePeriod"))  # fmt: skip
+        assert found.status is not None
+        status = found.status.model_copy(
+            update={"last_heartbeat_time": NOW - timedelta(seconds=40)}
+        )
+        return found.model_copy(update={"status": status})
+
+    first, second = held("m2", 32.0), held("m1", 30.0)
+    fleet = [first, second, member("m3"), member("m4")]
+    for me in (second, first):
+        probed = probed_status(me, TIMEOUT, NOW, 3)
+        status = eviction_status(me, probed, fleet, POLICY, NOW)
+        if me is first:
+            assert ready(status) == ("False", "Unreachable")
+        else:
+            assert ready(status) == ("Unknown", HoldReason.RATE_LIMITED.value)
+            message = next(c for c in status.conditions if c.type == "Ready").message
+            assert message.endswith("m2 failed first")
+
+
 def test_members_failed_earlier_and_not_evicted_yet_go_first() -> None:
     waiting = member("m9", "failed", at=NOW - timedelta(seconds=5),
                      ready=("Unknown", HoldReason.RATE_LIMITED.value))  # fmt: skip
