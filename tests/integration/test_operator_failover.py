@@ -333,3 +333,45 @@ def test_most_of_the_fleet_dropping_at_once_moves_nothing(
     events = json.loads(testbed.kubectl("get", "events", "-A", "-o", "json",
                                         "--field-selector", "reason=FleetDisrupted"))  # fmt: skip
     assert {e["involvedObject"]["name"] for e in events["items"]} >= set(dropped)
+
+
+def test_two_members_failing_together_are_both_evicted_one_interval_apart(
+    testbed: RunningTestbed, hub: Hub, members: Members, namespace: str
+) -> None:
+    """Two of four sites failing at once is two failures, not the hub's network: both members
+    are evicted, in the order they failed, an eviction interval apart, and both shards run
+    elsewhere. (Each once waited for the other to go first, and neither ever went.)"""
+    first_job, first_home = start_job(testbed, hub, members, namespace, "delft", "Any")
+    second_job, second_home = start_job(testbed, hub, members, namespace, "eindhoven", "Any")
+    assert (first_home, second_home) == ("member-1", "member-2")
+    paused_at = time.monotonic()
+    for name in (first_home, second_home):
+        testbed.testbed.pause(name)
+    try:
+        evicted: dict[str, float] = {}
+        running: dict[str, float] = {}
+        homes = {first_job: first_home, second_job: second_home}
+        deadline = paused_at + RECOVERY_BOUND_S + 10 + 20
+        while len(running) < 2 and time.monotonic() < deadline:
+            now = time.monotonic() - paused_at
+            for job, home in homes.items():
+                ready = hub.condition(home, "Ready")
+                if (ready.get("status"), ready.get("reason")) == ("False", "Unreachable"):
+                    evicted.setdefault(home, now)
+                target = hub.cluster_of(namespace, job)
+                if target not in (None, home) and members.running_on(target, namespace, job):
+                    running.setdefault(job, now)
+            time.sleep(POLL_S)
+        print(f"\ntwo of four members stopped: evicted after {evicted} s, replacements "
+              f"running after {running} s")  # fmt: skip
+        assert set(evicted) == {first_home, second_home}, evicted
+        assert abs(evicted[first_home] - evicted[second_home]) >= 9.0, evicted  # 10 s apart
+        assert set(running) == {first_job, second_job}, running
+        # The first within the bound; the second waited one eviction interval (10 s) more.
+        assert min(running.values()) <= RECOVERY_BOUND_S, running
+        assert max(running.values()) <= RECOVERY_BOUND_S + 10, running
+    finally:
+        for name in (first_home, second_home):
+            testbed.testbed.resume(name)
+    eventually(lambda: all(hub.condition(n, "Ready").get("status") == "True"
+                           for n in (first_home, second_home)), "the two back")  # fmt: skip
