@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Final
 
 HUB_PLACE: Final = "hub"
@@ -41,3 +42,13 @@ class LinkReadings:
     rtt_ms: Mapping[Pair, float] = field(default_factory=dict)
     loss: Mapping[Pair, float] = field(default_factory=dict)
     peer_answers: Mapping[Pair, tuple[tuple[float, bool], ...]] = field(default_factory=dict)
+
+    @cached_property
+    def peer_answers_to(self) -> dict[str, dict[str, tuple[tuple[float, bool], ...]]]:
+        """`peer_answers` by target, then source (in order): grouped once per read, since every
+        member's status looks up its own site's, and a scan of all n(n-1) pairs per member
+        would cost n^3 per read."""
+        grouped: dict[str, dict[str, tuple[tuple[float, bool], ...]]] = {}
+        for (source, target), verdicts in sorted(self.peer_answers.items()):
+            grouped.setdefault(target, {})[source] = verdicts
+        return grouped

@@ -195,8 +195,8 @@ def peer_view(site: str, readings: LinkReadings, config: SignalsConfig) -> PeerV
     """The other sites' recent view of `site`. A site whose own probes are stale (it is out
     itself, or Prometheus cannot scrape it) says nothing, nor one between the two verdicts."""
     reaching, cut_off = [], []
-    for (source, target), verdicts in sorted(readings.peer_answers.items()):
-        if target != site or source in (site, HUB_PLACE) or not verdicts:
+    for source, verdicts in readings.peer_answers_to.get(site, {}).items():
+        if source in (site, HUB_PLACE) or not verdicts:
             continue
         if verdicts[-1][0] < readings.at_s - config.stale_s:
             continue
