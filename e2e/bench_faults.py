@@ -841,8 +841,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         (name, fault_script.load(path, placed_sites)) for name, path in resolve_scripts(args)
     ]
     folder = args.dir or Path("/tmp") / f"continuum-bench-faults-{int(time.time())}"
-    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False)
-    taken = [line for line in listed.stdout.splitlines() if line.startswith(sites.PREFIX)]
+    taken = sites.live_namespaces()
     if taken and not (folder / "sites" / "sites.json").exists():
         raise SystemExit(
             f"another sites network is on this machine ({', '.join(taken)}): only one can be"

@@ -153,6 +153,16 @@ def sweep() -> list[str]:
     return removed
 
 
+def live_namespaces() -> list[str]:
+    """The `ctm-` namespaces of a sites network that still runs. Namespaces that a killed run
+    left (no emulator holds the hub's TUN, no process runs in any of them) are not counted: a
+    live network always has its emulator, and `create` sweeps such leftovers."""
+    taken = [name for name in _namespaces() if name.startswith(PREFIX)]
+    if _tun_owners(HUB_DEVICE) or any(_namespace_pids(name) for name in taken):
+        return taken
+    return []
+
+
 @contextlib.contextmanager
 def _machine_lock() -> Iterator[None]:
     MACHINE_LOCK.parent.mkdir(parents=True, exist_ok=True)
@@ -246,8 +256,10 @@ class Sites:
             if self._running_with(sites):
                 return
             self._destroy_own()
-            taken = [name for name in _namespaces() if name.startswith(PREFIX)]
-            if taken or _tun_owners(HUB_DEVICE):
+            taken, emulators = live_namespaces(), _tun_owners(HUB_DEVICE)
+            if not taken and not emulators:
+                sweep()  # what a killed run left, if anything
+            if taken or emulators:
                 raise SitesError(
                     f"another sites network runs on this machine ({', '.join(taken) or HUB_DEVICE})"
                     ": `python -m e2e.sites destroy` removes it"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e.sites import HUB_DEVICE, PREFIX, Sites, requirements_missing
+from e2e.sites import HUB_DEVICE, PREFIX, Sites, SitesError, requirements_missing
 
 pytestmark = [
     pytest.mark.integration,
@@ -78,3 +78,23 @@ def test_a_crashed_networks_leftovers_are_swept_by_prefix(tmp_path: Path) -> Non
     assert "namespace ctm-delft" in swept.stdout
     assert leftovers() == []
     assert not [pid for pid in pids if running(pid)]
+
+
+def test_a_killed_runs_namespaces_do_not_block_the_next_network(tmp_path: Path) -> None:
+    """A run killed with everything in it leaves bare namespaces; the next run takes over."""
+    for site in ("delft", "ghent"):
+        subprocess.run(["ip", "netns", "add", f"{PREFIX}{site}"], check=True)
+    network, pids = make_network(tmp_path / "sites")
+    assert all(running(pid) for pid in pids)
+    network.destroy()
+    assert leftovers() == []
+
+
+def test_a_live_network_is_not_taken_over(tmp_path: Path) -> None:
+    first, pids = make_network(tmp_path / "first")
+    try:
+        with pytest.raises(SitesError, match="another sites network runs"):
+            Sites(tmp_path / "second").create(["delft", "ghent"], max_lifetime_s=60.0)
+        assert all(running(pid) for pid in pids)
+    finally:
+        first.destroy()
