@@ -169,10 +169,14 @@ class MemberClients:
         if cached is not None and self.clock() - cached.checked_at < self.recheck_s:
             return cached.client()
         reference = member.spec.kubeconfig_secret_ref
-        where = f"Secret {reference.namespace}/{reference.name}"
+        if reference is None:
+            raise MemberUnavailableError(
+                "PullMember", "a Pull member has no kubeconfig: its agent dials the hub"
+            )
         refusal = self.secret_namespace_refusal(member)
         if refusal is not None:
             raise refusal
+        where = f"Secret {reference.namespace}/{reference.name}"
         try:
             secret = self._hub.read_namespaced_secret(
                 reference.name, reference.namespace, _request_timeout=HUB_REQUEST_TIMEOUT_S
@@ -203,7 +207,8 @@ class MemberClients:
 
     def secret_namespace_refusal(self, member: MemberCluster) -> MemberUnavailableError | None:
         """Why the member's Secret may not be read, when its namespace is not one of ours."""
-        if member.spec.kubeconfig_secret_ref.namespace in self.secret_namespaces:
+        reference = member.spec.kubeconfig_secret_ref
+        if reference is None or reference.namespace in self.secret_namespaces:
             return None
         return MemberUnavailableError(
             "SecretNamespaceNotAllowed",

@@ -13,8 +13,10 @@ from continuum.operator.api.base import (
     LABEL_VALUE,
     KubeTime,
     ListMap,
+    Rule,
     SpecModel,
     StatusModel,
+    immutable,
 )
 from continuum.operator.api.common import (
     API_VERSION,
@@ -41,14 +43,46 @@ class SecretKeyReference(SpecModel):
     key: str = Field(default="kubeconfig", max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
 
 
+class MemberMode(StrEnum):
+    PUSH = "Push"
+    """The operator reaches the member's API server with the kubeconfig in its Secret."""
+    PULL = "Pull"
+    """The member's agent dials out to the hub: it reads the work decided for its member,
+    applies it there, reports back and renews its lease. For members behind NAT."""
+
+
+class AgentTiming(SpecModel):
+    """How a Pull member's agent keeps its lease, and when it fences its shards."""
+
+    lease_duration_seconds: int = Field(default=15, ge=5, le=300)
+    """The hub declares the member lost when its lease has not been renewed for this long."""
+    renew_interval_seconds: int = Field(default=5, ge=1, le=60)
+    fence_after_seconds: int = Field(default=15, ge=5, le=3600)
+    """An agent that has not renewed its lease for this long stops the shards of the jobs that
+    must not run twice; the hub re-places them only after the lease, this and a margin."""
+
+    rules = (
+        Rule(
+            "renewIntervalSeconds",
+            "renewIntervalSeconds must be at most half of leaseDurationSeconds",
+            lambda timing: timing.renew_interval_seconds * 2 <= timing.lease_duration_seconds,
+            cel="self.renewIntervalSeconds * 2 <= self.leaseDurationSeconds",
+        ),
+    )
+
+
 class MemberClusterSpec(SpecModel):
     tier: Tier
     """Edge or Cloud."""
     site: str = Field(max_length=63, pattern=LABEL_VALUE)
     """The site the cluster is at; MLJob data sources and latencies refer to it."""
     region: str = Field(max_length=63, pattern=LABEL_VALUE)
-    kubeconfig_secret_ref: SecretKeyReference
-    """The Secret with a kubeconfig the operator uses to reach the cluster."""
+    mode: MemberMode = Field(default=MemberMode.PUSH, json_schema_extra=immutable("mode"))
+    """Push (the operator dials the member) or Pull (the member's agent dials the hub)."""
+    kubeconfig_secret_ref: SecretKeyReference | None = None
+    """The Secret with a kubeconfig the operator uses to reach the cluster (Push only)."""
+    agent: AgentTiming | None = None
+    """The agent's lease and fencing times (Pull only; the defaults when absent)."""
     capacity: ResourceAmounts | None = None
     """Declared capacity, used when the cluster's nodes cannot be read."""
     cost_per_hour: float | None = Field(default=None, ge=0, allow_inf_nan=False)
@@ -58,6 +92,32 @@ class MemberClusterSpec(SpecModel):
     taints: Annotated[list[Taint], ListMap("key", "effect")] = Field(
         default_factory=list, max_length=32
     )
+
+    rules = (
+        Rule(
+            "kubeconfigSecretRef",
+            "Push members need spec.kubeconfigSecretRef",
+            lambda spec: spec.mode == MemberMode.PULL or spec.kubeconfig_secret_ref is not None,
+            cel="(has(self.mode) && self.mode == 'Pull') || has(self.kubeconfigSecretRef)",
+        ),
+        Rule(
+            "kubeconfigSecretRef",
+            "Pull members have no kubeconfig: their agent dials the hub",
+            lambda spec: spec.mode != MemberMode.PULL or spec.kubeconfig_secret_ref is None,
+            cel="!has(self.mode) || self.mode != 'Pull' || !has(self.kubeconfigSecretRef)",
+        ),
+        Rule(
+            "agent",
+            "spec.agent is for Pull members",
+            lambda spec: spec.mode == MemberMode.PULL or spec.agent is None,
+            cel="(has(self.mode) && self.mode == 'Pull') || !has(self.agent)",
+        ),
+    )
+
+    @property
+    def timing(self) -> AgentTiming:
+        """The agent's times, the defaults where spec.agent is absent."""
+        return self.agent or AgentTiming()
 
 
 class MemberClusterConditionType(StrEnum):
@@ -102,6 +162,25 @@ class Risk(StatusModel):
     """Signal name to value, e.g. heartbeatMissRatio or packetLoss."""
 
 
+class AgentReport(StatusModel):
+    """What a Pull member's agent says of its cluster: the probe's findings, from inside.
+    Written by the agent alone."""
+
+    version: str | None = Field(default=None, max_length=64)
+    """The agent's own version."""
+    kubernetes_version: str | None = Field(default=None, max_length=64)
+    cluster_id: str | None = Field(default=None, max_length=128, alias="clusterID")
+    nodes_ready: int | None = Field(default=None, ge=0)
+    nodes: int | None = Field(default=None, ge=0)
+    allocatable: ResourceAmounts | None = None
+    """Summed over the cluster's Ready, schedulable nodes."""
+    hub_rtt_ms: Milliseconds | None = None
+    """The round trip of the agent's last lease renewal."""
+    fenced_shards: int = Field(default=0, ge=0)
+    """Shards the agent has stopped because it could not renew its lease."""
+    report_time: KubeTime | None = None
+
+
 class MemberClusterStatus(StatusModel):
     conditions: Annotated[list[Condition], ListMap("type")] = Field(
         default_factory=list, max_length=32
@@ -124,6 +203,11 @@ class MemberClusterStatus(StatusModel):
     or a digest of its server and CA where that namespace cannot be read. Two MemberClusters
     with one ID are one cluster registered twice."""
     observed_generation: int | None = Field(default=None, ge=0)
+    session_epoch: int | None = Field(default=None, ge=0)
+    """Pull members: counts the agent's returns after its lease went stale. Work written for an
+    earlier session does not restart a shard the agent fenced."""
+    agent: AgentReport | None = None
+    """Pull members: the agent's report."""
 
 
 class MemberCluster(Resource):

@@ -20,11 +20,12 @@ from continuum.operator.api.membercluster import MemberCluster
 from continuum.operator.api.mljob import MLJob
 from continuum.operator.api.placement import Placement
 from continuum.operator.api.tenant import Tenant
+from continuum.operator.api.work import MemberWork
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 RESOURCE_MODELS: dict[str, type[Resource]] = {
-    model.__name__: model for model in (MLJob, Placement, MemberCluster, Tenant)
+    model.__name__: model for model in (MLJob, Placement, MemberCluster, Tenant, MemberWork)
 }
 
 # Pydantic error types -> the metav1.StatusCause type Kubernetes would report.
@@ -72,7 +73,7 @@ def validate_as(
 
 
 def validate_resource(raw: Mapping[str, Any]) -> Resource | list[FieldError]:
-    """A whole MLJob, Placement, MemberCluster or Tenant, chosen by its kind."""
+    """A whole MLJob, Placement, MemberCluster, Tenant or MemberWork, chosen by its kind."""
     if raw.get("apiVersion") != API_VERSION:
         return [FieldError("apiVersion", f"must be {API_VERSION}", "FieldValueNotSupported")]
     model = RESOURCE_MODELS.get(str(raw.get("kind")))
