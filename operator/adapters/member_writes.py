@@ -5,6 +5,7 @@ these carry it out, and tolerate what a crashed earlier pass left behind.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from kubernetes import client
@@ -12,6 +13,7 @@ from kubernetes.client.exceptions import ApiException
 
 from continuum.operator.adapters.member_mirror import list_managed
 from continuum.operator.api import MLJob
+from continuum.operator.api.plans import ClusterPlan
 from continuum.operator.api.shard_resources import (
     MANAGED_SELECTOR,
     RESOURCE_KINDS,
@@ -25,6 +27,40 @@ KINDS_BY_NAME = {kind.kind: kind for kind in RESOURCE_KINDS}
 
 def kind_of(manifest: Manifest) -> ResourceKind:
     return KINDS_BY_NAME[manifest["kind"]]
+
+
+# Each write's result as it happens: (written, removed), one of them None.
+WriteRecorder = Callable[[Manifest | None, Manifest | None], None]
+
+
+def apply_plan(
+    api: client.ApiClient,
+    namespace: str,
+    plan: ClusterPlan,
+    observed: list[Manifest],
+    as_created: Callable[[Manifest], Manifest] = dict,
+    record: WriteRecorder | None = None,
+) -> list[Manifest]:
+    """Carries out `plan` in one member, whose resources of the job were `observed`; returns
+    what it holds afterwards. `as_created` gives a manifest as it is created (the resume
+    checkpoint, which only a create carries); `record` hears of each write as it is made."""
+    held = {(item["kind"], item["metadata"]["name"]): item for item in observed}
+    for manifest in plan.create:
+        created = create_shard(api, namespace, as_created(manifest))
+        held[(manifest["kind"], manifest["metadata"]["name"])] = created
+        if record is not None:
+            record(created, None)
+    for manifest, current in plan.update:
+        replaced = replace_shard(api, namespace, manifest, current)
+        held[(manifest["kind"], manifest["metadata"]["name"])] = replaced
+        if record is not None:
+            record(replaced, None)
+    for manifest in plan.delete:
+        delete_resource(api, namespace, manifest)
+        held.pop((manifest["kind"], manifest["metadata"]["name"]), None)
+        if record is not None:
+            record(None, manifest)
+    return list(held.values())
 
 
 def list_job_resources(api: client.ApiClient, namespace: str, job: MLJob) -> list[Manifest]:

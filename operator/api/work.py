@@ -75,7 +75,11 @@ class WorkResource(SpecModel):
     """The Placement epoch at which the shard was assigned to this member."""
     on_disconnect: DisconnectAction
     manifest: FreeForm
-    """The whole resource as created in the member, resume checkpoint included."""
+    """The resource as the member should hold it (what `needs_update` compares)."""
+    resume_checkpoint: str | None = Field(default=None, max_length=64)
+    """While the member does not hold the resource yet: the newest checkpoint the shard
+    reported (RFC 3339), which the copy is created with (`with_resume_checkpoint`). Only a
+    create carries it, so a new checkpoint does not rewrite the work."""
 
 
 class MemberWorkSpec(SpecModel):

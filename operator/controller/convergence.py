@@ -28,12 +28,7 @@ from continuum.operator.adapters.member_gate import (
     MemberUnavailableError,
 )
 from continuum.operator.adapters.member_mirror import MemberMirrors
-from continuum.operator.adapters.member_writes import (
-    create_shard,
-    delete_resource,
-    list_job_resources,
-    replace_shard,
-)
+from continuum.operator.adapters.member_writes import apply_plan, list_job_resources
 from continuum.operator.adapters.workqueue import RetryLater
 from continuum.operator.api import ApplyState, MLJob, Placement
 from continuum.operator.controller.context import OperatorContext
@@ -66,25 +61,14 @@ def converge_member(
     plan = plan_cluster(desired, observed, finished=job.is_finished)
     if plan.is_empty:
         return observed
-    held = {(item["kind"], item["metadata"]["name"]): item for item in observed}
 
-    def record(written: Manifest | None, removed: Manifest | None = None) -> None:
+    def record(written: Manifest | None, removed: Manifest | None) -> None:
         if mirrors is not None:
             mirrors.record(member, written, removed)
 
-    for manifest in plan.create:
-        created = create_shard(api, namespace, to_create(job, manifest))
-        held[(manifest["kind"], manifest["metadata"]["name"])] = created
-        record(created)
-    for manifest, current in plan.update:
-        replaced = replace_shard(api, namespace, manifest, current)
-        held[(manifest["kind"], manifest["metadata"]["name"])] = replaced
-        record(replaced)
-    for manifest in plan.delete:
-        delete_resource(api, namespace, manifest)
-        held.pop((manifest["kind"], manifest["metadata"]["name"]), None)
-        record(None, manifest)
-    return list(held.values())
+    return apply_plan(
+        api, namespace, plan, observed, lambda manifest: to_create(job, manifest), record
+    )
 
 
 def members_of(placement: Placement | None) -> set[str]:

@@ -25,6 +25,7 @@ from continuum.operator.api import (
     ShardStatus,
     upsert_condition,
 )
+from continuum.operator.api.plans import ClusterPlan
 from continuum.operator.reconcile.handoff import Handoff, HandoffStep, shard_of
 from continuum.operator.reconcile.kuberay import (
     build_shard_resource,
@@ -68,18 +69,6 @@ def to_create(job: MLJob, manifest: Manifest) -> Manifest:
     moment = entry.last_checkpoint if entry is not None else None
     text = moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if moment is not None else None
     return with_resume_checkpoint(manifest, text)
-
-
-@dataclass(frozen=True)
-class ClusterPlan:
-    create: tuple[Manifest, ...] = ()
-    # (desired manifest, the observed object it replaces, for its resourceVersion)
-    update: tuple[tuple[Manifest, Manifest], ...] = ()
-    delete: tuple[Manifest, ...] = ()
-
-    @property
-    def is_empty(self) -> bool:
-        return not (self.create or self.update or self.delete)
 
 
 def plan_cluster(

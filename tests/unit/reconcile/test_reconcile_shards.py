@@ -19,11 +19,11 @@ from continuum.operator.api import (
     ShardState,
     ShardStatus,
 )
+from continuum.operator.api.plans import ClusterPlan
 from continuum.operator.api.shard_resources import SHARD_LABELS
 from continuum.operator.reconcile.kuberay import build_shard_resource
 from continuum.operator.reconcile.shards import (
     ClusterOutcome,
-    ClusterPlan,
     desired_resources,
     job_phase,
     job_status,
