@@ -17,7 +17,8 @@ from typing import Any
 
 from kubernetes import client
 
-from continuum.operator.adapters.watchcache import custom_object_cache
+from continuum.operator.adapters.pull import WorkMirror
+from continuum.operator.adapters.watchcache import WatchCache, custom_object_cache
 from continuum.operator.api import MLJob
 from continuum.operator.api.keys import JobKey
 from continuum.operator.api.shard_resources import (
@@ -26,6 +27,7 @@ from continuum.operator.api.shard_resources import (
     SHARD_LABELS,
     job_label_value,
 )
+from continuum.operator.api.work import reported_resources
 
 Manifest = dict[str, Any]
 # member name, event type, and the shard resource
@@ -95,9 +97,37 @@ class _Member:
             if belongs_to(item, job)
         ]
 
+    def items(self) -> list[Manifest]:
+        return [item for cache in self.caches.values() for item in cache.items()]
+
     def stop(self) -> None:
         for cache in self.caches.values():
             cache.stop()
+
+
+class _PulledMember:
+    """A Pull member, seen through its agent's reports in the MemberWorks: what it holds of a
+    job is what its agent last reported, which the operator never writes itself."""
+
+    def __init__(self, name: str, works: WorkMirror) -> None:
+        self.name = name
+        self.works = works
+        self.caches: dict[str, WatchCache] = {}  # nothing of its own to record a write in
+
+    def synced(self) -> bool:
+        return self.works.is_synced()
+
+    def job_resources(self, namespace: str, job: MLJob) -> list[Manifest]:
+        work = self.works.work(self.name, namespace, job.metadata.name or "")
+        return [item for item in reported_resources(work) if belongs_to(item, job)]
+
+    def items(self) -> list[Manifest]:
+        return [
+            item for work in self.works.of_member(self.name) for item in reported_resources(work)
+        ]
+
+    def stop(self) -> None:
+        pass
 
 
 class MemberMirrors:
@@ -108,18 +138,28 @@ class MemberMirrors:
     ) -> None:
         self._on_change: MemberChangeHandler = on_change or (lambda member, event, body: None)
         self._namespaces = tuple(namespaces)
-        self._members: dict[str, _Member] = {}
+        self._members: dict[str, _Member | _PulledMember] = {}
         self._lock = threading.Lock()
 
     def follow(self, member: str, api: client.ApiClient) -> None:
         """Mirrors `member` through `api`; a new client (a rotated kubeconfig) restarts it."""
         with self._lock:
             current = self._members.get(member)
-            if current is not None and current.api is api:
+            if isinstance(current, _Member) and current.api is api:
                 return
             if current is not None:
                 current.stop()
             self._members[member] = _Member(member, api, self._on_change, self._namespaces)
+
+    def follow_pulled(self, member: str, works: WorkMirror) -> None:
+        """Reads a Pull member's holdings from its agent's reports in `works`."""
+        with self._lock:
+            if isinstance(self._members.get(member), _PulledMember):
+                return
+            current = self._members.pop(member, None)
+            if current is not None:
+                current.stop()
+            self._members[member] = _PulledMember(member, works)
 
     def retain(self, members: set[str]) -> None:
         """Stops mirroring the members no longer registered."""
@@ -127,7 +167,7 @@ class MemberMirrors:
             for name in [name for name in self._members if name not in members]:
                 self._members.pop(name).stop()
 
-    def _in_step(self, member: str) -> _Member | None:
+    def _in_step(self, member: str) -> _Member | _PulledMember | None:
         with self._lock:
             mirrored = self._members.get(member)
         return mirrored if mirrored is not None and mirrored.synced() else None
@@ -151,11 +191,7 @@ class MemberMirrors:
         """Member -> every shard resource it holds, for the members whose mirrors are in step."""
         with self._lock:
             members = dict(self._members)
-        return {
-            name: [item for cache in mirrored.caches.values() for item in cache.items()]
-            for name, mirrored in members.items()
-            if mirrored.synced()
-        }
+        return {name: mirrored.items() for name, mirrored in members.items() if mirrored.synced()}
 
     def record(self, member: str, written: Manifest | None, removed: Manifest | None) -> None:
         """What a write to `member` returned (or removed), into its mirror at once."""

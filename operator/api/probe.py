@@ -21,6 +21,9 @@ class ProbeResult:
     cluster_id: str | None = None
     # an older MemberCluster that registers the same cluster, when there is one
     duplicate_of: str | None = None
+    # Reachable's reason when answered: the API server answered the probe, or (a Pull
+    # member) its agent renewed its lease
+    answered_reason: str = "APIServerAnswered"
 
     @property
     def answered(self) -> bool:

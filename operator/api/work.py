@@ -13,7 +13,7 @@ upgrading for a change of the builders. The operator writes the spec, the agent 
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -48,6 +48,17 @@ def work_name(job_namespace: str, job_name: str) -> str:
     if len(whole) <= MAX_WORK_NAME:
         return whole
     return f"{whole[: MAX_WORK_NAME - HASH_LENGTH - 1].rstrip('.-')}-{short_hash(whole)}"
+
+
+def reported_resources(work: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """What the member holds of the work's job, as its agent last reported it: the condensed
+    resources, which the shard observations read as they read a member's own."""
+    if work is None:
+        return []
+    reported = (work.get("status") or {}).get("resources") or []
+    return [
+        dict(entry["observed"]) for entry in reported if isinstance(entry.get("observed"), dict)
+    ]
 
 
 class DisconnectAction(StrEnum):

@@ -19,6 +19,7 @@ from continuum.operator.adapters.hub_mirror import HubMirror
 from continuum.operator.adapters.kube import MEMBER_REQUEST_TIMEOUT_S, MemberClients
 from continuum.operator.adapters.member_mirror import MemberMirrors, job_of
 from continuum.operator.adapters.placement_writes import PlacementWrites
+from continuum.operator.adapters.pull import LeaseMirror, WorkMirror
 from continuum.operator.adapters.workqueue import WorkQueue
 from continuum.operator.api import MemberCluster, MLJob, Placement, Resource, Tenant
 from continuum.operator.api.keys import JobKey
@@ -138,6 +139,13 @@ class OperatorContext:
         self.member_mirrors = MemberMirrors(
             on_change=self._member_changed, namespaces=self.config.namespaces
         )
+        # Pull members: the work written for their agents and their reports, and their Leases.
+        self.works = WorkMirror(
+            self.hub_api, on_change=lambda namespace, name: self._ask_placement(
+                JobKey(namespace, name)
+            )
+        )  # fmt: skip
+        self.leases = LeaseMirror(self.hub_api)
         self.health = Health(max(LOOP_STALL_S, LOOP_STALL_INTERVALS * self.config.cycle_interval_s))
         # The placement controller's two lanes, by job key (namespace, name), set when it
         # starts: `placements` converges the members, which is what a new Placement's shards

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import traceback
 from collections.abc import Collection, Mapping
+from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -30,10 +31,19 @@ from continuum.operator.adapters.member_gate import (
 from continuum.operator.adapters.member_mirror import MemberMirrors
 from continuum.operator.adapters.member_writes import apply_plan, list_job_resources
 from continuum.operator.adapters.workqueue import RetryLater
-from continuum.operator.api import ApplyState, MLJob, Placement
-from continuum.operator.controller.context import OperatorContext
-from continuum.operator.reconcile.membership import is_duplicate, is_usable
+from continuum.operator.api import ApplyState, MemberCluster, MLJob, Placement
+from continuum.operator.api.membercluster import MemberMode
+from continuum.operator.api.work import MemberWorkSpec, reported_resources
+from continuum.operator.controller.context import CONFLICT_RETRY_S, OperatorContext
+from continuum.operator.reconcile.membership import is_duplicate, is_reachable, is_usable
 from continuum.operator.reconcile.shards import ClusterOutcome, Manifest, plan_cluster, to_create
+from continuum.operator.reconcile.work import (
+    is_emptied,
+    pull_outcome,
+    spec_differs,
+    work_body,
+    work_spec,
+)
 
 LOG = logging.getLogger(__name__)
 # How soon a pass comes back when a member had no free request slot for it: it was busy, or
@@ -86,11 +96,68 @@ def members_of(placement: Placement | None) -> set[str]:
     return named
 
 
+def converge_pull(
+    context: OperatorContext,
+    job: MLJob,
+    member: MemberCluster,
+    wanted: list[Manifest],
+    placement_epoch: int,
+) -> ClusterOutcome | None:
+    """Writes what a Pull member should hold of the job into its MemberWork, for its agent to
+    apply; what the agent reported back is the outcome. A work is deleted only once its agent
+    says the member holds nothing of the job under its current spec; None when there is no
+    work and none is wanted."""
+    name = member.metadata.name or ""
+    if not context.works.is_synced():
+        raise RetryLater(SUSPECT_RETRY_S)
+    namespace = job.metadata.namespace or ""
+    existing = context.works.work(name, namespace, job.metadata.name or "")
+    lease_fresh = is_reachable(member)
+    if existing is not None and existing["spec"]["jobRef"]["uid"] != job.metadata.uid:
+        # An earlier incarnation's work: its agent empties it first (its uid's resources go).
+        spec = MemberWorkSpec.model_validate(existing["spec"])
+        if not is_emptied(existing):
+            emptied = spec.model_copy(update={"resources": [], "job_deleted": True})
+            if spec != emptied:
+                _write_work(context, job, emptied, existing)
+            return pull_outcome(name, None, lease_fresh)
+        context.works.delete(existing)
+        existing = None
+    if existing is None and not wanted:
+        return None
+    reported = reported_resources(existing)
+    session = (member.status.session_epoch if member.status else None) or 0
+    spec = work_spec(job, name, wanted, reported, placement_epoch, session)
+    if job.metadata.deletion_timestamp is not None:
+        spec = spec.model_copy(update={"job_deleted": True})
+    if (
+        not wanted
+        and existing is not None
+        and is_emptied(existing)
+        and not existing["spec"].get("resources")
+    ):
+        context.works.delete(existing)
+        return ClusterOutcome(name, ApplyState.APPLIED)
+    if spec_differs(existing, spec):
+        existing = _write_work(context, job, spec, existing)
+    return pull_outcome(name, existing, lease_fresh)
+
+
+def _write_work(
+    context: OperatorContext, job: MLJob, spec: MemberWorkSpec, existing: dict[str, Any] | None
+) -> dict[str, Any]:
+    written = context.works.write(work_body(job, spec), existing)
+    if written is None:
+        raise RetryLater(CONFLICT_RETRY_S)
+    return written
+
+
 def converge_all(
     context: OperatorContext,
     job: MLJob,
     desired: Mapping[str, list[Manifest]],
     possibly_held: Collection[str] = (),
+    placement_epoch: int = 0,
 ) -> dict[str, ClusterOutcome]:
     """Converges every member. Members not in `desired` are visited too, so that a shard that
     moved away, or a job that was suspended, leaves nothing behind. `possibly_held` names the
@@ -110,6 +177,11 @@ def converge_all(
             continue
         if not is_usable(member) and _stake(context, job, name, wanted, possibly_held) is None:
             continue  # never offered to the scheduler, or not now, and nothing of the job there
+        if member.spec.mode == MemberMode.PULL:
+            pulled = converge_pull(context, job, member, wanted, placement_epoch)
+            if pulled is not None:
+                outcomes[name] = pulled
+            continue
         try:
             api = context.members.for_member(member)
             # Before the mirror: a member that stopped answering may still look in step there.

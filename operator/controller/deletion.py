@@ -67,7 +67,8 @@ def finish_deletion(context: OperatorContext, raw_job: dict[str, Any]) -> None:
         assert placement is None or isinstance(placement, Placement)
         shards = job.status.shards if job.status else []
         possibly_held = members_of(placement) | {shard.cluster for shard in shards if shard.cluster}
-        outcomes = converge_all(context, job, {}, possibly_held)
+        epoch = placement.spec.epoch if placement is not None else 0
+        outcomes = converge_all(context, job, {}, possibly_held, epoch)
         pending = sorted(
             name for name, outcome in outcomes.items() if outcome.state is not ApplyState.APPLIED
         )

@@ -28,7 +28,9 @@ from continuum.operator.adapters.member_writes import delete_resource
 from continuum.operator.adapters.workqueue import RetryLater, WorkQueue
 from continuum.operator.api import ApplyState, MemberCluster, MLJob, MLJobStatus, Placement
 from continuum.operator.api.keys import JobKey
+from continuum.operator.api.membercluster import MemberMode
 from continuum.operator.api.shard_resources import SHARD_LABELS
+from continuum.operator.api.work import MemberWorkSpec
 from continuum.operator.controller.context import (
     CONFLICT_RETRY_S,
     CONVERGENCE_WAIT_S,
@@ -55,6 +57,7 @@ from continuum.operator.reconcile.shards import (
     job_status,
     placement_status,
 )
+from continuum.operator.reconcile.work import is_emptied
 
 LOG = logging.getLogger(__name__)
 # A pass a little after a handoff's timeout, not at it: the clocks of two passes differ.
@@ -95,7 +98,9 @@ def converge_job(context: OperatorContext, key: JobKey) -> None:
             handoffs = pending_handoffs(job, placement, held, now, context.config.handoff_timeout_s,
                                     context.config.drain_timeout_s, lost)  # fmt: skip
             desired = with_handoffs(desired_resources(job, placement), handoffs, held, now)
-            outcomes = converge_all(context, job, desired, members_of(placement))
+            outcomes = converge_all(
+                context, job, desired, members_of(placement), placement.spec.epoch
+            )
             context.record_convergence(
                 key, Convergence(job.metadata.uid, Convergence.version_of(placement), outcomes)
             )
@@ -261,8 +266,9 @@ def sweep_orphans(context: OperatorContext) -> None:
     members = {
         member.metadata.name or "": member
         for member in context.member_clusters()
-        if is_usable(member)
+        if is_usable(member) and member.spec.mode != MemberMode.PULL
     }
+    _sweep_works(context, jobs)
     for name, resources in context.member_mirrors.all_resources().items():
         member = members.get(name)
         if member is None:
@@ -285,6 +291,24 @@ def sweep_orphans(context: OperatorContext) -> None:
             except CONNECTION_ERRORS as error:
                 LOG.warning("could not delete an orphan in %s: %s", name,
                             describe_connection_error(error))  # fmt: skip
+
+
+def _sweep_works(context: OperatorContext, jobs: dict[tuple[str, str], Any]) -> None:
+    """The Pull members' works of jobs gone from the hub (or of an earlier incarnation):
+    marked deleted, for their agents to remove what they hold of them, and deleted once
+    they say they hold nothing."""
+    if not context.works.is_synced():
+        return
+    for work in context.works.cache.items():
+        spec = MemberWorkSpec.model_validate(work["spec"])
+        job = spec.job_ref
+        if jobs.get((job.namespace, job.name), object()) == job.uid:
+            continue
+        if is_emptied(work) and not spec.resources:
+            context.works.delete(work)
+        elif not spec.job_deleted or spec.resources:
+            tombstone = spec.model_copy(update={"resources": [], "job_deleted": True})
+            context.works.write({**work, "spec": tombstone.to_dict()}, work)
 
 
 def resync(context: OperatorContext) -> None:

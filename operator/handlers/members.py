@@ -29,7 +29,9 @@ from continuum.operator.api import (
     validate_resource,
 )
 from continuum.operator.api.keys import JobKey
+from continuum.operator.api.membercluster import MemberMode
 from continuum.operator.api.validation import format_errors
+from continuum.operator.api.work import MemberWorkSpec
 from continuum.operator.controller.context import OperatorContext
 from continuum.operator.controller.convergence import members_of
 from continuum.operator.reconcile.eviction import eviction_held, eviction_status
@@ -41,6 +43,7 @@ from continuum.operator.reconcile.membership import (
     invalid_status,
     probed_status,
 )
+from continuum.operator.reconcile.work import is_emptied, lease_probe
 
 PROBE_INTERVAL_ENV = "CONTINUUM_PROBE_INTERVAL_SECONDS"
 PROBE_INTERVAL_S = float(os.environ.get(PROBE_INTERVAL_ENV) or 2.0)
@@ -78,18 +81,29 @@ def heartbeat(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         return
     name = member.metadata.name or ""
     before = member.status
-    probe = probe_member(context.members, member, context.config.probe_timeout_s)
+    pulled = member.spec.mode == MemberMode.PULL
+    heartbeat_at = None
+    if pulled:
+        context.member_mirrors.follow_pulled(name, context.works)
+        probe, heartbeat_at = lease_probe(member, context.leases.age_s(name), context.clock())
+    else:
+        probe = probe_member(context.members, member, context.config.probe_timeout_s)
     if probe.cluster_id is not None:
         others = context.member_clusters()
         probe = replace(probe, duplicate_of=duplicate_of(member, probe.cluster_id, others))
     usable = probe.answered and probe.duplicate_of is None
-    if usable:
+    if usable and not pulled:
         # Mirrored from the first answer on, so that the first shards sent there find it listed.
         context.member_mirrors.follow(name, context.members.for_member(member).ungated)
     context.health.probed(name, usable)
     metrics.MEMBER_ANSWERING.labels(name).set(1 if probe.answered else 0)
     now = context.clock()
-    status = probed_status(member, probe, now, context.config.failure_threshold)
+    # A Pull member's lease has its own grace: it fails when the lease expires.
+    threshold = 1 if pulled else context.config.failure_threshold
+    status = probed_status(member, probe, now, threshold)
+    if heartbeat_at is not None and probe.answered:
+        # The renewal the hub saw, not this tick: the eviction's grace counts from it.
+        status = status.model_copy(update={"last_heartbeat_time": heartbeat_at})
     status = eviction_status(member, status, context.member_clusters(), context.config.eviction,
                              now)  # fmt: skip
     # Its own fields only, by server-side apply: the signals loop writes Degraded, risk and
@@ -194,6 +208,8 @@ def release_member(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 def _remove_shards(context: OperatorContext, member: MemberCluster) -> tuple[int, str | None]:
     """How many shard resources were removed, or why they could not be."""
     name = member.metadata.name or ""
+    if member.spec.mode == MemberMode.PULL:
+        return _empty_works(context, name)
     try:
         return remove_all_shards(context.members.for_member(member)), None
     except MemberUnavailableError as error:
@@ -202,6 +218,27 @@ def _remove_shards(context: OperatorContext, member: MemberCluster) -> tuple[int
         return 0, context.members.redact(name, f"HTTP {error.status}: {error.reason}")
     except CONNECTION_ERRORS as error:
         return 0, describe_connection_error(error)
+
+
+def _empty_works(context: OperatorContext, name: str) -> tuple[int, str | None]:
+    """A Pull member's works emptied, for its agent to remove their resources, and deleted
+    once it says the member holds none; until then, why not yet."""
+    waiting = 0
+    removed = 0
+    for work in context.works.of_member(name):
+        spec = MemberWorkSpec.model_validate(work["spec"])
+        if spec.resources:
+            context.works.write({**work, "spec": spec.model_copy(update={"resources": []})
+                                 .to_dict()}, work)  # fmt: skip
+            waiting += 1
+        elif is_emptied(work):
+            removed += 1
+            context.works.delete(work)
+        else:
+            waiting += 1
+    if waiting:
+        return removed, f"its agent has not yet removed the shard resources of {waiting} jobs"
+    return removed, None
 
 
 def _others(context: OperatorContext, name: str) -> set[str]:

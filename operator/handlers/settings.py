@@ -74,6 +74,8 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
         settings.admission.managed = WEBHOOK_CONFIGURATION
     # The controller's queue first, so that the mirror's first list fills it.
     memo.resync_thread = start_controller(context)
+    context.works.start()
+    context.leases.start()
     if not context.mirror.start().wait_synced(MIRROR_SYNC_TIMEOUT_S):
         LOG.warning("the hub's objects are not all listed yet; going on")
     context.placement_writes.start()
@@ -109,6 +111,8 @@ def stop(memo: kopf.Memo, **_: Any) -> None:
     context.events.stop()
     context.mirror.stop()
     context.member_mirrors.stop()
+    context.works.stop()
+    context.leases.stop()
     context.members.close()
     if context.config.webhook_port:
         remove_webhook_configuration(context)

@@ -34,6 +34,7 @@ from continuum.operator.api import (
     MemberClusterStatus,
     upsert_condition,
 )
+from continuum.operator.api.membercluster import MemberMode
 from continuum.operator.reconcile.membership import UNREACHABLE, is_duplicate
 
 # On a member whose shards stay although it does not answer: new shards do not go there.
@@ -65,6 +66,18 @@ class EvictionPolicy:
     # answer: a partition shorter than that (a blip) is ridden out, its shards left where they
     # run. Detection plus this plus a replacement's start stays within 30 s.
     grace_s: float = 20.0
+    # A Pull member's agent stops its fenced shards fenceAfterSeconds after its last renewal;
+    # its shards move no sooner than its lease, that, and this margin for the stopping, after
+    # the last renewal the hub saw: never two copies at once.
+    fence_margin_s: float = 5.0
+
+    def grace_for(self, member: MemberCluster) -> float:
+        """How long `member` must have been silent before its shards move."""
+        if member.spec.mode != MemberMode.PULL:
+            return self.grace_s
+        timing = member.spec.timing
+        fenced_s = timing.lease_duration_seconds + timing.fence_after_seconds + self.fence_margin_s
+        return max(self.grace_s, fenced_s)
 
 
 @dataclass(frozen=True)
@@ -196,11 +209,17 @@ def hold_for(
         )
     last = member.status.last_heartbeat_time if member.status else None
     silent_s = (now - last).total_seconds() if last is not None else math.inf
-    if silent_s < policy.grace_s:
+    grace_s = policy.grace_for(member)
+    if silent_s < grace_s:
+        why = (
+            "so that its agent has fenced them first"
+            if grace_s > policy.grace_s
+            else "so that a shorter outage is ridden out"
+        )
         return Hold(
             HoldReason.GRACE_PERIOD,
             f"no answer for {silent_s:.0f} s; its shards move once it has not answered for "
-            f"{policy.grace_s:g} s, so that a shorter outage is ridden out",
+            f"{grace_s:g} s, {why}",
         )
     if policy.interval_s <= 0:
         return None

@@ -18,6 +18,7 @@ from continuum.operator.api import (
 from continuum.operator.api.probe import ProbeResult
 
 DUPLICATE_CLUSTER = "DuplicateCluster"
+API_SERVER_ANSWERED = "APIServerAnswered"
 # Reachable and Ready Unknown: the member missed probes, fewer than the failure threshold.
 PROBES_MISSED = "ProbesMissed"
 # Ready False: the member failed (or never answered); its shards are placed elsewhere.
@@ -41,8 +42,11 @@ def probed_status(
     suspect = not reachable and _answered_last(member) and missed < failure_threshold
     if reachable:
         latency = f" in {probe.latency_ms:.0f} ms" if probe.latency_ms is not None else ""
-        message = f"kube-apiserver {probe.kubernetes_version} answered{latency}"
-        reason, reachable_status = "APIServerAnswered", ConditionStatus.TRUE
+        if probe.answered_reason == API_SERVER_ANSWERED:
+            message = f"kube-apiserver {probe.kubernetes_version} answered{latency}"
+        else:
+            message = f"{probe.message}{latency}"
+        reason, reachable_status = probe.answered_reason, ConditionStatus.TRUE
     elif suspect:
         message = (
             f"{missed} of {failure_threshold} probes in a row unanswered "
@@ -112,14 +116,21 @@ def probed_status(
 # What the signals loop owns of a MemberCluster's status (recovery/signals.py); the heartbeat
 # applies everything else it sets.
 SIGNALS_FIELDS = frozenset({"risk", "latencyToSites"})
+# What a Pull member's agent writes of its status: the heartbeat neither owns nor sets it back.
+AGENT_FIELDS = frozenset({"agent"})
 SIGNALS_CONDITIONS = frozenset({MemberClusterConditionType.DEGRADED.value})
 
 
 def heartbeat_fields(status: Mapping[str, Any]) -> dict[str, Any]:
     """The heartbeat's own part of a status in manifest form, for its server-side apply: not
-    the signals' fields nor their conditions, which the status read may hold from the other
-    writer and the heartbeat must neither own nor set back."""
-    fields = {key: value for key, value in status.items() if key not in SIGNALS_FIELDS}
+    the signals' fields nor their conditions, nor a Pull member's agent report, which the
+    status read may hold from the other writers and the heartbeat must neither own nor set
+    back."""
+    fields = {
+        key: value
+        for key, value in status.items()
+        if key not in SIGNALS_FIELDS and key not in AGENT_FIELDS
+    }
     if "conditions" in fields:
         fields["conditions"] = [
             condition

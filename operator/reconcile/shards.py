@@ -60,15 +60,20 @@ def desired_resources(job: MLJob, placement: Placement | None) -> dict[str, list
     return desired
 
 
-def to_create(job: MLJob, manifest: Manifest) -> Manifest:
-    """A shard's manifest as it is created: marked with the newest checkpoint the shard has
-    reported, which its new copy resumes from."""
+def resume_checkpoint(job: MLJob, manifest: Manifest) -> str | None:
+    """The newest checkpoint the manifest's shard has reported (RFC 3339), which a new copy
+    of it resumes from; None if none yet."""
     shard = shard_of(manifest)
     known = {entry.index: entry for entry in (job.status.shards if job.status else [])}
     entry = known.get(shard) if shard is not None else None
     moment = entry.last_checkpoint if entry is not None else None
-    text = moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if moment is not None else None
-    return with_resume_checkpoint(manifest, text)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if moment is not None else None
+
+
+def to_create(job: MLJob, manifest: Manifest) -> Manifest:
+    """A shard's manifest as it is created: marked with the newest checkpoint the shard has
+    reported, which its new copy resumes from."""
+    return with_resume_checkpoint(manifest, resume_checkpoint(job, manifest))
 
 
 def plan_cluster(

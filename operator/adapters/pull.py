@@ -1,0 +1,206 @@
+"""The hub's side of Pull members: the MemberWorks the operator writes and their agents
+report on, and the agents' Leases, each mirrored by one list-and-watch across the cluster.
+
+A Lease's age is taken from this operator's own monotonic clock: the time it saw the Lease's
+renewTime change, never the renewTime itself, so the agent's clock does not matter (as the
+node lifecycle controller does with node Leases). A Lease first seen when the operator
+starts counts as renewed then: a restarted operator gives every agent a whole lease.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from continuum.operator.adapters.watchcache import Body, WatchCache, custom_object_cache
+from continuum.operator.api import GROUP, VERSION
+from continuum.operator.api.work import member_namespace
+
+MEMBER_LABEL = "continuum.dev/member"
+WORK_PLURAL = "memberworks"
+WORK_SELECTOR = "continuum.dev/managed-by=continuum"
+# member, job namespace, job name
+WorkKey = tuple[str, str, str]
+# the job's namespace and name, for every change of a MemberWork
+WorkChangeHandler = Callable[[str, str], None]
+LeaseChangeHandler = Callable[[str], None]
+
+
+def work_key(body: Body) -> WorkKey:
+    spec = body.get("spec") or {}
+    job = spec.get("jobRef") or {}
+    return (str(spec.get("member", "")), str(job.get("namespace", "")), str(job.get("name", "")))
+
+
+def _member_of(body: Body) -> str:
+    return str(work_key(body)[0])
+
+
+class _Mirror:
+    """One list-and-watch of the hub, started and stopped with the operator."""
+
+    cache: WatchCache
+
+    def start(self) -> None:
+        self.cache.start()
+
+    def stop(self) -> None:
+        self.cache.stop()
+
+    def is_synced(self) -> bool:
+        return self.cache.is_synced()
+
+
+class WorkMirror(_Mirror):
+    """Every MemberWork on the hub, indexed by (member, job namespace, job name) and by member;
+    writes go through it so that a pass sees its own write at once."""
+
+    def __init__(self, api: client.ApiClient, on_change: WorkChangeHandler | None = None) -> None:
+        self._objects = client.CustomObjectsApi(api)
+
+        def changed(event: str, body: Body, before: Body | None) -> None:
+            if on_change is not None:
+                _, namespace, name = work_key(body)
+                on_change(namespace, name)
+
+        cache = custom_object_cache(
+            "memberworks",
+            self._objects,
+            {"group": GROUP, "version": VERSION, "plural": WORK_PLURAL,
+             "label_selector": WORK_SELECTOR},
+            on_change=changed,
+            index=work_key,
+        )  # fmt: skip
+        assert isinstance(cache, WatchCache)
+        self.cache = cache
+
+    def work(self, member: str, namespace: str, job: str) -> Body | None:
+        found = self.cache.indexed((member, namespace, job))
+        return found[0] if found else None
+
+    def of_member(self, member: str) -> list[Body]:
+        return [body for body in self.cache.items() if _member_of(body) == member]
+
+    def write(self, body: Body, existing: Body | None) -> Body | None:
+        """Creates the work, or replaces its spec at the version read; None on a conflict (the
+        mirror brings the newer version, and the pass comes back)."""
+        metadata = body["metadata"]
+        try:
+            if existing is None:
+                written: Any = self._objects.create_namespaced_custom_object(
+                    GROUP, VERSION, metadata["namespace"], WORK_PLURAL, body
+                )
+            else:
+                replaced = {
+                    **body,
+                    "metadata": {
+                        **metadata,
+                        "resourceVersion": existing["metadata"]["resourceVersion"],
+                    },
+                }
+                written = self._objects.replace_namespaced_custom_object(
+                    GROUP, VERSION, metadata["namespace"], WORK_PLURAL, metadata["name"], replaced
+                )
+        except ApiException as error:
+            if error.status == 409:
+                return None
+            raise
+        self.cache.store(dict(written))
+        return dict(written)
+
+    def delete(self, body: Body) -> None:
+        """Deletes the work at the version read (a newer report keeps it)."""
+        metadata = body["metadata"]
+        try:
+            self._objects.delete_namespaced_custom_object(
+                GROUP, VERSION, metadata["namespace"], WORK_PLURAL, metadata["name"],
+                body=client.V1DeleteOptions(
+                    preconditions=client.V1Preconditions(
+                        uid=metadata.get("uid"), resource_version=metadata.get("resourceVersion")
+                    )
+                ),
+            )  # fmt: skip
+        except ApiException as error:
+            if error.status not in (404, 409):
+                raise
+            if error.status == 409:
+                return
+        self.cache.discard((metadata["namespace"], metadata["name"]))
+
+
+@dataclass(frozen=True)
+class LeaseSighting:
+    """When this operator last saw a member's Lease renewed, on its own monotonic clock."""
+
+    renew_time: str
+    seen_at: float
+    holder: str
+
+
+def _leases_as_dicts(coordination: client.CoordinationV1Api) -> Callable[..., Any]:
+    def list_leases(**arguments: Any) -> Any:
+        """Leases across the cluster, as plain objects like the custom objects' lists."""
+        if arguments.get("watch"):
+            return coordination.list_lease_for_all_namespaces(**arguments)
+        listing: Callable[..., Any] = coordination.list_lease_for_all_namespaces
+        return json.loads(listing(**arguments, _preload_content=False).data)
+
+    return list_leases
+
+
+class LeaseMirror(_Mirror):
+    """The Pull members' Leases (labelled with their member), and when each was last seen
+    renewed. `clock`: a monotonic clock, injected."""
+
+    def __init__(
+        self,
+        api: client.ApiClient,
+        on_change: LeaseChangeHandler | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._clock = clock
+        self._on_change = on_change
+        self._seen: dict[str, LeaseSighting] = {}
+        self._lock = threading.Lock()
+        self.cache = WatchCache(
+            "leases",
+            _leases_as_dicts(client.CoordinationV1Api(api)),
+            {"label_selector": MEMBER_LABEL},
+            on_change=self._changed,
+        )
+
+    def _changed(self, event: str, body: Body, before: Body | None) -> None:
+        metadata = body.get("metadata") or {}
+        member = (metadata.get("labels") or {}).get(MEMBER_LABEL, "")
+        if not member or metadata.get("namespace") != member_namespace(member):
+            return  # only the member's own namespace speaks for it
+        spec = body.get("spec") or {}
+        renew_time = str(spec.get("renewTime") or "")
+        with self._lock:
+            if event == "DELETED":
+                self._seen.pop(member, None)
+            elif renew_time and (
+                member not in self._seen or self._seen[member].renew_time != renew_time
+            ):
+                self._seen[member] = LeaseSighting(
+                    renew_time, self._clock(), str(spec.get("holderIdentity") or "")
+                )
+        if self._on_change is not None:
+            self._on_change(member)
+
+    def sighting(self, member: str) -> LeaseSighting | None:
+        """The last renewal seen of the member's Lease; None if it was never renewed."""
+        with self._lock:
+            return self._seen.get(member)
+
+    def age_s(self, member: str) -> float | None:
+        """Seconds since the member's Lease was last seen renewed; None if never."""
+        seen = self.sighting(member)
+        return None if seen is None else self._clock() - seen.seen_at

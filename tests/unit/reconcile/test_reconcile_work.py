@@ -1,0 +1,194 @@
+"""The hub's side of a Pull member: the work it writes, what the agent's report means, the
+member's liveness from its Lease, and its eviction only after the agent has fenced."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from continuum.operator.api import ApplyState, MemberCluster, MLJob, validate_resource
+from continuum.operator.api.work import DisconnectAction
+from continuum.operator.reconcile.eviction import EvictionPolicy, HoldReason, eviction_status
+from continuum.operator.reconcile.kuberay import build_shard_resource
+from continuum.operator.reconcile.membership import probed_status
+from continuum.operator.reconcile.work import (
+    AGENT_NEVER_CONNECTED,
+    LEASE_EXPIRED,
+    LEASE_RENEWED,
+    disconnect_action,
+    is_emptied,
+    lease_probe,
+    pull_outcome,
+    spec_differs,
+    work_body,
+    work_spec,
+)
+
+pytestmark = pytest.mark.unit
+NOW = datetime(2026, 12, 7, 9, 0, 0, tzinfo=UTC)
+CHECKPOINT = datetime(2026, 12, 7, 8, 59, 40, tzinfo=UTC)
+
+
+def job(mode: str = "Training", shards: int = 2) -> MLJob:
+    ray = {"image": "rayproject/ray:2.50.0", "entrypoint": "python train.py"}
+    spec: dict[str, Any] = {
+        "mode": mode,
+        "tenant": "team-a",
+        "shards": {"count": shards, "resources": {"cpu": "1", "memory": "1Gi"}},
+        "ray": ray,
+    }
+    if mode == "Inference":
+        spec["ray"] = {**ray, "entrypoint": "detector.serve:app"}
+        spec["objectives"] = {"latencyOptOutReason": "batch"}
+    body = {
+        "apiVersion": "continuum.dev/v1alpha1",
+        "kind": "MLJob",
+        "metadata": {"name": "train", "namespace": "team-a", "uid": "uid-1"},
+        "spec": spec,
+        "status": {"shards": [{"index": 0, "state": "Running",
+                               "lastCheckpoint": CHECKPOINT.strftime("%Y-%m-%dT%H:%M:%SZ")}]},
+    }  # fmt: skip
+    validated = validate_resource(body)
+    assert isinstance(validated, MLJob), validated
+    return validated
+
+
+def pulled(status: dict[str, Any] | None = None, **agent: int) -> MemberCluster:
+    body: dict[str, Any] = {
+        "apiVersion": "continuum.dev/v1alpha1",
+        "kind": "MemberCluster",
+        "metadata": {"name": "munich", "generation": 1},
+        "spec": {"tier": "Edge", "site": "munich", "region": "eu-central", "mode": "Pull",
+                 "capacity": {"cpu": "8", "memory": "32Gi"},
+                 **({"agent": agent} if agent else {})},
+    }  # fmt: skip
+    if status is not None:
+        body["status"] = status
+    validated = validate_resource(body)
+    assert isinstance(validated, MemberCluster), validated
+    return validated
+
+
+def test_training_is_fenced_and_inference_keeps_serving_through_a_disconnection() -> None:
+    assert disconnect_action(job("Training")) == DisconnectAction.FENCE
+    assert disconnect_action(job("Inference")) == DisconnectAction.KEEP_RUNNING
+
+
+def test_only_a_resource_the_member_lacks_carries_the_checkpoint_it_resumes_from() -> None:
+    training = job()
+    desired = [build_shard_resource(training, 0, 4), build_shard_resource(training, 1, 2)]
+    spec = work_spec(training, "munich", desired, [], placement_epoch=5, session_epoch=1)
+    assert [(r.name, r.shard, r.epoch) for r in spec.resources] == [
+        ("train-0", 0, 4),
+        ("train-1", 1, 2),
+    ]
+    assert spec.resources[0].resume_checkpoint == "2026-12-07T08:59:40Z"
+    assert spec.resources[1].resume_checkpoint is None  # no checkpoint reported yet
+    assert spec.resources[0].manifest == desired[0]
+    assert (spec.placement_epoch, spec.session_epoch, spec.job_ref.uid) == (5, 1, "uid-1")
+    held = work_spec(training, "munich", desired, [desired[0]], 5, 1)
+    assert held.resources[0].resume_checkpoint is None
+
+
+def test_a_work_read_back_with_the_servers_defaults_is_not_written_again() -> None:
+    training = job()
+    spec = work_spec(training, "munich", [build_shard_resource(training, 0, 4)], [], 5, 0)
+    body = work_body(training, spec)
+    assert body["metadata"] == {
+        "name": "team-a.train",
+        "namespace": "continuum-member-munich",
+        "labels": {
+            "continuum.dev/managed-by": "continuum",
+            "continuum.dev/member": "munich",
+            "continuum.dev/job": "train",
+            "continuum.dev/job-uid": "uid-1",
+        },
+    }
+    stored = {**body, "spec": {**body["spec"], "finished": False, "jobDeleted": False,
+                               "sessionEpoch": 0}}  # fmt: skip
+    assert not spec_differs(stored, spec)
+    assert spec_differs(None, spec)
+    moved = work_spec(training, "munich", [], [], 6, 0)
+    assert spec_differs(stored, moved)
+
+
+def test_the_outcome_is_what_the_agent_reported_for_the_current_spec() -> None:
+    observed = {"kind": "RayJob", "metadata": {"name": "train-0"}, "status": {"jobStatus": "X"}}
+    work = {
+        "metadata": {"generation": 3},
+        "spec": {"resources": []},
+        "status": {"observedGeneration": 2, "resources": [{"observed": observed}]},
+    }
+    pending = pull_outcome("munich", work, lease_fresh=True)
+    assert (pending.state, pending.resources) == (ApplyState.PENDING, (observed,))
+    work["status"]["observedGeneration"] = 3
+    assert pull_outcome("munich", work, lease_fresh=True).state == ApplyState.APPLIED
+    assert not is_emptied(work)
+    lost = pull_outcome("munich", work, lease_fresh=False)
+    assert (lost.state, lost.resources) == (ApplyState.UNREACHABLE, (observed,))
+    work["status"]["resources"] = []
+    assert is_emptied(work)
+
+
+def test_the_lease_says_whether_the_member_answers_and_since_when() -> None:
+    probe, heartbeat = lease_probe(pulled(), None, NOW)
+    assert (probe.answered, probe.failure_reason, heartbeat) == (False, AGENT_NEVER_CONNECTED, None)
+    probe, heartbeat = lease_probe(pulled(), 16.0, NOW)
+    assert (probe.failure_reason, heartbeat) == (LEASE_EXPIRED, NOW - timedelta(seconds=16))
+    assert "16 s" in probe.message and "leaseDurationSeconds 15" in probe.message
+    report = {
+        "agent": {
+            "nodes": 2,
+            "nodesReady": 2,
+            "allocatable": {"cpu": "8", "memory": "16Gi"},
+            "kubernetesVersion": "v1.33.1",
+            "clusterID": "c-1",
+            "hubRttMs": 12.5,
+        }
+    }
+    probe, heartbeat = lease_probe(pulled(report), 3.0, NOW)
+    assert probe.answered and probe.answered_reason == LEASE_RENEWED
+    assert (probe.node_count, probe.cluster_id, probe.latency_ms) == (2, "c-1", 12.5)
+    assert heartbeat == NOW - timedelta(seconds=3)
+    status = probed_status(pulled(report), probe, NOW)
+    reachable = next(c for c in status.conditions if c.type == "Reachable")
+    assert (reachable.reason, reachable.message) == (
+        "LeaseRenewed",
+        "its agent renews its lease in 12 ms",
+    )
+    assert lease_probe(pulled(leaseDurationSeconds=30, renewIntervalSeconds=5), 16.0, NOW)[
+        0
+    ].answered
+
+
+def test_a_lost_pull_member_keeps_its_shards_until_its_agent_has_fenced_them() -> None:
+    policy = EvictionPolicy()
+    assert policy.grace_for(pulled()) == 15 + 15 + 5
+    assert policy.grace_for(pulled(fenceAfterSeconds=60)) == 15 + 60 + 5
+    was_up = pulled(
+        {
+            "lastHeartbeatTime": "2026-12-07T08:59:30Z",
+            "conditions": [
+                {"type": "Reachable", "status": "True", "reason": "LeaseRenewed", "message": "",
+                 "lastTransitionTime": "2026-12-07T08:00:00Z"},
+                {"type": "Ready", "status": "True", "reason": "CapacityKnown", "message": "",
+                 "lastTransitionTime": "2026-12-07T08:00:00Z"},
+            ],
+        }
+    )  # fmt: skip
+    others = [pulled().model_copy(update={"metadata": was_up.metadata.model_copy(
+        update={"name": name})}) for name in ("a", "b", "c", "d")]  # fmt: skip
+
+    def after(silent_s: float) -> tuple[str, str]:
+        now = datetime(2026, 12, 7, 8, 59, 30, tzinfo=UTC) + timedelta(seconds=silent_s)
+        probe, _ = lease_probe(was_up, silent_s, now)
+        status = eviction_status(was_up, probed_status(was_up, probe, now), others, policy, now)
+        ready = next(c for c in status.conditions if c.type == "Ready")
+        return ready.status.value, ready.reason
+
+    assert after(10) == ("True", "CapacityKnown")
+    assert after(16) == ("Unknown", HoldReason.GRACE_PERIOD.value)
+    assert after(34) == ("Unknown", HoldReason.GRACE_PERIOD.value)
+    assert after(36) == ("False", "Unreachable")
