@@ -31,6 +31,7 @@ from continuum.operator.api.membercluster import (
 )
 from continuum.operator.api.mljob import (
     DataSource,
+    DisconnectAction,
     FaultTolerance,
     JobMode,
     MLJob,
@@ -80,6 +81,7 @@ __all__ = [
     "DataSource",
     "Decision",
     "DegradedReason",
+    "DisconnectAction",
     "FaultTolerance",
     "FieldError",
     "JobMode",

@@ -188,11 +188,25 @@ class Proactive(SpecModel):
     """Migrate when the cluster's risk score reaches this value."""
 
 
+class DisconnectAction(StrEnum):
+    """What a Pull member's agent does with a shard while it cannot renew its lease."""
+
+    FENCE = "Fence"
+    """Stops it after the member's fenceAfterSeconds, so that it never runs twice; it resumes
+    in place if the member returns before its shards are moved."""
+    KEEP_RUNNING = "KeepRunning"
+    """Keeps it running through the disconnection (edge autonomy); if its shards are moved
+    meanwhile, two copies run until the member returns."""
+
+
 class FaultTolerance(SpecModel):
     checkpoint: Checkpoint | None = None
     max_restarts: int = Field(default=3, ge=0, le=1000)
     """Restarts of one shard before the job fails."""
     proactive: Proactive = Field(default_factory=Proactive)
+    on_disconnect: DisconnectAction | None = None
+    """On Pull members: Fence (the default for Training and Federated) or KeepRunning (the
+    default, and the only choice, for Inference)."""
 
 
 def _declares_latency(spec: MLJobSpec) -> bool:
@@ -231,6 +245,19 @@ class MLJobSpec(SpecModel):
             lambda spec: spec.mode != JobMode.INFERENCE or _declares_latency(spec),
             cel="self.mode != 'Inference' || (has(self.objectives) && "
             "(has(self.objectives.latencyP99Ms) || has(self.objectives.latencyOptOutReason)))",
+        ),
+        Rule(
+            "faultTolerance.onDisconnect",
+            "an Inference shard keeps serving through a disconnection: onDisconnect Fence is "
+            "for Training and Federated jobs",
+            lambda spec: (
+                spec.mode != JobMode.INFERENCE
+                or spec.fault_tolerance is None
+                or spec.fault_tolerance.on_disconnect != DisconnectAction.FENCE
+            ),
+            cel="self.mode != 'Inference' || !has(self.faultTolerance) || "
+            "!has(self.faultTolerance.onDisconnect) || "
+            "self.faultTolerance.onDisconnect != 'Fence'",
         ),
         Rule(
             "data",

@@ -27,7 +27,7 @@ from continuum.operator.api.base import (
     immutable,
 )
 from continuum.operator.api.common import API_VERSION, Condition, ObjectMeta, Resource
-from continuum.operator.api.mljob import MAX_SHARDS
+from continuum.operator.api.mljob import MAX_SHARDS, DisconnectAction
 from continuum.operator.api.shard_resources import HASH_LENGTH, short_hash
 
 MEMBER_NAMESPACE_PREFIX = "continuum-member-"
@@ -59,15 +59,6 @@ def reported_resources(work: dict[str, Any] | None) -> list[dict[str, Any]]:
     return [
         dict(entry["observed"]) for entry in reported if isinstance(entry.get("observed"), dict)
     ]
-
-
-class DisconnectAction(StrEnum):
-    """What the agent does with a shard while it cannot renew its lease."""
-
-    FENCE = "Fence"
-    """Stops it after fenceAfterSeconds: it must not run twice (Training, Federated)."""
-    KEEP_RUNNING = "KeepRunning"
-    """Keeps it serving through the disconnection (Inference: edge autonomy)."""
 
 
 class WorkJobReference(SpecModel):

@@ -9,12 +9,11 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from continuum.operator.api import ApplyState, JobMode, MemberCluster, MLJob
+from continuum.operator.api import ApplyState, DisconnectAction, JobMode, MemberCluster, MLJob
 from continuum.operator.api.probe import ProbeResult
 from continuum.operator.api.shard_resources import SHARD_LABELS, job_label_value
 from continuum.operator.api.work import (
     AGENT_NAME,
-    DisconnectAction,
     MemberWorkSpec,
     WorkJobReference,
     WorkResource,
@@ -33,13 +32,15 @@ LEASE_RENEWED = "LeaseRenewed"
 
 
 def disconnect_action(job: MLJob) -> DisconnectAction:
-    """What the agent does with the job's shards while it cannot renew its lease: an Inference
-    shard keeps serving (edge autonomy); a Training or Federated one must not run twice."""
-    return (
-        DisconnectAction.KEEP_RUNNING
-        if job.spec.mode == JobMode.INFERENCE
-        else (DisconnectAction.FENCE)
-    )
+    """What the agent does with the job's shards while it cannot renew its lease: as
+    spec.faultTolerance.onDisconnect says, else an Inference shard keeps serving (edge
+    autonomy) and a Training or Federated one, which must not run twice, is fenced."""
+    chosen = job.spec.fault_tolerance.on_disconnect if job.spec.fault_tolerance else None
+    if chosen is not None:
+        return chosen
+    if job.spec.mode == JobMode.INFERENCE:
+        return DisconnectAction.KEEP_RUNNING
+    return DisconnectAction.FENCE
 
 
 def _epoch(manifest: Mapping[str, Any]) -> int:

@@ -8,8 +8,13 @@ from typing import Any
 
 import pytest
 
-from continuum.operator.api import ApplyState, MemberCluster, MLJob, validate_resource
-from continuum.operator.api.work import DisconnectAction
+from continuum.operator.api import (
+    ApplyState,
+    DisconnectAction,
+    MemberCluster,
+    MLJob,
+    validate_resource,
+)
 from continuum.operator.reconcile.eviction import EvictionPolicy, HoldReason, eviction_status
 from continuum.operator.reconcile.kuberay import build_shard_resource
 from continuum.operator.reconcile.membership import probed_status
