@@ -22,6 +22,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     ),
     "demo": ("continuum.operator.cli.demo", "run the embedded demo on a local Ray cluster"),
     "operator": ("continuum.operator.cli.operator", "run the operator against a hub cluster"),
+    "member": (
+        "continuum.operator.cli.member",
+        "admit a Pull member to the hub (join), or remove it (leave)",
+    ),
 }
 
 
