@@ -11,6 +11,7 @@ agent's lease alone.
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -121,17 +122,35 @@ def request_token(api: client.ApiClient, member: str, seconds: int) -> tuple[str
     return status.token, status.expiration_timestamp
 
 
-def delete_member(api: client.ApiClient, name: str) -> None:
-    """Deletes Pull member `name`'s MemberCluster, its cluster-wide grants and its namespace
-    (with its account, lease and work), whichever of them exist. Does not wait for them to
-    go."""
+def delete_member(api: client.ApiClient, name: str, wait_s: float) -> bool:
+    """Deletes Pull member `name`'s MemberCluster and waits up to `wait_s` for it to go: the
+    operator first has its agent remove the member's shard resources, which the agent does
+    only on the word of its works. Then its cluster-wide grants and its namespace (with its
+    account, lease and works), whichever of them exist. False when the MemberCluster was
+    still there after `wait_s` (its shard resources may be left in the member)."""
     selector = f"{MEMBER_LABEL}={name}"
     rbac = client.RbacAuthorizationV1Api(api)
+    objects = client.CustomObjectsApi(api)
     _absent_is_fine(
-        lambda: client.CustomObjectsApi(api).delete_cluster_custom_object(
+        lambda: objects.delete_cluster_custom_object(
             GROUP, VERSION, MEMBER_CLUSTERS, name, _request_timeout=REQUEST_TIMEOUT_S
         )
     )
+    deadline = time.monotonic() + wait_s
+    gone = False
+    while not gone:
+        try:
+            objects.get_cluster_custom_object(
+                GROUP, VERSION, MEMBER_CLUSTERS, name, _request_timeout=REQUEST_TIMEOUT_S
+            )
+        except ApiException as error:
+            if error.status != 404:
+                raise
+            gone = True
+        if not gone and time.monotonic() >= deadline:
+            break
+        if not gone:
+            time.sleep(1.0)
     rbac.delete_collection_cluster_role_binding(
         label_selector=selector, _request_timeout=REQUEST_TIMEOUT_S
     )
@@ -141,6 +160,7 @@ def delete_member(api: client.ApiClient, name: str) -> None:
             member_namespace(name), _request_timeout=REQUEST_TIMEOUT_S
         )
     )
+    return gone
 
 
 def _absent_is_fine(delete: Callable[[], object]) -> None:

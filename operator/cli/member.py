@@ -77,6 +77,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "account) and its cluster-wide grants",
     )
     leave.add_argument("name", metavar="NAME")
+    leave.add_argument(
+        "--wait",
+        type=float,
+        default=660.0,
+        metavar="SECONDS",
+        help="how long to wait for the operator to have the member's shard resources removed "
+        "before its namespace goes (default: 660, past the operator's member cleanup timeout)",
+    )
     _add_kubeconfig(leave)
 
 
@@ -145,9 +153,16 @@ def _leave(args: argparse.Namespace) -> int:
     check_member_name(args.name)
     api = adapter.admin_client(args.kubeconfig)
     _refuse_push_member(api, args.name, "leave")
-    adapter.delete_member(api, args.name)
-    print(f"Pull member {args.name}: its MemberCluster, namespace and grants are being deleted",
-          file=sys.stderr)  # fmt: skip
+    if not adapter.delete_member(api, args.name, args.wait):
+        print(
+            f"Pull member {args.name}: its MemberCluster was still there after {args.wait:g} s "
+            "(its agent has not removed its shard resources); its namespace and grants are "
+            "being deleted, and what the member still runs is left there",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"Pull member {args.name}: its shard resources are removed; its namespace and grants "
+          "are being deleted", file=sys.stderr)  # fmt: skip
     return 0
 
 
