@@ -32,6 +32,7 @@ from continuum.operator.adapters.member_mirror import MemberMirrors
 from continuum.operator.adapters.member_writes import apply_plan, list_job_resources
 from continuum.operator.adapters.workqueue import RetryLater
 from continuum.operator.api import ApplyState, MemberCluster, MLJob, Placement
+from continuum.operator.api.keys import JobKey
 from continuum.operator.api.membercluster import MemberMode
 from continuum.operator.api.work import MemberWorkSpec, reported_resources
 from continuum.operator.controller.context import CONFLICT_RETRY_S, OperatorContext
@@ -40,6 +41,7 @@ from continuum.operator.reconcile.shards import ClusterOutcome, Manifest, plan_c
 from continuum.operator.reconcile.work import (
     is_emptied,
     pull_outcome,
+    settled_session,
     spec_differs,
     work_body,
     work_spec,
@@ -51,6 +53,10 @@ LOG = logging.getLogger(__name__)
 # it at once, or its requests return).
 BUSY_RETRY_S = 0.5
 SUSPECT_RETRY_S = 1.0
+# A Pull member back after its lease expired: the session written into its work (which lets
+# its agent resume a fenced shard) waits this many scheduling cycles, so that a move decided
+# before its return has been written first.
+SESSION_SETTLE_CYCLES = 2
 
 
 def converge_member(
@@ -126,7 +132,14 @@ def converge_pull(
     if existing is None and not wanted:
         return None
     reported = reported_resources(existing)
-    session = (member.status.session_epoch if member.status else None) or 0
+    written = int(existing["spec"].get("sessionEpoch", 0)) if existing is not None else 0
+    key = JobKey(namespace, job.metadata.name or "")
+    session, wait_s = settled_session(
+        member, written, context.placement_writes.is_pending(key), context.clock(),
+        SESSION_SETTLE_CYCLES * context.config.cycle_interval_s,
+    )  # fmt: skip
+    if wait_s and context.placements is not None:
+        context.placements.add_after(key, wait_s)
     spec = work_spec(job, name, wanted, reported, placement_epoch, session)
     if job.metadata.deletion_timestamp is not None:
         spec = spec.model_copy(update={"job_deleted": True})

@@ -43,7 +43,7 @@ from continuum.operator.reconcile.membership import (
     invalid_status,
     probed_status,
 )
-from continuum.operator.reconcile.work import is_emptied, lease_probe
+from continuum.operator.reconcile.work import is_emptied, lease_probe, next_session
 
 PROBE_INTERVAL_ENV = "CONTINUUM_PROBE_INTERVAL_SECONDS"
 PROBE_INTERVAL_S = float(os.environ.get(PROBE_INTERVAL_ENV) or 2.0)
@@ -104,6 +104,9 @@ def heartbeat(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     if heartbeat_at is not None and probe.answered:
         # The renewal the hub saw, not this tick: the eviction's grace counts from it.
         status = status.model_copy(update={"last_heartbeat_time": heartbeat_at})
+    session = next_session(member, probe.answered) if pulled else None
+    if session is not None:
+        status = status.model_copy(update={"session_epoch": session})
     status = eviction_status(member, status, context.member_clusters(), context.config.eviction,
                              now)  # fmt: skip
     # Its own fields only, by server-side apply: the signals loop writes Degraded, risk and

@@ -9,7 +9,16 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from continuum.operator.api import ApplyState, DisconnectAction, JobMode, MemberCluster, MLJob
+from continuum.operator.api import (
+    ApplyState,
+    Condition,
+    ConditionStatus,
+    DisconnectAction,
+    JobMode,
+    MemberCluster,
+    MemberClusterConditionType,
+    MLJob,
+)
 from continuum.operator.api.probe import ProbeResult
 from continuum.operator.api.shard_resources import SHARD_LABELS, job_label_value
 from continuum.operator.api.work import (
@@ -183,3 +192,44 @@ def lease_probe(
         ),
         heartbeat,
     )
+
+
+def _reachable(member: MemberCluster) -> Condition | None:
+    conditions = member.status.conditions if member.status else []
+    return next((c for c in conditions if c.type == MemberClusterConditionType.REACHABLE), None)
+
+
+def next_session(member: MemberCluster, answered: bool) -> int | None:
+    """The member's session epoch after this look at its lease: one more when its agent is
+    back after its lease had expired, so that a shard it fenced resumes only under work
+    written after its return; None when it stays as it is."""
+    status = member.status
+    if not answered or status is None or status.last_heartbeat_time is None:
+        return None
+    reachable = _reachable(member)
+    if reachable is not None and reachable.status == ConditionStatus.TRUE:
+        return None
+    return (status.session_epoch or 0) + 1
+
+
+def settled_session(
+    member: MemberCluster, written: int, writes_pending: bool, now: datetime, settle_s: float
+) -> tuple[int, float]:
+    """The session epoch to write into the member's work, and how long until it may change:
+    the member's current one once it has been back for `settle_s` (a scheduling cycle that
+    began before its return has written what it decided) with no Placement write of the job
+    in flight; else the one `written` before."""
+    status = member.status
+    current = (status.session_epoch if status else None) or 0
+    if current <= written:
+        return written, 0.0
+    reachable = (
+        next((c for c in status.conditions if c.type == "Reachable"), None) if status else None
+    )
+    if reachable is None or reachable.status != ConditionStatus.TRUE:
+        return written, 0.0
+    since = reachable.last_transition_time
+    back_s = (now - since).total_seconds() if since is not None else settle_s
+    if back_s < settle_s or writes_pending:
+        return written, max(settle_s - back_s, 0.5)
+    return current, 0.0

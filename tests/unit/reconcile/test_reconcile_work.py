@@ -25,7 +25,9 @@ from continuum.operator.reconcile.work import (
     disconnect_action,
     is_emptied,
     lease_probe,
+    next_session,
     pull_outcome,
+    settled_session,
     spec_differs,
     work_body,
     work_spec,
@@ -197,3 +199,33 @@ def test_a_lost_pull_member_keeps_its_shards_until_its_agent_has_fenced_them() -
     assert after(16) == ("Unknown", HoldReason.GRACE_PERIOD.value)
     assert after(34) == ("Unknown", HoldReason.GRACE_PERIOD.value)
     assert after(36) == ("False", "Unreachable")
+
+
+def _with_reachable(status: str, since: datetime, session: int | None = None) -> MemberCluster:
+    body: dict[str, Any] = {
+        "lastHeartbeatTime": "2026-12-07T08:00:00Z",
+        "conditions": [{"type": "Reachable", "status": status, "reason": "x", "message": "",
+                        "lastTransitionTime": since.strftime("%Y-%m-%dT%H:%M:%SZ")}],
+    }  # fmt: skip
+    if session is not None:
+        body["sessionEpoch"] = session
+    return pulled(body)
+
+
+def test_an_agent_back_after_its_lease_expired_starts_a_new_session() -> None:
+    assert next_session(pulled(), answered=True) is None  # its first answer: no return
+    assert next_session(_with_reachable("False", NOW, 2), answered=True) == 3
+    assert next_session(_with_reachable("False", NOW), answered=True) == 1
+    assert next_session(_with_reachable("False", NOW, 2), answered=False) is None
+    assert next_session(_with_reachable("True", NOW, 2), answered=True) is None
+
+
+def test_a_new_session_reaches_the_work_only_once_the_return_has_settled() -> None:
+    back = _with_reachable("True", NOW - timedelta(seconds=1), session=3)
+    assert settled_session(back, 2, False, NOW, settle_s=4.0) == (2, 3.0)
+    assert settled_session(back, 2, False, NOW + timedelta(seconds=4), 4.0) == (3, 0.0)
+    # a move decided before the return is still being written: not yet
+    assert settled_session(back, 2, True, NOW + timedelta(seconds=4), 4.0) == (2, 0.5)
+    assert settled_session(back, 3, False, NOW, 4.0) == (3, 0.0)
+    lost = _with_reachable("False", NOW - timedelta(seconds=10), session=3)
+    assert settled_session(lost, 2, False, NOW, 4.0) == (2, 0.0)
