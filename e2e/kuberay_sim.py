@@ -6,7 +6,8 @@ initializing for ever. This test controller moves the status subresource of Cont
 resources (those labelled continuum.dev/managed-by=continuum) through the states KubeRay uses:
 
 - RayJob: jobDeploymentStatus Initializing, then Running with jobStatus RUNNING, then Complete
-  with SUCCEEDED (on request), or Failed with FAILED.
+  with SUCCEEDED (on request), or Failed with FAILED. With spec.suspend, Suspending then
+  Suspended (its Ray cluster gone); cleared, Initializing again.
 - RayService: the Ready condition False (Initializing), then True with serviceStatus Running; or
   False with reason InitializingTimeout for a failure. A RayService never completes.
 
@@ -65,6 +66,10 @@ class Target(StrEnum):
     SUCCEEDED = "Succeeded"
     """RayJob only: Complete with SUCCEEDED. RayServices are left as they are."""
     FAILED = "Failed"
+    SUSPENDING = "Suspending"
+    """RayJob only, with spec.suspend: its Ray cluster is being deleted."""
+    SUSPENDED = "Suspended"
+    """RayJob only: its Ray cluster is gone; it starts again once spec.suspend is cleared."""
 
 
 def _now() -> str:
@@ -101,6 +106,13 @@ def _ray_job_status(resource: Mapping[str, Any], target: Target) -> dict[str, An
                 "succeeded": 1,
                 "message": "Job finished successfully (kuberay-sim)",
             }
+        case Target.SUSPENDING:
+            return {**common, "jobDeploymentStatus": "Suspending", "jobStatus": "RUNNING",
+                    "startTime": started}  # fmt: skip
+        case Target.SUSPENDED:
+            # As KubeRay: the Ray cluster and its job are gone, the job status back to new.
+            return {"observedGeneration": common["observedGeneration"],
+                    "jobDeploymentStatus": "Suspended", "jobStatus": ""}  # fmt: skip
         case Target.FAILED:
             return {
                 **common,
@@ -138,8 +150,8 @@ def _ray_service_status(resource: Mapping[str, Any], target: Target) -> dict[str
                 "numServeEndpoints": 1,
                 "observedGeneration": generation,
             }
-        case Target.SUCCEEDED:
-            return None
+        case Target.SUCCEEDED | Target.SUSPENDING | Target.SUSPENDED:
+            return None  # a RayService neither completes nor suspends
         case Target.FAILED:
             ready = _ready_condition(
                 "False", "InitializingTimeout", "RayService did not become ready in time"
@@ -213,7 +225,8 @@ def start(api_client: client.ApiClient, namespace: str | None = None) -> list[st
     for kind in (RAY_JOB, RAY_SERVICE):
         build = _ray_job_status if kind == RAY_JOB else _ray_service_status
         for resource in _managed(api, kind, namespace, MANAGED_SELECTOR):
-            target = _next_step(kind, resource.get("status") or {})
+            suspend = kind == RAY_JOB and bool((resource.get("spec") or {}).get("suspend"))
+            target = next_step(kind, resource.get("status") or {}, suspend)
             if target is None:
                 continue
             status = build(resource, target)
@@ -224,11 +237,19 @@ def start(api_client: client.ApiClient, namespace: str | None = None) -> list[st
     return changed
 
 
-def _next_step(kind: ResourceKind, status: Mapping[str, Any]) -> Target | None:
-    if not status:
+def next_step(
+    kind: ResourceKind, status: Mapping[str, Any], suspend: bool = False
+) -> Target | None:
+    deployment = status.get("jobDeploymentStatus")
+    if suspend:
+        # KubeRay suspends a RayJob that has not ended: Suspending, then Suspended.
+        if deployment in ("Suspended", "Complete", "Failed"):
+            return None
+        return Target.SUSPENDED if deployment == "Suspending" else Target.SUSPENDING
+    if not status or deployment == "Suspended":
         return Target.INITIALIZING
     if kind == RAY_JOB:
-        return Target.RUNNING if status.get("jobDeploymentStatus") == "Initializing" else None
+        return Target.RUNNING if deployment == "Initializing" else None
     ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
     if ready is not None and ready.get("reason") == "Initializing":
         return Target.RUNNING

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from continuum.operator.api.shard_resources import RAY_JOB
-from e2e.kuberay_sim import Checkpointer, store_reachable
+from e2e.kuberay_sim import Checkpointer, Target, next_step, store_reachable
 
 pytestmark = pytest.mark.unit
 
@@ -88,3 +88,13 @@ def test_a_checkpoint_is_attempted_its_lead_before_the_interval_is_over() -> Non
     assert short.due(ray_job("h", interval="4"), RAY_JOB, now=1002.0)
     with pytest.raises(ValueError, match="lead"):
         Checkpointer(default_interval_s=1.0, lead_s=-1.0)
+
+
+def test_a_suspended_ray_job_stops_and_starts_again_once_let() -> None:
+    running = {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"}
+    assert next_step(RAY_JOB, running, suspend=True) == Target.SUSPENDING
+    assert next_step(RAY_JOB, {"jobDeploymentStatus": "Suspending"}, True) == Target.SUSPENDED
+    assert next_step(RAY_JOB, {"jobDeploymentStatus": "Suspended"}, True) is None
+    assert next_step(RAY_JOB, {"jobDeploymentStatus": "Complete"}, True) is None
+    assert next_step(RAY_JOB, {"jobDeploymentStatus": "Suspended"}) == Target.INITIALIZING
+    assert next_step(RAY_JOB, running) is None
