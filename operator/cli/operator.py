@@ -130,6 +130,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     reactive.add_argument("--failover-grace", type=float, default=20.0, metavar="SECONDS",
                           help="move a failed member's shards only once it has not answered "
                           "for this long (a shorter outage is ridden out); 0: at once")  # fmt: skip
+    reactive.add_argument("--fence-margin", type=float, default=5.0, metavar="SECONDS",
+                          help="a Pull member's shards move no sooner than its lease, its "
+                          "fenceAfterSeconds and this after its last renewal: the time its "
+                          "agent has to stop them")  # fmt: skip
     reactive.add_argument("--eviction-interval", type=float, default=10.0, metavar="SECONDS",
                           help="the least time between two members' evictions; 0: no "
                           "limit")  # fmt: skip
@@ -201,6 +205,7 @@ def reactive_settings(args: argparse.Namespace) -> dict[str, Any]:
         min_unhealthy=max(1, args.unhealthy_min_members),
         interval_s=max(0.0, args.eviction_interval),
         grace_s=max(0.0, args.failover_grace),
+        fence_margin_s=max(0.0, args.fence_margin),
     )
     return {
         "probe_timeout_s": args.probe_timeout,
