@@ -61,6 +61,11 @@ STOP_TIMEOUT_S = 10.0
 STATES = ("up", "down", "partition")
 
 
+HUB_ADDRESS = netemu.address(NET, 0)
+"""The hub's address in a sites network (on its TUN, in the root namespace): what a process at
+a site dials to reach the hub, over the site's link."""
+
+
 class SitesError(RuntimeError):
     pass
 

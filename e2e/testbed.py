@@ -53,7 +53,7 @@ from e2e import binaries, pki, registration
 from e2e.binaries import kubectl
 from e2e.monitoring import Monitoring
 from e2e.pids import has_exited, reap, write_json
-from e2e.sites import Sites
+from e2e.sites import HUB_ADDRESS, Sites
 
 REPO = Path(__file__).resolve().parent.parent
 HUB = "hub"
@@ -343,12 +343,16 @@ class Testbed:
             # A network of other sites is made anew, and the members that were in it with it.
             network = list(dict.fromkeys(sites)) if sites else None
             remade = network is not None and self._network_sites() != network
+            # With a network, the hub serves at its address in it, which the sites reach over
+            # their links (a Pull member's agent dials the hub from its site).
+            hub_host = HUB_ADDRESS if network else LOOPBACK
             to_start = [
                 name
                 for name in wanted
                 if not self._healthy(clusters.get(name))
                 or clusters[name].site != site_of.get(name)
                 or (remade and clusters[name].site is not None)
+                or (name == HUB and (clusters[name].host != hub_host or remade))
             ]
             for name in to_start:
                 if name in clusters:
@@ -361,7 +365,12 @@ class Testbed:
                 self.sites.destroy()
             with ThreadPoolExecutor(max_workers=max(1, len(to_start))) as pool:
                 started = list(
-                    pool.map(lambda name: self._start(name, site_of.get(name)), to_start)
+                    pool.map(
+                        lambda name: self._start(
+                            name, site_of.get(name), hub_host if name == HUB else None
+                        ),
+                        to_start,
+                    )
                 )
             clusters.update({cluster.name: cluster for cluster in started})
             self._save({name: clusters[name] for name in wanted})
@@ -405,12 +414,13 @@ class Testbed:
             return False
         return _readyz(cluster, pki.ClusterPki(self.cluster_dir(cluster.name) / "pki")) is None
 
-    def _start(self, name: str, site: str | None = None) -> Cluster:
-        """Starts one cluster; a server that lost its port to another process starts again."""
+    def _start(self, name: str, site: str | None = None, host: str | None = None) -> Cluster:
+        """Starts one cluster (in the root namespace at `host`, if given); a server that lost
+        its port to another process starts again."""
         for attempt in range(1, PORT_ATTEMPTS + 1):
             try:
                 etcd_client, etcd_peer, apiserver = _free_ports(3)
-                return self._start_on(name, etcd_client, etcd_peer, apiserver, site)
+                return self._start_on(name, etcd_client, etcd_peer, apiserver, site, host)
             except PortTakenError:
                 if attempt == PORT_ATTEMPTS:
                     raise
@@ -423,11 +433,12 @@ class Testbed:
         etcd_peer_port: int,
         apiserver_port: int,
         site: str | None = None,
+        host: str | None = None,
     ) -> Cluster:
         directory = self.cluster_dir(name)
         logs = directory / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        host = self.sites.address(site) if site else LOOPBACK
+        host = host or (self.sites.address(site) if site else LOOPBACK)
         cluster_pki = pki.create_cluster_pki(
             directory / "pki",
             name,
