@@ -21,7 +21,8 @@ from kubernetes.client.exceptions import ApiException
 
 from continuum.operator.adapters.watchcache import Body, WatchCache, custom_object_cache
 from continuum.operator.api import GROUP, VERSION
-from continuum.operator.api.work import member_namespace
+from continuum.operator.api.membercluster import AgentReport
+from continuum.operator.api.work import AGENT_REPORT_ANNOTATION, member_namespace
 
 MEMBER_LABEL = "continuum.dev/member"
 WORK_PLURAL = "memberworks"
@@ -31,6 +32,7 @@ WorkKey = tuple[str, str, str]
 # the job's namespace and name, for every change of a MemberWork
 WorkChangeHandler = Callable[[str, str], None]
 LeaseChangeHandler = Callable[[str], None]
+MAX_REPORT_CHARACTERS = 16384
 
 
 def work_key(body: Body) -> WorkKey:
@@ -137,11 +139,24 @@ class WorkMirror(_Mirror):
 
 @dataclass(frozen=True)
 class LeaseSighting:
-    """When this operator last saw a member's Lease renewed, on its own monotonic clock."""
+    """When this operator last saw a member's Lease renewed, on its own monotonic clock, and
+    the agent's report that came with it (None: none, or one the model refuses)."""
 
     renew_time: str
     seen_at: float
     holder: str
+    report: AgentReport | None = None
+
+
+def _report(text: object) -> AgentReport | None:
+    """The agent's report from its Lease's annotation; None when absent or not one: a
+    malformed report is the agent's problem, and the member is judged by its Lease alone."""
+    if not isinstance(text, str) or len(text) > MAX_REPORT_CHARACTERS:
+        return None
+    try:
+        return AgentReport.model_validate_json(text)
+    except ValueError:
+        return None
 
 
 def _leases_as_dicts(coordination: client.CoordinationV1Api) -> Callable[..., Any]:
@@ -183,6 +198,7 @@ class LeaseMirror(_Mirror):
             return  # only the member's own namespace speaks for it
         spec = body.get("spec") or {}
         renew_time = str(spec.get("renewTime") or "")
+        report = _report((metadata.get("annotations") or {}).get(AGENT_REPORT_ANNOTATION))
         with self._lock:
             if event == "DELETED":
                 self._seen.pop(member, None)
@@ -190,7 +206,7 @@ class LeaseMirror(_Mirror):
                 member not in self._seen or self._seen[member].renew_time != renew_time
             ):
                 self._seen[member] = LeaseSighting(
-                    renew_time, self._clock(), str(spec.get("holderIdentity") or "")
+                    renew_time, self._clock(), str(spec.get("holderIdentity") or ""), report
                 )
         if self._on_change is not None:
             self._on_change(member)

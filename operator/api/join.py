@@ -183,14 +183,13 @@ def agent_role_rules() -> list[dict[str, Any]]:
 
 
 def agent_cluster_role_rules(member: str) -> list[dict[str, Any]]:
-    """The agent's own MemberCluster, by name: its spec (the agent's times) and its status
-    (the agent's report). A list or watch is allowed only with fieldSelector
-    metadata.name=<member>."""
+    """The agent's own MemberCluster, by name, to read: its times and its session. It writes
+    nothing of it: its report rides on its Lease, and the operator puts it in the status, so
+    no agent can set its own member's Ready. A list or watch is allowed only with
+    fieldSelector metadata.name=<member>."""
     return [
         {"apiGroups": [GROUP], "resources": ["memberclusters"],
          "resourceNames": [member], "verbs": ["get", "list", "watch"]},
-        {"apiGroups": [GROUP], "resources": ["memberclusters/status"],
-         "resourceNames": [member], "verbs": ["get", "patch", "update"]},
     ]  # fmt: skip
 
 

@@ -163,8 +163,8 @@ class Risk(StatusModel):
 
 
 class AgentReport(StatusModel):
-    """What a Pull member's agent says of its cluster: the probe's findings, from inside.
-    Written by the agent alone."""
+    """What a Pull member's agent says of its cluster: the probe's findings, from inside. The
+    agent sends it on its Lease; the operator writes it here."""
 
     version: str | None = Field(default=None, max_length=64)
     """The agent's own version."""
@@ -207,7 +207,7 @@ class MemberClusterStatus(StatusModel):
     """Pull members: counts the agent's returns after its lease went stale. Work written for an
     earlier session does not restart a shard the agent fenced."""
     agent: AgentReport | None = None
-    """Pull members: the agent's report."""
+    """Pull members: the agent's last report, as its Lease carried it."""
 
 
 class MemberCluster(Resource):

@@ -34,6 +34,10 @@ MEMBER_NAMESPACE_PREFIX = "continuum-member-"
 AGENT_NAME = "agent"
 """The agent's ServiceAccount and its Lease in the member's namespace."""
 MAX_WORK_NAME = 253
+AGENT_REPORT_ANNOTATION = "continuum.dev/agent-report"
+"""On the agent's Lease: its report of its cluster (`AgentReport`, as JSON), renewed with the
+Lease. The operator puts it in the MemberCluster's status.agent; the agent writes no
+MemberCluster."""
 
 
 def member_namespace(member: str) -> str:

@@ -82,10 +82,14 @@ def heartbeat(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     name = member.metadata.name or ""
     before = member.status
     pulled = member.spec.mode == MemberMode.PULL
-    heartbeat_at = None
+    heartbeat_at, report = None, None
     if pulled:
         context.member_mirrors.follow_pulled(name, context.works)
-        probe, heartbeat_at = lease_probe(member, context.leases.age_s(name), context.clock())
+        sighting = context.leases.sighting(name)
+        report = sighting.report if sighting is not None else None
+        probe, heartbeat_at = lease_probe(
+            member, context.leases.age_s(name), report, context.clock()
+        )
     else:
         probe = probe_member(context.members, member, context.config.probe_timeout_s)
     if probe.cluster_id is not None:
@@ -107,6 +111,8 @@ def heartbeat(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     session = next_session(member, probe.answered) if pulled else None
     if session is not None:
         status = status.model_copy(update={"session_epoch": session})
+    if pulled and report is not None:
+        status = status.model_copy(update={"agent": report})
     status = eviction_status(member, status, context.member_clusters(), context.config.eviction,
                              now)  # fmt: skip
     # Its own fields only, by server-side apply: the signals loop writes Degraded, risk and

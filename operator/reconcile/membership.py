@@ -116,21 +116,15 @@ def probed_status(
 # What the signals loop owns of a MemberCluster's status (recovery/signals.py); the heartbeat
 # applies everything else it sets.
 SIGNALS_FIELDS = frozenset({"risk", "latencyToSites"})
-# What a Pull member's agent writes of its status: the heartbeat neither owns nor sets it back.
-AGENT_FIELDS = frozenset({"agent"})
+
 SIGNALS_CONDITIONS = frozenset({MemberClusterConditionType.DEGRADED.value})
 
 
 def heartbeat_fields(status: Mapping[str, Any]) -> dict[str, Any]:
     """The heartbeat's own part of a status in manifest form, for its server-side apply: not
-    the signals' fields nor their conditions, nor a Pull member's agent report, which the
-    status read may hold from the other writers and the heartbeat must neither own nor set
-    back."""
-    fields = {
-        key: value
-        for key, value in status.items()
-        if key not in SIGNALS_FIELDS and key not in AGENT_FIELDS
-    }
+    the signals' fields nor their conditions, which the status read may hold from the other
+    writer and the heartbeat must neither own nor set back."""
+    fields = {key: value for key, value in status.items() if key not in SIGNALS_FIELDS}
     if "conditions" in fields:
         fields["conditions"] = [
             condition

@@ -19,6 +19,7 @@ from continuum.operator.api import (
     MemberClusterConditionType,
     MLJob,
 )
+from continuum.operator.api.membercluster import AgentReport
 from continuum.operator.api.probe import ProbeResult
 from continuum.operator.api.shard_resources import SHARD_LABELS, job_label_value
 from continuum.operator.api.work import (
@@ -158,12 +159,12 @@ def pull_outcome(member: str, work: Body | None, lease_fresh: bool) -> ClusterOu
 
 
 def lease_probe(
-    member: MemberCluster, lease_age_s: float | None, now: datetime
+    member: MemberCluster, lease_age_s: float | None, report: AgentReport | None, now: datetime
 ) -> tuple[ProbeResult, datetime | None]:
     """A Pull member's liveness as a probe would have found it, from its Lease: answered while
     its agent renewed the Lease within leaseDurationSeconds, with what the agent reports of its
-    cluster; and the moment of the last renewal seen (the member's last heartbeat), which
-    the eviction's grace counts from."""
+    cluster (`report`, from its Lease); and the moment of the last renewal seen (the member's
+    last heartbeat), which the eviction's grace counts from."""
     lease = f"Lease {member_namespace(member.metadata.name or '')}/{AGENT_NAME}"
     if lease_age_s is None:
         return ProbeResult(AGENT_NEVER_CONNECTED, f"its agent has never renewed {lease}"), None
@@ -175,7 +176,6 @@ def lease_probe(
             f"(leaseDurationSeconds {duration_s})"
         )
         return ProbeResult(LEASE_EXPIRED, message), heartbeat
-    report = member.status.agent if member.status else None
     if report is None:
         renewing = ProbeResult(message="its agent renews its lease", answered_reason=LEASE_RENEWED)
         return renewing, heartbeat

@@ -15,6 +15,7 @@ from continuum.operator.api import (
     MLJob,
     validate_resource,
 )
+from continuum.operator.api.membercluster import AgentReport
 from continuum.operator.reconcile.eviction import EvictionPolicy, HoldReason, eviction_status
 from continuum.operator.reconcile.kuberay import build_shard_resource
 from continuum.operator.reconcile.membership import probed_status
@@ -140,13 +141,13 @@ def test_the_outcome_is_what_the_agent_reported_for_the_current_spec() -> None:
 
 
 def test_the_lease_says_whether_the_member_answers_and_since_when() -> None:
-    probe, heartbeat = lease_probe(pulled(), None, NOW)
+    probe, heartbeat = lease_probe(pulled(), None, None, NOW)
     assert (probe.answered, probe.failure_reason, heartbeat) == (False, AGENT_NEVER_CONNECTED, None)
-    probe, heartbeat = lease_probe(pulled(), 16.0, NOW)
+    probe, heartbeat = lease_probe(pulled(), 16.0, None, NOW)
     assert (probe.failure_reason, heartbeat) == (LEASE_EXPIRED, NOW - timedelta(seconds=16))
     assert "16 s" in probe.message and "leaseDurationSeconds 15" in probe.message
-    report = {
-        "agent": {
+    report = AgentReport.model_validate(
+        {
             "nodes": 2,
             "nodesReady": 2,
             "allocatable": {"cpu": "8", "memory": "16Gi"},
@@ -154,18 +155,18 @@ def test_the_lease_says_whether_the_member_answers_and_since_when() -> None:
             "clusterID": "c-1",
             "hubRttMs": 12.5,
         }
-    }
-    probe, heartbeat = lease_probe(pulled(report), 3.0, NOW)
+    )
+    probe, heartbeat = lease_probe(pulled(), 3.0, report, NOW)
     assert probe.answered and probe.answered_reason == LEASE_RENEWED
     assert (probe.node_count, probe.cluster_id, probe.latency_ms) == (2, "c-1", 12.5)
     assert heartbeat == NOW - timedelta(seconds=3)
-    status = probed_status(pulled(report), probe, NOW)
+    status = probed_status(pulled(), probe, NOW)
     reachable = next(c for c in status.conditions if c.type == "Reachable")
     assert (reachable.reason, reachable.message) == (
         "LeaseRenewed",
         "its agent renews its lease in 12 ms",
     )
-    assert lease_probe(pulled(leaseDurationSeconds=30, renewIntervalSeconds=5), 16.0, NOW)[
+    assert lease_probe(pulled(leaseDurationSeconds=30, renewIntervalSeconds=5), 16.0, None, NOW)[
         0
     ].answered
 
@@ -190,7 +191,7 @@ def test_a_lost_pull_member_keeps_its_shards_until_its_agent_has_fenced_them() -
 
     def after(silent_s: float) -> tuple[str, str]:
         now = datetime(2026, 12, 7, 8, 59, 30, tzinfo=UTC) + timedelta(seconds=silent_s)
-        probe, _ = lease_probe(was_up, silent_s, now)
+        probe, _ = lease_probe(was_up, silent_s, None, now)
         status = eviction_status(was_up, probed_status(was_up, probe, now), others, policy, now)
         ready = next(c for c in status.conditions if c.type == "Ready")
         return ready.status.value, ready.reason
