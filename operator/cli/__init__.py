@@ -22,6 +22,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     ),
     "demo": ("continuum.operator.cli.demo", "run the embedded demo on a local Ray cluster"),
     "operator": ("continuum.operator.cli.operator", "run the operator against a hub cluster"),
+    "agent": (
+        "continuum.operator.cli.agent",
+        "run a Pull member's agent: it converges the member's work from the hub",
+    ),
 }
 
 
