@@ -17,7 +17,8 @@ from datetime import UTC, datetime
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from continuum.operator.adapters.kube import api_status_message
+from continuum.operator.adapters.kube import api_status_message, describe_connection_error
+from continuum.operator.adapters.member_gate import CONNECTION_ERRORS
 from continuum.operator.adapters.member_writes import apply_plan
 from continuum.operator.adapters.workqueue import RetryLater
 from continuum.operator.agent.local import LocalResources
@@ -41,6 +42,8 @@ REFUSED_RETRY_S = 10.0
 # A pass that held something back which time may settle (a view of the hub not synced yet, a
 # resource of an earlier incarnation still going) comes back this soon.
 WAITING_RETRY_S = 1.0
+# A report the hub did not take for want of a connection is tried again this soon.
+HUB_RETRY_S = 5.0
 
 
 class WorkConverger:
@@ -56,11 +59,12 @@ class WorkConverger:
 
     def converge(self, name: str) -> None:
         """One pass over the work `name`; RetryLater when it should come back."""
+        # Asked before the work is read: synced then, the view holds what a list on the current
+        # connection (or its watch since) said, not what it held before a disconnection.
+        synced = self.works.is_synced()
         body = self.works.get(name)
         if body is None:
             return
-        # Asked before the work is read: a view that lost its connection since still says so.
-        synced = self.works.is_synced()
         work = validate_as(MemberWork, body)
         if isinstance(work, list):
             self._refuse_invalid(name, str(body["metadata"].get("resourceVersion")), work)
@@ -82,7 +86,12 @@ class WorkConverger:
             after = self.local.of_job(JobKey(job.namespace, job.name))
         status = work_status(work, after, Outcome(planned, refused), self.now())
         if needs_report(work, status):
-            self.works.apply_status(name, status.model_dump(mode="json", exclude_none=True))
+            try:
+                self.works.apply_status(name, status.model_dump(mode="json", exclude_none=True))
+            except CONNECTION_ERRORS as error:
+                # The member is converged; its report waits for the hub to answer again.
+                LOG.info("reporting MemberWork %s: %s", name, describe_connection_error(error))
+                raise RetryLater(HUB_RETRY_S) from None
         if refused:
             raise RetryLater(REFUSED_RETRY_S)
         if planned.deferred or (planned.kept and not synced):

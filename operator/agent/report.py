@@ -70,7 +70,7 @@ class ClusterReporter:
         self.lease = lease
         self.clock, self.now, self.interval_s = clock, now, interval_s
         self._cluster_id: str | None = None
-        self._sent: AgentReport | None = None
+        self._sent: tuple[AgentReport, bool] | None = None
         self._sent_at: float | None = None
         self.last_error = ""
 
@@ -103,10 +103,12 @@ class ClusterReporter:
         """Writes status.agent if the facts changed since the last report, or it is due;
         returns whether it wrote."""
         facts = self.facts()
-        due = self._sent_at is None or self.clock() - self._sent_at >= self.interval_s
-        if not due and facts == self._sent:
-            return False
         rtt = self.lease.hub_rtt_ms
+        # The round trip changes with every renewal: it counts as a change when it becomes known.
+        seen = (facts, rtt is not None)
+        due = self._sent_at is None or self.clock() - self._sent_at >= self.interval_s
+        if not due and seen == self._sent:
+            return False
         report = facts.model_copy(
             update={"hub_rtt_ms": None if rtt is None else round(rtt, 1),
                     "report_time": self.now()}
@@ -124,7 +126,7 @@ class ClusterReporter:
                 raise
             self._failed(f"MemberCluster {self.member} does not exist on the hub")
             return False
-        self._sent, self._sent_at = facts, self.clock()
+        self._sent, self._sent_at = seen, self.clock()
         self._take_timing(written)
         self.last_error = ""
         return True
