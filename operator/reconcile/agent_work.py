@@ -16,7 +16,7 @@ from typing import Any
 
 from continuum.operator.api import GROUP, ConditionStatus, upsert_condition
 from continuum.operator.api.plans import ClusterPlan
-from continuum.operator.api.shard_resources import SHARD_LABELS, job_label_value
+from continuum.operator.api.shard_resources import MANAGED_BY, SHARD_LABELS, job_label_value
 from continuum.operator.api.work import (
     MemberWork,
     MemberWorkStatus,
@@ -139,12 +139,37 @@ class WorkPlan:
     """The resources the plan would delete but may not (yet), and why."""
     deferred: tuple[ResourceKey, ...] = ()
     """Resources to create once an earlier incarnation's resource of that name is gone."""
+    refused: str = ""
+    """What is wrong with the work itself, which nothing is written for."""
 
     @property
     def settled(self) -> bool:
         """Nothing is held back: once the plan is carried out the member holds what the work
         lists, and nothing more of the job."""
-        return not self.kept and not self.deferred
+        return not self.kept and not self.deferred and not self.refused
+
+
+def work_problems(work: MemberWork) -> list[str]:
+    """Manifests that are not what their entries say, or not the job's: writing one would make
+    a resource the agent could not find again as the job's (and make it again on every pass)."""
+    job = work.spec.job_ref
+    problems = []
+    for entry in work.spec.resources:
+        manifest = entry.manifest
+        metadata = _metadata(manifest)
+        labels = metadata.get("labels") or {}
+        where = f"{entry.kind}/{entry.name}"
+        if key_of(manifest) != (entry.kind, entry.name):
+            problems.append(f"{where}: its manifest is {'/'.join(key_of(manifest))}")
+        elif metadata.get("namespace") != job.namespace:
+            problems.append(f"{where}: its manifest is not in the job's namespace {job.namespace}")
+        elif (
+            labels.get(SHARD_LABELS.managed_by) != MANAGED_BY
+            or labels.get(SHARD_LABELS.job) != job_label_value(job.name)
+            or labels.get(SHARD_LABELS.job_uid) != job.uid
+        ):
+            problems.append(f"{where}: its manifest lacks the job's labels")
+    return problems
 
 
 def plan_work(work: MemberWork, held: Sequence[Manifest], synced: bool) -> WorkPlan:
@@ -153,7 +178,11 @@ def plan_work(work: MemberWork, held: Sequence[Manifest], synced: bool) -> WorkP
     Creates and updates are push mode's (`plan_cluster` over the resources of the work's uid);
     a deletion, of this uid or of another, only with proof (`judge_deletion`). A resource of an
     earlier incarnation that holds the name of one to create is deleted first: the create waits
-    for it to go, else it would meet the old one."""
+    for it to go, else it would meet the old one. A work with a manifest that is not the job's
+    (`work_problems`) is refused whole: it proves nothing, and makes nothing."""
+    problems = work_problems(work)
+    if problems:
+        return WorkPlan(ClusterPlan(), refused="the work is refused: " + "; ".join(problems))
     uid = work.spec.job_ref.uid
     own = [item for item in held if job_uid_of(item) == uid]
     earlier = [item for item in held if job_uid_of(item) != uid and _of_job(item, work)]
@@ -234,9 +263,9 @@ class Outcome:
 
 
 def _applied_condition(work: MemberWork, outcome: Outcome) -> tuple[ConditionStatus, str, str]:
-    if outcome.refused:
-        return ConditionStatus.FALSE, WorkReason.REFUSED, outcome.refused
     planned = outcome.planned
+    if planned.refused or outcome.refused:
+        return ConditionStatus.FALSE, WorkReason.REFUSED, planned.refused or outcome.refused
     if planned.settled:
         count = 0 if work.spec.job_deleted else len(work.spec.resources)
         return ConditionStatus.TRUE, WorkReason.APPLIED, f"the member holds the {count} listed"

@@ -325,3 +325,23 @@ def test_a_report_is_written_only_when_it_says_something_new() -> None:
     # The hub changed the spec (a new generation): new, even with nothing else changed.
     newer = work(JOB, 3, {0: 3}, generation=2, status=first.model_dump(mode="json"))
     assert needs_report(newer, work_status(newer, holding, outcome, LATER))
+
+
+def test_a_work_whose_manifest_is_not_the_jobs_is_refused_whole() -> None:
+    the_work = work(JOB, 5, {0: 5, 1: 5})
+    body = the_work.model_dump(mode="json", exclude_none=True)
+    body["spec"]["resources"][1]["manifest"]["metadata"]["labels"][SHARD_LABELS.job_uid] = "x"
+    refused = MemberWork.model_validate(body)
+    planned = plan_work(refused, [held(JOB, 2, 1)], synced=True)
+    assert planned.plan.is_empty and not planned.settled
+    assert (
+        planned.refused
+        == "the work is refused: RayJob/train-1: its manifest lacks the job's labels"
+    )
+    body["spec"]["resources"][1]["manifest"]["metadata"]["namespace"] = "team-b"
+    assert (
+        "not in the job's namespace team-a"
+        in plan_work(MemberWork.model_validate(body), [], True).refused
+    )
+    (applied,) = work_status(refused, [], Outcome(planned), NOW).conditions
+    assert (applied.status, applied.reason) == ("False", "Refused")
