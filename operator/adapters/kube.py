@@ -58,6 +58,7 @@ __all__ = [
     "MEMBER_REQUEST_TIMEOUT_S",
     "MemberClients",
     "MemberUnavailableError",
+    "api_client",
     "describe_connection_error",
     "hub_client",
 ]
@@ -65,12 +66,21 @@ __all__ = [
 
 def hub_client(kubeconfig: str | None) -> client.ApiClient:
     """The hub's client: from a kubeconfig file, or in-cluster when none is given."""
+    return api_client(kubeconfig)
+
+
+def api_client(kubeconfig: str | None, retries: bool = True) -> client.ApiClient:
+    """A client from a kubeconfig file, or in-cluster when none is given. `retries=False` turns
+    urllib3's own retries off, for callers that retry on their own schedule and time their
+    requests."""
     configuration = client.Configuration()
     if kubeconfig:
         config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
     else:
         config.load_incluster_config(client_configuration=configuration)
     configuration.connection_pool_maxsize = CONNECTIONS_PER_SERVER
+    if not retries:
+        configuration.retries = False
     return client.ApiClient(configuration)
 
 

@@ -21,7 +21,8 @@ from continuum.operator.api.quantity import Quantity
 CLUSTER_ID_NAMESPACE = "kube-system"
 
 
-def _sum_allocatable(nodes: list[Any]) -> ResourceAmounts:
+def sum_allocatable(nodes: list[Any]) -> ResourceAmounts:
+    """The nodes' allocatable cpu, memory and GPUs, added up."""
     cpu = memory = gpu = Quantity.parse(0).value
     for node in nodes:
         allocatable = node.status.allocatable or {} if node.status else {}
@@ -35,10 +36,8 @@ def _sum_allocatable(nodes: list[Any]) -> ResourceAmounts:
     )
 
 
-def _cluster_id(api: GatedApiClient, timeout_s: float | None) -> str | None:
-    """The kube-system namespace's UID; asked once per client, since it never changes."""
-    if api.cluster_id is not None:
-        return api.cluster_id
+def read_cluster_id(api: client.ApiClient, timeout_s: float | None) -> str | None:
+    """The kube-system namespace's UID, or None when the credential may not read it."""
     try:
         namespace = client.CoreV1Api(api).read_namespace(
             CLUSTER_ID_NAMESPACE, _request_timeout=timeout_s
@@ -47,10 +46,15 @@ def _cluster_id(api: GatedApiClient, timeout_s: float | None) -> str | None:
         if error.status in (401, 403, 404):
             return None
         raise
-    uid = namespace.metadata.uid if namespace.metadata else None
-    if uid:
-        api.cluster_id = uid
+    uid: str | None = namespace.metadata.uid if namespace.metadata else None
     return uid
+
+
+def _cluster_id(api: GatedApiClient, timeout_s: float | None) -> str | None:
+    """The cluster ID; asked once per client, since it never changes."""
+    if api.cluster_id is None:
+        api.cluster_id = read_cluster_id(api, timeout_s)
+    return api.cluster_id
 
 
 def probe_member(
@@ -93,7 +97,7 @@ def probe_member(
     api.gate.answering()
     return ProbeResult(
         kubernetes_version=version.git_version,
-        node_allocatable=_sum_allocatable(nodes) if nodes else None,
+        node_allocatable=sum_allocatable(nodes) if nodes else None,
         node_count=len(nodes),
         latency_ms=latency_ms,
         cluster_id=cluster_id,

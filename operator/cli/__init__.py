@@ -26,6 +26,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "continuum.operator.cli.member",
         "admit a Pull member to the hub (join), or remove it (leave)",
     ),
+    "agent": (
+        "continuum.operator.cli.agent",
+        "run a Pull member's agent: it converges the member's work from the hub",
+    ),
 }
 
 
