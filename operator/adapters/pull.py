@@ -148,7 +148,7 @@ class LeaseSighting:
     report: AgentReport | None = None
 
 
-def _report(text: object) -> AgentReport | None:
+def parse_report(text: object) -> AgentReport | None:
     """The agent's report from its Lease's annotation; None when absent or not one: a
     malformed report is the agent's problem, and the member is judged by its Lease alone."""
     if not isinstance(text, str) or len(text) > MAX_REPORT_CHARACTERS:
@@ -198,7 +198,7 @@ class LeaseMirror(_Mirror):
             return  # only the member's own namespace speaks for it
         spec = body.get("spec") or {}
         renew_time = str(spec.get("renewTime") or "")
-        report = _report((metadata.get("annotations") or {}).get(AGENT_REPORT_ANNOTATION))
+        report = parse_report((metadata.get("annotations") or {}).get(AGENT_REPORT_ANNOTATION))
         with self._lock:
             if event == "DELETED":
                 self._seen.pop(member, None)

@@ -22,8 +22,8 @@ from kubernetes.client.exceptions import ApiException
 
 from continuum.operator.adapters.kube import describe_connection_error
 from continuum.operator.adapters.member_gate import CONNECTION_ERRORS
-from continuum.operator.api.membercluster import AgentTiming
-from continuum.operator.api.work import AGENT_NAME, member_namespace
+from continuum.operator.api.membercluster import AgentReport, AgentTiming
+from continuum.operator.api.work import AGENT_NAME, AGENT_REPORT_ANNOTATION, member_namespace
 
 LOG = logging.getLogger(__name__)
 # coordination.k8s.io/v1 through the custom-objects client: plain dicts in and out, so the
@@ -40,9 +40,23 @@ def micro_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def renewed(lease: dict[str, Any], holder: str, duration_s: int, now: datetime) -> dict[str, Any]:
-    """The Lease as this agent renews it: held by `holder`, renewed `now`, for `duration_s`. A
-    holder taking over (a new agent process) sets the acquire time and counts a transition."""
+def renewed(
+    lease: dict[str, Any],
+    holder: str,
+    duration_s: int,
+    now: datetime,
+    report: AgentReport | None = None,
+) -> dict[str, Any]:
+    """The Lease as this agent renews it: held by `holder`, renewed `now`, for `duration_s`,
+    carrying its `report` of the cluster. A holder taking over (a new agent process) sets the
+    acquire time and counts a transition."""
+    if report is not None:
+        metadata = dict(lease.get("metadata") or {})
+        metadata["annotations"] = {
+            **(metadata.get("annotations") or {}),
+            AGENT_REPORT_ANNOTATION: report.model_dump_json(by_alias=True, exclude_none=True),
+        }
+        lease = {**lease, "metadata": metadata}
     spec = dict(lease.get("spec") or {})
     if spec.get("holderIdentity") != holder:
         if spec.get("holderIdentity"):
@@ -79,6 +93,11 @@ class LeaseKeeper:
         self.hub_rtt_ms: float | None = None
         """The round trip of the last renewal that took."""
         self.last_error = ""
+        self.report: AgentReport | None = None
+        """The agent's report of its cluster, sent with each renewal (`ClusterReporter`)."""
+
+    def set_report(self, report: AgentReport) -> None:
+        self.report = report
 
     def set_timing(self, timing: AgentTiming) -> None:
         if timing != self.timing:
@@ -131,7 +150,14 @@ class LeaseKeeper:
     ) -> tuple[dict[str, Any], float]:
         """PUTs the renewed Lease at its resourceVersion; returns it as written and the round
         trip in seconds."""
-        body = renewed(lease, self.holder, duration_s, self.now())
+        report = self.report
+        if report is not None:
+            rtt = self.hub_rtt_ms
+            report = report.model_copy(
+                update={"hub_rtt_ms": None if rtt is None else round(rtt, 1),
+                        "report_time": self.now()}
+            )  # fmt: skip
+        body = renewed(lease, self.holder, duration_s, self.now(), report)
         started = self.clock()
         written: Any = self._objects.replace_namespaced_custom_object(
             LEASE_GROUP, LEASE_VERSION, self.namespace, LEASE_PLURAL, AGENT_NAME, body,

@@ -1,9 +1,11 @@
-"""The agent's report of its cluster: MemberCluster status.agent on the hub, what the hub's probe
-would find if it could reach the cluster (its version, ID, nodes and allocatable, computed as the
-probe computes them) and the round trip of the last lease renewal.
+"""The agent's report of its cluster: what the hub's probe would find if it could reach the
+cluster (its version, ID, nodes and allocatable, computed as the probe computes them), sent with
+every lease renewal in the Lease's continuum.dev/agent-report annotation; the lease adds the
+round trip of its last renewal. The operator puts it in the MemberCluster's status.agent: the
+agent writes no MemberCluster, so it cannot set its own member's Ready.
 
-Written as a merge patch of that one key, every `interval_s` or as soon as the cluster's facts
-change. Its answer carries the MemberCluster's spec, whose agent times the lease follows.
+The facts are looked at every `CHECK_INTERVAL_S`; the MemberCluster is read every
+`interval_s` for the agent times the lease follows.
 """
 
 from __future__ import annotations
@@ -23,14 +25,12 @@ from continuum.operator.adapters.kube import describe_connection_error
 from continuum.operator.adapters.member_gate import CONNECTION_ERRORS
 from continuum.operator.adapters.member_probe import read_cluster_id, sum_allocatable
 from continuum.operator.agent.lease import LeaseKeeper
-from continuum.operator.agent.works import FIELD_MANAGER
 from continuum.operator.api import GROUP, VERSION, MemberCluster
 from continuum.operator.api.membercluster import AgentReport
 from continuum.operator.api.validation import validate_as
 
 LOG = logging.getLogger(__name__)
 MEMBER_PLURAL = "memberclusters"
-MERGE_PATCH = "application/merge-patch+json"
 REPORT_INTERVAL_S = 30.0
 CHECK_INTERVAL_S = 5.0
 REQUEST_TIMEOUT_S = 10.0
@@ -70,7 +70,6 @@ class ClusterReporter:
         self.lease = lease
         self.clock, self.now, self.interval_s = clock, now, interval_s
         self._cluster_id: str | None = None
-        self._sent: tuple[AgentReport, bool] | None = None
         self._sent_at: float | None = None
         self.last_error = ""
 
@@ -100,36 +99,23 @@ class ClusterReporter:
             self.lease.set_timing(member.spec.timing)
 
     def report(self) -> bool:
-        """Writes status.agent if the facts changed since the last report, or it is due;
-        returns whether it wrote."""
+        """Hands the cluster's facts to the lease, and reads the agent times when they are due;
+        returns whether the facts changed."""
         facts = self.facts()
-        rtt = self.lease.hub_rtt_ms
-        # The round trip changes with every renewal: it counts as a change when it becomes known.
-        seen = (facts, rtt is not None)
+        changed = facts != self.lease.report
+        self.lease.set_report(facts)
         due = self._sent_at is None or self.clock() - self._sent_at >= self.interval_s
-        if not due and seen == self._sent:
-            return False
-        report = facts.model_copy(
-            update={"hub_rtt_ms": None if rtt is None else round(rtt, 1),
-                    "report_time": self.now()}
-        )  # fmt: skip
-        # Every field, absent ones as null: a merge patch removes what it sets to null.
-        patch = {"status": {"agent": report.model_dump(mode="json")}}
-        try:
-            written: Any = self._objects.patch_cluster_custom_object_status(
-                GROUP, VERSION, MEMBER_PLURAL, self.member, patch,
-                field_manager=FIELD_MANAGER, _content_type=MERGE_PATCH,
-                _request_timeout=REQUEST_TIMEOUT_S,
-            )  # fmt: skip
-        except ApiException as error:
-            if error.status != 404:
-                raise
-            self._failed(f"MemberCluster {self.member} does not exist on the hub")
-            return False
-        self._sent, self._sent_at = seen, self.clock()
-        self._take_timing(written)
+        if due:
+            try:
+                self.read_timing()
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+                self._failed(f"MemberCluster {self.member} does not exist on the hub")
+                return changed
+            self._sent_at = self.clock()
         self.last_error = ""
-        return True
+        return changed
 
     def _failed(self, message: str) -> None:
         if message != self.last_error:

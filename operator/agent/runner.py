@@ -4,7 +4,7 @@
 - the work loop follows the member's MemberWorks on the hub (`works.py`) and the member's own
   shard resources (`local.py`), and a keyed work queue converges each work that changed, or
   whose resources changed (`convergence.py`), with every work again each `resync_s`;
-- the report loop writes MemberCluster status.agent (`report.py`).
+- the report loop finds the cluster's facts, which each renewal carries (`report.py`).
 
 Everything it keeps in memory it rebuilds from the hub and the member on start: the Lease is
 read again, the works and the resources listed again, and a restarted agent converges to

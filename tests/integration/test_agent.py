@@ -12,6 +12,7 @@ of its own, and a test that kills the agent starts it again.
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 import time
@@ -26,8 +27,14 @@ from kubernetes.client.exceptions import ApiException
 
 import continuum
 from continuum.operator.api import GROUP, VERSION, MLJob, ShardState
+from continuum.operator.api.membercluster import AgentReport
 from continuum.operator.api.shard_resources import RAY_JOB, SHARD_LABELS, job_selector
-from continuum.operator.api.work import AGENT_NAME, member_namespace, work_name
+from continuum.operator.api.work import (
+    AGENT_NAME,
+    AGENT_REPORT_ANNOTATION,
+    member_namespace,
+    work_name,
+)
 from continuum.operator.reconcile.kuberay import build_shard_resource, observe_shard
 from e2e import kuberay_sim
 from e2e.agent_process import AgentProcess
@@ -293,13 +300,16 @@ def test_the_agent_renews_its_lease_and_reports_its_cluster(
     assert spec["holderIdentity"].endswith(f"/{agent.pid}")
 
     def report() -> dict[str, Any] | None:
-        member: Any = client.CustomObjectsApi(pull_member.hub).get_cluster_custom_object(
-            GROUP, VERSION, "memberclusters", pull_member.name
+        """The report the agent's renewals carry, for the operator to put in status.agent."""
+        lease: Any = client.CustomObjectsApi(pull_member.hub).get_namespaced_custom_object(
+            "coordination.k8s.io", "v1", pull_member.namespace, "leases", AGENT_NAME
         )
-        found = (member.get("status") or {}).get("agent")
+        text = (lease["metadata"].get("annotations") or {}).get(AGENT_REPORT_ANNOTATION)
+        found = json.loads(text) if text else None
         return found if found and found.get("hubRttMs") else None
 
     reported = eventually(report, "the agent's report with its round trip to the hub")
+    assert AgentReport.model_validate(reported).cluster_id == reported["clusterID"]
     kube_system = client.CoreV1Api(pull_member.member).read_namespace("kube-system")
     assert reported["clusterID"] == kube_system.metadata.uid
     assert reported["kubernetesVersion"] == "v1.37.2"

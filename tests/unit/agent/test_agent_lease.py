@@ -8,7 +8,10 @@ from datetime import UTC, datetime
 import pytest
 from kubernetes import client
 
+from continuum.operator.adapters.pull import parse_report
 from continuum.operator.agent.lease import LeaseKeeper, micro_time, renewed
+from continuum.operator.api.membercluster import AgentReport
+from continuum.operator.api.work import AGENT_REPORT_ANNOTATION
 
 pytestmark = pytest.mark.unit
 NOW = datetime(2026, 12, 6, 9, 0, 0, tzinfo=UTC)
@@ -76,3 +79,16 @@ def test_a_renewal_that_cannot_reach_the_hub_keeps_the_last_renewal_time() -> No
     assert keeper.last_renewed is None and keeper.seconds_since_renewal() is None
     assert keeper.hub_rtt_ms is None
     assert keeper.last_error == "the connection was refused"
+
+
+def test_the_report_rides_on_the_renewal_and_the_hub_reads_it_back() -> None:
+    report = AgentReport(kubernetes_version="v1.37.2", cluster_id="c-1", nodes=2, nodes_ready=1,
+                         hub_rtt_ms=12.5, report_time=NOW)  # fmt: skip
+    lease = renewed(JOINED, "edge-1/host/12", 15, NOW, report)
+    text = lease["metadata"]["annotations"][AGENT_REPORT_ANNOTATION]
+    assert parse_report(text) == report
+    assert lease["metadata"]["labels"] == JOINED["metadata"]["labels"]
+    assert "annotations" not in JOINED["metadata"]  # not changed in place
+    assert parse_report("{not json") is None
+    assert parse_report('{"nodes": -1}') is None
+    assert parse_report("x" * 20000) is None

@@ -253,7 +253,9 @@ def test_the_hub_observes_a_condensed_resource_as_the_resource(
 
 
 def test_all_of_kuberay_sims_states_are_covered() -> None:
-    assert len(SIM_STATUSES) == 7  # 4 RayJob states, 3 RayService ones (it never succeeds)
+    # 6 RayJob states (with Suspending and Suspended), 3 RayService ones (it never succeeds
+    # nor suspends)
+    assert len(SIM_STATUSES) == 9
 
 
 def test_condensing_keeps_identity_labels_and_continuums_annotations_only() -> None:
