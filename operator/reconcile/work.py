@@ -168,7 +168,12 @@ def lease_probe(
     lease = f"Lease {member_namespace(member.metadata.name or '')}/{AGENT_NAME}"
     if lease_age_s is None:
         return ProbeResult(AGENT_NEVER_CONNECTED, f"its agent has never renewed {lease}"), None
-    heartbeat = now - timedelta(seconds=lease_age_s)
+    # Rounded up to the second status times hold: truncated, it would let the eviction come up
+    # to a second before the agent has fenced.
+    seen = now - timedelta(seconds=lease_age_s)
+    heartbeat = (
+        seen if seen.microsecond == 0 else seen.replace(microsecond=0) + timedelta(seconds=1)
+    )
     duration_s = member.spec.timing.lease_duration_seconds
     if lease_age_s > duration_s:
         message = (

@@ -160,6 +160,8 @@ def test_the_lease_says_whether_the_member_answers_and_since_when() -> None:
     assert probe.answered and probe.answered_reason == LEASE_RENEWED
     assert (probe.node_count, probe.cluster_id, probe.latency_ms) == (2, "c-1", 12.5)
     assert heartbeat == NOW - timedelta(seconds=3)
+    # Not truncated to the second the status holds, which would move the eviction earlier.
+    assert lease_probe(pulled(), 2.5, report, NOW)[1] == NOW - timedelta(seconds=2)
     status = probed_status(pulled(), probe, NOW)
     reachable = next(c for c in status.conditions if c.type == "Reachable")
     assert (reachable.reason, reachable.message) == (
