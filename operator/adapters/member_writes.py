@@ -118,6 +118,17 @@ def replacement(manifest: Manifest, current: Manifest) -> Manifest:
     return {**manifest, "metadata": metadata}
 
 
+def put_resource(api: client.ApiClient, namespace: str, body: Manifest) -> Manifest:
+    """Replaces one shard resource with `body` as it is, at the resourceVersion it holds (a
+    409 when the resource changed since it was read)."""
+    kind = kind_of(body)
+    replaced: Any = client.CustomObjectsApi(api).replace_namespaced_custom_object(
+        kind.group, kind.version, namespace, kind.plural, body["metadata"]["name"], body,
+        field_validation="Strict",
+    )  # fmt: skip
+    return dict(replaced)
+
+
 def replace_shard(
     api: client.ApiClient, namespace: str, manifest: Manifest, current: Manifest
 ) -> Manifest:

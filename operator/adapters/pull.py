@@ -13,7 +13,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from kubernetes import client
@@ -33,6 +33,9 @@ WorkKey = tuple[str, str, str]
 WorkChangeHandler = Callable[[str, str], None]
 LeaseChangeHandler = Callable[[str], None]
 MAX_REPORT_CHARACTERS = 16384
+# How often the operator checks that it hears the hub, and how long it waits for an answer.
+CONTACT_INTERVAL_S = 1.0
+CONTACT_TIMEOUT_S = 2.0
 
 
 def work_key(body: Body) -> WorkKey:
@@ -172,7 +175,13 @@ def _leases_as_dicts(coordination: client.CoordinationV1Api) -> Callable[..., An
 
 class LeaseMirror(_Mirror):
     """The Pull members' Leases (labelled with their member), and when each was last seen
-    renewed. `clock`: a monotonic clock, injected."""
+    renewed. `clock`: a monotonic clock, injected.
+
+    A Lease's age counts only while the operator itself is in touch with the hub: a request
+    every CONTACT_INTERVAL_S says whether it is. While it is not, the ages stand still (an
+    agent cannot be heard through a hub the operator cannot hear), and once it is again,
+    every Lease counts as renewed then: a hub outage of any length evicts no Pull member, as
+    a restarted operator evicts none."""
 
     def __init__(
         self,
@@ -184,12 +193,48 @@ class LeaseMirror(_Mirror):
         self._on_change = on_change
         self._seen: dict[str, LeaseSighting] = {}
         self._lock = threading.Lock()
+        self._version = client.VersionApi(api)
+        self._out_of_touch_since: float | None = None
+        self._stop = threading.Event()
         self.cache = WatchCache(
             "leases",
             _leases_as_dicts(client.CoordinationV1Api(api)),
             {"label_selector": MEMBER_LABEL},
             on_change=self._changed,
         )
+
+    def start(self) -> None:
+        super().start()
+        threading.Thread(target=self._keep_in_touch, name="hub-contact", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        super().stop()
+
+    def _keep_in_touch(self) -> None:
+        while not self._stop.wait(CONTACT_INTERVAL_S):
+            try:
+                self._version.get_code(_request_timeout=CONTACT_TIMEOUT_S)
+            except Exception:  # any failure to hear the hub is being out of touch with it
+                self.out_of_touch()
+            else:
+                self.in_touch()
+
+    def out_of_touch(self) -> None:
+        with self._lock:
+            if self._out_of_touch_since is None:
+                self._out_of_touch_since = self._clock()
+
+    def in_touch(self) -> None:
+        with self._lock:
+            if self._out_of_touch_since is None:
+                return
+            self._out_of_touch_since = None
+            now = self._clock()
+            self._seen = {
+                member: replace(seen, seen_at=max(seen.seen_at, now))
+                for member, seen in self._seen.items()
+            }
 
     def _changed(self, event: str, body: Body, before: Body | None) -> None:
         metadata = body.get("metadata") or {}
@@ -217,6 +262,11 @@ class LeaseMirror(_Mirror):
             return self._seen.get(member)
 
     def age_s(self, member: str) -> float | None:
-        """Seconds since the member's Lease was last seen renewed; None if never."""
-        seen = self.sighting(member)
-        return None if seen is None else self._clock() - seen.seen_at
+        """Seconds since the member's Lease was last seen renewed, not counting the time the
+        operator was out of touch with the hub; None if never."""
+        with self._lock:
+            seen = self._seen.get(member)
+            until = self._out_of_touch_since
+        if seen is None:
+            return None
+        return max(0.0, (until if until is not None else self._clock()) - seen.seen_at)

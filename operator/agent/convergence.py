@@ -19,7 +19,7 @@ from kubernetes.client.exceptions import ApiException
 
 from continuum.operator.adapters.kube import api_status_message, describe_connection_error
 from continuum.operator.adapters.member_gate import CONNECTION_ERRORS
-from continuum.operator.adapters.member_writes import apply_plan
+from continuum.operator.adapters.member_writes import apply_plan, put_resource
 from continuum.operator.adapters.workqueue import RetryLater
 from continuum.operator.agent.local import LocalResources
 from continuum.operator.agent.works import WorkView
@@ -33,6 +33,7 @@ from continuum.operator.reconcile.agent_work import (
     plan_work,
     work_status,
 )
+from continuum.operator.reconcile.fencing import hold_fenced, resumable, resumed
 
 LOG = logging.getLogger(__name__)
 # What the member's API server says of a write it will refuse again unchanged: the work says
@@ -53,8 +54,10 @@ class WorkConverger:
         works: WorkView,
         local: LocalResources,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        fence_due: Callable[[], bool] = lambda: False,
     ) -> None:
         self.member, self.works, self.local, self.now = member, works, local, now
+        self.fence_due = fence_due
         self._invalid: dict[str, str] = {}
 
     def converge(self, name: str) -> None:
@@ -72,12 +75,23 @@ class WorkConverger:
         job = work.spec.job_ref
         held = self.local.of_job(JobKey(job.namespace, job.name))
         planned = plan_work(work, held, synced)
+        fencing = self.fence_due()
+        plan = hold_fenced(planned.plan, work, fencing)
+        # A shard fenced while the agent could not renew runs again only under work of a later
+        # session, read on the current connection, while the lease holds.
+        resumes = [] if fencing or not synced else [r for r in held if resumable(r, work)]
         refused = ""
         try:
             after = apply_plan(
-                self.member, job.namespace, planned.plan, held,
+                self.member, job.namespace, plan, held,
                 lambda manifest: as_created(work, manifest), self.local.record,
             )  # fmt: skip
+            for resource in resumes:
+                self.local.record(put_resource(self.member, job.namespace, resumed(resource)), None)
+                LOG.info("resumed %s %s/%s under session %s", resource["kind"], job.namespace,
+                         resource["metadata"]["name"], work.spec.session_epoch)  # fmt: skip
+            if resumes:
+                after = self.local.of_job(JobKey(job.namespace, job.name))
         except ApiException as error:
             if error.status not in REFUSALS:
                 raise

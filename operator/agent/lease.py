@@ -96,8 +96,14 @@ class LeaseKeeper:
         self.report: AgentReport | None = None
         """The agent's report of its cluster, sent with each renewal (`ClusterReporter`)."""
 
+        self._fenced: tuple[int, int | None] = (0, None)
+
     def set_report(self, report: AgentReport) -> None:
         self.report = report
+
+    def set_fenced(self, shards: int, awaiting: int | None) -> None:
+        """How many shards the agent holds fenced, and the oldest session they wait past."""
+        self._fenced = (shards, awaiting)
 
     def set_timing(self, timing: AgentTiming) -> None:
         if timing != self.timing:
@@ -153,8 +159,10 @@ class LeaseKeeper:
         report = self.report
         if report is not None:
             rtt = self.hub_rtt_ms
+            shards, awaiting = self._fenced
             report = report.model_copy(
                 update={"hub_rtt_ms": None if rtt is None else round(rtt, 1),
+                        "fenced_shards": shards, "awaiting_session": awaiting,
                         "report_time": self.now()}
             )  # fmt: skip
         body = renewed(lease, self.holder, duration_s, self.now(), report)

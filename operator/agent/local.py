@@ -59,6 +59,10 @@ class LocalResources:
             return [item for cache in self._caches.values() for item in cache.indexed(job)]
         return list_managed(self.api, job.namespace, job_selector(job.name))
 
+    def items(self) -> list[Manifest]:
+        """Every managed shard resource, as the mirror holds it (none before its first list)."""
+        return [item for cache in self._caches.values() for item in cache.items()]
+
     def record(self, written: Manifest | None, removed: Manifest | None) -> None:
         """What a write returned (or removed), into the mirror at once."""
         body = written or removed

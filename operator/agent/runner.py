@@ -4,7 +4,10 @@
 - the work loop follows the member's MemberWorks on the hub (`works.py`) and the member's own
   shard resources (`local.py`), and a keyed work queue converges each work that changed, or
   whose resources changed (`convergence.py`), with every work again each `resync_s`;
-- the report loop finds the cluster's facts, which each renewal carries (`report.py`).
+- the report loop finds the cluster's facts, which each renewal carries (`report.py`);
+- the fence loop suspends the shards that must not run twice once the lease has gone
+  fenceAfterSeconds without a renewal (`fencing.py`); convergence lets them run again only
+  under work of a later session.
 
 Everything it keeps in memory it rebuilds from the hub and the member on start: the Lease is
 read again, the works and the resources listed again, and a restarted agent converges to
@@ -29,6 +32,7 @@ from continuum.operator.adapters.kube import describe_connection_error
 from continuum.operator.adapters.member_gate import CONNECTION_ERRORS
 from continuum.operator.adapters.workqueue import WorkQueue
 from continuum.operator.agent.convergence import WorkConverger
+from continuum.operator.agent.fencing import Fence
 from continuum.operator.agent.lease import LeaseKeeper
 from continuum.operator.agent.local import LocalResources
 from continuum.operator.agent.report import ClusterReporter
@@ -70,7 +74,8 @@ class Agent:
         )
         self.works = WorkView(hub, name, self.queue.add)
         self.local = LocalResources(member, self._resources_changed)
-        self.converger = WorkConverger(member, self.works, self.local, now)
+        self.fence = Fence(member, self.lease, self.works, self.local, clock)
+        self.converger = WorkConverger(member, self.works, self.local, now, self.fence.is_due)
         self.reporter = ClusterReporter(
             name, hub, member, self.lease, clock, now, settings.report_interval_s
         )
@@ -103,6 +108,7 @@ class Agent:
         for target, label in (
             (self.lease.run, "lease"),
             (self.reporter.run, "report"),
+            (self.fence.run, "fence"),
             (self._resync, "resync"),
         ):
             thread = threading.Thread(

@@ -178,6 +178,9 @@ class AgentReport(StatusModel):
     """The round trip of the agent's last lease renewal."""
     fenced_shards: int = Field(default=0, ge=0)
     """Shards the agent has stopped because it could not renew its lease."""
+    awaiting_session: int | None = Field(default=None, ge=0)
+    """The oldest session its fenced shards were fenced under: they resume only under work of
+    a later one, so the hub starts one if it has not (its Lease never seemed to expire)."""
     report_time: KubeTime | None = None
 
 

@@ -61,6 +61,11 @@ class ShardLabelKeys:
     copy on the member it names still works: the replacement starts (its pods run) but must not
     work, nor write checkpoints, until `handover-done` is set; two copies working at once would
     both write under one checkpoint URI."""
+    fenced_session_annotation: str = "continuum.dev/fenced-session"
+    """Set by a Pull member's agent on a RayJob it suspended (`spec.suspend`) because it could
+    not renew its lease: the session epoch of the work it was fenced under. It resumes only
+    under work of a later session, which the hub writes once it has seen the agent back and
+    has written any move decided meanwhile."""
     handover_done_annotation: str = "continuum.dev/handover-done"
     """Set by the operator on a replacement that waited (`handover-from`), once its old copy has
     handed its last checkpoint over or is gone (RFC 3339 time): the replacement then resumes from

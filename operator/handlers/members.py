@@ -108,7 +108,8 @@ def heartbeat(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     if heartbeat_at is not None and probe.answered:
         # The renewal the hub saw, not this tick: the eviction's grace counts from it.
         status = status.model_copy(update={"last_heartbeat_time": heartbeat_at})
-    session = next_session(member, probe.answered) if pulled else None
+    awaiting = report.awaiting_session if report is not None else None
+    session = next_session(member, probe.answered, awaiting) if pulled else None
     if session is not None:
         status = status.model_copy(update={"session_epoch": session})
     if pulled and report is not None:

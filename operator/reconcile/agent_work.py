@@ -25,6 +25,7 @@ from continuum.operator.api.work import (
     WorkReason,
     WorkResource,
 )
+from continuum.operator.reconcile.fencing import fenced_session
 from continuum.operator.reconcile.handoff import shard_of
 from continuum.operator.reconcile.kuberay import with_resume_checkpoint
 from continuum.operator.reconcile.shards import plan_cluster
@@ -248,7 +249,8 @@ def reported_resources(work: MemberWork, held: Sequence[Manifest]) -> list[Repor
         if job_uid_of(item) != work.spec.job_ref.uid or shard is None or epoch is None:
             continue
         kind, name = key_of(item)
-        fields = {"kind": kind, "name": name, "shard": shard, "epoch": epoch}
+        fields = {"kind": kind, "name": name, "shard": shard, "epoch": epoch,
+                  "fenced": fenced_session(item) is not None}  # fmt: skip
         reported.append(ReportedResource.model_validate({**fields, "observed": condensed(item)}))
     return reported
 
@@ -262,10 +264,26 @@ class Outcome:
     refused: str = ""
 
 
-def _applied_condition(work: MemberWork, outcome: Outcome) -> tuple[ConditionStatus, str, str]:
+def _applied_condition(
+    work: MemberWork, outcome: Outcome, held: Sequence[Manifest]
+) -> tuple[ConditionStatus, str, str]:
     planned = outcome.planned
     if planned.refused or outcome.refused:
         return ConditionStatus.FALSE, WorkReason.REFUSED, planned.refused or outcome.refused
+    stopped = sorted(
+        key_of(item)[1]
+        for item in held
+        if job_uid_of(item) == work.spec.job_ref.uid and fenced_session(item) is not None
+    )
+    if stopped:
+        return (
+            ConditionStatus.FALSE,
+            WorkReason.FENCED,
+            (
+                f"fenced when the agent could not renew its lease: {', '.join(stopped)}; they run "
+                "again under the hub's next session, or go if moved"
+            ),
+        )
     if planned.settled:
         count = 0 if work.spec.job_deleted else len(work.spec.resources)
         return ConditionStatus.TRUE, WorkReason.APPLIED, f"the member holds the {count} listed"
@@ -282,7 +300,7 @@ def work_status(
     """The work's status once its plan was carried out and the member holds `held` of the job:
     the generation it describes, the Applied condition, the resources, the time."""
     previous = work.status or MemberWorkStatus()
-    status, reason, message = _applied_condition(work, outcome)
+    status, reason, message = _applied_condition(work, outcome, held)
     conditions = upsert_condition(
         previous.conditions,
         WorkConditionType.APPLIED,

@@ -204,17 +204,21 @@ def _reachable(member: MemberCluster) -> Condition | None:
     return next((c for c in conditions if c.type == MemberClusterConditionType.REACHABLE), None)
 
 
-def next_session(member: MemberCluster, answered: bool) -> int | None:
+def next_session(member: MemberCluster, answered: bool, awaiting: int | None = None) -> int | None:
     """The member's session epoch after this look at its lease: one more when its agent is
     back after its lease had expired, so that a shard it fenced resumes only under work
-    written after its return; None when it stays as it is."""
+    written after its return; past `awaiting` (the session the agent says its fenced shards
+    wait to be succeeded) when the hub never saw the lease expire; None when it stays."""
     status = member.status
     if not answered or status is None or status.last_heartbeat_time is None:
         return None
+    current = status.session_epoch or 0
+    if awaiting is not None and current <= awaiting:
+        return awaiting + 1
     reachable = _reachable(member)
     if reachable is not None and reachable.status == ConditionStatus.TRUE:
         return None
-    return (status.session_epoch or 0) + 1
+    return current + 1
 
 
 def settled_session(

@@ -92,3 +92,24 @@ def test_the_report_rides_on_the_renewal_and_the_hub_reads_it_back() -> None:
     assert parse_report("{not json") is None
     assert parse_report('{"nodes": -1}') is None
     assert parse_report("x" * 20000) is None
+
+
+def test_a_lease_ages_only_while_the_operator_hears_the_hub() -> None:
+    from continuum.operator.adapters.pull import LeaseMirror
+
+    now = [100.0]
+    api = client.ApiClient(client.Configuration(host="https://127.0.0.1:9"))
+    mirror = LeaseMirror(api, clock=lambda: now[0])  # not started: fed by hand
+    lease = renewed(JOINED, "edge-1/host/12", 15, NOW)
+    mirror._changed("ADDED", lease, None)
+    now[0] = 110.0
+    assert mirror.age_s("edge-1") == 10.0
+    mirror.out_of_touch()  # the hub stops answering the operator
+    now[0] = 400.0
+    assert mirror.age_s("edge-1") == 10.0  # the hub's outage is not the agent's silence
+    mirror.in_touch()
+    assert mirror.age_s("edge-1") == 0.0  # a whole lease again, as after a restart
+    now[0] = 405.0
+    assert mirror.age_s("edge-1") == 5.0
+    assert mirror.age_s("another") is None
+    api.close()

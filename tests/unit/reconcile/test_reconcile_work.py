@@ -232,3 +232,9 @@ def test_a_new_session_reaches_the_work_only_once_the_return_has_settled() -> No
     assert settled_session(back, 3, False, NOW, 4.0) == (3, 0.0)
     lost = _with_reachable("False", NOW - timedelta(seconds=10), session=3)
     assert settled_session(lost, 2, False, NOW, 4.0) == (2, 0.0)
+
+
+def test_the_hub_starts_a_session_for_shards_its_agent_fenced_unseen() -> None:
+    # The agent fenced under session 2, but the hub never saw its lease expire.
+    assert next_session(_with_reachable("True", NOW, 2), answered=True, awaiting=2) == 3
+    assert next_session(_with_reachable("True", NOW, 3), answered=True, awaiting=2) is None
