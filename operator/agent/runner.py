@@ -93,15 +93,17 @@ class Agent:
         """Starts every loop. The agent's times are read from the MemberCluster first, when the
         hub answers, so that the first renewal writes the right lease duration."""
         try:
-            self.reporter.read_timing()
+            # The facts before the first renewal, so that it carries them.
+            self.reporter.report()
         except ApiException as error:
             LOG.warning(
-                "reading MemberCluster %s failed: HTTP %s: %s; taking the default agent times",
-                self.settings.member, error.status, error.reason,
+                "the first report of member %s failed: HTTP %s: %s; taking the default agent "
+                "times until the MemberCluster is read", self.settings.member, error.status,
+                error.reason,
             )  # fmt: skip
         except CONNECTION_ERRORS as error:
-            LOG.warning("the hub does not answer (%s); taking the default agent times",
-                        describe_connection_error(error))  # fmt: skip
+            LOG.warning("the first report failed (%s); taking the default agent times until "
+                        "the MemberCluster is read", describe_connection_error(error))  # fmt: skip
         self.local.start()
         self.works.start()
         self.queue.start()

@@ -205,9 +205,10 @@ def test_apply_runs_the_shards_in_the_pull_member_and_the_hub_sees_them(
     work = hub_get(setup, f"continuum-member-{PULLED}", "memberworks", f"{namespace}.{train}")
     assert condition(work, "Applied") == ("True", "Applied")
     assert work["status"]["observedGeneration"] == work["metadata"]["generation"]
-    member = hub_get(setup, "memberclusters", PULLED)
+    member = eventually(lambda: (m := hub_get(setup, "memberclusters", PULLED))["status"]
+                        .get("agent") and m, "the agent's report in its status")  # fmt: skip
     assert condition(member, "Reachable") == ("True", "LeaseRenewed")
-    assert member["status"]["agent"]["clusterID"]
+    assert member["status"]["agent"]["clusterID"] == member["status"]["clusterID"]
     assert member["status"]["agent"]["hubRttMs"] > 0
     # No Push member holds anything of them.
     for api in setup.pushed.values():
