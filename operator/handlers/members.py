@@ -66,7 +66,11 @@ def _ready(status: MemberClusterStatus | None) -> tuple[str, str]:
 # Sharp: every PROBE_INTERVAL_S from the start, not that long after each probe ends, so that a
 # member that stops answering is declared failed after its failure threshold times the
 # interval, however long each unanswered probe waits (its timeout is below the interval).
-@kopf.timer(GROUP, VERSION, "memberclusters", interval=PROBE_INTERVAL_S, idle=0, sharp=True)
+# A heartbeat that fails (the hub did not take its status) is tried again at the next interval,
+# not after Kopf's default minute: a hub outage must not leave every member unjudged for a
+# minute after it ends.
+@kopf.timer(GROUP, VERSION, "memberclusters", interval=PROBE_INTERVAL_S, idle=0, sharp=True,
+            backoff=PROBE_INTERVAL_S)  # fmt: skip
 def heartbeat(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     context: OperatorContext = memo.context
     metrics.RECONCILES.labels("MemberCluster").inc()
@@ -120,6 +124,10 @@ def heartbeat(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     # latencyToSites of the same status, which this body may hold older versions of.
     context.hub.apply_member_status(name, heartbeat_fields(status.to_dict()), HEARTBEAT_MANAGER)
     _report_failover(context, body, member, status)
+    if session is not None:
+        # A new session lets the agent resume what it fenced: the member's works carry it once
+        # their jobs' next passes write it.
+        context.ask_jobs_on(name)
     if _ready(before) != _ready(status):
         context.wake_scheduler.set()
         context.ask_jobs_on(name)
