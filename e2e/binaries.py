@@ -157,6 +157,22 @@ def kubectl(
     )
 
 
+def helm(home: Path, kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Runs the pinned helm against one cluster, with its caches and config under `home` (a
+    test's own folder, not the user's), and captures what it prints."""
+    environment = {
+        "HOME": str(home),
+        "HELM_CACHE_HOME": str(home / "cache"),
+        "HELM_CONFIG_HOME": str(home / "config"),
+        "HELM_DATA_HOME": str(home / "data"),
+        "PATH": "/usr/bin:/bin",
+    }
+    return subprocess.run(
+        [str(binary("helm")), f"--kubeconfig={kubeconfig}", *args],
+        capture_output=True, text=True, env=environment, check=False, timeout=120,
+    )  # fmt: skip
+
+
 if __name__ == "__main__":
     for requested in BUILDS:
         print(ensure_built(requested))

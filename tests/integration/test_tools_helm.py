@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import uuid
 from pathlib import Path
 
@@ -18,21 +17,7 @@ CHART = Path(__file__).resolve().parents[2] / "charts" / "continuum"
 
 
 def _helm(tmp_path: Path, kubeconfig: Path, *args: str) -> str:
-    environment = {
-        "HOME": str(tmp_path),
-        "HELM_CACHE_HOME": str(tmp_path / "cache"),
-        "HELM_CONFIG_HOME": str(tmp_path / "config"),
-        "HELM_DATA_HOME": str(tmp_path / "data"),
-        "PATH": "/usr/bin:/bin",
-    }
-    result = subprocess.run(
-        [str(binaries.binary("helm")), f"--kubeconfig={kubeconfig}", *args],
-        capture_output=True,
-        text=True,
-        env=environment,
-        check=False,
-        timeout=120,
-    )
+    result = binaries.helm(tmp_path, kubeconfig, *args)
     assert result.returncode == 0, f"helm {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
     return result.stdout
 
