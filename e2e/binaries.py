@@ -157,9 +157,9 @@ def kubectl(
     )
 
 
-def helm(home: Path, kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Runs the pinned helm against one cluster, with its caches and config under `home` (a
-    test's own folder, not the user's), and captures what it prints."""
+def helm(home: Path, kubeconfig: Path | None, *args: str) -> subprocess.CompletedProcess[str]:
+    """Runs the pinned helm (against one cluster, given its kubeconfig), with its caches and
+    config under `home` (a test's own folder, not the user's), and captures what it prints."""
     environment = {
         "HOME": str(home),
         "HELM_CACHE_HOME": str(home / "cache"),
@@ -168,7 +168,7 @@ def helm(home: Path, kubeconfig: Path, *args: str) -> subprocess.CompletedProces
         "PATH": "/usr/bin:/bin",
     }
     return subprocess.run(
-        [str(binary("helm")), f"--kubeconfig={kubeconfig}", *args],
+        [str(binary("helm")), *([f"--kubeconfig={kubeconfig}"] if kubeconfig else []), *args],
         capture_output=True, text=True, env=environment, check=False, timeout=120,
     )  # fmt: skip
 

@@ -4,7 +4,6 @@ job, module, interval and labels the rules and the operator read."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +23,7 @@ PLACES = [
 
 
 def helm(tmp_path: Path, *args: str) -> str:
-    environment = {
-        "HOME": str(tmp_path),
-        "HELM_CACHE_HOME": str(tmp_path / "cache"),
-        "HELM_CONFIG_HOME": str(tmp_path / "config"),
-        "HELM_DATA_HOME": str(tmp_path / "data"),
-        "PATH": "/usr/bin:/bin",
-    }
-    result = subprocess.run(
-        [str(binaries.binary("helm")), *args],
-        capture_output=True, text=True, env=environment, check=False, timeout=120,
-    )  # fmt: skip
+    result = binaries.helm(tmp_path, None, *args)
     assert result.returncode == 0, f"helm {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
     return result.stdout
 
