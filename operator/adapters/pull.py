@@ -248,7 +248,10 @@ class LeaseMirror(_Mirror):
             if event == "DELETED":
                 self._seen.pop(member, None)
             elif renew_time and (
-                member not in self._seen or self._seen[member].renew_time != renew_time
+                # Only a later renewal counts: a watch that replays older versions of the
+                # Lease must not make a silent agent look alive. (MicroTimes of one format
+                # order as strings.)
+                member not in self._seen or self._seen[member].renew_time < renew_time
             ):
                 self._seen[member] = LeaseSighting(
                     renew_time, self._clock(), str(spec.get("holderIdentity") or ""), report

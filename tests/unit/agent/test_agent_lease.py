@@ -112,4 +112,8 @@ def test_a_lease_ages_only_while_the_operator_hears_the_hub() -> None:
     now[0] = 405.0
     assert mirror.age_s("edge-1") == 5.0
     assert mirror.age_s("another") is None
+    # A watch that replays an older version of the Lease does not make the agent look alive.
+    older = renewed(JOINED, "edge-1/host/12", 15, datetime(2026, 12, 6, 8, 0, 0, tzinfo=UTC))
+    mirror._changed("MODIFIED", older, None)
+    assert mirror.age_s("edge-1") == 5.0
     api.close()
