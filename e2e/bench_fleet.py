@@ -161,32 +161,44 @@ def lease_writes(counts: Counter[tuple[str, str]]) -> int:
 
 @dataclass(frozen=True)
 class Mark:
-    """Where the operator and the hub stood at one moment."""
+    """Where the operator and the hub stood at one moment: the CPU seconds each process of
+    the run has used (the operator, the hub's servers, the agent processes) and the requests
+    the hub has served."""
 
     at: float
-    operator_cpu_s: float
+    cpu_s: dict[str, float]
     requests: Counter[tuple[str, str]]
 
 
-def mark(operator_pid: int, kubeconfig: Path) -> Mark:
-    return Mark(time.monotonic(), _cpu_s(operator_pid), hub_requests(kubeconfig))
+def mark(processes: dict[str, int], kubeconfig: Path) -> Mark:
+    return Mark(
+        time.monotonic(),
+        {name: _cpu_s(pid) for name, pid in processes.items()},
+        hub_requests(kubeconfig),
+    )
 
 
 def window(start: Mark, end: Mark) -> dict[str, Any]:
-    """The operator's CPU and the hub's request rates between two marks."""
+    """The CPU each process used and the hub's request rates between two marks."""
     seconds = max(end.at - start.at, 1e-9)
     requests = end.requests - start.requests
     top = {f"{verb} {resource}": round(count / seconds, 2)
            for (verb, resource), count in requests.most_common(8)}  # fmt: skip
-    cpu_s = end.operator_cpu_s - start.operator_cpu_s
+    cpu_s = {name: end.cpu_s[name] - start.cpu_s[name] for name in start.cpu_s}
+    agents_s = sum(value for name, value in cpu_s.items() if name.startswith("agents"))
     return {
         "seconds": round(seconds, 2),
-        "operator_cpu_s": round(cpu_s, 2),
-        "operator_cpu_per_s": round(cpu_s / seconds, 3),
+        "operator_cpu_s": round(cpu_s["operator"], 2),
+        "operator_cpu_per_s": round(cpu_s["operator"] / seconds, 3),
+        "cpu_per_s": {
+            **{name: round(value / seconds, 3) for name, value in cpu_s.items()
+               if not name.startswith("agents")},
+            "agents": round(agents_s / seconds, 3),
+        },
         "hub_requests_per_s": round(sum(requests.values()) / seconds, 1),
         "lease_writes_per_s": round(lease_writes(requests) / seconds, 2),
         "top_requests_per_s": top,
-    }
+    }  # fmt: skip
 
 
 def _rss_mb(pid: int) -> float:
@@ -425,9 +437,10 @@ def default_processes(members: int) -> int:
     return 1 if members < 20 else 2
 
 
-def measure(kubeconfig: Path, folder: Path, members: int, jobs: int, options: Options,
-            stack: contextlib.ExitStack) -> dict[str, Any]:  # fmt: skip
-    """One size on a running hub; everything it starts is stopped by `stack`."""
+def measure(kubeconfig: Path, folder: Path, servers: dict[str, int], members: int, jobs: int,
+            options: Options, stack: contextlib.ExitStack) -> dict[str, Any]:  # fmt: skip
+    """One size on a running hub (`servers`: its processes by name); everything it starts is
+    stopped by `stack`."""
     load_start = os.getloadavg()
     api = config.new_client_from_config(config_file=str(kubeconfig))
     stack.callback(api.close)
@@ -476,21 +489,26 @@ def measure(kubeconfig: Path, folder: Path, members: int, jobs: int, options: Op
     members_ready_s = poll(lambda: members_ready(objects) == members, 120 + members,
                            f"{members} members Ready") - launched  # fmt: skip
 
+    counted = {"operator": operator.pid, **servers} | {
+        f"agents-{index}": process.pid
+        for index, process in enumerate(agents.started)
+        if process.pid is not None
+    }
     with profiled(options.py_spy, operator.pid, folder / "profile-idle.txt"):
-        idle_start = mark(operator.pid, kubeconfig)
+        idle_start = mark(counted, kubeconfig)
         time.sleep(options.idle_s)
-        idle_end = mark(operator.pid, kubeconfig)
+        idle_end = mark(counted, kubeconfig)
     idle_rss = _rss_mb(operator.pid)
 
     with profiled(options.py_spy, operator.pid, folder / "profile-jobs.txt"):
-        jobs_start = mark(operator.pid, kubeconfig)
+        jobs_start = mark(counted, kubeconfig)
         submitted = submit_jobs(objects, jobs, options.rate)
         done = wait_until(
             lambda: len(placed) >= jobs and len(agents.ran) >= jobs,
             lock,
             time.monotonic() + options.timeout_s,
         )
-        jobs_end = mark(operator.pid, kubeconfig)
+        jobs_end = mark(counted, kubeconfig)
     peak_rss = _rss_peak_mb(operator.pid)
     counters = operator_counters(metrics_port)
     if operator.poll() is not None:
@@ -505,7 +523,6 @@ def measure(kubeconfig: Path, folder: Path, members: int, jobs: int, options: Op
     idle_share_s = idle_window["operator_cpu_per_s"] * jobs_window["seconds"]
     beyond_idle_s = jobs_window["operator_cpu_s"] - idle_share_s
     agent_counts = fleet_agents.counts(agents.stats)
-    renewals_per_s = round(agent_counts.get("renewals", 0) / (time.monotonic() - began), 2)
     return {
         "members": members,
         "jobs": jobs,
@@ -546,7 +563,7 @@ def measure(kubeconfig: Path, folder: Path, members: int, jobs: int, options: Op
             },
             "operator_samples": sampler.samples,
             "operator_counters": counters,
-            "agents": {**agent_counts, "renewals_per_s": renewals_per_s},
+            "agents": agent_counts,
         },
     }
 
@@ -559,10 +576,10 @@ def run_size(directory: Path, members: int, jobs: int, options: Options) -> dict
         stack.callback(testbed.down)
         (hub,) = testbed.up(0)
         assert hub.name == HUB
-        servers = [pid for pids in testbed.process_ids().values() for pid in pids.values()]
-        stack.enter_context(cpu_limit(options.cpus, servers))
+        servers = {f"hub {name}": pid for name, pid in testbed.process_ids()[HUB].items()}
+        stack.enter_context(cpu_limit(options.cpus, list(servers.values())))
         with contextlib.ExitStack() as started:
-            result = measure(hub.kubeconfig, folder, members, jobs, options, started)
+            result = measure(hub.kubeconfig, folder, servers, members, jobs, options, started)
     return result
 
 
@@ -585,6 +602,10 @@ ROWS = (
     ("operator CPU s per s, idle fleet", "detail.idle_window.operator_cpu_per_s"),
     ("operator CPU ms per member per s, idle", "detail.operator_cpu_ms_per_member_s_idle"),
     ("operator CPU ms per job, beyond idle", "detail.operator_cpu_ms_per_job"),
+    ("hub API server CPU s per s, jobs window", "detail.jobs_window.cpu_per_s.hub kube-apiserver"),
+    ("hub API server CPU s per s, idle fleet", "detail.idle_window.cpu_per_s.hub kube-apiserver"),
+    ("hub etcd CPU s per s, idle fleet", "detail.idle_window.cpu_per_s.hub etcd"),
+    ("agents' CPU s per s, idle fleet", "detail.idle_window.cpu_per_s.agents"),
     ("hub requests per s, jobs window", "hub_requests_per_s"),
     ("hub requests per s, idle fleet", "detail.idle_window.hub_requests_per_s"),
     ("lease writes per s, jobs window", "lease_writes_per_s"),

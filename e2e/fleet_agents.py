@@ -116,6 +116,8 @@ class Stats(NamedTuple):
     status_write_failures: int
     works_unreadable: int
     cpu_s: float
+    seconds: float
+    """How long the agents ran, from their start to their stop."""
 
 
 class Failed(NamedTuple):
@@ -270,6 +272,7 @@ class Fleet:
         self.works_unreadable = _Counter()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._started_at = self._stopped_at = time.monotonic()
 
     # --- leases ---------------------------------------------------------------------------
 
@@ -369,6 +372,7 @@ class Fleet:
         )
 
     def start(self) -> None:
+        self._started_at = time.monotonic()
         self.queue.start()
         self.works.start()
         thread = threading.Thread(target=self._renew_all, name="renewals", daemon=True)
@@ -376,6 +380,7 @@ class Fleet:
         self._threads.append(thread)
 
     def stop(self) -> None:
+        self._stopped_at = time.monotonic()
         self._stop.set()
         self.works.stop()
         self.queue.stop(5.0)
@@ -388,6 +393,7 @@ class Fleet:
             self.spec.index, self.renewals.value, self.renewal_failures.value,
             self.renewals_skipped.value, self.status_writes.value,
             self.status_write_failures.value, self.works_unreadable.value, time.process_time(),
+            self._stopped_at - self._started_at,
         )  # fmt: skip
 
 
@@ -430,7 +436,11 @@ def split(members: list[str], processes: int) -> list[tuple[str, ...]]:
 
 
 def counts(messages: Mapping[int, Stats]) -> dict[str, float]:
-    """The processes' stats added up."""
-    fields = [name for name in Stats._fields if name != "process"]
-    return {name: round(sum(getattr(stats, name) for stats in messages.values()), 2)
-            for name in fields}  # fmt: skip
+    """The processes' stats added up, and the renewals per second they made while running."""
+    fields = [name for name in Stats._fields if name not in ("process", "seconds")]
+    totals = {name: round(sum(getattr(stats, name) for stats in messages.values()), 2)
+              for name in fields}  # fmt: skip
+    seconds = max((stats.seconds for stats in messages.values()), default=0.0)
+    totals["seconds"] = round(seconds, 1)
+    totals["renewals_per_s"] = round(totals["renewals"] / seconds, 2) if seconds else 0.0
+    return totals
