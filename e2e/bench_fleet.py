@@ -50,6 +50,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from multiprocessing import resource_tracker
 from pathlib import Path
 from typing import Any
 
@@ -411,6 +412,18 @@ def latencies(submitted: dict[str, float], seen: dict[str, float]) -> list[float
     return [seen[name] - at for name, at in submitted.items() if name in seen]
 
 
+def by_tenth(submitted: dict[str, float], seen: dict[str, float]) -> list[float | None]:
+    """The p99 latency of each tenth of the jobs, in the order they were created: whether the
+    tail comes with the number of jobs already there, or from stalls."""
+    names = sorted(submitted, key=submitted.__getitem__)
+    size = max(1, -(-len(names) // 10))
+    return [
+        summary([seen[name] - submitted[name] for name in names[start : start + size]
+                 if name in seen])["p99_s"]
+        for start in range(0, len(names), size)
+    ]  # fmt: skip
+
+
 def p50_p99(values: Sequence[float]) -> dict[str, float | None]:
     figures = summary(values)
     return {"p50": figures["p50_s"], "p99": figures["p99_s"]}
@@ -517,6 +530,8 @@ def measure(kubeconfig: Path, folder: Path, servers: dict[str, int], members: in
         to_placement = latencies(submitted, placed)
         to_shard = latencies(submitted, agents.ran)
         to_report = latencies(submitted, agents.reported)
+        tenths = {"apply_to_placement_p99_s": by_tenth(submitted, placed),
+                  "apply_to_shard_p99_s": by_tenth(submitted, agents.ran)}  # fmt: skip
     stack.close()  # the agents' stats come as they stop
     jobs_window, idle_window = window(jobs_start, jobs_end), window(idle_start, idle_end)
     # What the jobs cost the operator beyond what the idle fleet costs it in the same time.
@@ -550,6 +565,7 @@ def measure(kubeconfig: Path, folder: Path, servers: dict[str, int], members: in
             "apply_to_placement": summary(to_placement),
             "apply_to_shard": summary(to_shard),
             "apply_to_shard_reported": summary(to_report),
+            "by_tenth_of_the_jobs": tenths,
             "jobs_window": jobs_window,
             "idle_window": idle_window,
             "operator_cpu_ms_per_member_s_idle": round(
@@ -688,6 +704,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = Options(args.processes, args.cpus, args.renew, args.rate, args.idle_s,
                       args.timeout, args.py_spy)  # fmt: skip
     directory = args.dir or Path(tempfile.mkdtemp(prefix="continuum-fleet-"))
+    # multiprocessing's resource tracker lives as long as this process: started now, outside
+    # any --cpus cgroup, it does not keep that cgroup from being removed after a size.
+    resource_tracker.ensure_running()
     results: list[dict[str, Any]] = []
     for members, count in zip(args.members, jobs, strict=True):
         results.append(run_size(directory, members, count, options))
