@@ -43,7 +43,7 @@ from continuum.operator.reconcile.membership import (
     invalid_status,
     probed_status,
 )
-from continuum.operator.reconcile.work import is_emptied, lease_probe, next_session
+from continuum.operator.reconcile.work import is_emptied, lease_probe, next_session, pull_status
 
 PROBE_INTERVAL_ENV = "CONTINUUM_PROBE_INTERVAL_SECONDS"
 PROBE_INTERVAL_S = float(os.environ.get(PROBE_INTERVAL_ENV) or 2.0)
@@ -109,20 +109,23 @@ def heartbeat(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     # A Pull member's lease has its own grace: it fails when the lease expires.
     threshold = 1 if pulled else context.config.failure_threshold
     status = probed_status(member, probe, now, threshold)
-    if heartbeat_at is not None and probe.answered:
+    session = None
+    if pulled:
         # The renewal the hub saw, not this tick: the eviction's grace counts from it.
-        status = status.model_copy(update={"last_heartbeat_time": heartbeat_at})
-    awaiting = report.awaiting_session if report is not None else None
-    session = next_session(member, probe.answered, awaiting) if pulled else None
-    if session is not None:
-        status = status.model_copy(update={"session_epoch": session})
-    if pulled and report is not None:
-        status = status.model_copy(update={"agent": report})
+        status = pull_status(before, status, member, heartbeat_at, probe.answered, report)
+        awaiting = report.awaiting_session if report is not None else None
+        session = next_session(member, probe.answered, awaiting)
+        if session is not None:
+            status = status.model_copy(update={"session_epoch": session})
     status = eviction_status(member, status, context.member_clusters(), context.config.eviction,
                              now)  # fmt: skip
     # Its own fields only, by server-side apply: the signals loop writes Degraded, risk and
-    # latencyToSites of the same status, which this body may hold older versions of.
-    context.hub.apply_member_status(name, heartbeat_fields(status.to_dict()), HEARTBEAT_MANAGER)
+    # latencyToSites of the same status, which this body may hold older versions of. A Pull
+    # member's status is written only when it changed (its heartbeat time does not, at every
+    # renewal).
+    fields = heartbeat_fields(status.to_dict())
+    if not (pulled and before is not None and fields == heartbeat_fields(before.to_dict())):
+        context.hub.apply_member_status(name, fields, HEARTBEAT_MANAGER)
     _report_failover(context, body, member, status)
     if session is not None:
         # A new session lets the agent resume what it fenced: the member's works carry it once

@@ -45,7 +45,9 @@ def probed_status(
         if probe.answered_reason == API_SERVER_ANSWERED:
             message = f"kube-apiserver {probe.kubernetes_version} answered{latency}"
         else:
-            message = f"{probe.message}{latency}"
+            # A Pull member's round trip is in its agent's report; in the message it would
+            # change the status at every renewal.
+            message = probe.message
         reason, reachable_status = probe.answered_reason, ConditionStatus.TRUE
     elif suspect:
         message = (

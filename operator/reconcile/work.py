@@ -19,7 +19,7 @@ from continuum.operator.api import (
     MemberClusterConditionType,
     MLJob,
 )
-from continuum.operator.api.membercluster import AgentReport
+from continuum.operator.api.membercluster import AgentReport, MemberClusterStatus
 from continuum.operator.api.probe import ProbeResult
 from continuum.operator.api.shard_resources import SHARD_LABELS, job_label_value
 from continuum.operator.api.work import (
@@ -242,3 +242,49 @@ def settled_session(
     if back_s < settle_s or writes_pending:
         return written, max(settle_s - back_s, 0.5)
     return current, 0.0
+
+
+# A Pull member's status is written when something the scheduler or a person reads changes,
+# not at every renewal: the heartbeat time while the lease holds, and the agent's report when
+# only its time and round trip moved, are refreshed this often at most.
+HEARTBEAT_REFRESH_FRACTION = 1 / 3
+REPORT_REFRESH_S = 60.0
+
+
+def _facts(report: AgentReport) -> AgentReport:
+    return report.model_copy(update={"report_time": None, "hub_rtt_ms": None})
+
+
+def pull_status(
+    before: MemberClusterStatus | None,
+    status: MemberClusterStatus,
+    member: MemberCluster,
+    heartbeat_at: datetime | None,
+    answered: bool,
+    report: AgentReport | None,
+) -> MemberClusterStatus:
+    """`status` (the heartbeat's, for a Pull member) with its heartbeat time and the agent's
+    report written only when they matter: the heartbeat time exactly when the lease has
+    expired (the eviction's grace counts from it), else when the written one is a third of a
+    lease old; the report when its facts change, else once a minute."""
+    written = before.last_heartbeat_time if before is not None else None
+    heartbeat = status.last_heartbeat_time
+    if heartbeat_at is not None:
+        refresh_s = member.spec.timing.lease_duration_seconds * HEARTBEAT_REFRESH_FRACTION
+        fresh_enough = (
+            answered
+            and written is not None
+            and timedelta(0) <= heartbeat_at - written < timedelta(seconds=refresh_s)
+        )
+        heartbeat = written if fresh_enough else heartbeat_at
+    agent = before.agent if before is not None else None
+    if report is not None:
+        keep = (
+            agent is not None
+            and _facts(agent) == _facts(report)
+            and agent.report_time is not None
+            and report.report_time is not None
+            and (report.report_time - agent.report_time).total_seconds() < REPORT_REFRESH_S
+        )
+        agent = agent if keep else report
+    return status.model_copy(update={"last_heartbeat_time": heartbeat, "agent": agent})

@@ -32,7 +32,7 @@ from e2e.registration import register_members
 pytestmark = pytest.mark.integration
 
 GROUP, VERSION = "continuum.dev", "v1alpha1"
-PULLED = "pulled-munich"
+PULLED = "played-munich"  # its own name: test_pull_member.py joins another
 NAMESPACE = f"continuum-member-{PULLED}"
 PUSH_MEMBERS = ("member-1", "member-2", "member-3", "member-4")
 LEASE_S, FENCE_S, MARGIN_S = 15, 15, 5
@@ -149,9 +149,11 @@ def agent(
             sim.join(timeout=10)
         for api in apis:
             api.close()
+        # Deleted while the operator runs, whose deletion handler lets it go; the played agent
+        # holds nothing by now.
+        testbed.kubectl("delete", "membercluster", PULLED, "--timeout=60s", check=False)
         if running.process is not None:
             running.stop()
-        testbed.kubectl("delete", "membercluster", PULLED, "--wait=false", check=False)
 
 
 def get(api: client.ApiClient, *path: str) -> dict[str, Any]:
