@@ -2,16 +2,19 @@
 the testbed's sites, with its real Prometheus.
 
     python -m e2e.bench_faults [--members 4] [--scripts NAME,...] [--faults FILE ...]
-        [--recovery none,reactive,proactive] [--min-failure-s 30] [--horizon 120]
-        [--manifests DIR] [--json F] [--markdown F] [--plot F.png]
+        [--recovery none,reactive,proactive] [--mode push|pull] [--min-failure-s 30]
+        [--horizon 120] [--manifests DIR] [--json F] [--markdown F] [--plot F.png]
 
 It brings up a testbed with sites and Prometheus (member-1..N-1 at the default topology's edge
-sites, member-N in the cloud), registers the members, and for each fault script and each
-recovery mode runs: the sites restored and unshaped, the link signals settled, a fresh
-namespace, the operator started anew (`--prometheus-url`; with `none`, also `--no-failover`),
-a KubeRay stand-in and a shard watcher AT each member's site (in its network namespace, so a
-partition cuts them off from the hub but not from their member, and `down` stops them with
-it), the jobs applied and Running, the script played (then `--hold-s`), and the jobs deleted.
+sites, member-N in the cloud), registers the members (`--mode push`, the default: the hub
+dials them) or joins them as Pull members (`--mode pull`: `continuum member join`, and each
+member's agent runs at its site, dialling the hub over the site's link; e2e/pull_members.py),
+and for each fault script and each recovery mode runs: the sites restored and unshaped, the link
+signals settled, a fresh namespace, the operator started anew (`--prometheus-url`; with `none`,
+also `--no-failover`), a KubeRay stand-in and a shard watcher AT each member's site (in its
+network namespace, so a partition cuts them off from the hub but not from their member, and
+`down` stops them with it), the jobs applied and Running, the script played (then `--hold-s`),
+and the jobs deleted.
 What it measures comes from what it saw (e2e/fault_metrics.py says how), not from what the
 operator reports: the shard watchers' records, the Placements' migrations and the
 MemberClusters' `Reachable` and `risk` as the hub showed them, and the times the script's rows
@@ -45,7 +48,7 @@ if __package__ in (None, ""):
 import yaml
 from kubernetes import client, config
 
-from e2e import fault_metrics, fault_script, monitoring, sites
+from e2e import fault_metrics, fault_script, monitoring, pull_members, sites
 from e2e.bench_stats import summary as latency_summary
 from e2e.binaries import kubectl
 from e2e.fault_metrics import (
@@ -56,7 +59,7 @@ from e2e.fault_metrics import (
     Timeline,
 )
 from e2e.operator_process import Operator
-from e2e.pids import has_exited, reap
+from e2e.pids import stop_pid
 from e2e.registration import register_members
 from e2e.shard_watch import follow
 from e2e.testbed import HUB, ClusterInfo, Testbed, member_sites
@@ -71,6 +74,7 @@ BUILT_IN = (
     "two-sites-fail",
 )
 MODES = ("none", "reactive", "proactive")
+MEMBER_MODES = ("push", "pull")
 NO_FAILOVER_FLAG = "--no-failover"
 # Risk below this and Degraded False on every member: the links are healthy again.
 HEALTHY_RISK = 0.35
@@ -301,23 +305,6 @@ def members_healthy(hub: ClusterInfo) -> str | None:
 # --- processes at the sites -------------------------------------------------------------------
 
 
-def _stop_pid(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    while not has_exited(pid) and time.monotonic() < deadline:
-        reap(pid)
-        time.sleep(0.05)
-    if not has_exited(pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + STOP_TIMEOUT_S
-        while not has_exited(pid) and time.monotonic() < deadline:
-            reap(pid)
-            time.sleep(0.05)
-    reap(pid)
-
-
 @dataclass(frozen=True)
 class SiteAgents:
     """The KubeRay stand-in and the shard watcher of each member, run at its site."""
@@ -351,7 +338,7 @@ class SiteAgents:
         for site in dict.fromkeys(self.placed.values()):
             for process in self.network.processes(site):
                 if process.name in self.names:
-                    _stop_pid(process.pid)
+                    stop_pid(process.pid, STOP_TIMEOUT_S)
                     self.network.forget_process(site, process.name)
 
 
@@ -628,12 +615,13 @@ def markdown(report: dict[str, Any]) -> str:
                              in s.get("duplicate_s_by_move_reason", {}).items()) or "-"),
         ("copies coexisting s (working or not)", lambda s: s["copies_coexisting_s"]),
     ]  # fmt: skip
+    member_mode = report.get("mode", "push")
     lines = [
-        f"Fault benchmark: {', '.join(report['scripts'])}; {report['members']} members; "
-        f"min failure {report['settings']['min_failure_s']} s, horizon "
+        f"Fault benchmark: {', '.join(report['scripts'])}; {report['members']} {member_mode} "
+        f"members; min failure {report['settings']['min_failure_s']} s, horizon "
         f"{report['settings']['horizon_s']} s",
         "",
-        "| measure | " + " | ".join(modes) + " |",
+        "| measure | " + " | ".join(f"{mode} ({member_mode})" for mode in modes) + " |",
         "|---|" + "---|" * len(modes),
     ]
     for label, value in rows:
@@ -642,7 +630,7 @@ def markdown(report: dict[str, Any]) -> str:
     lines += ["", *report["notes"], ""]
     for mode in modes:
         for script, result in report["recovery"][mode]["scripts"].items():
-            lines.append(f"- {script} / {mode}: {result['runtime_s']} s")
+            lines.append(f"- {script} / {mode} ({member_mode}): {result['runtime_s']} s")
     return "\n".join(lines) + "\n"
 
 
@@ -654,7 +642,8 @@ def plot(report: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [(mode, script, result)
+    member_mode = report.get("mode", "push")
+    panels = [(f"{mode} ({member_mode})", script, result)
               for mode, entry in report["recovery"].items()
               for script, result in entry["scripts"].items()]  # fmt: skip
     figure, axes = plt.subplots(len(panels), 2, figsize=(14, 3.2 * len(panels)), squeeze=False)
@@ -748,6 +737,13 @@ def parser() -> argparse.ArgumentParser:
         "--recovery",
         default=",".join(MODES),
         help="modes to compare, comma-separated: none,reactive,proactive",
+    )
+    parse.add_argument(
+        "--mode",
+        choices=MEMBER_MODES,
+        default="push",
+        help="push: the members are registered and the hub dials them; pull: each joins as a "
+        "Pull member and its agent runs at its site, dialling the hub over the site's link",
     )
     parse.add_argument(
         "--min-failure-s",
@@ -861,27 +857,50 @@ def main(argv: Sequence[str] | None = None) -> int:
             "- `reactive`: the jobs' faultTolerance.proactive.enabled is false; moves of Reason "
             "Proactive there come from the scheduler, not from the job."
         )
+    if args.mode == "pull":
+        notes.append(
+            "- `pull`: every member joined as a Pull member (`continuum member join`), its agent "
+            "at its site; a RayJob its agent fenced (`spec.suspend`) counts as not running."
+        )
     testbed = Testbed(folder)
     started = time.monotonic()
     store: CheckpointStore | None = None
+    pull_agents: pull_members.PullAgents | None = None
     report: dict[str, Any] = {}
     try:
-        log(f"testbed up in {folder} ({args.members} members at {', '.join(placed_sites)})")
+        log(f"testbed up in {folder} ({args.members} {args.mode} members at "
+            f"{', '.join(placed_sites)})")  # fmt: skip
         clusters = testbed.up(args.members, placed_sites, prometheus=True)
         hub = next(cluster for cluster in clusters if cluster.name == HUB)
         members = tuple(cluster for cluster in clusters if cluster.name != HUB)
-        register_members(clusters, None)
+        member_site = {
+            member.name: site for member, site in zip(members, placed_sites, strict=True)
+        }
+        if args.mode == "pull":
+            if not pull_members.hub_reachable_from_sites(hub):
+                raise SystemExit(
+                    f"bench_faults --mode pull: the hub serves at {hub.server}, not at "
+                    f"{sites.HUB_ADDRESS}, where the sites reach it"
+                )
+            agents_folder = folder / "agents"
+            hub_kubeconfigs = pull_members.join_members(hub, members, agents_folder, hub.server)
+            pull_agents = pull_members.PullAgents(testbed.sites, member_site,
+                                                  SITE_PROCESS_LIFETIME_S)  # fmt: skip
+            pull_agents.start(members, hub_kubeconfigs, agents_folder)
+            log(f"joined {len(members)} Pull members; their agents run at their sites")
+        else:
+            register_members(clusters, None)
         kubectl(hub.kubeconfig, "apply", "-f", str(REPO / "examples" / "tenants.yaml"))
         url = testbed.prometheus_url()
         assert url is not None
         store = CheckpointStore(testbed.sites.address(sites.HUB))
         store.start()
         bench = Bench(
-            testbed, hub, members,
-            {member.name: site for member, site in zip(members, placed_sites, strict=True)},
-            url, store.address, folder / "runs", args, no_failover,
+            testbed, hub, members, member_site, url, store.address, folder / "runs", args,
+            no_failover,
         )  # fmt: skip
         report = {
+            "mode": args.mode,
             "recovery": {mode: {"summary": {}, "events": [], "scripts": {}} for mode in modes},
             "scripts": [name for name, _ in scripts],
             "members": args.members,
@@ -905,6 +924,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if store is not None:
             store.stop()
+        if pull_agents is not None and not args.keep:
+            pull_agents.stop()
         if not args.keep:
             log("testbed down")
             testbed.down()

@@ -648,10 +648,16 @@ def observations_from_records(
     return found
 
 
-def shard_running(kind: str, status: Mapping[str, Any] | None) -> bool:
-    """KubeRay's status says the shard runs: a RayJob's Running/RUNNING, a RayService Ready."""
+def shard_running(
+    kind: str, status: Mapping[str, Any] | None, spec: Mapping[str, Any] | None = None
+) -> bool:
+    """KubeRay's status says the shard runs: a RayJob's Running/RUNNING, a RayService Ready.
+    A RayJob with `spec.suspend` (a Pull member's agent fenced it) does not: KubeRay takes its
+    Ray cluster down, and its status says so only a reconcile later."""
     status = status or {}
     if kind == "RayJob":
+        if (spec or {}).get("suspend"):
+            return False
         return status.get("jobDeploymentStatus") == "Running" and status.get("jobStatus") in (
             "RUNNING",
             None,

@@ -71,10 +71,14 @@ def latency_file(topology_file: Path) -> Path:
     return topology_file.with_name(f"{topology_file.stem}-latency.csv")
 
 
-def manifests(
-    members: Sequence[ClusterInfo], topology: dict[str, Any], source: Path
-) -> list[dict[str, Any]]:
-    regions = {site["name"]: site.get("region", "") for site in topology.get("sites", [])}
+def regions(topology: dict[str, Any]) -> dict[str, str]:
+    """Each site's region, by site name."""
+    return {site["name"]: site.get("region", "") for site in topology.get("sites", [])}
+
+
+def network_objects(source: Path) -> list[dict[str, Any]]:
+    """What every member's registration shares: the operator's namespace and, if the topology
+    has a latency CSV beside it, the network ConfigMap."""
     objects: list[dict[str, Any]] = [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SYSTEM_NAMESPACE}}
     ]
@@ -89,6 +93,14 @@ def manifests(
                 "data": {"latency.csv": latency.read_text()},
             }
         )
+    return objects
+
+
+def manifests(
+    members: Sequence[ClusterInfo], topology: dict[str, Any], source: Path
+) -> list[dict[str, Any]]:
+    region_of = regions(topology)
+    objects = network_objects(source)
     for member, cluster in zip(
         members, assign_clusters(topology, len(members), source), strict=True
     ):
@@ -113,7 +125,7 @@ def manifests(
                 "spec": {
                     "tier": cluster["tier"],
                     "site": cluster["site"],
-                    "region": regions.get(cluster["site"], ""),
+                    "region": region_of.get(cluster["site"], ""),
                     "kubeconfigSecretRef": {
                         "name": secret_name,
                         "namespace": SYSTEM_NAMESPACE,
@@ -135,8 +147,12 @@ def register_members(clusters: Sequence[ClusterInfo], topology_file: Path | None
     """`clusters` as `Testbed.up` returns them: the hub first, then the members in order."""
     source = topology_file or DEFAULT_TOPOLOGY
     hub, *members = clusters
-    objects = manifests(members, load_topology(source), source)
-    document = json.dumps({"apiVersion": "v1", "kind": "List", "items": objects})
+    apply(hub, manifests(members, load_topology(source), source))
+
+
+def apply(hub: ClusterInfo, objects: Sequence[dict[str, Any]]) -> None:
+    """Server-side applies `objects` to the hub."""
+    document = json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objects)})
     result = kubectl(
         hub.kubeconfig, "apply", "--server-side", "-f", "-", stdin=document, check=False
     )

@@ -9,7 +9,8 @@ with the site: what it writes is the ground truth of which copies of which shard
 Per kind (RayJob, RayService), a thread lists the managed resources (a `snapshot` record: what
 the member holds then) and watches from there (an `event` record per change), listing again
 after any error. Each record has the wall-clock time `t` at which it was seen; items carry the
-job, shard, uid, whether KubeRay's status says Running, and the newest checkpoint time.
+job, shard, uid, whether it runs (KubeRay's status says Running and, for a RayJob, a Pull
+member's agent has not fenced it: `spec.suspend`), and the newest checkpoint time.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ def item(kind: ResourceKind, resource: Mapping[str, Any]) -> dict[str, Any]:
         "job": annotations.get(SHARD_LABELS.job_name_annotation, labels.get(SHARD_LABELS.job)),
         "shard": int(labels.get(SHARD_LABELS.shard, 0)),
         "epoch": labels.get(SHARD_LABELS.epoch),
-        "running": shard_running(kind.kind, resource.get("status")),
+        "running": shard_running(kind.kind, resource.get("status"), resource.get("spec")),
+        "fenced": bool((resource.get("spec") or {}).get("suspend")),
         "deleting": bool(metadata.get("deletionTimestamp")),
         "checkpoint_t": parse_time(annotations.get(SHARD_LABELS.last_checkpoint_annotation)),
         "checkpoint_requested_t": parse_time(

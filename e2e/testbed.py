@@ -18,9 +18,11 @@ With `--sites` (root only; it reads the topology, so it needs PyYAML), each memb
 topology site (e2e/sites.py): its etcd, kube-apiserver and kube-controller-manager run in the
 site's network namespace, the API server serves on the site's address, and the hub, in the root
 namespace, reaches it through the link emulator, whose links `python -m e2e.sites ... --dir
-DIR/sites` shapes, partitions, takes down and restores. With `--prometheus` as well, a
-Prometheus and a blackbox exporter per place measure RTT and loss between the places
-(e2e/monitoring.py); `up` prints its URL last (`prometheus URL`), and `status` reports it.
+DIR/sites` shapes, partitions, takes down and restores. The hub's API server then serves at the
+hub's address in the network (10.77.0.1), so a process at a site (a Pull member's agent)
+reaches it over the site's link. With `--prometheus` as well, a Prometheus and a blackbox
+exporter per place measure RTT and loss between the places (e2e/monitoring.py); `up` prints its
+URL last (`prometheus URL`), and `status` reports it.
 """
 
 from __future__ import annotations

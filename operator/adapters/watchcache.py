@@ -182,6 +182,11 @@ class WatchCache:
             if self._stop.is_set():
                 break
             event_type, body = event["type"], event["object"]
+            # The mirror keeps where to watch from next itself: the client's Watch does only
+            # for list functions whose return type it can tell, and one it cannot tell (a
+            # wrapper) would watch again from the first list's version, replaying every
+            # change since then as if new.
+            resource_version = _version(body) or resource_version
             if event_type == "BOOKMARK":
                 continue
             with self._lock:
@@ -193,7 +198,7 @@ class WatchCache:
             if event_type != "DELETED" and _version(before) == _version(body):
                 continue  # the echo of a write whose result is in the mirror already
             self._notify(event_type, body, before)
-        return stream.resource_version or resource_version
+        return resource_version
 
     def _run(self) -> None:
         delay = RETRY_INITIAL_S
