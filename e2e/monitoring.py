@@ -22,11 +22,8 @@ rules, logs, the TSDB, state.json); `testbed.py down` stops it. Standard library
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import shutil
-import signal
 import subprocess
 import time
 import urllib.error
@@ -36,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from e2e.pids import has_exited, reap, write_json
+from e2e.pids import has_exited, reap, stop_pid, write_json
 from e2e.sites import HUB, Sites
 
 REPO = Path(__file__).resolve().parent.parent
@@ -162,16 +159,7 @@ def _stop(pid: int, executable: str) -> None:
     if not _alive(pid, executable):
         reap(pid)
         return
-    for sig, wait_s in ((signal.SIGTERM, STOP_TIMEOUT_S), (signal.SIGKILL, STOP_TIMEOUT_S)):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
-        deadline = time.monotonic() + wait_s
-        while not has_exited(pid) and time.monotonic() < deadline:
-            reap(pid)
-            time.sleep(0.05)
-        if has_exited(pid):
-            break
-    reap(pid)
+    stop_pid(pid, STOP_TIMEOUT_S)
 
 
 def _get(url: str, timeout_s: float = 2.0) -> str | None:
