@@ -29,6 +29,7 @@ WORK_PLURAL = "memberworks"
 WORK_SELECTOR = "continuum.dev/managed-by=continuum"
 # member, job namespace, job name
 WorkKey = tuple[str, str, str]
+JOB_INDEX = "job"
 # the job's namespace and name, for every change of a MemberWork
 WorkChangeHandler = Callable[[str, str], None]
 LeaseChangeHandler = Callable[[str], None]
@@ -48,6 +49,11 @@ def _member_of(body: Body) -> str:
     return str(work_key(body)[0])
 
 
+def _job_of(body: Body) -> tuple[str, str]:
+    _, namespace, name = work_key(body)
+    return (namespace, name)
+
+
 class _Mirror:
     """One list-and-watch of the hub, started and stopped with the operator."""
 
@@ -64,7 +70,7 @@ class _Mirror:
 
 
 class WorkMirror(_Mirror):
-    """Every MemberWork on the hub, indexed by (member, job namespace, job name) and by member;
+    """Every MemberWork on the hub, indexed by member and by job;
     writes go through it so that a pass sees its own write at once."""
 
     def __init__(self, api: client.ApiClient, on_change: WorkChangeHandler | None = None) -> None:
@@ -81,17 +87,24 @@ class WorkMirror(_Mirror):
             {"group": GROUP, "version": VERSION, "plural": WORK_PLURAL,
              "label_selector": WORK_SELECTOR},
             on_change=changed,
-            index=work_key,
+            index=_member_of,
+            indexes={JOB_INDEX: _job_of},
         )  # fmt: skip
         assert isinstance(cache, WatchCache)
         self.cache = cache
 
     def work(self, member: str, namespace: str, job: str) -> Body | None:
-        found = self.cache.indexed((member, namespace, job))
-        return found[0] if found else None
+        wanted = (member, namespace, job)
+        return next((body for body in self.of_member(member) if work_key(body) == wanted), None)
+
+    def members_with_work(self, namespace: str, job: str) -> set[str]:
+        """The members that have a work of the job, from the index by job."""
+        return {_member_of(body) for body in self.cache.indexed((namespace, job), JOB_INDEX)}
 
     def of_member(self, member: str) -> list[Body]:
-        return [body for body in self.cache.items() if _member_of(body) == member]
+        """The member's works, from the index by member: a fleet's thousands of works are not
+        scanned for each member."""
+        return self.cache.indexed(member)
 
     def write(self, body: Body, existing: Body | None) -> Body | None:
         """Creates the work, or replaces its spec at the version read; None on a conflict (the

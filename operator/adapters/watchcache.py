@@ -46,7 +46,8 @@ class WatchCache:
     client API, which also takes `watch=True`), and calls `on_change` for every change it sees,
     including those of the first list (as ADDED). `on_change` runs on the mirror's thread and
     must be quick: it enqueues work, it does not do it. With `index`, `indexed(value)` gives
-    the objects whose `index(object)` is `value` without looking at the others."""
+    the objects whose `index(object)` is `value` without looking at the others; `indexes`
+    adds more, by name: `indexed(value, name)`."""
 
     def __init__(
         self,
@@ -55,14 +56,15 @@ class WatchCache:
         list_arguments: dict[str, Any] | None = None,
         on_change: ChangeHandler | None = None,
         index: IndexFunction | None = None,
+        indexes: Mapping[str, IndexFunction] | None = None,
     ) -> None:
         self.name = name
         self._list_function = list_function
         self._list_arguments = dict(list_arguments or {})
         self._on_change = on_change
-        self._index = index
+        self._indexes = {**({"": index} if index is not None else {}), **(indexes or {})}
         self._items: dict[Key, Body] = {}
-        self._indexed: dict[Hashable, dict[Key, Body]] = {}
+        self._indexed: dict[str, dict[Hashable, dict[Key, Body]]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -96,9 +98,9 @@ class WatchCache:
         with self._lock:
             return self._items.get(key)
 
-    def indexed(self, value: Hashable) -> list[Body]:
+    def indexed(self, value: Hashable, index: str = "") -> list[Body]:
         with self._lock:
-            return list(self._indexed.get(value, {}).values())
+            return list(self._indexed.get(index, {}).get(value, {}).values())
 
     def store(self, body: Body) -> None:
         """Puts what a write returned in the mirror, and tells `on_change` as the watch would
@@ -124,18 +126,20 @@ class WatchCache:
         key = identity(body)
         self._remove(key)
         self._items[key] = body
-        if self._index is not None:
-            self._indexed.setdefault(self._index(body), {})[key] = body
+        for name, index in self._indexes.items():
+            self._indexed.setdefault(name, {}).setdefault(index(body), {})[key] = body
 
     def _remove(self, key: Key) -> None:
         body = self._items.pop(key, None)
-        if body is None or self._index is None:
+        if body is None:
             return
-        value = self._index(body)
-        bucket = self._indexed.get(value, {})
-        bucket.pop(key, None)
-        if not bucket:
-            self._indexed.pop(value, None)
+        for name, index in self._indexes.items():
+            buckets = self._indexed.get(name, {})
+            value = index(body)
+            bucket = buckets.get(value, {})
+            bucket.pop(key, None)
+            if not bucket:
+                buckets.pop(value, None)
 
     def _notify(self, event_type: str, body: Body, before: Body | None) -> None:
         if self._on_change is None:
@@ -263,8 +267,8 @@ class NamespacedCaches:
         cache = self._caches.get(key[0])
         return cache.get(key) if cache is not None else None
 
-    def indexed(self, value: Hashable) -> list[Body]:
-        return [body for cache in self._caches.values() for body in cache.indexed(value)]
+    def indexed(self, value: Hashable, index: str = "") -> list[Body]:
+        return [body for cache in self._caches.values() for body in cache.indexed(value, index)]
 
     def store(self, body: Body) -> None:
         cache = self._caches.get(identity(body)[0])
@@ -284,12 +288,15 @@ def custom_object_cache(
     namespaces: Sequence[str] = (),
     on_change: ChangeHandler | None = None,
     index: IndexFunction | None = None,
+    indexes: Mapping[str, IndexFunction] | None = None,
 ) -> WatchCache | NamespacedCaches:
     """A mirror of the custom objects that `arguments` name (group, version, plural, and any
     options of the list, such as a label selector): in every namespace by one list and watch
     across the cluster, or, given `namespaces`, by a list and watch in each of them."""
     if not namespaces:
-        return WatchCache(name, objects.list_cluster_custom_object, arguments, on_change, index)
+        return WatchCache(
+            name, objects.list_cluster_custom_object, arguments, on_change, index, indexes
+        )
     return NamespacedCaches(
         {
             namespace: WatchCache(
@@ -298,6 +305,7 @@ def custom_object_cache(
                 {**arguments, "namespace": namespace},
                 on_change,
                 index,
+                indexes,
             )
             for namespace in dict.fromkeys(namespaces)
         }

@@ -26,6 +26,7 @@ from continuum.operator.api.keys import JobKey
 from continuum.operator.api.mljob import is_finished_phase
 from continuum.operator.controller.scheduling import WRITERS
 from continuum.operator.reconcile.eviction import EvictionPolicy
+from continuum.operator.reconcile.membership import scheduled_view
 from continuum.operator.reconcile.shards import ClusterOutcome
 from continuum.operator.recovery.signals import SignalsConfig
 
@@ -264,7 +265,8 @@ class OperatorContext:
         ):
             self._ask_placement(JobKey.of_body(body))
         if (
-            kind in (MemberCluster, Tenant)
+            kind is Tenant
+            or (kind is MemberCluster and scheduled_view(body) != scheduled_view(before))
             or (kind is Placement and event == "DELETED")
             or (
                 kind is MLJob

@@ -179,9 +179,25 @@ def converge_all(
     namespace = job.metadata.namespace or ""
     outcomes: dict[str, ClusterOutcome] = {}
     retry_s = 0.0
+    # Only once the works are listed may a missing work say that nothing is there.
+    with_work = (
+        context.works.members_with_work(namespace, job.metadata.name or "")
+        if context.works.is_synced()
+        else None
+    )
     for member in context.member_clusters():
         name = member.metadata.name or ""
         wanted = desired.get(name, [])
+        if (
+            member.spec.mode == MemberMode.PULL
+            and not wanted
+            and name not in possibly_held
+            and with_work is not None
+            and name not in with_work
+        ):
+            # Nothing for its agent, and no work of the job to empty: most of a fleet, for
+            # most jobs, and so the cheapest look.
+            continue
         if is_duplicate(member) or member.metadata.deletion_timestamp is not None:
             # Another MemberCluster owns this cluster, or its own deletion empties it.
             if wanted:

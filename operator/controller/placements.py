@@ -116,11 +116,18 @@ def converge_job(context: OperatorContext, key: JobKey) -> None:
 def _held(
     context: OperatorContext, job: MLJob, members: Sequence[MemberCluster]
 ) -> dict[str, list[dict[str, Any]]]:
-    """What each of `members` holds of the job, as its mirror last saw it."""
+    """What each of `members` holds of the job, as its mirror last saw it (a Pull member's
+    is its work's report: one without a work of the job holds nothing of it)."""
     namespace = job.metadata.namespace or ""
+    with_work = context.works.members_with_work(namespace, job.metadata.name or "")
     return {
-        name: context.member_mirrors.last_known(name, namespace, job)
-        for name in (member.metadata.name or "" for member in members)
+        name: (
+            context.member_mirrors.last_known(name, namespace, job)
+            if member.spec.mode != MemberMode.PULL or name in with_work
+            else []
+        )
+        for member in members
+        for name in (member.metadata.name or "",)
     }
 
 

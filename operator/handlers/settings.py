@@ -20,6 +20,7 @@ from continuum.operator.controller.context import FINALIZER, OperatorContext
 from continuum.operator.controller.cycle import scheduling_loop
 from continuum.operator.controller.placements import start_controller
 from continuum.operator.controller.signals import start_signals
+from continuum.operator.handlers.members import start_pull_heartbeats
 
 WEBHOOK_CONFIGURATION = "continuum.dev"
 ANNOTATION_PREFIX = "continuum.dev"
@@ -91,6 +92,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     )
     thread.start()
     memo.scheduler_thread = thread
+    memo.pull_heartbeats_thread = start_pull_heartbeats(context)
     # Only with --prometheus-url: the link signals into the members' status.
     memo.signals_thread = start_signals(context)
 
@@ -100,7 +102,7 @@ def stop(memo: kopf.Memo, **_: Any) -> None:
     context: OperatorContext = memo.context
     context.stop.set()
     context.wake_scheduler.set()
-    for name in ("scheduler_thread", "signals_thread"):
+    for name in ("scheduler_thread", "signals_thread", "pull_heartbeats_thread"):
         thread: threading.Thread | None = getattr(memo, name, None)
         if thread is not None:
             thread.join(timeout=10)

@@ -7,8 +7,13 @@ outage (the unhealthy-zone threshold, where Kubernetes stops evicting in small c
 Unlike a node, a site is also probed by the other sites: one they cannot reach either is out
 itself and is not counted as evidence of the hub's network (the link signals' Degraded
 reason SiteUnreachable).
-Evictions are also spaced out, at most one member every `interval_s` (the node eviction
-rate), and can be turned off entirely, as Karmada's failover is by default.
+Evictions of Push members are also spaced out, at most one every `interval_s` (the node
+eviction rate), and can be turned off entirely, as Karmada's failover is by default. The
+spacing bounds the harm of a wrong verdict on a member the hub only probes: its shards run on
+while their replacements start. A Pull member's verdict is its own Lease's expiry, and its
+agent has stopped the shards that must not run twice by the time its grace ends
+(`grace_for`): spacing its eviction would only keep stopped shards from being replaced, so
+Pull members neither wait in the queue nor hold a place in it.
 
 Everything is read from the MemberClusters' status, so a restarted operator decides the same:
 a member's failure time is its Reachable=False transition, an eviction is its Ready=False
@@ -60,7 +65,7 @@ class EvictionPolicy:
     # evicted. Every member of a scope not answering counts too, from two members up.
     unhealthy_threshold: float = 0.55
     min_unhealthy: int = 3
-    # The least time between two evictions (0: no limit).
+    # The least time between two evictions of Push members (0: no limit).
     interval_s: float = 10.0
     # A failed member's shards move only once it has not answered for this long since its last
     # answer: a partition shorter than that (a blip) is ridden out, its shards left where they
@@ -175,6 +180,10 @@ def _transition(member: MemberCluster, kind: str) -> datetime:
     return moment if moment is not None else NEVER
 
 
+def _pulled(member: MemberCluster) -> bool:
+    return member.spec.mode == MemberMode.PULL
+
+
 def _failure_order(member: MemberCluster) -> tuple[datetime, str]:
     return (_transition(member, MemberClusterConditionType.REACHABLE), member.metadata.name or "")
 
@@ -221,7 +230,7 @@ def hold_for(
             f"no answer for {silent_s:.0f} s; its shards move once it has not answered for "
             f"{grace_s:g} s, {why}",
         )
-    if policy.interval_s <= 0:
+    if policy.interval_s <= 0 or _pulled(member):
         return None
     # One eviction every interval_s, the members taken in the order they failed; members in a
     # disrupted region wait for it, not in this queue. `member` is in it whatever its Ready
@@ -232,6 +241,7 @@ def hold_for(
             m
             for m in fleet
             if _failed(m)
+            and not _pulled(m)
             and (m.metadata.name == name or not _evicted(m.status))
             and _disrupted([o for o in fleet if o.spec.region == m.spec.region], policy) is None
         ),
@@ -246,7 +256,7 @@ def hold_for(
     evictions = [
         _transition(m, MemberClusterConditionType.READY)
         for m in fleet
-        if m.metadata.name != name and _evicted(m.status)
+        if m.metadata.name != name and _evicted(m.status) and not _pulled(m)
     ]
     last = max(evictions, default=NEVER)
     if last > NEVER:

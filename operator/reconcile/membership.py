@@ -231,3 +231,33 @@ def invalid_status(
     return status.model_copy(
         update={"conditions": conditions, "observed_generation": generation}
     ).to_dict()
+
+
+# What changes in a MemberCluster at every heartbeat and that the scheduler does not read: a
+# write of these alone does not wake it (a thousand Pull members write one a second or more).
+_HEARTBEAT_ONLY_STATUS = frozenset({"lastHeartbeatTime", "agent", "missedProbes"})
+_CONDITION_DETAILS = frozenset({"message", "lastTransitionTime", "lastHeartbeatTime"})
+
+
+def scheduled_view(body: Mapping[str, Any] | None) -> Any:
+    """A MemberCluster as the scheduler sees it: all of it but its metadata's bookkeeping,
+    its heartbeat times, its agent's report and its conditions' wording."""
+    if body is None:
+        return None
+    metadata = body.get("metadata") or {}
+    status = {
+        key: value
+        for key, value in (body.get("status") or {}).items()
+        if key not in _HEARTBEAT_ONLY_STATUS
+    }
+    status["conditions"] = [
+        {key: value for key, value in condition.items() if key not in _CONDITION_DETAILS}
+        for condition in status.get("conditions") or []
+    ]
+    return (
+        metadata.get("generation"),
+        metadata.get("deletionTimestamp"),
+        metadata.get("labels"),
+        body.get("spec"),
+        status,
+    )

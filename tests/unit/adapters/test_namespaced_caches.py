@@ -121,3 +121,27 @@ def test_a_confined_hub_mirror_holds_jobs_and_placements_of_its_namespaces_only(
     assert mirror.get(MLJob, ("team-c", "job")) is None
     assert mirror.model(MLJob, ("team-c", "job")) is None
     assert mirror.get(MLJob, ("team-a", "job")) is not None
+
+
+def test_a_cache_keeps_every_index_in_step_with_writes_and_deletions() -> None:
+    cache = WatchCache(
+        "teams",
+        never_listed,
+        index=lambda item: item["metadata"]["labels"]["team"],
+        indexes={"namespace": lambda item: item["metadata"]["namespace"]},
+    )
+    cache.store(body("a", "one"))
+    cache.store(body("b", "two", team="y"))
+    cache.store(body("b", "three", team="y"))
+    assert sorted(item["metadata"]["name"] for item in cache.indexed("y")) == ["three", "two"]
+    assert sorted(item["metadata"]["name"] for item in cache.indexed("b", "namespace")) == [
+        "three",
+        "two",
+    ]
+    # A newer version filed under another value leaves the old bucket.
+    cache.store(body("b", "two", version="2", team="x"))
+    assert sorted(item["metadata"]["name"] for item in cache.indexed("x")) == ["one", "two"]
+    cache.discard(("b", "three"))
+    assert cache.indexed("y") == []
+    assert [item["metadata"]["name"] for item in cache.indexed("b", "namespace")] == ["two"]
+    assert cache.indexed("b", "no such index") == []

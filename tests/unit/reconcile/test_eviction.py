@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from continuum.operator.api import MemberCluster, MemberClusterStatus
+from continuum.operator.api.membercluster import MemberMode
 from continuum.operator.api.probe import ProbeResult
 from continuum.operator.reconcile.eviction import (
     UNREACHABLE_TAINT_KEY,
@@ -319,4 +320,32 @@ def test_a_failure_is_ridden_out_for_the_grace_period_then_evicted() -> None:
     assert ready(declare(answered_last(6.0), others, EvictionPolicy(grace_s=0))) == (
         "False",
         "Unreachable",
+    )
+
+
+def pull(found: MemberCluster) -> MemberCluster:
+    """`found` as a Pull member: judged from its agent's Lease, which fences its shards."""
+    spec = found.spec.model_copy(update={"mode": MemberMode.PULL, "kubeconfig_secret_ref": None})
+    return found.model_copy(update={"spec": spec})
+
+
+def test_pull_members_lost_together_are_each_evicted_without_waiting_for_the_other() -> None:
+    # Past its grace (lease, fence and margin: 35 s) the agent has stopped its fenced shards;
+    # spacing the eviction would only keep them from being replaced.
+    grace_s = POLICY.grace_for(pull(member("m1")))
+    first = pull(member("m1", "failed", at=NOW - timedelta(seconds=4)))
+    silent = answered_last(grace_s)
+    me = pull(
+        silent.model_copy(update={"metadata": silent.metadata.model_copy(update={"name": "m2"})})
+    )
+    status = declare(me, [first, member("m3"), member("m4"), member("m5")])
+    assert ready(status) == ("False", "Unreachable")
+    # A Push member is still spaced from other Push members, not from the Pull one.
+    push = member("m2", "suspect")
+    assert ready(declare(push, [first, member("m3"), member("m4")])) == ("False", "Unreachable")
+    second = member("m5", "failed", at=NOW - timedelta(seconds=4))
+    healthy = [member(f"h{index}") for index in range(4)]
+    assert ready(declare(push, [first, second, *healthy])) == (
+        "Unknown",
+        HoldReason.RATE_LIMITED.value,
     )

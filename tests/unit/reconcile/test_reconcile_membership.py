@@ -4,6 +4,7 @@ duplicate of another."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -18,6 +19,7 @@ from continuum.operator.reconcile.membership import (
     is_reachable,
     is_usable,
     probed_status,
+    scheduled_view,
 )
 from tests.wrappers import MemberClusterWrapper
 
@@ -263,3 +265,42 @@ def test_an_invalid_member_whose_status_does_not_parse_starts_afresh() -> None:
     status = invalid_status({"risk": {"score": 7}}, 1, "x" * 40000, NOW)
     assert "risk" not in status
     assert {len(c["message"]) for c in status["conditions"]} == {32768}
+
+
+def _member_body(**status: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "edge-1", "generation": 1, "resourceVersion": "7"},
+        "spec": {"mode": "Pull", "tier": "Edge", "site": "a", "region": "a"},
+        "status": {
+            "lastHeartbeatTime": "2026-12-07T09:00:00Z",
+            "conditions": [
+                {"type": "Ready", "status": "True", "reason": "Reachable",
+                 "message": "its agent renews its lease",
+                 "lastTransitionTime": "2026-12-07T08:00:00Z"},
+            ],
+            **status,
+        },
+    }  # fmt: skip
+
+
+def test_a_heartbeat_alone_does_not_change_what_the_scheduler_sees() -> None:
+    before = _member_body(agent={"hubRttMs": 3.0})
+    after = _member_body(agent={"hubRttMs": 9.0}, missedProbes=0)
+    after["metadata"]["resourceVersion"] = "8"
+    after["status"]["lastHeartbeatTime"] = "2026-12-07T09:01:00Z"
+    after["status"]["conditions"][0]["message"] = "its agent renews its lease, 9 ms"
+    assert scheduled_view(after) == scheduled_view(before)
+
+
+def test_readiness_capacity_risk_and_spec_change_what_the_scheduler_sees() -> None:
+    before = _member_body()
+    not_ready = _member_body()
+    not_ready["status"]["conditions"][0].update(status="False", reason="Unreachable")
+    assert scheduled_view(not_ready) != scheduled_view(before)
+    assert scheduled_view(_member_body(allocatable={"cpu": "8"})) != scheduled_view(before)
+    assert scheduled_view(_member_body(risk={"score": 0.4})) != scheduled_view(before)
+    assert scheduled_view(_member_body(latencyToSites={"b": 12.0})) != scheduled_view(before)
+    relabelled = _member_body()
+    relabelled["spec"]["labels"] = {"gpu": "yes"}
+    assert scheduled_view(relabelled) != scheduled_view(before)
+    assert scheduled_view(None) != scheduled_view(before)

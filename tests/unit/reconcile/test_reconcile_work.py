@@ -255,11 +255,12 @@ def test_a_pull_members_status_changes_only_when_something_read_changes() -> Non
         after = pull_status(before, status, member, at, answered, with_report)
         return after.last_heartbeat_time, after.agent
 
-    # Renewed 3 s after the written heartbeat: within a third of the 15 s lease, kept; the
-    # report's facts are the same and it is younger than a minute, kept.
+    # Renewed 3 s after the written heartbeat, and 59 s after: kept; the report's facts are the
+    # same and it is younger than a minute, kept.
     assert written(NOW, True) == (before.last_heartbeat_time, before.agent)
-    # A third of a lease later, refreshed.
-    assert written(NOW + timedelta(seconds=3), True)[0] == NOW + timedelta(seconds=3)
+    assert written(NOW + timedelta(seconds=56), True)[0] == before.last_heartbeat_time
+    # A minute after, refreshed.
+    assert written(NOW + timedelta(seconds=57), True)[0] == NOW + timedelta(seconds=57)
     # Expired: the last renewal seen, exactly, whatever was written.
     assert written(NOW - timedelta(seconds=1), False)[0] == NOW - timedelta(seconds=1)
     # The facts changed: the report is written.
