@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 from continuum.operator.adapters.hub import PLURALS, Hub
@@ -72,6 +72,8 @@ class HubMirror:
         self._validated: dict[type[Resource], dict[tuple[str, str], Validated]] = {
             kind: {} for kind in PLURALS
         }
+        # per kind, the last list made and the mirror's change count it was made at
+        self._listed: dict[type[Resource], tuple[Hashable, Listed[Any]]] = {}
         self._lock = threading.Lock()
         self._config_maps: dict[tuple[str, str], tuple[float, dict[str, str]]] = {}
 
@@ -100,14 +102,24 @@ class HubMirror:
         return result
 
     def list(self, kind: type[Resource]) -> Listed[Any]:
-        memo: dict[tuple[str, str], Validated] = {}
-        listed = listed_from(
-            kind, self.caches[kind].items(), lambda body: self._validate(kind, body, memo)
-        )
+        """Made again only after the mirror changed: a fleet's thousand MemberClusters are
+        listed by every job's pass, and most passes find them as the last one did. The lists
+        are the caller's own; the mappings are shared and read-only."""
+        changes = self.caches[kind].changes()
         with self._lock:
-            # Only the versions the mirror holds now, so the memo does not grow.
-            self._validated[kind] = memo
-        return listed
+            made = self._listed.get(kind)
+        if made is None or made[0] != changes:
+            memo: dict[tuple[str, str], Validated] = {}
+            listed = listed_from(
+                kind, self.caches[kind].items(), lambda body: self._validate(kind, body, memo)
+            )
+            with self._lock:
+                # Only the versions the mirror holds now, so the memo does not grow.
+                self._validated[kind] = memo
+                self._listed[kind] = (changes, listed)
+            made = (changes, listed)
+        listed = made[1]
+        return Listed(list(listed.valid), listed.invalid, listed.raw)
 
     def get(self, kind: type[Resource], key: Key) -> Body | None:
         return self.caches[kind].get(key)

@@ -66,6 +66,9 @@ class WatchCache:
         self._items: dict[Key, Body] = {}
         self._indexed: dict[str, dict[Hashable, dict[Key, Body]]] = {}
         self._lock = threading.Lock()
+        # Counts every change of the items: a reader that built something from them can tell,
+        # by the same count, that it still stands.
+        self._changes = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._stream: watch.Watch | None = None
@@ -93,6 +96,11 @@ class WatchCache:
     def items(self) -> list[Body]:
         with self._lock:
             return list(self._items.values())
+
+    def changes(self) -> Hashable:
+        """Different after any change of the items (read it before them)."""
+        with self._lock:
+            return self._changes
 
     def get(self, key: Key) -> Body | None:
         with self._lock:
@@ -125,6 +133,7 @@ class WatchCache:
         body.get("metadata", {}).pop("managedFields", None)
         key = identity(body)
         self._remove(key)
+        self._changes += 1
         self._items[key] = body
         for name, index in self._indexes.items():
             self._indexed.setdefault(name, {}).setdefault(index(body), {})[key] = body
@@ -133,6 +142,7 @@ class WatchCache:
         body = self._items.pop(key, None)
         if body is None:
             return
+        self._changes += 1
         for name, index in self._indexes.items():
             buckets = self._indexed.get(name, {})
             value = index(body)
@@ -161,6 +171,7 @@ class WatchCache:
                 if _version(self._items.get(key)) != _version(body)
             ]
             self._items, self._indexed = {}, {}
+            self._changes += 1
             for body in items:
                 self._put(body)
         for body in gone:
@@ -262,6 +273,9 @@ class NamespacedCaches:
 
     def items(self) -> list[Body]:
         return [body for cache in self._caches.values() for body in cache.items()]
+
+    def changes(self) -> Hashable:
+        return tuple(cache.changes() for cache in self._caches.values())
 
     def get(self, key: Key) -> Body | None:
         cache = self._caches.get(key[0])

@@ -5,7 +5,7 @@ not also in an API server (the mirrors are rebuilt from them on every start)."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +23,7 @@ from continuum.operator.adapters.pull import LeaseMirror, WorkMirror
 from continuum.operator.adapters.workqueue import WorkQueue
 from continuum.operator.api import MemberCluster, MLJob, Placement, Resource, Tenant
 from continuum.operator.api.keys import JobKey
+from continuum.operator.api.membercluster import MemberMode
 from continuum.operator.api.mljob import is_finished_phase
 from continuum.operator.controller.scheduling import WRITERS
 from continuum.operator.reconcile.eviction import EvictionPolicy
@@ -113,6 +114,15 @@ class Convergence:
         )
 
 
+@dataclass(frozen=True)
+class MemberIndex:
+    """The valid MemberClusters as of one change count of their mirror."""
+
+    changes: Hashable
+    by_name: Mapping[str, MemberCluster]
+    pushed: Sequence[MemberCluster]
+
+
 @dataclass
 class OperatorContext:
     hub_api: client.ApiClient
@@ -162,6 +172,7 @@ class OperatorContext:
         # record: a restarted operator's first cycle computes them all again.
         self._handed: dict[JobKey, tuple[dict[str, Any], dict[str, Any]]] = {}
         self._lock = threading.Lock()
+        self._member_index: MemberIndex | None = None
 
     def hand_over_status(self, raw: dict[str, Any], status: dict[str, Any], ask: bool) -> None:
         key = JobKey.of_body(raw)
@@ -241,6 +252,24 @@ class OperatorContext:
     def member_clusters(self) -> list[MemberCluster]:
         members: list[MemberCluster] = self.mirror.list(MemberCluster).valid
         return members
+
+    def member_index(self) -> MemberIndex:
+        """The valid members by name, and the Push ones, made again only when the mirror of
+        MemberClusters changed: a job's pass over a fleet of Pull members looks up the few it
+        concerns rather than scanning them all."""
+        changes = self.mirror.caches[MemberCluster].changes()
+        with self._lock:
+            index = self._member_index
+        if index is None or index.changes != changes:
+            members = self.member_clusters()
+            index = MemberIndex(
+                changes,
+                {member.metadata.name or "": member for member in members},
+                [member for member in members if member.spec.mode != MemberMode.PULL],
+            )
+            with self._lock:
+                self._member_index = index
+        return index
 
     def _ask_placement(self, key: JobKey) -> None:
         if self.placements is not None and key.name:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import traceback
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from kubernetes import client
@@ -171,11 +171,13 @@ def converge_all(
     desired: Mapping[str, list[Manifest]],
     possibly_held: Collection[str] = (),
     placement_epoch: int = 0,
+    members: Sequence[MemberCluster] | None = None,
 ) -> dict[str, ClusterOutcome]:
-    """Converges every member. Members not in `desired` are visited too, so that a shard that
-    moved away, or a job that was suspended, leaves nothing behind. `possibly_held` names the
-    members that may hold shard resources of the job that their mirrors do not show. A member
-    with no free request slot is retried after the others are done (RetryLater)."""
+    """Converges every member (or `members`: those that may concern the job). Members not in
+    `desired` are visited too, so that a shard that moved away, or a job that was suspended,
+    leaves nothing behind. `possibly_held` names the members that may hold shard resources of
+    the job that their mirrors do not show. A member with no free request slot is retried
+    after the others are done (RetryLater)."""
     namespace = job.metadata.namespace or ""
     outcomes: dict[str, ClusterOutcome] = {}
     retry_s = 0.0
@@ -185,7 +187,7 @@ def converge_all(
         if context.works.is_synced()
         else None
     )
-    for member in context.member_clusters():
+    for member in context.member_clusters() if members is None else members:
         name = member.metadata.name or ""
         wanted = desired.get(name, [])
         if (

@@ -27,6 +27,7 @@ from continuum.operator.controller.convergence import members_of
 from continuum.operator.reconcile.eviction import eviction_held, eviction_status
 from continuum.operator.reconcile.membership import (
     UNREACHABLE,
+    by_cluster_id,
     duplicate_of,
     heartbeat_fields,
     invalid_status,
@@ -54,11 +55,16 @@ def write_invalid(context: OperatorContext, body: Body, errors: Sequence[FieldEr
 
 
 def beat(
-    context: OperatorContext, body: Body, member: MemberCluster, members: Sequence[MemberCluster]
+    context: OperatorContext,
+    body: Body,
+    member: MemberCluster,
+    members: Sequence[MemberCluster],
+    same_cluster: Mapping[str, Sequence[MemberCluster]] | None = None,
 ) -> None:
     """One heartbeat of `member` (`body` as read): probed if Push, judged from its Lease if
     Pull; its status written (a Pull member's only when it changed), and the scheduler and its
-    jobs told when its readiness changes. `members`: every valid MemberCluster, as read."""
+    jobs told when its readiness changes. `members`: every valid MemberCluster, as read;
+    `same_cluster`, if given, the same by the cluster ID each reports (`by_cluster_id`)."""
     metrics.RECONCILES.labels("MemberCluster").inc()
     name = member.metadata.name or ""
     before = member.status
@@ -74,7 +80,8 @@ def beat(
     else:
         probe = probe_member(context.members, member, context.config.probe_timeout_s)
     if probe.cluster_id is not None:
-        probe = replace(probe, duplicate_of=duplicate_of(member, probe.cluster_id, members))
+        candidates = members if same_cluster is None else same_cluster.get(probe.cluster_id, ())
+        probe = replace(probe, duplicate_of=duplicate_of(member, probe.cluster_id, candidates))
     usable = probe.answered and probe.duplicate_of is None
     if usable and not pulled:
         # Mirrored from the first answer on, so that the first shards sent there find it listed.
@@ -199,6 +206,7 @@ class PullHeartbeats:
         listed = context.mirror.list(MemberCluster)
         members: list[MemberCluster] = listed.valid
         valid = {member.metadata.name or "": member for member in members}
+        same_cluster = by_cluster_id(members)
         seen: set[str] = set()
         for key, body in listed.raw.items():
             name = key[1]
@@ -214,7 +222,7 @@ class PullHeartbeats:
                 look = self._look(body, member)
                 if look is not None and self._looked.get(name) == look:
                     continue
-                beat(context, body, member, members)
+                beat(context, body, member, members, same_cluster)
                 if look is not None:
                     self._looked[name] = look
                 else:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -92,14 +92,15 @@ def converge_job(context: OperatorContext, key: JobKey) -> None:
             placement = found_placement[0]
             metrics.RECONCILES.labels("Placement").inc()
             now = context.clock()
-            members = context.member_clusters()
+            named = members_of(placement)
+            members = _concerned(context, job, named)
             held = _held(context, job, members)
             lost = {member.metadata.name or "" for member in members if is_evicted(member)}
             handoffs = pending_handoffs(job, placement, held, now, context.config.handoff_timeout_s,
                                     context.config.drain_timeout_s, lost)  # fmt: skip
             desired = with_handoffs(desired_resources(job, placement), handoffs, held, now)
             outcomes = converge_all(
-                context, job, desired, members_of(placement), placement.spec.epoch
+                context, job, desired, named, placement.spec.epoch, members=members
             )
             context.record_convergence(
                 key, Convergence(job.metadata.uid, Convergence.version_of(placement), outcomes)
@@ -113,21 +114,32 @@ def converge_job(context: OperatorContext, key: JobKey) -> None:
     context.ask_status(key)
 
 
+def _concerned(context: OperatorContext, job: MLJob, named: Collection[str]) -> list[MemberCluster]:
+    """The members a pass over the job must visit: every Push member (its mirror may show
+    what the Placement no longer names), and the Pull members the Placement names or that have
+    a work of the job. The other Pull members, most of a fleet, hold nothing of it: their
+    agents make only what a work lists. Until the works are listed, every member."""
+    if not context.works.is_synced():
+        return context.member_clusters()
+    index = context.member_index()
+    with_work = context.works.members_with_work(job.metadata.namespace or "",
+                                                job.metadata.name or "")  # fmt: skip
+    pulled = {
+        name: member
+        for name in sorted({*named, *with_work})
+        if (member := index.by_name.get(name)) is not None and member.spec.mode == MemberMode.PULL
+    }
+    return [*index.pushed, *pulled.values()]
+
+
 def _held(
     context: OperatorContext, job: MLJob, members: Sequence[MemberCluster]
 ) -> dict[str, list[dict[str, Any]]]:
-    """What each of `members` holds of the job, as its mirror last saw it (a Pull member's
-    is its work's report: one without a work of the job holds nothing of it)."""
+    """What each of `members` holds of the job, as its mirror last saw it."""
     namespace = job.metadata.namespace or ""
-    with_work = context.works.members_with_work(namespace, job.metadata.name or "")
     return {
-        name: (
-            context.member_mirrors.last_known(name, namespace, job)
-            if member.spec.mode != MemberMode.PULL or name in with_work
-            else []
-        )
-        for member in members
-        for name in (member.metadata.name or "",)
+        name: context.member_mirrors.last_known(name, namespace, job)
+        for name in (member.metadata.name or "" for member in members)
     }
 
 

@@ -196,6 +196,16 @@ def duplicate_of(
     return min(older, key=_registered).metadata.name if older else None
 
 
+def by_cluster_id(members: Sequence[MemberCluster]) -> dict[str, list[MemberCluster]]:
+    """The members that report each cluster ID: the only ones `duplicate_of` need look at, so
+    that judging a fleet does not compare every member with every other."""
+    found: dict[str, list[MemberCluster]] = {}
+    for member in members:
+        if member.status is not None and member.status.cluster_id:
+            found.setdefault(member.status.cluster_id, []).append(member)
+    return found
+
+
 def also_registered_as(member: MemberCluster, members: Sequence[MemberCluster]) -> str | None:
     """Another MemberCluster, not being deleted, that reports the same cluster as `member`: the
     cluster stays registered under it, and so do the shard resources in it."""

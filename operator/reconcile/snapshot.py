@@ -173,7 +173,20 @@ def _convert_job(job: MLJob, selector: Mapping[str, str]) -> model.Job:
     )
 
 
+# What the scheduler's model makes of a member, per version of it and what is placed there:
+# most of a fleet is the same from one cycle to the next.
+_clusters: Memo[model.Cluster] = Memo()
+
+
 def _cluster(
+    member: MemberCluster, held: model.Resources, extra_labels: Mapping[str, str]
+) -> model.Cluster:
+    uid, version = member.metadata.uid, member.metadata.resource_version
+    key = (uid, version, held, tuple(sorted(extra_labels.items()))) if uid and version else None
+    return _clusters.get(key, lambda: _convert_cluster(member, held, extra_labels))
+
+
+def _convert_cluster(
     member: MemberCluster, held: model.Resources, extra_labels: Mapping[str, str]
 ) -> model.Cluster:
     status = member.status

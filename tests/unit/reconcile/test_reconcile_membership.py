@@ -13,6 +13,7 @@ from continuum.operator.api.probe import ProbeResult
 from continuum.operator.reconcile.membership import (
     DUPLICATE_CLUSTER,
     also_registered_as,
+    by_cluster_id,
     duplicate_of,
     invalid_status,
     is_duplicate,
@@ -102,6 +103,12 @@ def test_the_oldest_other_registration_with_the_id_keeps_the_cluster() -> None:
     assert duplicate_of(older, "id-1", members) == "c"
     assert duplicate_of(oldest, "id-1", members) is None
     assert duplicate_of(me, "id-3", members) is None
+    # The members of one cluster ID alone give the same answers.
+    same = by_cluster_id(members)
+    assert sorted(m.metadata.name or "" for m in same["id-1"]) == ["a", "c"]
+    assert duplicate_of(me, "id-1", same["id-1"]) == "c"
+    assert duplicate_of(oldest, "id-1", same["id-1"]) is None
+    assert "id-3" not in same
 
 
 def test_one_registration_is_not_its_own_duplicate() -> None:
