@@ -51,6 +51,9 @@ HUB_SYNC_RETRY_S = 0.5
 # is stuck, and the liveness probe says so: every request it makes times out well before.
 LOOP_STALL_S = 60.0
 LOOP_STALL_INTERVALS = 5
+# A settled job whose inputs did not change is passed over by the resync at least once in this
+# many intervals (the safety net for a change no watch brought), not at every one.
+RESYNC_SKIPS_AT_MOST = 10
 
 
 def utc_now() -> datetime:
@@ -173,6 +176,10 @@ class OperatorContext:
         self._handed: dict[JobKey, tuple[dict[str, Any], dict[str, Any]]] = {}
         self._lock = threading.Lock()
         self._member_index: MemberIndex | None = None
+        # The inputs of each job's last pass that settled it, and when: a resync passes over
+        # the job again only when they changed, or after RESYNC_SKIPS_AT_MOST intervals.
+        # Derived, not a record: a restarted operator passes over every job.
+        self._passed: dict[JobKey, tuple[Hashable, datetime]] = {}
 
     def hand_over_status(self, raw: dict[str, Any], status: dict[str, Any], ask: bool) -> None:
         key = JobKey.of_body(raw)
@@ -192,6 +199,42 @@ class OperatorContext:
         with self._lock:
             self._handed.setdefault(key, handed)
 
+    def job_inputs(self, key: JobKey) -> Hashable:
+        """What a convergence pass over the job reads from the hub, by version: the job, its
+        Placement and its MemberWorks (the Pull members' side). Push members' objects are not in
+        it: a change there comes through their mirrors as a pass of its own."""
+        versions = []
+        for kind in (MLJob, Placement):
+            metadata = (self.mirror.get(kind, key) or {}).get("metadata") or {}
+            versions.append((metadata.get("uid"), metadata.get("resourceVersion")))
+        works = sorted(
+            (member, work.get("metadata", {}).get("resourceVersion"))
+            for member in self.works.members_with_work(key.namespace, key.name)
+            if (work := self.works.work(member, key.namespace, key.name)) is not None
+        )
+        return (tuple(versions), tuple(works))
+
+    def record_pass(self, key: JobKey, inputs: Hashable, settled: bool) -> None:
+        """The inputs a pass over the job read (before it read them), once it converged every
+        member it concerns (`settled`); forgotten otherwise, so the next resync passes it."""
+        with self._lock:
+            if settled:
+                self._passed[key] = (inputs, self.clock())
+            else:
+                self._passed.pop(key, None)
+
+    def needs_resync(self, key: JobKey) -> bool:
+        """Whether the resync should pass over the job: unless its last pass settled it on the
+        inputs it still has, within the last RESYNC_SKIPS_AT_MOST resync intervals. A fleet's
+        thousands of settled jobs are then passed over in full only that often."""
+        with self._lock:
+            passed = self._passed.get(key)
+        if passed is None:
+            return True
+        inputs, at = passed
+        every_s = RESYNC_SKIPS_AT_MOST * self.config.resync_interval_s
+        return inputs != self.job_inputs(key) or (self.clock() - at).total_seconds() >= every_s
+
     def record_convergence(self, key: JobKey, convergence: Convergence) -> None:
         with self._lock:
             self._converged[key] = convergence
@@ -205,6 +248,7 @@ class OperatorContext:
         with self._lock:
             self._converged.pop(key, None)
             self._handed.pop(key, None)
+            self._passed.pop(key, None)
 
     def ask_status(self, key: JobKey) -> None:
         if self.statuses is not None and key.name:

@@ -70,6 +70,10 @@ def converge_job(context: OperatorContext, key: JobKey) -> None:
     finalizer on and make every member hold what its Placement decides. What the members hold
     then goes to the status lane."""
     _wait_for_the_hub(context)
+    inputs = context.job_inputs(key)
+    # Whatever this pass meets (a failure, a retry), the resync passes the job again unless
+    # the pass ends having settled it.
+    context.record_pass(key, inputs, settled=False)
     # Placements need none; an older operator's Kopf may have left it on one (see FINALIZER).
     take_off_finalizer(context, Placement, context.mirror.get(Placement, key) or {})
     raw_job = context.mirror.get(MLJob, key)
@@ -105,6 +109,10 @@ def converge_job(context: OperatorContext, key: JobKey) -> None:
             context.record_convergence(
                 key, Convergence(job.metadata.uid, Convergence.version_of(placement), outcomes)
             )
+            settled = not handoffs and all(
+                outcome.state == ApplyState.APPLIED for outcome in outcomes.values()
+            )
+            context.record_pass(key, inputs, settled)
             _report_completed_moves(context, raw_job, placement, held, outcomes, now)
             if handoffs and context.placements is not None:
                 # The replacement's start wakes a pass through the member's mirror; the
@@ -348,7 +356,8 @@ def resync(context: OperatorContext) -> None:
             if queue is not None:
                 for kind in (MLJob, Placement):
                     for key in context.mirror.list(kind).raw:
-                        queue.add(JobKey(*key))
+                        if context.needs_resync(JobKey(*key)):
+                            queue.add(JobKey(*key))
             sweep_orphans(context)
         except Exception:
             LOG.exception("placement resync failed; retrying at the next interval")
