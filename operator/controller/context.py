@@ -207,8 +207,11 @@ class OperatorContext:
         for kind in (MLJob, Placement):
             metadata = (self.mirror.get(kind, key) or {}).get("metadata") or {}
             versions.append((metadata.get("uid"), metadata.get("resourceVersion")))
+        by_name = self.member_index().by_name
+        # Each work's version, and its member's session: a new session is written into the
+        # works by the job's next pass (its agent resumes what it fenced only then).
         works = sorted(
-            (member, work.get("metadata", {}).get("resourceVersion"))
+            (member, work.get("metadata", {}).get("resourceVersion"), _session_of(by_name, member))
             for member in self.works.members_with_work(key.namespace, key.name)
             if (work := self.works.work(member, key.namespace, key.name)) is not None
         )
@@ -337,6 +340,10 @@ class OperatorContext:
             or deletion_started
         ):
             self._ask_placement(JobKey.of_body(body))
+        if kind is MemberCluster and _session(body) != _session(before):
+            # A Pull member's new session goes into its works by their jobs' passes: asked
+            # here, once the mirror holds it, so that no pass reads the session before it.
+            self.ask_jobs_on(metadata.get("name") or "")
         if (
             kind is Tenant
             or (kind is MemberCluster and scheduled_view(body) != scheduled_view(before))
@@ -350,6 +357,15 @@ class OperatorContext:
 
     def _member_changed(self, member: str, event: str, body: dict[str, Any]) -> None:
         self._ask_placement(job_of(body))
+
+
+def _session(body: dict[str, Any] | None) -> Any:
+    return ((body or {}).get("status") or {}).get("sessionEpoch")
+
+
+def _session_of(members: Mapping[str, MemberCluster], name: str) -> int | None:
+    member = members.get(name)
+    return member.status.session_epoch if member is not None and member.status else None
 
 
 def _generation(body: dict[str, Any] | None) -> Any:

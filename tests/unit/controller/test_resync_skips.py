@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from continuum.operator.api import MLJob, Placement
+from continuum.operator.api import MemberCluster, MLJob, Placement
+from continuum.operator.api.join import join_objects
 from continuum.operator.api.keys import JobKey
 from continuum.operator.controller.context import (
     RESYNC_SKIPS_AT_MOST,
@@ -98,4 +99,22 @@ def test_a_pass_that_did_not_settle_or_a_forgotten_job_is_passed_over_again(
     assert context.needs_resync(KEY)
     context.record_pass(KEY, context.job_inputs(KEY), settled=True)
     context.forget_job(KEY)
+    assert context.needs_resync(KEY)
+
+
+def test_a_new_session_of_a_member_with_a_work_changes_the_jobs_inputs(
+    context: OperatorContext,
+) -> None:
+    (member,) = [body for body in join_objects("edge-1", site="a", tier="Edge")
+                 if body["kind"] == "MemberCluster"]  # fmt: skip
+    member["metadata"].update(uid="member-1", resourceVersion="1")
+    member["status"] = {"sessionEpoch": 1}
+    context.mirror.caches[MemberCluster].store(member)
+    context.record_pass(KEY, context.job_inputs(KEY), settled=True)
+    assert not context.needs_resync(KEY)
+    # Its agent came back: the hub started a session, which the job's work must carry.
+    context.mirror.caches[MemberCluster].store(
+        {**member, "metadata": {**member["metadata"], "resourceVersion": "2"},
+         "status": {"sessionEpoch": 2}}
+    )  # fmt: skip
     assert context.needs_resync(KEY)
