@@ -62,7 +62,7 @@ from e2e.operator_process import Operator
 from e2e.pids import stop_pid
 from e2e.registration import register_members
 from e2e.shard_watch import follow
-from e2e.testbed import HUB, ClusterInfo, Testbed, member_sites
+from e2e.testbed import HUB, ClusterInfo, Testbed, free_port, member_sites
 
 REPO = Path(__file__).resolve().parent.parent
 FAULTS = REPO / "e2e" / "faults"
@@ -860,7 +860,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.mode == "pull":
         notes.append(
             "- `pull`: every member joined as a Pull member (`continuum member join`), its agent "
-            "at its site; a RayJob its agent fenced (`spec.suspend`) counts as not running."
+            "at its site; the hub does not probe the Pull sites, their agents probe the hub "
+            "(the site's link as the site sees it); a RayJob its agent fenced (`spec.suspend`) "
+            "counts as not running."
         )
     testbed = Testbed(folder)
     started = time.monotonic()
@@ -887,7 +889,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             pull_agents = pull_members.PullAgents(testbed.sites, member_site,
                                                   SITE_PROCESS_LIFETIME_S)  # fmt: skip
             pull_agents.start(members, hub_kubeconfigs, agents_folder)
-            log(f"joined {len(members)} Pull members; their agents run at their sites")
+            # As behind NAT: the hub does not probe a Pull site; its agent probes the hub.
+            testbed.monitoring.up(free_port, agent_probers=pull_agents.probers())
+            log(f"joined {len(members)} Pull members; their agents run at their sites and "
+                "probe the hub for Prometheus")  # fmt: skip
         else:
             register_members(clusters, None)
         kubectl(hub.kubeconfig, "apply", "-f", str(REPO / "examples" / "tenants.yaml"))

@@ -15,6 +15,11 @@
   charts/continuum/files/link-rules.yaml (the chart's PrometheusRule embeds the same file) give
   RTT and loss per pair: docs/monitoring.md.
 
+Pull sites may be probed from their side instead (`up(..., agent_probers=...)`, as
+bench_faults.py --mode pull does): the hub does not probe such a site, and Prometheus asks the
+site's Pull member's agent, on its metrics port at the site's address, to probe the hub
+(`source_site=<site>, target_site=hub`), as a hub behind NAT would have it.
+
 Prometheus scrapes a site's exporter through that site's link: as in a real deployment, a cut
 site's own probes are not seen until it is back. Everything lives in DIR/monitoring (configs,
 rules, logs, the TSDB, state.json); `testbed.py down` stops it. Standard library only.
@@ -28,13 +33,13 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from e2e.pids import has_exited, reap, stop_pid, write_json
-from e2e.sites import HUB, Sites
+from e2e.sites import HUB, HUB_ADDRESS, Sites
 
 REPO = Path(__file__).resolve().parent.parent
 CHART_FILES = REPO / "charts" / "continuum" / "files"
@@ -100,22 +105,34 @@ def prometheus_config(
     hub_exporter: str,
     rules: Path,
     exporter_port: int = SITE_EXPORTER_PORT,
+    agent_probers: Mapping[str, str] | None = None,
+    hub_address: str = HUB_ADDRESS,
 ) -> dict[str, Any]:
     """The scrape configuration for the sites at `addresses` (site: address, in the sites'
     order): one static target per pair, its address the probed place's, relabelled into the
     multi-target pattern (`/probe?module=icmp&target=ADDRESS` asked of the source place's
-    exporter), with `source_site`, `target_site` and `instance` (the target's address)."""
+    exporter), with `source_site`, `target_site` and `instance` (the target's address).
+
+    A site in `agent_probers` (site: its agent's `address:port`) is one the hub does not probe,
+    as it could not behind NAT: its Pull member's agent probes the hub (at `hub_address`)
+    instead, and that pair is `source_site=<site>, target_site=hub`."""
     groups = []
+    probed_by_agent = agent_probers or {}
     for pair in pairs(list(addresses)):
-        exporter = (
-            hub_exporter if pair.source == HUB else f"{addresses[pair.source]}:{exporter_port}"
-        )
+        source, target, target_address = pair.source, pair.target, addresses[pair.target]
+        if source == HUB and target in probed_by_agent:
+            source, target, target_address = pair.target, HUB, hub_address
+            exporter = probed_by_agent[source]
+        elif source == HUB:
+            exporter = hub_exporter
+        else:
+            exporter = f"{addresses[source]}:{exporter_port}"
         groups.append(
             {
-                "targets": [addresses[pair.target]],
+                "targets": [target_address],
                 "labels": {
-                    "source_site": pair.source,
-                    "target_site": pair.target,
+                    "source_site": source,
+                    "target_site": target,
                     "__exporter_address__": exporter,
                 },
             }
@@ -238,9 +255,13 @@ class Monitoring:
 
     # --- lifecycle ----------------------------------------------------------------------------
 
-    def up(self, free_port: Callable[[], int]) -> str:
+    def up(
+        self, free_port: Callable[[], int], agent_probers: Mapping[str, str] | None = None
+    ) -> str:
         """Starts what is not running (exporters, then Prometheus) and returns Prometheus's URL.
-        Keeps a running Prometheus whose configuration is unchanged."""
+        Keeps a running Prometheus whose configuration is unchanged. `agent_probers` (site:
+        `address:port` of its Pull member's agent): the sites whose link to the hub their
+        agent probes, the hub not probing them (`prometheus_config`); kept until given again."""
         found = programs()
         self.directory.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(RULES, self.directory / RULES.name)
@@ -260,9 +281,15 @@ class Monitoring:
                 self._save(state)
             hub_address = f"127.0.0.1:{state['hub-exporter']['port']}"
             addresses = {site: self.sites.address(site) for site in self.sites.sites()}
+            if agent_probers is not None:
+                state["agent-probers"] = dict(agent_probers)
             config = json.dumps(
-                prometheus_config(addresses, hub_address, self.directory / RULES.name), indent=2
-            )
+                prometheus_config(
+                    addresses, hub_address, self.directory / RULES.name,
+                    agent_probers=state.get("agent-probers"),
+                ),
+                indent=2,
+            )  # fmt: skip
             config_file = self.directory / "prometheus.yml"
             prometheus = state.get("prometheus")
             same = config_file.exists() and config_file.read_text() == config + "\n"

@@ -25,6 +25,8 @@ from e2e.pids import stop_pid
 from e2e.testbed import REPO, ClusterInfo
 
 AGENT_PROCESS = "bench/agent"
+# Beside the site's blackbox exporter (9115), on the site's own address.
+AGENT_METRICS_PORT = 9116
 JOIN_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 15.0
 TOPOLOGY_LABEL = "continuum.dev/topology-cluster"
@@ -95,23 +97,43 @@ def hub_reachable_from_sites(hub: ClusterInfo) -> bool:
 
 
 class PullAgents:
-    """Each Pull member's agent, run at its member's site."""
+    """Each Pull member's agent, run at its member's site. Each serves its metrics and its
+    site's link probes on the site's address (`AGENT_METRICS_PORT` for the first member of a
+    site, the next ports for the others): `probers()` names, per site, the agent that probes
+    the site's link to the hub for Prometheus (e2e/monitoring.py)."""
 
     def __init__(self, network: sites.Sites, placed: Mapping[str, str], lifetime_s: float):
         self.network, self.placed, self.lifetime_s = network, dict(placed), lifetime_s
+        self.endpoints: dict[str, str] = {}
+        """member: the `address:port` its agent serves on"""
 
     def start(
         self, members: Sequence[ClusterInfo], hub_kubeconfigs: Mapping[str, Path], folder: Path
     ) -> None:
         folder.mkdir(parents=True, exist_ok=True)
+        per_site: dict[str, int] = {}
         for member in members:
+            site = self.placed[member.name]
+            port = AGENT_METRICS_PORT + per_site.get(site, 0)
+            per_site[site] = per_site.get(site, 0) + 1
+            address = self.network.address(site)
+            self.endpoints[member.name] = f"{address}:{port}"
             # `timeout` bounds the agent's life if the benchmark is killed before it stops it.
-            self.network.start_process(self.placed[member.name], AGENT_PROCESS, [
+            self.network.start_process(site, AGENT_PROCESS, [
                 "timeout", "--kill-after=15", f"{int(self.lifetime_s)}s",
                 sys.executable, "-m", "continuum.operator.cli", "agent",
                 "--member", member.name, "--kubeconfig", str(member.kubeconfig),
                 "--hub-kubeconfig", str(hub_kubeconfigs[member.name]),
+                "--metrics-address", address, "--metrics-port", str(port),
             ], folder / f"agent-{member.name}.log")  # fmt: skip
+
+    def probers(self) -> dict[str, str]:
+        """Per site, the `address:port` of the agent that probes its link to the hub: the
+        first started there."""
+        found: dict[str, str] = {}
+        for member, endpoint in self.endpoints.items():
+            found.setdefault(self.placed[member], endpoint)
+        return found
 
     def stop(self) -> None:
         """Stops the agents (SIGTERM, then SIGKILL), by the pids the sites hold now: `restore`

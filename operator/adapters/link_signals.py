@@ -1,10 +1,12 @@
 """The links between places as Prometheus measures them (docs/monitoring.md): the raw probes of
 the hub's pairs over a window, and the recorded RTT and loss of every pair.
 
-Five queries per read, each for every pair at once, none per pair:
+Seven queries per read, each for every pair at once, none per pair:
 
 - `probe_success{job="continuum-links", source_site="hub"}[W]` and
-  `probe_icmp_duration_seconds{job="continuum-links", source_site="hub", phase="rtt"}[W]`:
+  `probe_icmp_duration_seconds{job="continuum-links", source_site="hub", phase="rtt"}[W]`,
+  and the same of `target_site="hub"`: the probes of the hub's links, from the hub or, for a
+  site the hub cannot reach (behind NAT), from the site's agent (`api/links.seen_from`);
   range selectors in instant queries, which return each probe's raw sample with its own
   timestamp. Both series come from one scrape, so a probe's verdict and its RTT share a
   timestamp and are joined on it. (A `query_range` with a 1 s step would evaluate on a grid
@@ -35,7 +37,13 @@ from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
-from continuum.operator.api.links import HUB_PLACE, LinkReadings, Pair, ProbeSample
+from continuum.operator.api.links import (
+    HUB_PLACE,
+    LinkReadings,
+    Pair,
+    ProbeSample,
+    seen_from,
+)
 
 JOB = "continuum-links"
 RTT_RULE = "continuum:link_rtt_seconds"
@@ -181,13 +189,17 @@ class LinkSignals:
         hub) to every site, the recorded RTT and loss of every pair, at `at_s`, and the
         verdicts of the last `PEER_WINDOW_S` of probes between the other places."""
         selector = f'job="{JOB}", source_site="{self.source}"'
+        toward = f'job="{JOB}", target_site="{self.source}"'
         peers = f'job="{JOB}", source_site!="{self.source}"'
         window = f"[{max(1, math.ceil(window_s))}s]"
         try:
-            success = _series(self._query(f"probe_success{{{selector}}}{window}", at_s))
-            rtt = _series(
-                self._query(f'probe_icmp_duration_seconds{{{selector}, phase="rtt"}}{window}', at_s)
-            )
+            success: dict[Pair, dict[float, float]] = {}
+            rtt: dict[Pair, dict[float, float]] = {}
+            for selected in (selector, toward):
+                success |= _series(self._query(f"probe_success{{{selected}}}{window}", at_s))
+                rtt |= _series(self._query(
+                    f'probe_icmp_duration_seconds{{{selected}, phase="rtt"}}{window}', at_s
+                ))  # fmt: skip
             rtt_recorded = _vector(self._query(RTT_RULE, at_s))
             loss = _vector(self._query(LOSS_RULE, at_s))
             peer_success = _series(self._query(f"probe_success{{{peers}}}[{PEER_WINDOW_S}s]", at_s))
@@ -198,8 +210,10 @@ class LinkSignals:
             ) from None
         return LinkReadings(
             at_s=at_s,
-            samples=join_probes(success, rtt),
-            rtt_ms={pair: seconds * 1000.0 for pair, seconds in rtt_recorded.items()},
-            loss=loss,
+            samples=seen_from(self.source, join_probes(success, rtt)),
+            rtt_ms=seen_from(
+                self.source, {pair: seconds * 1000.0 for pair, seconds in rtt_recorded.items()}
+            ),
+            loss=seen_from(self.source, loss),
             peer_answers=answers(peer_success),
         )

@@ -10,13 +10,26 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Final
+from typing import Final, TypeVar
 
 HUB_PLACE: Final = "hub"
 """The hub's place in the probes' labels (`source_site="hub"`), and its key in a MemberCluster's
 status.latencyToSites: the RTT the hub measures to the member's site."""
 
 Pair = tuple[str, str]
+T = TypeVar("T")
+
+
+def seen_from(place: str, by_pair: Mapping[Pair, T]) -> dict[Pair, T]:
+    """The pairs as read, with a site's own readings of its link to `place` (the hub) standing
+    for `place`'s readings of the site where `place` has none: a site behind NAT cannot be
+    probed from the hub, but its agent probes the hub, and one round trip crosses the same
+    link either way (docs/monitoring.md)."""
+    found = dict(by_pair)
+    for (source, target), value in by_pair.items():
+        if target == place and source != place:
+            found.setdefault((place, source), value)
+    return found
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import threading
+from urllib.parse import urlsplit
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,12 +29,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics-port", type=int, default=0, metavar="PORT",
                         help="serve the agent's Prometheus metrics on PORT")  # fmt: skip
     parser.add_argument("--metrics-address", default="127.0.0.1")
+    parser.add_argument("--probe-target", action="append", default=[], metavar="ADDRESS",
+                        help="a place the metrics port's /probe may send an ICMP echo to, as a "
+                        "blackbox exporter would (repeatable); the hub API server's host "
+                        "always may")  # fmt: skip
     parser.add_argument("--verbose", action="store_true")
+
+
+def hub_host(url: str) -> str:
+    """The host of the hub API server's URL: the place its link probes reach by default."""
+    return urlsplit(url).hostname or ""
 
 
 def run(args: argparse.Namespace) -> int:
     from continuum.operator.adapters.kube import api_client
     from continuum.operator.agent.metrics import agent_registry, serve
+    from continuum.operator.agent.probes import LinkProber
     from continuum.operator.agent.runner import Agent, AgentSettings
 
     logging.basicConfig(
@@ -51,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     agent = Agent(settings, hub, api_client(args.kubeconfig, retries=False))
     server = None
     if args.metrics_port:
-        server = serve(args.metrics_address, args.metrics_port, agent_registry(agent.lease))
+        prober = LinkProber([hub_host(hub.configuration.host), *args.probe_target])
+        server = serve(args.metrics_address, args.metrics_port, agent_registry(agent.lease), prober)
     agent.start()
     logging.getLogger(__name__).info("agent of member %s started", args.member)
     forever = threading.Event()

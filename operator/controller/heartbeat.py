@@ -108,11 +108,9 @@ def beat(
     fields = heartbeat_fields(status.to_dict())
     if not (pulled and before is not None and fields == heartbeat_fields(before.to_dict())):
         context.hub.apply_member_status(name, fields, HEARTBEAT_MANAGER)
+    # A new session (which lets the agent resume what it fenced) reaches the member's works by
+    # their jobs' passes, asked by the hub mirror once it holds the session (context.py).
     _report_failover(context, body, member, status)
-    if session is not None:
-        # A new session lets the agent resume what it fenced: the member's works carry it once
-        # their jobs' next passes write it.
-        context.ask_jobs_on(name)
     if _ready(before) != _ready(status):
         context.wake_scheduler.set()
         context.ask_jobs_on(name)

@@ -84,6 +84,10 @@ def test_the_chart_installs_the_agent_with_the_credential_join_printed(
         assert args[:4] == ["continuum", "agent", f"--member={MEMBER}",
                             "--hub-kubeconfig=/etc/continuum-agent/hub/kubeconfig"]  # fmt: skip
         assert "token" not in json.dumps(pod["containers"][0]).lower()
+        # Its link probes need no capability: a ping socket for the pod's group.
+        assert pod["securityContext"]["sysctls"] == [
+            {"name": "net.ipv4.ping_group_range", "value": "0 2147483647"}
+        ]
         secret = json.loads(testbed.kubectl(
             "get", "secret", "continuum-agent-hub", "-n", namespace, "-o", "json", cluster=member
         ))  # fmt: skip

@@ -13,19 +13,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
+from signals_testbed import NEEDS_SITES_AND_PROMETHEUS
 
-from e2e import bench_faults, monitoring
-from e2e.sites import requirements_missing
+from e2e import bench_faults
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(requirements_missing() is not None, reason=str(requirements_missing())),
-    pytest.mark.skipif(
-        monitoring.requirements_missing() is not None,
-        reason=str(monitoring.requirements_missing()),
-    ),
-]
+pytestmark = NEEDS_SITES_AND_PROMETHEUS
 
 SCRIPT = Path(__file__).resolve().parent / "faults" / "ramp-then-down.csv"
 PARTITION = Path(__file__).resolve().parent / "faults" / "partition-then-restore.csv"

@@ -20,20 +20,14 @@ from typing import Any
 import pytest
 import requests
 from prometheus_api_client import PrometheusConnect
+from signals_testbed import NEEDS_SITES_AND_PROMETHEUS
 
 from e2e import monitoring
 from e2e import testbed as testbed_module
 from e2e.pytest_plugin import eventually
-from e2e.sites import Sites, requirements_missing
+from e2e.sites import Sites
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(requirements_missing() is not None, reason=str(requirements_missing())),
-    pytest.mark.skipif(
-        monitoring.requirements_missing() is not None,
-        reason=str(monitoring.requirements_missing()),
-    ),
-]
+pytestmark = NEEDS_SITES_AND_PROMETHEUS
 
 TESTBED = Path(__file__).resolve().parents[2] / "e2e" / "testbed.py"
 # Two members: member-1 at delft (an edge site), member-2 at frankfurt (the cloud).

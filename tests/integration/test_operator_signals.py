@@ -16,36 +16,32 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from signals_testbed import (
+    NEEDS_SITES_AND_PROMETHEUS,
+    SETTLE_S,
+    apply_job,
+    degraded,
+    eventually,
+    placement,
+    sites_put_back,
+)
+from signals_testbed import member as member_named
 
-from e2e import fault_script, kuberay_sim, monitoring
+from e2e import fault_script, kuberay_sim
 from e2e.operator_process import REPO, Operator, condition, get_json, member_api
 from e2e.pytest_plugin import RunningTestbed, running_testbed
-from e2e.pytest_plugin import eventually as wait_until
 from e2e.registration import register_members
-from e2e.sites import Sites, requirements_missing
+from e2e.sites import Sites
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(requirements_missing() is not None, reason=str(requirements_missing())),
-    pytest.mark.skipif(
-        monitoring.requirements_missing() is not None,
-        reason=str(monitoring.requirements_missing()),
-    ),
-]
+pytestmark = NEEDS_SITES_AND_PROMETHEUS
 
 SHAPED, MEMBER = "delft", "member-1"
-# The recording rules' 30 s window, a rule interval, a signals interval and a probe in flight.
-SETTLE_S = 30.0 + 2.0 + 2.0 + 1.0
 TIMELINE: list[str] = []
-
-
-def eventually(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-    return wait_until(check, what, timeout, interval=0.5)
 
 
 def note(line: str) -> None:
@@ -62,12 +58,7 @@ def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningTestbed
 
 @pytest.fixture(scope="module")
 def sites(testbed: RunningTestbed) -> Iterator[Sites]:
-    bed_sites = testbed.testbed.sites
-    yield bed_sites
-    for site, link in bed_sites.links().items():
-        if link["state"] != "up":
-            bed_sites.restore(site)
-        bed_sites.shape(site, 0.0)
+    yield from sites_put_back(testbed)
 
 
 @pytest.fixture(scope="module")
@@ -93,13 +84,7 @@ def operator(
 
 
 def member(testbed: RunningTestbed, name: str = MEMBER) -> dict[str, Any]:
-    found: dict[str, Any] = get_json(testbed, "membercluster", name) or {}
-    return found
-
-
-def degraded(obj: dict[str, Any]) -> tuple[str, str] | None:
-    found = condition(obj, "Degraded")
-    return (found["status"], found["reason"]) if found else None
+    return member_named(testbed, name)
 
 
 def metric(operator: Operator, name: str) -> float | None:
@@ -110,35 +95,6 @@ def metric(operator: Operator, name: str) -> float | None:
         if line.startswith(name + " ") or line.startswith(name + "{"):
             return float(line.rsplit(" ", 1)[1])
     return None
-
-
-def apply_job(testbed: RunningTestbed, name: str, proactive: bool) -> None:
-    fault = (
-        "\n  faultTolerance: {proactive: {enabled: true, riskThreshold: 0.5}}" if proactive else ""
-    )
-    testbed.kubectl(
-        "apply",
-        "-f",
-        "-",
-        stdin=f"""
-apiVersion: continuum.dev/v1alpha1
-kind: MLJob
-metadata: {{name: {name}, namespace: default}}
-spec:
-  mode: Training
-  tenant: research
-  shards: {{count: 1, resources: {{cpu: 500m, memory: 1Gi}}}}
-  ray: {{image: rayproject/ray:2.50.0, entrypoint: python -m train}}
-  data:
-    - {{name: {SHAPED}-sensors, site: {SHAPED}, rateMbps: 20, residency: Region}}
-  faultTolerance: {fault}
-""",
-    )
-
-
-def placement(testbed: RunningTestbed, job: str) -> dict[str, Any] | None:
-    found = get_json(testbed, "placement", job, "-n", "default")
-    return (found or {}).get("spec")
 
 
 def test_a_members_measured_rtt_is_in_its_status(
@@ -234,7 +190,7 @@ def test_a_degrading_link_raises_the_risk_and_moves_a_proactive_shard(
     testbed: RunningTestbed, sites: Sites, operator: Operator
 ) -> None:
     job = "signals-proactive"
-    apply_job(testbed, job, proactive=True)
+    apply_job(testbed, job, SHAPED, proactive=True)
     spec = eventually(lambda: placement(testbed, job), "the job's Placement")
     assert [decision["cluster"] for decision in spec["decisions"]] == [MEMBER], spec
     # Healthy again after the first test's shaping (its RTT has left the risk window).
@@ -371,7 +327,7 @@ def test_a_proactive_move_completes_before_the_scripted_failure(
     script = fault_script.parse("at_s,site,rtt_ms,jitter_ms,loss_pct,state\n" + "\n".join(rows),
                                 sites.sites())  # fmt: skip
     with kuberay_in_members(testbed):
-        apply_job(testbed, job, proactive=True)
+        apply_job(testbed, job, SHAPED, proactive=True)
         eventually(lambda: shard_copies(testbed, job) == {MEMBER: "RUNNING"},
                    "the shard running on member-1")  # fmt: skip
         started = time.monotonic()
@@ -420,7 +376,7 @@ def test_a_flapping_link_does_not_make_shards_ping_pong(
     script = fault_script.parse("at_s,site,rtt_ms,jitter_ms,loss_pct,state\n" + "\n".join(rows),
                                 sites.sites())  # fmt: skip
     with kuberay_in_members(testbed):
-        apply_job(testbed, job, proactive=True)
+        apply_job(testbed, job, SHAPED, proactive=True)
         eventually(lambda: shard_copies(testbed, job) == {MEMBER: "RUNNING"},
                    "the shard running on member-1")  # fmt: skip
         for _ in fault_script.play(script, sites, hold_s=20.0):
@@ -465,7 +421,7 @@ def test_prometheus_down_keeps_scheduling_and_says_so(
         assert "127.0.0.1" in message and "connection failed" in message, message
         # Scheduling goes on, on the last known latencies.
         job = "signals-without-prometheus"
-        apply_job(testbed, job, proactive=False)
+        apply_job(testbed, job, SHAPED, proactive=False)
         spec = eventually(lambda: placement(testbed, job), "a Placement without Prometheus")
         assert spec["decisions"], spec
         assert operator.is_running()

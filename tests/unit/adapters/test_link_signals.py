@@ -17,7 +17,7 @@ from continuum.operator.adapters.link_signals import (
     connect,
     join_probes,
 )
-from continuum.operator.api.links import ProbeSample
+from continuum.operator.api.links import ProbeSample, seen_from
 
 pytestmark = pytest.mark.unit
 
@@ -75,6 +75,10 @@ class Answering:
     def custom_query(self, query: str, params: Any = None, timeout: float | None = None) -> Any:
         self.queries.append((query, params, timeout))
         labels = {"source_site": "hub", "target_site": "delft", "instance": "10.0.0.1"}
+        if 'target_site="hub"' in query:  # a Pull site's agent probing the hub
+            pulled = {"source_site": "enschede", "target_site": "hub", "instance": "10.9.0.1"}
+            values = [[10.2, "1"]] if query.startswith("probe_success") else [[10.2, "0.03"]]
+            return [{"metric": pulled, "values": values}]
         if query.startswith("probe_success") and 'source_site!="hub"' in query:
             peer = {"source_site": "ghent", "target_site": "delft", "instance": "10.0.0.1"}
             return [{"metric": peer, "values": [[10.5, "1"], [11.5, "0"]]}]
@@ -82,18 +86,23 @@ class Answering:
             return [{"metric": labels, "values": [[10.0, "1"], [11.0, "0"]]}]
         if query.startswith("probe_icmp"):
             return [{"metric": labels, "values": [[10.0, "0.004"], [11.0, "0"]]}]
+        pulled = {"source_site": "enschede", "target_site": "hub"}
         if query == "continuum:link_rtt_seconds":
             return [{"metric": labels, "value": [12.0, "0.004"]},
+                    {"metric": pulled, "value": [12.0, "0.03"]},
                     {"metric": {"target_site": "x"}, "value": [12.0, "1"]}]  # fmt: skip
-        return [{"metric": labels, "value": [12.0, "0.5"]}]
+        return [{"metric": labels, "value": [12.0, "0.5"]},
+                {"metric": pulled, "value": [12.0, "0"]}]  # fmt: skip
 
 
-def test_five_queries_for_every_pair_at_once() -> None:
+def test_seven_queries_for_every_pair_at_once() -> None:
     client = Answering()
     readings = LinkSignals(client, "http://h:9090", timeout_s=3).read(12.0, 299.5)
     assert [query for query, _, _ in client.queries] == [
         'probe_success{job="continuum-links", source_site="hub"}[300s]',
         'probe_icmp_duration_seconds{job="continuum-links", source_site="hub", phase="rtt"}[300s]',
+        'probe_success{job="continuum-links", target_site="hub"}[300s]',
+        'probe_icmp_duration_seconds{job="continuum-links", target_site="hub", phase="rtt"}[300s]',
         "continuum:link_rtt_seconds",
         "continuum:link_loss_ratio",
         'probe_success{job="continuum-links", source_site!="hub"}[15s]',
@@ -101,7 +110,21 @@ def test_five_queries_for_every_pair_at_once() -> None:
     assert all(
         params == {"time": "12.000"} and timeout == 3 for _, params, timeout in client.queries
     )
-    assert readings.samples == {("hub", "delft"): (ProbeSample(10.0, 4.0), ProbeSample(11.0, None))}
-    assert readings.rtt_ms == {("hub", "delft"): 4.0}
-    assert readings.loss == {("hub", "delft"): 0.5}
+    hub_probes = (ProbeSample(10.0, 4.0), ProbeSample(11.0, None))
+    site_probes = (ProbeSample(10.2, 30.0),)
+    # The site the hub has no probes of (behind NAT) is seen by its own probes of the hub.
+    assert readings.samples == {
+        ("hub", "delft"): hub_probes,
+        ("enschede", "hub"): site_probes,
+        ("hub", "enschede"): site_probes,
+    }
+    assert readings.rtt_ms == {("hub", "delft"): 4.0, ("enschede", "hub"): 30.0,
+                               ("hub", "enschede"): 30.0}  # fmt: skip
+    assert readings.loss == {("hub", "delft"): 0.5, ("enschede", "hub"): 0.0,
+                             ("hub", "enschede"): 0.0}  # fmt: skip
     assert readings.peer_answers == {("ghent", "delft"): ((10.5, True), (11.5, False))}
+
+
+def test_the_hubs_own_probes_of_a_site_come_before_the_sites_probes_of_the_hub() -> None:
+    by_pair = {("hub", "delft"): 1, ("delft", "hub"): 2, ("ghent", "hub"): 3, ("ghent", "delft"): 4}
+    assert seen_from("hub", by_pair) == {**by_pair, ("hub", "ghent"): 3}

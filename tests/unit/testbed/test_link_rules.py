@@ -193,6 +193,26 @@ def test_the_scrape_config_probes_each_pair_once_with_its_labels(tmp_path: Path)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_a_pull_sites_agent_probes_the_hub_in_place_of_the_hub_probing_it() -> None:
+    addresses = {"delft": "10.77.1.1", "ghent": "10.77.2.1"}
+    config = monitoring.prometheus_config(
+        addresses, "127.0.0.1:9999", monitoring.RULES, agent_probers={"delft": "10.77.1.1:9116"}
+    )
+    pairs = {
+        (group["labels"]["source_site"], group["labels"]["target_site"]): group
+        for group in config["scrape_configs"][0]["static_configs"]
+    }
+    assert set(pairs) == {
+        ("delft", "hub"),
+        ("hub", "ghent"),
+        ("delft", "ghent"),
+        ("ghent", "delft"),
+    }
+    assert pairs[("delft", "hub")]["targets"] == [monitoring.HUB_ADDRESS]
+    assert pairs[("delft", "hub")]["labels"]["__exporter_address__"] == "10.77.1.1:9116"
+    assert pairs[("delft", "ghent")]["labels"]["__exporter_address__"] == "10.77.1.1:9115"
+
+
 def test_the_module_file_is_valid_for_the_exporter() -> None:
     exporter = shutil.which("prometheus-blackbox-exporter")
     if exporter is None:
