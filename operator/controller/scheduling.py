@@ -121,6 +121,25 @@ def _suspended_status(job: MLJob, raw: dict[str, Any], now: datetime) -> dict[st
     )
 
 
+# A job's plan when the scheduler said nothing of it this cycle (most jobs, most cycles), per
+# version of the job and of its Placement: without moves, a plan does not depend on `now`.
+_unchanged_plans: Memo[JobPlan] = Memo()
+
+
+def _plan(
+    job: MLJob, previous: Placement | None, result: CycleResult, now: datetime, as_stored: bool
+) -> JobPlan:
+    """plan_job, made once per version for a job the result does not name. `as_stored`: the
+    Placement is the stored version its metadata names (a decision not written yet keeps the
+    metadata of the version it replaces)."""
+    named = result.decisions or result.unschedulable or result.preemptions or result.migrations
+    uid, generation = job.metadata.uid, job.metadata.generation
+    placement = (previous.metadata.uid, previous.metadata.resource_version) if previous else None
+    known = as_stored and uid and generation is not None and (placement is None or all(placement))
+    key = None if named or not known else (uid, generation, placement)
+    return _unchanged_plans.get(key, lambda: plan_job(job, previous, result, now))
+
+
 def _write_tenant_statuses(store: ObjectStore, tenants: Listed[Tenant], now: datetime) -> None:
     """Each Tenant's Active condition, written when it changes (rarely: a spec edit)."""
     valid = {(tenant.metadata.namespace or "", tenant.metadata.name or ""): tenant
@@ -168,6 +187,7 @@ def run_cycle(
     tenants = listed_tenants.valid
     jobs = store.list(MLJob)
     stored_placements = placements_by_job(store.list(Placement).valid)
+    in_flight: Mapping[JobKey, Placement] = {}
     if placement_writes is not None:
         # Decided by an earlier cycle and not written yet: as good as written.
         in_flight = placements_by_job(list(placement_writes.pending().values()))
@@ -184,7 +204,8 @@ def run_cycle(
             (raw, refused_status(raw.get("status"), generation, refusal, now).to_dict())
         )
 
-    admitted: list[MLJob] = []
+    # Each admitted job with its key, taken once: a cycle looks jobs up by key several times.
+    admitted: list[tuple[JobKey, MLJob]] = []
     for job in jobs.valid:
         suspended = (
             job.spec.suspend and job.metadata.deletion_timestamp is None and not job.is_finished
@@ -192,18 +213,19 @@ def run_cycle(
         if job.wants_no_shards and not suspended:
             continue
         problem = tenant_refusal(job, tenants)
-        raw = jobs.raw[JobKey.of(job)]
+        key = JobKey.of(job)
+        raw = jobs.raw[key]
         if problem is not None:
             status = refused_status(raw.get("status"), job.metadata.generation, problem, now)
             statuses.append((raw, status.to_dict()))
         elif suspended:
             statuses.append((raw, _suspended_status(job, raw, now)))
         else:
-            admitted.append(job)
+            admitted.append((key, job))
 
     # A Placement left by an earlier job of the same name (deleted and re-created before the
     # garbage collector came by) is not this job's: it is replaced, and its shards do not count.
-    uids = {JobKey.of(job): job.metadata.uid for job in admitted}
+    uids = {key: job.metadata.uid for key, job in admitted}
     placements = {
         key: placement
         for key, placement in stored_placements.items()
@@ -212,10 +234,11 @@ def run_cycle(
     snapshot = build_snapshot(
         members,
         tenants,
-        admitted,
+        [job for _, job in admitted],
         placements,
         _links(store, system_namespace, members),
         now.timestamp(),
+        unwritten=in_flight.keys(),
     )
     result = schedule(snapshot, policy)
 
@@ -223,9 +246,9 @@ def run_cycle(
     new_placements: list[tuple[MLJob, PlacementSpec]] = []
     by_job = results_by_job(result)
     nothing = CycleResult(result.policy)
-    for job in admitted:
-        previous = placements.get(JobKey.of(job))
-        plan = plan_job(job, previous, by_job.get(JobKey.of(job), nothing), now)
+    for key, job in admitted:
+        previous = placements.get(key)
+        plan = _plan(job, previous, by_job.get(key, nothing), now, key not in in_flight)
         refused = placement_writes.refusal(job) if placement_writes is not None else None
         if refused is not None:
             # Said until a write of its Placement is accepted: the writer retries after a
@@ -235,11 +258,11 @@ def run_cycle(
             plan = JobPlan(None, scheduled=False, message=refused.message, reason=refused.reason)
         elif plan.placement is not None:
             new_placements.append((job, plan.placement))
-            _announce_moves(jobs.raw[JobKey.of(job)], plan, events)
+            _announce_moves(jobs.raw[key], plan, events)
         effective = plan.placement or (previous.spec if previous else None)
         epoch = effective.epoch if effective else None
         placed += len(effective.decisions) if effective else 0
-        raw = jobs.raw[JobKey.of(job)]
+        raw = jobs.raw[key]
         statuses.append((raw, _scheduled_status(job, raw, plan, epoch, now)))
 
     def write_placement(item: tuple[MLJob, PlacementSpec]) -> None:
@@ -270,7 +293,7 @@ def run_cycle(
         for raw, new_status in changed:
             if identity(raw) not in placed_now:
                 hand_over(raw, new_status, True)
-    pending = sum(job.spec.shards.count for job in admitted) - placed
+    pending = sum(job.spec.shards.count for _, job in admitted) - placed
     metrics.PENDING_SHARDS.set(pending)
     metrics.PLACED_SHARDS.set(placed)
     metrics.CYCLE_SECONDS.observe(time.perf_counter() - started)
