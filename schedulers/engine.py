@@ -241,13 +241,14 @@ def prepare(
 
     occupied: dict[ShardKey, int] = {}
     failed: dict[ShardKey, int] = {}
+    healthy: list[bool] = clusters.healthy.tolist()
     for running in snapshot.running:
         owner = job_index.get(running.job_key)
         if owner is None or not 0 <= running.shard_index < jobs[owner].shards:
             continue
         key = (owner, running.shard_index)
         cluster = clusters.index.get(running.cluster, -1)
-        if cluster >= 0 and clusters.healthy[cluster]:
+        if cluster >= 0 and healthy[cluster]:
             occupied[key] = cluster
         else:
             failed[key] = cluster
@@ -258,7 +259,10 @@ def prepare(
     for owner, shard in occupied:
         running_shards[owner].add(shard)
     for index, job_spec in enumerate(jobs):
-        pending = set(range(job_spec.shards)) - running_shards[index]
+        running_here = running_shards.get(index)
+        if running_here is not None and len(running_here) == job_spec.shards:
+            continue  # every shard runs: nothing pending
+        pending = set(range(job_spec.shards)) - (running_here or set())
         for spec in split_into_groups(index, job_spec, pending, tiers):
             groups_of_job[index].append(len(specs))
             specs.append(spec)
@@ -360,10 +364,7 @@ class _Cycle:
         self.free = self.m.free.copy()
         healthy = self.m.clusters.healthy
         self.total = self.m.clusters.capacity[healthy].sum(axis=0)
-        self.usage: dict[str, FloatArray] = {name: np.zeros(3) for name in self.m.tenants}
-        for job, _ in self.m.occupied:
-            spec = self.m.jobs[job]
-            self.usage[spec.tenant] = self.usage[spec.tenant] + spec.demand.as_tuple()
+        self.usage = self._running_usage()
         self.base_usage = dict(self.usage)
         self.occupied = dict(self.m.occupied)
         self.placements: dict[ShardKey, tuple[int, int]] = {}
@@ -375,6 +376,17 @@ class _Cycle:
         self.running_count: dict[int, int] = defaultdict(int)
         for job, _ in self.occupied:
             self.running_count[job] += 1
+
+    def _running_usage(self) -> dict[str, FloatArray]:
+        """Per tenant, what its running shards hold, added shard by shard in their order, in
+        plain floats: the same sums as adding numpy rows, without a numpy call per shard."""
+        sums = {name: [0.0, 0.0, 0.0] for name in self.m.tenants}
+        for job, _ in self.m.occupied:
+            spec = self.m.jobs[job]
+            total = sums[spec.tenant]
+            for resource, amount in enumerate(spec.demand.as_tuple()):
+                total[resource] += amount
+        return {name: np.array(total) for name, total in sums.items()}
 
     def _score_of(self, terms: CostTerms, clusters: IntArray) -> FloatArray:
         """The strategy's score (lower is better) from a set of pairs' terms; `clusters`

@@ -22,6 +22,7 @@ from continuum.operator.api import MemberCluster, MLJob, Placement, PlacementSpe
 from continuum.operator.api.keys import JobKey
 from continuum.operator.controller.status import write_status
 from continuum.operator.reconcile.admission import (
+    Refusal,
     refusal_of_spec,
     refused_status,
     tenant_refusal,
@@ -159,6 +160,21 @@ def _write_tenant_statuses(store: ObjectStore, tenants: Listed[Tenant], now: dat
             LOG.debug("could not write the status of Tenant %s: %s", key[1], error)
 
 
+class _TenantRefusals:
+    """tenant_refusal for one cycle's Tenants, once per (tenant, namespace) it is asked for:
+    thousands of jobs name a few tenants from a few namespaces."""
+
+    def __init__(self, tenants: Sequence[Tenant]) -> None:
+        self._tenants = tenants
+        self._known: dict[tuple[str, str | None], Refusal | None] = {}
+
+    def of(self, job: MLJob) -> Refusal | None:
+        asked = (job.spec.tenant, job.metadata.namespace)
+        if asked not in self._known:
+            self._known[asked] = tenant_refusal(job, self._tenants)
+        return self._known[asked]
+
+
 def _announce_moves(raw: dict[str, Any], plan: JobPlan, events: EventSink | None) -> None:
     """An Event on the job and the metric for each move the cycle decided."""
     for move in plan.moves:
@@ -206,13 +222,14 @@ def run_cycle(
 
     # Each admitted job with its key, taken once: a cycle looks jobs up by key several times.
     admitted: list[tuple[JobKey, MLJob]] = []
+    refusals = _TenantRefusals(tenants)
     for job in jobs.valid:
         suspended = (
             job.spec.suspend and job.metadata.deletion_timestamp is None and not job.is_finished
         )
         if job.wants_no_shards and not suspended:
             continue
-        problem = tenant_refusal(job, tenants)
+        problem = refusals.of(job)
         key = JobKey.of(job)
         raw = jobs.raw[key]
         if problem is not None:

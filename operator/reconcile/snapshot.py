@@ -300,19 +300,21 @@ def build_snapshot(
     """
     schedulable = _keyed_jobs(jobs)
     selectors = _selector_labels(schedulable, members)
+    converted: list[model.Job] = []
     running: list[model.RunningShard] = []
     held: dict[str, list[model.Resources]] = {}
     # Job by job in key order, which is the order of their Placements' keys.
     for scheduler_key, key, job in schedulable:
+        scheduler_job = _job(job, selectors.per_job.get(scheduler_key, {}))
+        converted.append(scheduler_job)
         placement = placements.get(key)
         if placement is None:
             continue
         shards = _running_shards(
             scheduler_key, placement, job.spec.shards.count, key not in unwritten
         )
-        demand = shard_demand(job)
         for shard in shards:
-            held.setdefault(shard.cluster, []).append(demand)
+            held.setdefault(shard.cluster, []).append(scheduler_job.demand)
         running.extend(shards)
     # Only members say where a site is. A data site no member is at stays unlisted: the
     # scheduler takes it for a region of its own and says it is in no known region.
@@ -327,10 +329,7 @@ def build_snapshot(
             )
             for member in sorted(members, key=lambda member: member.metadata.name or "")
         ),
-        jobs=tuple(
-            _job(job, selectors.per_job.get(scheduler_key, {}))
-            for scheduler_key, _, job in schedulable
-        ),
+        jobs=tuple(converted),
         tenants=tuple(
             model.Tenant(
                 tenant.metadata.name or "",
