@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from continuum.operator.adapters import metrics
 from continuum.operator.adapters.placement_writes import WriteRefusal
@@ -96,30 +96,51 @@ def _links(
     )
 
 
-# A job's status after a cycle, per job version and what the cycle meant for it: making the
-# statuses of unchanged jobs again would cost a fifth of a cycle. The first `now` of an
-# unchanged outcome stands.
-_scheduled_statuses: Memo[dict[str, Any]] = Memo()
+class NewStatus(NamedTuple):
+    """A job's status after a cycle."""
+
+    raw: dict[str, Any]
+    """The job as read."""
+    status: dict[str, Any]
+    """The cycle's part of its status."""
+    changed: bool
+    """Whether it differs from the status read."""
+
+
+def _new_status(raw: dict[str, Any], status: dict[str, Any]) -> NewStatus:
+    return NewStatus(raw, status, raw.get("status") != status)
+
+
+# A job's status after a cycle, and whether it differs from the status read, per job version
+# and what the cycle meant for it: making and comparing the statuses of unchanged jobs again
+# would cost a fifth of a cycle. The first `now` of an unchanged outcome stands.
+_scheduled_statuses: Memo[tuple[dict[str, Any], bool]] = Memo()
+
+
+def _remembered_status(
+    job: MLJob, raw: dict[str, Any], outcome: Hashable, make: Callable[[], dict[str, Any]]
+) -> NewStatus:
+    """The status `make()` makes, once per version of the job (which fixes the status read)
+    and `outcome` of the cycle."""
+    version = raw.get("metadata", {}).get("resourceVersion")
+    key = (job.metadata.uid, version, outcome) if job.metadata.uid and version else None
+    status, changed = _scheduled_statuses.get(key, lambda: _new_status(raw, make())[1:])
+    return NewStatus(raw, status, changed)
 
 
 def _scheduled_status(
     job: MLJob, raw: dict[str, Any], plan: JobPlan, epoch: int | None, now: datetime
-) -> dict[str, Any]:
-    version = raw.get("metadata", {}).get("resourceVersion")
-    key = (job.metadata.uid, version, plan.scheduled, plan.message, epoch)
-    return _scheduled_statuses.get(
-        key if job.metadata.uid and version else None,
+) -> NewStatus:
+    return _remembered_status(
+        job,
+        raw,
+        (plan.scheduled, plan.message, epoch),
         lambda: scheduling_status(job, plan, job.metadata.name or "", epoch, now).to_dict(),
     )
 
 
-def _suspended_status(job: MLJob, raw: dict[str, Any], now: datetime) -> dict[str, Any]:
-    version = raw.get("metadata", {}).get("resourceVersion")
-    key = (job.metadata.uid, version, "suspended")
-    return _scheduled_statuses.get(
-        key if job.metadata.uid and version else None,
-        lambda: suspended_status(job, now).to_dict(),
-    )
+def _suspended_status(job: MLJob, raw: dict[str, Any], now: datetime) -> NewStatus:
+    return _remembered_status(job, raw, "suspended", lambda: suspended_status(job, now).to_dict())
 
 
 # A job's plan when the scheduler said nothing of it this cycle (most jobs, most cycles), per
@@ -175,6 +196,11 @@ class _TenantRefusals:
         return self._known[asked]
 
 
+def _is_suspended(job: MLJob) -> bool:
+    """spec.suspend, and neither being deleted nor finished: its status says Suspended."""
+    return job.spec.suspend and job.metadata.deletion_timestamp is None and not job.is_finished
+
+
 def _announce_moves(raw: dict[str, Any], plan: JobPlan, events: EventSink | None) -> None:
     """An Event on the job and the metric for each move the cycle decided."""
     for move in plan.moves:
@@ -211,43 +237,41 @@ def run_cycle(
 
     # (the job as stored, its new status): written after the Placements, so that a decision
     # reaches the placement controller without waiting for the statuses of a whole cycle.
-    statuses: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    statuses: list[NewStatus] = []
     for key, errors in jobs.invalid.items():
         raw = jobs.raw[key]
         refusal = refusal_of_spec(errors)
         generation = raw.get("metadata", {}).get("generation")
-        statuses.append(
-            (raw, refused_status(raw.get("status"), generation, refusal, now).to_dict())
-        )
+        status = refused_status(raw.get("status"), generation, refusal, now)
+        statuses.append(_new_status(raw, status.to_dict()))
 
     # Each admitted job with its key, taken once: a cycle looks jobs up by key several times.
     admitted: list[tuple[JobKey, MLJob]] = []
     refusals = _TenantRefusals(tenants)
     for job in jobs.valid:
-        suspended = (
-            job.spec.suspend and job.metadata.deletion_timestamp is None and not job.is_finished
-        )
-        if job.wants_no_shards and not suspended:
+        wants_no_shards = job.wants_no_shards
+        suspended = wants_no_shards and _is_suspended(job)
+        if wants_no_shards and not suspended:
             continue
         problem = refusals.of(job)
         key = JobKey.of(job)
         raw = jobs.raw[key]
         if problem is not None:
             status = refused_status(raw.get("status"), job.metadata.generation, problem, now)
-            statuses.append((raw, status.to_dict()))
+            statuses.append(_new_status(raw, status.to_dict()))
         elif suspended:
-            statuses.append((raw, _suspended_status(job, raw, now)))
+            statuses.append(_suspended_status(job, raw, now))
         else:
             admitted.append((key, job))
 
-    # A Placement left by an earlier job of the same name (deleted and re-created before the
-    # garbage collector came by) is not this job's: it is replaced, and its shards do not count.
-    uids = {key: job.metadata.uid for key, job in admitted}
-    placements = {
-        key: placement
-        for key, placement in stored_placements.items()
-        if placement.spec.job_ref.uid in (None, uids.get(key))
-    }
+    # The admitted jobs' Placements. One left by an earlier job of the same name (deleted and
+    # re-created before the garbage collector came by) is not this job's: it is replaced, and
+    # its shards do not count.
+    placements: dict[JobKey, Placement] = {}
+    for key, job in admitted:
+        placement = stored_placements.get(key)
+        if placement is not None and placement.spec.job_ref.uid in (None, job.metadata.uid):
+            placements[key] = placement
     snapshot = build_snapshot(
         members,
         tenants,
@@ -280,19 +304,19 @@ def run_cycle(
         epoch = effective.epoch if effective else None
         placed += len(effective.decisions) if effective else 0
         raw = jobs.raw[key]
-        statuses.append((raw, _scheduled_status(job, raw, plan, epoch, now)))
+        statuses.append(_scheduled_status(job, raw, plan, epoch, now))
 
     def write_placement(item: tuple[MLJob, PlacementSpec]) -> None:
         job, spec = item
         store.write_placement(job, spec, stored_placements.get(JobKey.of(job)))
 
-    def write_job_status(item: tuple[dict[str, Any], dict[str, Any]]) -> None:
-        write_status(store, item[0], item[1], events)
+    def write_job_status(item: NewStatus) -> None:
+        write_status(store, item.raw, item.status, events)
 
     if hand_over is not None:
         # Before the Placements are written: the pass a new Placement asks for then finds the
         # job's status waiting, and one pass does both.
-        changed = [(raw, new) for raw, new in statuses if raw.get("status") != new]
+        changed = [(item.raw, item.status) for item in statuses if item.changed]
         for raw, new_status in changed:
             hand_over(raw, new_status, False)
     if placement_writes is not None:
