@@ -311,7 +311,7 @@ def build_snapshot(
         if placement is None:
             continue
         shards = _running_shards(
-            scheduler_key, placement, job.spec.shards.count, key not in unwritten
+            scheduler_key, placement, scheduler_job.shards, key not in unwritten
         )
         for shard in shards:
             held.setdefault(shard.cluster, []).append(scheduler_job.demand)
