@@ -241,13 +241,14 @@ def prepare(
 
     occupied: dict[ShardKey, int] = {}
     failed: dict[ShardKey, int] = {}
+    healthy: list[bool] = clusters.healthy.tolist()
     for running in snapshot.running:
         owner = job_index.get(running.job_key)
         if owner is None or not 0 <= running.shard_index < jobs[owner].shards:
             continue
         key = (owner, running.shard_index)
         cluster = clusters.index.get(running.cluster, -1)
-        if cluster >= 0 and clusters.healthy[cluster]:
+        if cluster >= 0 and healthy[cluster]:
             occupied[key] = cluster
         else:
             failed[key] = cluster
@@ -258,7 +259,10 @@ def prepare(
     for owner, shard in occupied:
         running_shards[owner].add(shard)
     for index, job_spec in enumerate(jobs):
-        pending = set(range(job_spec.shards)) - running_shards[index]
+        running_here = running_shards.get(index)
+        if running_here is not None and len(running_here) == job_spec.shards:
+            continue  # every shard runs: nothing pending
+        pending = set(range(job_spec.shards)) - (running_here or set())
         for spec in split_into_groups(index, job_spec, pending, tiers):
             groups_of_job[index].append(len(specs))
             specs.append(spec)
@@ -360,10 +364,7 @@ class _Cycle:
         self.free = self.m.free.copy()
         healthy = self.m.clusters.healthy
         self.total = self.m.clusters.capacity[healthy].sum(axis=0)
-        self.usage: dict[str, FloatArray] = {name: np.zeros(3) for name in self.m.tenants}
-        for job, _ in self.m.occupied:
-            spec = self.m.jobs[job]
-            self.usage[spec.tenant] = self.usage[spec.tenant] + spec.demand.as_tuple()
+        self.usage = self._running_usage()
         self.base_usage = dict(self.usage)
         self.occupied = dict(self.m.occupied)
         self.placements: dict[ShardKey, tuple[int, int]] = {}
@@ -375,6 +376,17 @@ class _Cycle:
         self.running_count: dict[int, int] = defaultdict(int)
         for job, _ in self.occupied:
             self.running_count[job] += 1
+
+    def _running_usage(self) -> dict[str, FloatArray]:
+        """Per tenant, what its running shards hold, added shard by shard in their order, in
+        plain floats: the same sums as adding numpy rows, without a numpy call per shard."""
+        sums = {name: [0.0, 0.0, 0.0] for name in self.m.tenants}
+        for job, _ in self.m.occupied:
+            spec = self.m.jobs[job]
+            total = sums[spec.tenant]
+            for resource, amount in enumerate(spec.demand.as_tuple()):
+                total[resource] += amount
+        return {name: np.array(total) for name, total in sums.items()}
 
     def _score_of(self, terms: CostTerms, clusters: IntArray) -> FloatArray:
         """The strategy's score (lower is better) from a set of pairs' terms; `clusters`
@@ -1127,28 +1139,29 @@ class _Cycle:
         risky &= np.array([m.jobs[spec.job].proactive for spec in specs], dtype=np.bool_)
         if not self.strategy.proactive:
             risky[:] = False
-        options = self._running_options(specs, groups, current, allocated, risky, here)
-        barred = self._barred_returns()
-        settling = self._settling()
-        for row, spec in enumerate(specs):
-            if risky[row]:
-                continue
-            if any((spec.job, shard) in settling for shard in spec.shards):
-                options[row] = np.inf
-                continue
-            for shard in spec.shards:
-                options[row, sorted(barred.get((spec.job, shard), ()))] = np.inf
+        # Only the rows that may move have options; the others gain nothing anywhere.
+        moving = self._may_move(groups, here, risky)
+        if not moving.size:
+            return
+        options = self._running_options(specs, groups, current, allocated, moving)
+        moving_specs = [specs[row] for row in moving.tolist()]
+        self._bar_settling_and_returns(options, moving_specs, risky[moving].tolist())
         # Where a move may go when nothing better will take it (see move_target_risk_share).
         wary = m.clusters.risk[None, :] > (
-            config.move_target_risk_share * groups.risk_threshold[:, None]
+            config.move_target_risk_share * groups.risk_threshold[moving, None]
         )
-        gain_bound = here - np.where(wary, np.inf, options).min(axis=1)
+        gain_bound = here[moving] - np.where(wary, np.inf, options).min(axis=1)
         worth = gain_bound >= np.maximum(
-            config.rebalance_min_gain_usd_h, config.rebalance_min_gain_fraction * here
+            config.rebalance_min_gain_usd_h, config.rebalance_min_gain_fraction * here[moving]
         )
-        candidates = np.flatnonzero(risky | (worth & self.strategy.rebalance))
+        candidates = np.flatnonzero(risky[moving] | (worth & self.strategy.rebalance))
+        # Positions in `moving`, taken in the order of (not risky, -gain bound, row).
+        order = sorted(
+            candidates.tolist(), key=lambda p: (not risky[moving[p]], -gain_bound[p], moving[p])
+        )
         rebalances = 0
-        for row in sorted(candidates.tolist(), key=lambda r: (not risky[r], -gain_bound[r], r)):
+        for position in order:
+            row = int(moving[position])
             if not risky[row] and rebalances >= config.max_rebalances_per_cycle:
                 continue
             source = int(current[row])
@@ -1157,12 +1170,12 @@ class _Cycle:
             for shard in shards:
                 demand = groups.demand[row]
                 fits = (self.free >= demand - 1e-9).all(axis=1)
-                choice = np.where(fits, options[row], np.inf)
-                calm = np.where(wary[row], np.inf, choice)
+                choice = np.where(fits, options[position], np.inf)
+                calm = np.where(wary[position], np.inf, choice)
                 # A rebalance never goes to a wary cluster; a risky shard does if it must.
                 target = int(np.argmin(calm if np.isfinite(calm).any() or not risky[row]
                                        else choice))  # fmt: skip
-                if not np.isfinite(choice[target]) or (not risky[row] and wary[row, target]):
+                if not np.isfinite(choice[target]) or (not risky[row] and wary[position, target]):
                     break
                 gain = float(here[row] - choice[target])
                 if risky[row]:
@@ -1195,21 +1208,13 @@ class _Cycle:
                 self.moved_reasons[(specs[row].job, shard)] = detail
                 self.moved_terms[(specs[row].job, shard)] = (target, float(choice[target]))
 
-    def _running_options(
-        self,
-        specs: list[GroupSpec],
-        groups: Groups,
-        current: IntArray,
-        allocated: FloatArray,
-        risky: BoolArray,
-        here: FloatArray,
-    ) -> FloatArray:
-        """(running groups × clusters): what each running group would cost on every other
-        cluster past its filters, inf elsewhere; computed only for the groups that may move.
+    def _may_move(self, groups: Groups, here: FloatArray, risky: BoolArray) -> IntArray:
+        """The running groups that may move: those on a risky cluster and, when the strategy
+        rebalances, those whose move could gain enough.
 
         A move gains at most the group's cost where it runs when no cost can be negative, so
         a group that costs less than the least rebalancing gain moves only off a risky
-        cluster, and its row is left at inf (no gain).
+        cluster.
         """
         m, config = self.m, self.config
         may_move = risky.copy()
@@ -1218,10 +1223,19 @@ class _Cycle:
                 may_move |= here >= config.rebalance_min_gain_usd_h
             else:
                 may_move[:] = True
-        options = np.full((len(specs), len(m.clusters.names)), np.inf)
-        moving = np.flatnonzero(may_move)
-        if not moving.size:
-            return options
+        return np.flatnonzero(may_move)
+
+    def _running_options(
+        self,
+        specs: list[GroupSpec],
+        groups: Groups,
+        current: IntArray,
+        allocated: FloatArray,
+        moving: IntArray,
+    ) -> FloatArray:
+        """(moving running groups × clusters): what each would cost on every other cluster
+        past its filters, inf elsewhere."""
+        m, config = self.m, self.config
         subset = build_groups(
             m.jobs, [specs[row] for row in moving.tolist()], m.sites, config.default_risk_threshold
         )
@@ -1229,9 +1243,30 @@ class _Cycle:
         elsewhere = cost_matrix_terms(
             subset, m.clusters, m.sites, config.latency_model, config.weights, allocated
         ).total
-        options[moving] = np.where(filters.group_rows(), elsewhere, np.inf)
-        options[moving, current[moving]] = np.inf
+        options: FloatArray = np.where(filters.group_rows(), elsewhere, np.inf)
+        options[np.arange(moving.size), current[moving]] = np.inf
         return options
+
+    def _bar_settling_and_returns(
+        self, options: FloatArray, specs: list[GroupSpec], risky: list[bool]
+    ) -> None:
+        """No rebalance for a shard within its minimum dwell, nor back to a cluster it left
+        for failure or risk within the return cooldown: those options (rows aligned with
+        `specs`) become inf. A shard on a risky cluster leaves whatever they say."""
+        if all(risky):
+            return
+        barred = self._barred_returns()
+        settling = self._settling()
+        for row, spec in enumerate(specs):
+            if risky[row]:
+                continue
+            if any((spec.job, shard) in settling for shard in spec.shards):
+                options[row] = np.inf
+                continue
+            for shard in spec.shards:
+                clusters = barred.get((spec.job, shard))
+                if clusters:
+                    options[row, sorted(clusters)] = np.inf
 
     def _barred_returns(self) -> dict[ShardKey, set[int]]:
         """The clusters each running shard left for failure or risk within the return

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from continuum.operator.adapters import metrics
 from continuum.operator.adapters.placement_writes import WriteRefusal
@@ -22,6 +22,7 @@ from continuum.operator.api import MemberCluster, MLJob, Placement, PlacementSpe
 from continuum.operator.api.keys import JobKey
 from continuum.operator.controller.status import write_status
 from continuum.operator.reconcile.admission import (
+    Refusal,
     refusal_of_spec,
     refused_status,
     tenant_refusal,
@@ -95,30 +96,70 @@ def _links(
     )
 
 
-# A job's status after a cycle, per job version and what the cycle meant for it: making the
-# statuses of unchanged jobs again would cost a fifth of a cycle. The first `now` of an
-# unchanged outcome stands.
-_scheduled_statuses: Memo[dict[str, Any]] = Memo()
+class NewStatus(NamedTuple):
+    """A job's status after a cycle."""
+
+    raw: dict[str, Any]
+    """The job as read."""
+    status: dict[str, Any]
+    """The cycle's part of its status."""
+    changed: bool
+    """Whether it differs from the status read."""
+
+
+def _new_status(raw: dict[str, Any], status: dict[str, Any]) -> NewStatus:
+    return NewStatus(raw, status, raw.get("status") != status)
+
+
+# A job's status after a cycle, and whether it differs from the status read, per job version
+# and what the cycle meant for it: making and comparing the statuses of unchanged jobs again
+# would cost a fifth of a cycle. The first `now` of an unchanged outcome stands.
+_scheduled_statuses: Memo[tuple[dict[str, Any], bool]] = Memo()
+
+
+def _remembered_status(
+    job: MLJob, raw: dict[str, Any], outcome: Hashable, make: Callable[[], dict[str, Any]]
+) -> NewStatus:
+    """The status `make()` makes, once per version of the job (which fixes the status read)
+    and `outcome` of the cycle."""
+    version = raw.get("metadata", {}).get("resourceVersion")
+    key = (job.metadata.uid, version, outcome) if job.metadata.uid and version else None
+    status, changed = _scheduled_statuses.get(key, lambda: _new_status(raw, make())[1:])
+    return NewStatus(raw, status, changed)
 
 
 def _scheduled_status(
     job: MLJob, raw: dict[str, Any], plan: JobPlan, epoch: int | None, now: datetime
-) -> dict[str, Any]:
-    version = raw.get("metadata", {}).get("resourceVersion")
-    key = (job.metadata.uid, version, plan.scheduled, plan.message, epoch)
-    return _scheduled_statuses.get(
-        key if job.metadata.uid and version else None,
+) -> NewStatus:
+    return _remembered_status(
+        job,
+        raw,
+        (plan.scheduled, plan.message, epoch),
         lambda: scheduling_status(job, plan, job.metadata.name or "", epoch, now).to_dict(),
     )
 
 
-def _suspended_status(job: MLJob, raw: dict[str, Any], now: datetime) -> dict[str, Any]:
-    version = raw.get("metadata", {}).get("resourceVersion")
-    key = (job.metadata.uid, version, "suspended")
-    return _scheduled_statuses.get(
-        key if job.metadata.uid and version else None,
-        lambda: suspended_status(job, now).to_dict(),
-    )
+def _suspended_status(job: MLJob, raw: dict[str, Any], now: datetime) -> NewStatus:
+    return _remembered_status(job, raw, "suspended", lambda: suspended_status(job, now).to_dict())
+
+
+# A job's plan when the scheduler said nothing of it this cycle (most jobs, most cycles), per
+# version of the job and of its Placement: without moves, a plan does not depend on `now`.
+_unchanged_plans: Memo[JobPlan] = Memo()
+
+
+def _plan(
+    job: MLJob, previous: Placement | None, result: CycleResult, now: datetime, as_stored: bool
+) -> JobPlan:
+    """plan_job, made once per version for a job the result does not name. `as_stored`: the
+    Placement is the stored version its metadata names (a decision not written yet keeps the
+    metadata of the version it replaces)."""
+    named = result.decisions or result.unschedulable or result.preemptions or result.migrations
+    uid, generation = job.metadata.uid, job.metadata.generation
+    placement = (previous.metadata.uid, previous.metadata.resource_version) if previous else None
+    known = as_stored and uid and generation is not None and (placement is None or all(placement))
+    key = None if named or not known else (uid, generation, placement)
+    return _unchanged_plans.get(key, lambda: plan_job(job, previous, result, now))
 
 
 def _write_tenant_statuses(store: ObjectStore, tenants: Listed[Tenant], now: datetime) -> None:
@@ -138,6 +179,26 @@ def _write_tenant_statuses(store: ObjectStore, tenants: Listed[Tenant], now: dat
         except Exception as error:  # a Tenant's status must not stop the jobs' cycle
             metrics.RECONCILE_ERRORS.labels("Tenant").inc()
             LOG.debug("could not write the status of Tenant %s: %s", key[1], error)
+
+
+class _TenantRefusals:
+    """tenant_refusal for one cycle's Tenants, once per (tenant, namespace) it is asked for:
+    thousands of jobs name a few tenants from a few namespaces."""
+
+    def __init__(self, tenants: Sequence[Tenant]) -> None:
+        self._tenants = tenants
+        self._known: dict[tuple[str, str | None], Refusal | None] = {}
+
+    def of(self, job: MLJob) -> Refusal | None:
+        asked = (job.spec.tenant, job.metadata.namespace)
+        if asked not in self._known:
+            self._known[asked] = tenant_refusal(job, self._tenants)
+        return self._known[asked]
+
+
+def _is_suspended(job: MLJob) -> bool:
+    """spec.suspend, and neither being deleted nor finished: its status says Suspended."""
+    return job.spec.suspend and job.metadata.deletion_timestamp is None and not job.is_finished
 
 
 def _announce_moves(raw: dict[str, Any], plan: JobPlan, events: EventSink | None) -> None:
@@ -168,6 +229,7 @@ def run_cycle(
     tenants = listed_tenants.valid
     jobs = store.list(MLJob)
     stored_placements = placements_by_job(store.list(Placement).valid)
+    in_flight: Mapping[JobKey, Placement] = {}
     if placement_writes is not None:
         # Decided by an earlier cycle and not written yet: as good as written.
         in_flight = placements_by_job(list(placement_writes.pending().values()))
@@ -175,47 +237,49 @@ def run_cycle(
 
     # (the job as stored, its new status): written after the Placements, so that a decision
     # reaches the placement controller without waiting for the statuses of a whole cycle.
-    statuses: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    statuses: list[NewStatus] = []
     for key, errors in jobs.invalid.items():
         raw = jobs.raw[key]
         refusal = refusal_of_spec(errors)
         generation = raw.get("metadata", {}).get("generation")
-        statuses.append(
-            (raw, refused_status(raw.get("status"), generation, refusal, now).to_dict())
-        )
+        status = refused_status(raw.get("status"), generation, refusal, now)
+        statuses.append(_new_status(raw, status.to_dict()))
 
-    admitted: list[MLJob] = []
+    # Each admitted job with its key, taken once: a cycle looks jobs up by key several times.
+    admitted: list[tuple[JobKey, MLJob]] = []
+    refusals = _TenantRefusals(tenants)
     for job in jobs.valid:
-        suspended = (
-            job.spec.suspend and job.metadata.deletion_timestamp is None and not job.is_finished
-        )
-        if job.wants_no_shards and not suspended:
+        wants_no_shards = job.wants_no_shards
+        suspended = wants_no_shards and _is_suspended(job)
+        if wants_no_shards and not suspended:
             continue
-        problem = tenant_refusal(job, tenants)
-        raw = jobs.raw[JobKey.of(job)]
+        problem = refusals.of(job)
+        key = JobKey.of(job)
+        raw = jobs.raw[key]
         if problem is not None:
             status = refused_status(raw.get("status"), job.metadata.generation, problem, now)
-            statuses.append((raw, status.to_dict()))
+            statuses.append(_new_status(raw, status.to_dict()))
         elif suspended:
-            statuses.append((raw, _suspended_status(job, raw, now)))
+            statuses.append(_suspended_status(job, raw, now))
         else:
-            admitted.append(job)
+            admitted.append((key, job))
 
-    # A Placement left by an earlier job of the same name (deleted and re-created before the
-    # garbage collector came by) is not this job's: it is replaced, and its shards do not count.
-    uids = {JobKey.of(job): job.metadata.uid for job in admitted}
-    placements = {
-        key: placement
-        for key, placement in stored_placements.items()
-        if placement.spec.job_ref.uid in (None, uids.get(key))
-    }
+    # The admitted jobs' Placements. One left by an earlier job of the same name (deleted and
+    # re-created before the garbage collector came by) is not this job's: it is replaced, and
+    # its shards do not count.
+    placements: dict[JobKey, Placement] = {}
+    for key, job in admitted:
+        placement = stored_placements.get(key)
+        if placement is not None and placement.spec.job_ref.uid in (None, job.metadata.uid):
+            placements[key] = placement
     snapshot = build_snapshot(
         members,
         tenants,
-        admitted,
+        [job for _, job in admitted],
         placements,
         _links(store, system_namespace, members),
         now.timestamp(),
+        unwritten=in_flight.keys(),
     )
     result = schedule(snapshot, policy)
 
@@ -223,9 +287,9 @@ def run_cycle(
     new_placements: list[tuple[MLJob, PlacementSpec]] = []
     by_job = results_by_job(result)
     nothing = CycleResult(result.policy)
-    for job in admitted:
-        previous = placements.get(JobKey.of(job))
-        plan = plan_job(job, previous, by_job.get(JobKey.of(job), nothing), now)
+    for key, job in admitted:
+        previous = placements.get(key)
+        plan = _plan(job, previous, by_job.get(key, nothing), now, key not in in_flight)
         refused = placement_writes.refusal(job) if placement_writes is not None else None
         if refused is not None:
             # Said until a write of its Placement is accepted: the writer retries after a
@@ -235,24 +299,24 @@ def run_cycle(
             plan = JobPlan(None, scheduled=False, message=refused.message, reason=refused.reason)
         elif plan.placement is not None:
             new_placements.append((job, plan.placement))
-            _announce_moves(jobs.raw[JobKey.of(job)], plan, events)
+            _announce_moves(jobs.raw[key], plan, events)
         effective = plan.placement or (previous.spec if previous else None)
         epoch = effective.epoch if effective else None
         placed += len(effective.decisions) if effective else 0
-        raw = jobs.raw[JobKey.of(job)]
-        statuses.append((raw, _scheduled_status(job, raw, plan, epoch, now)))
+        raw = jobs.raw[key]
+        statuses.append(_scheduled_status(job, raw, plan, epoch, now))
 
     def write_placement(item: tuple[MLJob, PlacementSpec]) -> None:
         job, spec = item
         store.write_placement(job, spec, stored_placements.get(JobKey.of(job)))
 
-    def write_job_status(item: tuple[dict[str, Any], dict[str, Any]]) -> None:
-        write_status(store, item[0], item[1], events)
+    def write_job_status(item: NewStatus) -> None:
+        write_status(store, item.raw, item.status, events)
 
     if hand_over is not None:
         # Before the Placements are written: the pass a new Placement asks for then finds the
         # job's status waiting, and one pass does both.
-        changed = [(raw, new) for raw, new in statuses if raw.get("status") != new]
+        changed = [(item.raw, item.status) for item in statuses if item.changed]
         for raw, new_status in changed:
             hand_over(raw, new_status, False)
     if placement_writes is not None:
@@ -270,7 +334,7 @@ def run_cycle(
         for raw, new_status in changed:
             if identity(raw) not in placed_now:
                 hand_over(raw, new_status, True)
-    pending = sum(job.spec.shards.count for job in admitted) - placed
+    pending = sum(job.spec.shards.count for _, job in admitted) - placed
     metrics.PENDING_SHARDS.set(pending)
     metrics.PLACED_SHARDS.set(placed)
     metrics.CYCLE_SECONDS.observe(time.perf_counter() - started)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -36,6 +36,21 @@ SELECTOR_LABEL_PREFIX = "selector.continuum.dev/"
 
 def _scheduler_key(job: MLJob) -> str:
     return str(JobKey.of(job))
+
+
+# A job the scheduler places, with its keys: the scheduler's (text) and the operator's.
+KeyedJob = tuple[str, JobKey, MLJob]
+
+
+def _keyed_jobs(jobs: Iterable[MLJob]) -> list[KeyedJob]:
+    """The jobs that want shards, keyed once each, in the scheduler's order (by key text)."""
+    keyed: list[KeyedJob] = []
+    for job in jobs:
+        if not job.wants_no_shards:
+            key = JobKey.of(job)
+            keyed.append((str(key), key, job))
+    keyed.sort(key=lambda entry: entry[0])
+    return keyed
 
 
 def _amounts(amounts: ResourceAmounts | None, absent: float = 0.0) -> model.Resources:
@@ -95,10 +110,10 @@ class SelectorLabels:
     per_cluster: Mapping[str, Mapping[str, str]]
 
 
-def _selector_labels(jobs: Sequence[MLJob], members: Sequence[MemberCluster]) -> SelectorLabels:
+def _selector_labels(jobs: Sequence[KeyedJob], members: Sequence[MemberCluster]) -> SelectorLabels:
     per_job: dict[str, dict[str, str]] = {}
     per_cluster: dict[str, dict[str, str]] = {member.metadata.name or "": {} for member in members}
-    for job in jobs:
+    for scheduler_key, _, job in jobs:
         selector = job.spec.placement.cluster_selector if job.spec.placement else None
         if selector is None:
             continue
@@ -110,7 +125,7 @@ def _selector_labels(jobs: Sequence[MLJob], members: Sequence[MemberCluster]) ->
             for member in members:
                 if selector.matches(member.spec.labels):
                     per_cluster[member.metadata.name or ""][synthetic] = "true"
-        per_job[_scheduler_key(job)] = labels
+        per_job[scheduler_key] = labels
     return SelectorLabels(per_job, per_cluster)
 
 
@@ -239,6 +254,35 @@ def _arrival(placement: Placement, shard: int, cluster: str) -> float | None:
     return newest.time.timestamp()
 
 
+# A Placement's running shards, per version of it (and of its job's shard count): most
+# Placements are the same from one cycle to the next.
+_running: Memo[tuple[model.RunningShard, ...]] = Memo()
+
+
+def _running_shards(
+    key: str, placement: Placement, count: int, as_stored: bool
+) -> tuple[model.RunningShard, ...]:
+    """`as_stored`: the Placement is the stored version its metadata names. A decision not
+    written yet keeps the metadata of the version it replaces, so it is converted afresh."""
+    uid, version = placement.metadata.uid, placement.metadata.resource_version
+    memo_key = (uid, version, key, count) if uid and version and as_stored else None
+    return _running.get(memo_key, lambda: _convert_running(key, placement, count))
+
+
+def _convert_running(key: str, placement: Placement, count: int) -> tuple[model.RunningShard, ...]:
+    return tuple(
+        model.RunningShard(
+            key,
+            decision.shard,
+            decision.cluster,
+            _departures(placement, decision.shard),
+            _arrival(placement, decision.shard, decision.cluster),
+        )
+        for decision in placement.spec.decisions
+        if decision.shard < count  # scaled down since: the placement plan drops it
+    )
+
+
 def build_snapshot(
     members: Sequence[MemberCluster],
     tenants: Sequence[Tenant],
@@ -246,35 +290,32 @@ def build_snapshot(
     placements: Mapping[JobKey, Placement],
     links: Sequence[model.Link] = (),
     now_s: float = 0.0,
+    unwritten: Collection[JobKey] = (),
 ) -> model.Snapshot:
-    """`jobs` are the admitted MLJobs; `placements` their Placements by job key.
+    """`jobs` are the admitted MLJobs; `placements` their Placements by job key, of which
+    those of `unwritten` are decisions not written yet (as PlacementWriteQueue.pending).
 
     Shards already placed count as running where their Placement puts them, and their demand
     is held on that cluster, so a cycle only decides what changed.
     """
-    schedulable = [job for job in jobs if not job.wants_no_shards]
+    schedulable = _keyed_jobs(jobs)
     selectors = _selector_labels(schedulable, members)
+    converted: list[model.Job] = []
     running: list[model.RunningShard] = []
     held: dict[str, list[model.Resources]] = {}
-    demand_by_key = {_scheduler_key(job): shard_demand(job) for job in schedulable}
-    counts = {_scheduler_key(job): job.spec.shards.count for job in schedulable}
-    for job_key, placement in sorted(placements.items(), key=lambda item: str(item[0])):
-        key = str(job_key)
-        if key not in demand_by_key:
+    # Job by job in key order, which is the order of their Placements' keys.
+    for scheduler_key, key, job in schedulable:
+        scheduler_job = _job(job, selectors.per_job.get(scheduler_key, {}))
+        converted.append(scheduler_job)
+        placement = placements.get(key)
+        if placement is None:
             continue
-        for decision in placement.spec.decisions:
-            if decision.shard >= counts[key]:
-                continue  # scaled down since: the placement plan drops it
-            running.append(
-                model.RunningShard(
-                    key,
-                    decision.shard,
-                    decision.cluster,
-                    _departures(placement, decision.shard),
-                    _arrival(placement, decision.shard, decision.cluster),
-                )
-            )
-            held.setdefault(decision.cluster, []).append(demand_by_key[key])
+        shards = _running_shards(
+            scheduler_key, placement, scheduler_job.shards, key not in unwritten
+        )
+        for shard in shards:
+            held.setdefault(shard.cluster, []).append(scheduler_job.demand)
+        running.extend(shards)
     # Only members say where a site is. A data site no member is at stays unlisted: the
     # scheduler takes it for a region of its own and says it is in no known region.
     sites = {member.spec.site: member.spec.region for member in members}
@@ -288,10 +329,7 @@ def build_snapshot(
             )
             for member in sorted(members, key=lambda member: member.metadata.name or "")
         ),
-        jobs=tuple(
-            _job(job, selectors.per_job.get(_scheduler_key(job), {}))
-            for job in sorted(schedulable, key=_scheduler_key)
-        ),
+        jobs=tuple(converted),
         tenants=tuple(
             model.Tenant(
                 tenant.metadata.name or "",

@@ -202,6 +202,21 @@ def test_shards_beyond_a_scaled_down_count_are_dropped() -> None:
     assert snapshot.clusters[0].allocated == model.Resources(1.0, 1.0, 0.0)
 
 
+def test_running_shards_are_remembered_per_placement_version() -> None:
+    members = [MemberClusterWrapper(name).healthy().obj() for name in ("m1", "m2")]
+    job = MLJobWrapper("a").obj()
+    version = PlacementWrapper.of(job).uid("remembered-placement").resource_version("7")
+    first = build_snapshot(members, TENANTS, [job], by_key(version.decisions({0: "m1"}).obj()))
+    assert first.running == (model.RunningShard("team-a/a", 0, "m1"),)
+    # The API server gives every change a new resourceVersion: same version, same decisions.
+    moved = by_key(version.decisions({0: "m2"}).obj())
+    assert build_snapshot(members, TENANTS, [job], moved).running == first.running
+    # A decision not written yet keeps the metadata of the stored version it replaces.
+    unwritten = build_snapshot(members, TENANTS, [job], moved, unwritten={JobKey.of(job)})
+    assert unwritten.running == (model.RunningShard("team-a/a", 0, "m2"),)
+    assert [cluster.allocated.cpu > 0 for cluster in unwritten.clusters] == [False, True]
+
+
 @pytest.mark.parametrize(
     "wrapper",
     [
