@@ -119,11 +119,14 @@ def plan_job(job: MLJob, previous: Placement | None, result: CycleResult, now: d
                 score=_finite(decision.score),
                 reasons=_reasons(decision.reasons),
             )
+    # The scheduler names no source for a shard whose member is gone (deleted): the Placement
+    # still says where it was.
+    held = {d.shard: d.cluster for d in previous.spec.decisions} if previous else {}
     moves = tuple(
         JobMove(
             Migration(
                 shard=migration.shard_index,
-                from_cluster=migration.from_cluster,
+                from_cluster=source,
                 to_cluster=migration.to_cluster,
                 reason=MigrationReason(migration.reason.value),
                 time=now,
@@ -131,7 +134,9 @@ def plan_job(job: MLJob, previous: Placement | None, result: CycleResult, now: d
             migration.detail[:MAX_REASON_LENGTH],
         )
         for migration in result.migrations
-        if migration.job_key == key and migration.from_cluster != migration.to_cluster
+        if migration.job_key == key
+        for source in (migration.from_cluster or held.get(migration.shard_index, ""),)
+        if source and source != migration.to_cluster
     )
     migrations = [move.migration for move in moves]
     unschedulable = next(

@@ -138,6 +138,21 @@ def test_moves_are_recorded_at_the_time_of_the_cycle_after_the_history() -> None
     ]
 
 
+def test_a_move_off_a_deleted_member_names_it_from_the_placement() -> None:
+    # The scheduler no longer knows the member, so it names no source for the move.
+    gone = model.Migration(KEY, 0, "", "m2", model.MigrationReason.FAILURE, "its cluster is gone")
+    cycle = replace(result((0, "m2")), migrations=(gone,))
+    plan = plan_job(job(1).obj(), placed({0: "deleted-member"}), cycle, NOW)
+    assert plan.placement is not None
+    assert [(m.shard, m.from_cluster, m.to_cluster) for m in plan.placement.migrations] == [
+        (0, "deleted-member", "m2")
+    ]
+    # Without a Placement to say where it was, there is no move to record, only the decision.
+    plan = plan_job(job(1).obj(), None, cycle, NOW)
+    assert plan.placement is not None and plan.placement.migrations == []
+    assert [d.cluster for d in plan.placement.decisions] == ["m2"]
+
+
 def test_the_cycles_new_moves_come_with_their_event() -> None:
     previous = placed({0: "m1", 1: "m1"})
     risky = model.Migration(KEY, 0, "m1", "m2", model.MigrationReason.PROACTIVE, "risk 0.91")
