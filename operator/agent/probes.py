@@ -94,10 +94,11 @@ class LinkProber:
         self._unavailable_logged = False
 
     def probe(self, target: str, module: str = MODULE) -> ProbeResult:
+        # What the request named is said back cut short: the answer is not an echo chamber.
         if module != MODULE:
-            raise ProbeRefusedError(f"module {module!r} is not served: only {MODULE!r}")
+            raise ProbeRefusedError(f"module {module[:64]!r} is not served: only {MODULE!r}")
         if target not in self.targets:
-            raise ProbeRefusedError(f"target {target!r} is not one this agent probes")
+            raise ProbeRefusedError(f"target {target[:64]!r} is not one this agent probes")
         started = self.clock()
         try:
             rtt_s = self.echo(target, self.timeout_s)
