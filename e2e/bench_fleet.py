@@ -424,6 +424,17 @@ def by_tenth(submitted: dict[str, float], seen: dict[str, float]) -> list[float 
     ]  # fmt: skip
 
 
+def count_and_time(
+    counters: dict[str, float], histogram: str, labels: str = ""
+) -> dict[str, float | None]:
+    """A histogram's count, its sum and their mean, from the operator's counters; `labels`
+    as the exposition writes them (`{generation="2"}`)."""
+    count = counters.get(f"{histogram}_count{labels}")
+    total = counters.get(f"{histogram}_sum{labels}")
+    mean = round(total / count, 3) if count and total is not None else None
+    return {"count": count, "total_s": total, "mean_s": mean}
+
+
 def p50_p99(values: Sequence[float]) -> dict[str, float | None]:
     figures = summary(values)
     return {"p50": figures["p50_s"], "p99": figures["p99_s"]}
@@ -579,6 +590,10 @@ def measure(kubeconfig: Path, folder: Path, servers: dict[str, int], members: in
             },
             "operator_samples": sampler.samples,
             "operator_counters": counters,
+            "cycles": count_and_time(counters, "continuum_scheduling_cycle_seconds"),
+            "full_collections": count_and_time(
+                counters, "continuum_gc_pause_seconds", '{generation="2"}'
+            ),
             "agents": agent_counts,
         },
     }
@@ -618,6 +633,10 @@ ROWS = (
     ("operator CPU s per s, idle fleet", "detail.idle_window.operator_cpu_per_s"),
     ("operator CPU ms per member per s, idle", "detail.operator_cpu_ms_per_member_s_idle"),
     ("operator CPU ms per job, beyond idle", "detail.operator_cpu_ms_per_job"),
+    ("scheduling cycles, whole run", "detail.cycles.count"),
+    ("scheduling cycle mean s", "detail.cycles.mean_s"),
+    ("operator full GC pauses, whole run", "detail.full_collections.count"),
+    ("operator full GC pauses, total s", "detail.full_collections.total_s"),
     ("hub API server CPU s per s, jobs window", "detail.jobs_window.cpu_per_s.hub kube-apiserver"),
     ("hub API server CPU s per s, idle fleet", "detail.idle_window.cpu_per_s.hub kube-apiserver"),
     ("hub etcd CPU s per s, idle fleet", "detail.idle_window.cpu_per_s.hub etcd"),

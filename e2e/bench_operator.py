@@ -182,6 +182,8 @@ def operator_counters(port: int) -> dict[str, float]:
         "continuum_write_conflicts_total",
         "continuum_scheduling_cycle_seconds_count",
         "continuum_scheduling_cycle_seconds_sum",
+        "continuum_gc_pause_seconds_count",
+        "continuum_gc_pause_seconds_sum",
     )
     counters: dict[str, float] = {}
     for line in text.splitlines():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import tempfile
@@ -14,6 +13,7 @@ import kopf
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from continuum.operator.adapters import collector
 from continuum.operator.adapters.kube import hub_client
 from continuum.operator.adapters.webhook_certs import self_signed
 from continuum.operator.controller.context import FINALIZER, OperatorContext
@@ -81,12 +81,9 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
         LOG.warning("the hub's objects are not all listed yet; going on")
     context.placement_writes.start()
     context.events.start()
-    # What is alive now lives as long as the process: the modules (the kubernetes client's
-    # models alone are hundreds of thousands of objects) and the mirrors' first lists. Frozen,
-    # they are not scanned by every full garbage collection, whose pauses stop every thread
-    # (unfrozen: two or three of 0.1-0.3 s each in a burst of 200 applies).
-    gc.collect()
-    gc.freeze()
+    # What is alive now lives as long as the process: frozen, it is not walked by the
+    # collections whose pauses stop every thread (adapters/collector.py).
+    collector.settle_heap()
     thread = threading.Thread(
         target=scheduling_loop, args=(context,), name="scheduling-loop", daemon=True
     )
