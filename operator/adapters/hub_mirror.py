@@ -15,11 +15,11 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 from continuum.operator.adapters.hub import PLURALS, Hub
-from continuum.operator.adapters.store import Listed, listed_from
+from continuum.operator.adapters.store import Listed, identity
 from continuum.operator.adapters.watchcache import (
     Body,
     Key,
@@ -47,6 +47,69 @@ CONFIG_MAP_TTL_S = 5.0
 NAMESPACED_KINDS: tuple[type[Resource], ...] = (MLJob, Placement)
 
 
+def _version_of(body: Body) -> tuple[str, str]:
+    metadata = body.get("metadata", {})
+    return (metadata.get("uid", ""), metadata.get("resourceVersion", ""))
+
+
+class _Listing:
+    """One kind's objects sorted as `listed_from` sorts them, and each version's validation,
+    updated by the changes the mirror journals; `listed`, the Listed handed out since the last
+    change."""
+
+    def __init__(self, changes: Hashable) -> None:
+        self.changes = changes
+        self.valid: dict[Key, Resource] = {}
+        self.invalid: dict[Key, list[FieldError]] = {}
+        self.raw: dict[Key, Body] = {}
+        # (uid, resourceVersion) -> what validate_resource made of that version
+        self.versions: dict[tuple[str, str], Validated] = {}
+        self.listed: Listed[Any] = Listed([], {}, {})
+
+    @classmethod
+    def of(
+        cls, kind: type[Resource], changes: Hashable, bodies: Sequence[Body], old: _Listing | None
+    ) -> _Listing:
+        """Built afresh, reusing `old`'s validations of the versions still there."""
+        listing = cls(changes)
+        known = old.versions if old is not None else {}
+        for body in bodies:
+            listing._put(kind, body, known)
+        listing._publish()
+        return listing
+
+    def update(
+        self, kind: type[Resource], changes: Hashable, bodies: Mapping[Key, Body | None]
+    ) -> None:
+        """`bodies`: the objects changed, as they are now (None: gone), oldest change first."""
+        self.changes = changes
+        for key, body in bodies.items():
+            old = self.raw.pop(key, None)
+            self.valid.pop(key, None)
+            self.invalid.pop(key, None)
+            if old is not None:
+                self.versions.pop(_version_of(old), None)
+            if body is not None:
+                self._put(kind, body, {})
+        self._publish()
+
+    def _put(
+        self, kind: type[Resource], body: Body, known: Mapping[tuple[str, str], Validated]
+    ) -> None:
+        # The order listed_from gives: the mirror's, where a changed object moves to the end.
+        key, version = identity(body), _version_of(body)
+        self.raw[key] = body
+        result = known[version] if version in known else validate_resource(body)
+        self.versions[version] = result
+        if isinstance(result, kind):
+            self.valid[key] = result
+        elif isinstance(result, list):
+            self.invalid[key] = result
+
+    def _publish(self) -> None:
+        self.listed = Listed(list(self.valid.values()), dict(self.invalid), dict(self.raw))
+
+
 class HubMirror:
     """`namespaces`: the only namespaces whose MLJobs and Placements it mirrors; empty, every
     namespace."""
@@ -68,12 +131,9 @@ class HubMirror:
                 namespaces if kind in NAMESPACED_KINDS else (),
                 on_change=notify,
             )
-        # per kind, (uid, resourceVersion) -> what validate_resource made of that version
-        self._validated: dict[type[Resource], dict[tuple[str, str], Validated]] = {
-            kind: {} for kind in PLURALS
-        }
-        # per kind, the last list made and the mirror's change count it was made at
-        self._listed: dict[type[Resource], tuple[Hashable, Listed[Any]]] = {}
+        # per kind, what the last list made, kept up to date change by change
+        self._listings: dict[type[Resource], _Listing] = {}
+        self._listing_locks = {kind: threading.Lock() for kind in PLURALS}
         self._lock = threading.Lock()
         self._config_maps: dict[tuple[str, str], tuple[float, dict[str, str]]] = {}
 
@@ -89,36 +149,24 @@ class HubMirror:
     def wait_synced(self, timeout_s: float) -> bool:
         return wait_all_synced(self.caches.values(), timeout_s)
 
-    def _validate(self, kind: type[Resource], body: Body, memo: dict[Any, Validated]) -> Validated:
-        metadata = body.get("metadata", {})
-        version = (metadata.get("uid", ""), metadata.get("resourceVersion", ""))
-        with self._lock:
-            known = self._validated[kind]
-            if version in known:
-                memo[version] = known[version]
-                return known[version]
-        result = validate_resource(body)
-        memo[version] = result
-        return result
-
     def list(self, kind: type[Resource]) -> Listed[Any]:
-        """Made again only after the mirror changed: a fleet's thousand MemberClusters are
-        listed by every job's pass, and most passes find them as the last one did. The lists
-        are the caller's own; the mappings are shared and read-only."""
-        changes = self.caches[kind].changes()
-        with self._lock:
-            made = self._listed.get(kind)
-        if made is None or made[0] != changes:
-            memo: dict[tuple[str, str], Validated] = {}
-            listed = listed_from(
-                kind, self.caches[kind].items(), lambda body: self._validate(kind, body, memo)
-            )
-            with self._lock:
-                # Only the versions the mirror holds now, so the memo does not grow.
-                self._validated[kind] = memo
-                self._listed[kind] = (changes, listed)
-            made = (changes, listed)
-        listed = made[1]
+        """Brought up to date with the objects changed since the last list alone, each
+        validated once per version: the cycle lists thousands of jobs a few times a second, and
+        every job's pass lists a fleet's thousand MemberClusters. The lists are the caller's
+        own; the mappings are shared and read-only."""
+        cache = self.caches[kind]
+        with self._listing_locks[kind]:
+            listing = self._listings.get(kind)
+            changed = cache.changed_since(listing.changes) if listing is not None else None
+            if listing is None or changed is None:
+                changes = cache.changes()
+                listing = _Listing.of(kind, changes, cache.items(), listing)
+                self._listings[kind] = listing
+            elif changed[1]:
+                listing.update(kind, changed[0], changed[1])
+            else:
+                listing.changes = changed[0]
+            listed = listing.listed
         return Listed(list(listed.valid), listed.invalid, listed.raw)
 
     def get(self, kind: type[Resource], key: Key) -> Body | None:
@@ -128,7 +176,9 @@ class HubMirror:
         body = self.get(kind, key)
         if body is None:
             return None
-        result = self._validate(kind, body, {})
+        listing = self._listings.get(kind)
+        known = listing.versions.get(_version_of(body)) if listing is not None else None
+        result = known if known is not None else validate_resource(body)
         return (result, body) if isinstance(result, kind) else None
 
     def replace_status(self, kind: type[Resource], body: dict[str, Any]) -> bool:

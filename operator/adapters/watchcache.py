@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -35,6 +36,9 @@ LIST_TIMEOUT_S = 30.0
 RETRY_INITIAL_S = 0.5
 RETRY_MAX_S = 10.0
 GONE = 410
+# The changes a mirror remembers by key, for readers that update what they built from it
+# rather than build it again (`changed_since`); one further behind builds again.
+JOURNAL_LIMIT = 20_000
 # event type ("ADDED", "MODIFIED", "DELETED"), the object as it is now (for DELETED, as it
 # was last), and the version the mirror held before (None if it held none)
 ChangeHandler = Callable[[str, Body, Body | None], None]
@@ -69,6 +73,10 @@ class WatchCache:
         # Counts every change of the items: a reader that built something from them can tell,
         # by the same count, that it still stands.
         self._changes = 0
+        # (change count, key) of each change since the last list replaced everything (the
+        # count then: `_listed_at`), the newest JOURNAL_LIMIT of them.
+        self._journal: deque[tuple[int, Key]] = deque(maxlen=JOURNAL_LIMIT)
+        self._listed_at = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._stream: watch.Watch | None = None
@@ -102,6 +110,23 @@ class WatchCache:
         with self._lock:
             return self._changes
 
+    def changed_since(self, changes: Hashable) -> tuple[Hashable, dict[Key, Body | None]] | None:
+        """The count now, and each object changed after `changes` (a count `changes()` gave)
+        as it is now, None if gone, oldest change first; None when the mirror cannot tell
+        (it listed everything again since, or no longer remembers that far back)."""
+        with self._lock:
+            if not isinstance(changes, int) or changes < self._listed_at:
+                return None
+            if changes < self._changes and (not self._journal or self._journal[0][0] > changes + 1):
+                return None
+            newest_first: dict[Key, None] = {}
+            for number, key in reversed(self._journal):
+                if number <= changes:
+                    break
+                newest_first.setdefault(key)
+            keys = reversed(list(newest_first))
+            return self._changes, {key: self._items.get(key) for key in keys}
+
     def get(self, key: Key) -> Body | None:
         with self._lock:
             return self._items.get(key)
@@ -134,6 +159,7 @@ class WatchCache:
         key = identity(body)
         self._remove(key)
         self._changes += 1
+        self._journal.append((self._changes, key))
         self._items[key] = body
         for name, index in self._indexes.items():
             self._indexed.setdefault(name, {}).setdefault(index(body), {})[key] = body
@@ -143,6 +169,7 @@ class WatchCache:
         if body is None:
             return
         self._changes += 1
+        self._journal.append((self._changes, key))
         for name, index in self._indexes.items():
             buckets = self._indexed.get(name, {})
             value = index(body)
@@ -172,6 +199,8 @@ class WatchCache:
             ]
             self._items, self._indexed = {}, {}
             self._changes += 1
+            self._listed_at = self._changes
+            self._journal.clear()
             for body in items:
                 self._put(body)
         for body in gone:
@@ -276,6 +305,19 @@ class NamespacedCaches:
 
     def changes(self) -> Hashable:
         return tuple(cache.changes() for cache in self._caches.values())
+
+    def changed_since(self, changes: Hashable) -> tuple[Hashable, dict[Key, Body | None]] | None:
+        """As WatchCache.changed_since, over every namespace (`changes` from `changes()`)."""
+        if not isinstance(changes, tuple) or len(changes) != len(self._caches):
+            return None
+        counts, changed = [], {}
+        for cache, since in zip(self._caches.values(), changes, strict=True):
+            found = cache.changed_since(since)
+            if found is None:
+                return None
+            counts.append(found[0])
+            changed.update(found[1])
+        return tuple(counts), changed
 
     def get(self, key: Key) -> Body | None:
         cache = self._caches.get(key[0])
