@@ -112,19 +112,26 @@ class SelectorLabels:
 
 def _selector_labels(jobs: Sequence[KeyedJob], members: Sequence[MemberCluster]) -> SelectorLabels:
     per_job: dict[str, dict[str, str]] = {}
-    per_cluster: dict[str, dict[str, str]] = {member.metadata.name or "": {} for member in members}
+    # Only the clusters some selector's expressions match: most of a fleet has none.
+    per_cluster: dict[str, dict[str, str]] = {}
+    synthetics: dict[str, str] = {}
     for scheduler_key, _, job in jobs:
         selector = job.spec.placement.cluster_selector if job.spec.placement else None
         if selector is None:
             continue
         labels = dict(selector.match_labels)
         if selector.match_expressions:
-            digest = hashlib.sha256(selector.model_dump_json().encode()).hexdigest()[:12]
-            synthetic = SELECTOR_LABEL_PREFIX + digest
+            text = selector.model_dump_json()
+            synthetic = synthetics.get(text)
+            if synthetic is None:
+                # Each distinct selector is matched against the members once, however many
+                # jobs say it.
+                digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+                synthetic = synthetics[text] = SELECTOR_LABEL_PREFIX + digest
+                for member in members:
+                    if selector.matches(member.spec.labels):
+                        per_cluster.setdefault(member.metadata.name or "", {})[synthetic] = "true"
             labels[synthetic] = "true"
-            for member in members:
-                if selector.matches(member.spec.labels):
-                    per_cluster[member.metadata.name or ""][synthetic] = "true"
         per_job[scheduler_key] = labels
     return SelectorLabels(per_job, per_cluster)
 
