@@ -316,9 +316,13 @@ class MLJobPhase(StrEnum):
         return is_finished_phase(self)
 
 
+_FINISHED_PHASES = frozenset({MLJobPhase.SUCCEEDED, MLJobPhase.FAILED})
+
+
 def is_finished_phase(phase: object) -> bool:
     """Whether a phase as stored (a string in an object's body, or absent) is a finished one."""
-    return phase in (MLJobPhase.SUCCEEDED, MLJobPhase.FAILED)
+    # A set of the members, not a tuple of class attributes: every cycle asks it of every job.
+    return isinstance(phase, str) and phase in _FINISHED_PHASES
 
 
 class MLJobConditionType(StrEnum):

@@ -283,11 +283,12 @@ def run_cycle(
     )
     result = schedule(snapshot, policy)
 
-    placed = 0
+    placed = wanted = 0
     new_placements: list[tuple[MLJob, PlacementSpec]] = []
     by_job = results_by_job(result)
     nothing = CycleResult(result.policy)
     for key, job in admitted:
+        wanted += job.spec.shards.count
         previous = placements.get(key)
         plan = _plan(job, previous, by_job.get(key, nothing), now, key not in in_flight)
         refused = placement_writes.refusal(job) if placement_writes is not None else None
@@ -334,7 +335,7 @@ def run_cycle(
         for raw, new_status in changed:
             if identity(raw) not in placed_now:
                 hand_over(raw, new_status, True)
-    pending = sum(job.spec.shards.count for _, job in admitted) - placed
+    pending = wanted - placed
     metrics.PENDING_SHARDS.set(pending)
     metrics.PLACED_SHARDS.set(placed)
     metrics.CYCLE_SECONDS.observe(time.perf_counter() - started)
