@@ -74,6 +74,10 @@ def test_the_fleet_benchmark_places_and_runs_every_job(tmp_path: Path) -> None:
     idle = detail["idle_window"]
     assert idle["lease_writes_per_s"] >= 0.7 * MEMBERS / RENEW_S
     assert idle["top_requests_per_s"].get("PUT leases", 0) > 0
+    # From the operator's own metrics: the cycles it ran, and its full collections (none
+    # expected in so small a run, but counted).
+    assert detail["cycles"]["count"] > 0 and detail["cycles"]["mean_s"] > 0
+    assert detail["full_collections"]["count"] is not None
     table = markdown_file.read_text()
     assert f"| figure | {MEMBERS} members, {JOBS} jobs |" in table
     assert "apply → Placement p99 s" in table

@@ -44,6 +44,11 @@ def test_settle_heap_freezes_what_lives_and_makes_full_collections_rare() -> Non
 def test_every_pause_is_measured_once_by_generation() -> None:
     collector.settle_heap()
     collector.settle_heap()  # a second start-up adds no second timer
+    samples = [sample for metric in collector.PAUSE_SECONDS.collect() for sample in metric.samples]
+    # Every generation is exported from the start, counted from 0.
+    assert {
+        sample.labels["generation"] for sample in samples if sample.name.endswith("_count")
+    } == {"0", "1", "2"}
     full, young = _pauses(2), _pauses(0)
     gc.collect()
     gc.collect(0)
