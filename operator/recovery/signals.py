@@ -211,8 +211,10 @@ def peer_view(site: str, readings: LinkReadings, config: SignalsConfig) -> PeerV
 
 def _unanswered(site: str, misses: int, peers: PeerView) -> tuple[DegradedReason, str]:
     """The reason and message for a site whose hub probes go unanswered, by what the other
-    sites see: the site out, the hub's path to it, or nothing more known."""
-    hub = f"the last {misses} probes from the hub to {site} were not answered"
+    sites see: the site out, the hub's path to it, or nothing more known. The probes are the
+    hub's of the site, or a Pull site's agent's of the hub (api/links.seen_from): the messages
+    name the link, not a direction."""
+    hub = f"the last {misses} probes between the hub and {site} were not answered"
     if peers.reaching:
         return UNREACHABLE_FROM_HUB, (
             f"{hub}, but {', '.join(peers.reaching)} reach it: the hub's path to it fails, "
@@ -235,7 +237,7 @@ def _degraded(
 ) -> tuple[ConditionStatus, DegradedReason, str]:
     if link is None:
         return (ConditionStatus.UNKNOWN, NO_PROBES,
-                f"Prometheus holds no recent probes from the hub to {site}")  # fmt: skip
+                f"Prometheus holds no recent probes between the hub and {site}")  # fmt: skip
     if link.heartbeat is not None and not link.heartbeat.reachable:
         reason, message = _unanswered(site, link.heartbeat.consecutive_misses, peers)
         return ConditionStatus.TRUE, reason, message
@@ -243,7 +245,7 @@ def _degraded(
         return ConditionStatus.TRUE, LINK_DEGRADING, link.risk.reason
     if loss is not None and loss >= config.degraded_loss:
         return (ConditionStatus.TRUE, PACKET_LOSS,
-                f"{loss:.0%} of the probes from the hub to {site} in the last 30 s were "
+                f"{loss:.0%} of the probes between the hub and {site} in the last 30 s were "
                 "lost")  # fmt: skip
     return ConditionStatus.FALSE, LINK_HEALTHY, link.risk.reason
 
