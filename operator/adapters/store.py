@@ -3,7 +3,7 @@ the embedded demo's in-process store. Both hand out the same validated models.""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -28,20 +28,16 @@ def identity(body: Mapping[str, Any]) -> tuple[str, str]:
     return (metadata.get("namespace") or "", metadata.get("name") or "")
 
 
-def listed_from(
-    kind: type[R],
-    bodies: Iterable[dict[str, Any]],
-    validate: Callable[[dict[str, Any]], Resource | list[FieldError] | None] = validate_resource,
-) -> Listed[R]:
-    """Stored objects sorted into the models that validate and the errors of those that don't.
-    `validate` is `validate_resource`, or a memo of it."""
+def listed_from(kind: type[R], bodies: Iterable[dict[str, Any]]) -> Listed[R]:
+    """Stored objects sorted into the models that validate and the errors of those that don't
+    (the hub mirror keeps its own lists up to date instead: hub_mirror._Listing)."""
     valid: list[R] = []
     invalid: dict[tuple[str, str], list[FieldError]] = {}
     raw: dict[tuple[str, str], dict[str, Any]] = {}
     for body in bodies:
         key = identity(body)
         raw[key] = body
-        result = validate(body)
+        result = validate_resource(body)
         if isinstance(result, kind):
             valid.append(result)
         elif isinstance(result, list):
