@@ -14,8 +14,8 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# kube-apiserver, kube-controller-manager, kubectl, etcd and helm, built with Go once per
-# pinned version and cached under ~/.cache/continuum.
+# kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, etcd, helm and KubeRay's
+# ray-operator, built with Go once per pinned version and cached under ~/.cache/continuum.
 testbed-bins:
 	$(PYTHON) e2e/testbed.py build
 

@@ -1,8 +1,9 @@
 """The testbed's Go-built binaries: built once per pinned version, cached outside the repository.
 
-Two Go modules under e2e/go pin them: `kube` (kube-apiserver, kube-controller-manager, kubectl
-and etcd, whose versions Kubernetes itself requires) and `helm`. They are separate so that
-Helm's dependencies cannot move the control plane's under Go's minimal version selection.
+Three Go modules under e2e/go pin them: `kube` (kube-apiserver, kube-controller-manager,
+kube-scheduler, kubectl and etcd, whose versions Kubernetes itself requires), `helm` and
+`kuberay` (the real KubeRay operator, and its CRDs from the same module). They are separate so
+that one's dependencies cannot move another's under Go's minimal version selection.
 The cache key holds the version and a digest of the module's go.sum, so a changed pin builds
 afresh and an unchanged one builds nothing.
 """
@@ -26,6 +27,10 @@ from pathlib import Path
 GO_MODULES = Path(__file__).resolve().parent / "go"
 KUBERNETES_VERSION = "v1.37.2"
 HELM_VERSION = "v4.3.2"
+# The newest ray-operator the Go module proxy serves (v1.7.x is refused there); users also run
+# v1.7.0, whose CRDs ../shared/kuberay holds, and the shard manifests are checked against both.
+KUBERAY_VERSION = "v1.6.2"
+KUBERAY_MODULE = "github.com/ray-project/kuberay/ray-operator"
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,9 @@ class GoBuild:
     # package path -> name of the binary it becomes
     packages: dict[str, str]
     ldflags: tuple[str, ...] = ()
+    # (module, directory inside it, name): data the module ships, copied into the cache entry
+    # beside bin/ under `name`, so that it is pinned with the binaries.
+    module_data: tuple[tuple[str, str, str], ...] = ()
 
 
 KUBE = GoBuild(
@@ -45,6 +53,7 @@ KUBE = GoBuild(
     packages={
         "k8s.io/kubernetes/cmd/kube-apiserver": "kube-apiserver",
         "k8s.io/kubernetes/cmd/kube-controller-manager": "kube-controller-manager",
+        "k8s.io/kubernetes/cmd/kube-scheduler": "kube-scheduler",
         "k8s.io/kubernetes/cmd/kubectl": "kubectl",
         "go.etcd.io/etcd/server/v3": "etcd",
     },
@@ -63,7 +72,14 @@ HELM = GoBuild(
     packages={"helm.sh/helm/v4/cmd/helm": "helm"},
     ldflags=(f"-X helm.sh/helm/v4/internal/version.version={HELM_VERSION}",),
 )
-BUILDS = (KUBE, HELM)
+KUBERAY = GoBuild(
+    name="kuberay",
+    version=KUBERAY_VERSION,
+    module_dir=GO_MODULES / "kuberay",
+    packages={KUBERAY_MODULE: "ray-operator"},
+    module_data=((KUBERAY_MODULE, "config/crd/bases", "crds"),),
+)
+BUILDS = (KUBE, HELM, KUBERAY)
 
 
 def cache_root() -> Path:
@@ -76,9 +92,16 @@ def bin_dir(build: GoBuild) -> Path:
     return cache_root() / f"{build.name}-{build.version}-{digest}" / "bin"
 
 
+def data_dir(build: GoBuild, name: str) -> Path:
+    """Where the cache entry keeps the `build.module_data` directory called `name`."""
+    return bin_dir(build).parent / name
+
+
 def is_built(build: GoBuild) -> bool:
     directory = bin_dir(build)
-    return all(os.access(directory / binary, os.X_OK) for binary in build.packages.values())
+    return all(
+        os.access(directory / binary, os.X_OK) for binary in build.packages.values()
+    ) and all(data_dir(build, name).is_dir() for _, _, name in build.module_data)
 
 
 @contextmanager
@@ -94,6 +117,7 @@ def _go_build(build: GoBuild, output: Path) -> None:
         "go", "build", "-trimpath", "-ldflags", " ".join(("-s", "-w", *build.ldflags)),
         "-o", str(output) + "/", *build.packages,
     ]  # fmt: skip
+    output.mkdir(parents=True, exist_ok=True)
     # The module cache stays where Go keeps it, so a later build of another pin reuses downloads.
     environment = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=readonly"}
     subprocess.run(command, cwd=build.module_dir, env=environment, check=True)
@@ -101,6 +125,23 @@ def _go_build(build: GoBuild, output: Path) -> None:
         default = output / _go_binary_name(package)
         if default.name != binary:
             default.rename(output / binary)
+
+
+def _copy_module_data(build: GoBuild, entry: Path) -> None:
+    """Copies `build.module_data` from the Go module cache (where the build put the modules)
+    into the staged cache entry `entry`."""
+    for module, inside, name in build.module_data:
+        listed = subprocess.run(
+            ["go", "list", "-m", "-f", "{{.Dir}}", module],
+            cwd=build.module_dir, env={**os.environ, "GOFLAGS": "-mod=readonly"},
+            check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        source = Path(listed.stdout.strip()) / inside
+        target = entry / name
+        shutil.copytree(source, target)
+        # The module cache is read-only; the copy is made writable so that a rebuild can remove it.
+        for path in (target, *target.rglob("*")):
+            path.chmod(0o755 if path.is_dir() else 0o644)
 
 
 def _go_binary_name(package: str) -> str:
@@ -120,15 +161,17 @@ def ensure_built(build: GoBuild, log: bool = True) -> Path:
         if is_built(build):
             return bin_dir(build)
         final = bin_dir(build)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{build.name}-", dir=final.parent))
+        entry = final.parent
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{build.name}-", dir=entry.parent))
         started = time.monotonic()
         if log:
-            print(f"building {build.name} {build.version} into {final}", file=sys.stderr)
+            print(f"building {build.name} {build.version} into {entry}", file=sys.stderr)
         try:
-            _go_build(build, staging)
-            shutil.rmtree(final, ignore_errors=True)
-            staging.rename(final)
+            _go_build(build, staging / final.name)
+            _copy_module_data(build, staging)
+            shutil.rmtree(entry, ignore_errors=True)
+            staging.rename(entry)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         if log:
@@ -142,6 +185,12 @@ def binary(name: str) -> Path:
         if name in build.packages.values():
             return ensure_built(build) / name
     raise KeyError(f"no testbed build provides {name!r}")
+
+
+def kuberay_crds() -> Path:
+    """The folder of the pinned KubeRay's CRDs, building KubeRay first if needed."""
+    ensure_built(KUBERAY)
+    return data_dir(KUBERAY, "crds")
 
 
 def kubectl(

@@ -63,19 +63,25 @@ class RunningTestbed:
 
 
 def running_testbed(
-    directory: Path, sites: bool, prometheus: bool, keep: bool = False
+    directory: Path,
+    sites: bool,
+    prometheus: bool,
+    keep: bool = False,
+    members: int = MEMBERS,
+    kuberay: bool = False,
 ) -> Iterator[RunningTestbed]:
-    """A testbed of MEMBERS members in `directory`, up for as long as the generator is; with
+    """A testbed of `members` members in `directory`, up for as long as the generator is; with
     `sites`, each member at its topology site, and with `prometheus` as well, Prometheus and
-    the blackbox exporters measuring the links. `keep` leaves it running afterwards."""
+    the blackbox exporters measuring the links; with `kuberay`, each member runs
+    kube-scheduler and the real KubeRay operator. `keep` leaves it running afterwards."""
     bed = Testbed(directory)
-    clusters = bed.up(MEMBERS, member_sites(MEMBERS, None) if sites else None,
-                      prometheus=sites and prometheus)  # fmt: skip
+    clusters = bed.up(members, member_sites(members, None) if sites else None,
+                      prometheus=sites and prometheus, kuberay=kuberay)  # fmt: skip
     hub = next(cluster for cluster in clusters if cluster.name == HUB)
-    members = tuple(cluster for cluster in clusters if cluster.name != HUB)
+    started = tuple(cluster for cluster in clusters if cluster.name != HUB)
     try:
         yield RunningTestbed(
-            bed, hub, members, bed.prometheus_url() if sites and prometheus else None
+            bed, hub, started, bed.prometheus_url() if sites and prometheus else None
         )
     finally:
         if not keep:

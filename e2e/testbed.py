@@ -6,7 +6,7 @@ client certificate, service-account signing key and ephemeral ports. No kubelets
 executes in a member: tests drive the state of what the operator creates there.
 
     python e2e/testbed.py up --members 3 --dir DIR [--register] [--sites [--prometheus]]
-                                                   [--topology FILE]
+                                                   [--kuberay] [--topology FILE]
     python e2e/testbed.py status --dir DIR
     python e2e/testbed.py down --dir DIR
 
@@ -23,6 +23,10 @@ hub's address in the network (10.77.0.1), so a process at a site (a Pull member'
 reaches it over the site's link. With `--prometheus` as well, a Prometheus and a blackbox
 exporter per place measure RTT and loss between the places (e2e/monitoring.py); `up` prints its
 URL last (`prometheus URL`), and `status` reports it.
+
+With `--kuberay`, each member also runs what makes its shards real: kube-scheduler, the job,
+endpointslice and node-lifecycle controllers, and the real KubeRay operator (built from the Go
+module proxy at binaries.KUBERAY_VERSION), with that version's CRDs instead of ../shared's.
 """
 
 from __future__ import annotations
@@ -64,6 +68,12 @@ ADMIN_USER = ("continuum-admin", "system:masters")
 # service accounts, which the testbed has no use for.
 CONTROLLER_MANAGER_USER = ("system:kube-controller-manager", "system:masters")
 CONTROLLERS = "garbage-collector-controller,namespace-controller,serviceaccount-controller"
+# What a member that runs its shards needs besides: the job controller for RayJob's submitter
+# Job, endpointslices for the head Service, and node lifecycle to lift a new node's not-ready
+# taint once its agent reports it Ready.
+SHARD_CONTROLLERS = "job-controller,endpointslice-controller,node-lifecycle-controller"
+CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager")
+SHARD_SERVERS = ("kube-scheduler", "ray-operator")
 READY_TIMEOUT_S = 120.0
 # A port chosen free can still be taken by another process before our server binds it.
 PORT_ATTEMPTS = 3
@@ -79,19 +89,22 @@ def shared_dir() -> Path:
     return Path(configured) if configured else REPO.parent / "shared"
 
 
-def crd_dirs(cluster: str) -> list[Path]:
+def crd_dirs(cluster: str, kuberay: bool = False) -> list[Path]:
     """The hub gets Continuum's CRDs, which it serves to users; a member gets KubeRay's, which
-    hold the shards. KubeRay's are megabytes of schema each, and installing them only where
-    they are used keeps the hub's start-up and memory down."""
+    hold the shards: the version its KubeRay operator was built at when it runs one
+    (`kuberay`), else the v1.7.0 ones in ../shared. KubeRay's are megabytes of schema each,
+    and installing them only where they are used keeps the hub's start-up and memory down."""
     if cluster == HUB:
         return [REPO / "crds"] if any((REPO / "crds").glob("*.yaml")) else []
-    kuberay = shared_dir() / "kuberay" / "v1.7.0"
-    if not any(kuberay.glob("*.yaml")):
+    if kuberay:
+        return [binaries.kuberay_crds()]
+    shared = shared_dir() / "kuberay" / "v1.7.0"
+    if not any(shared.glob("*.yaml")):
         raise FileNotFoundError(
-            f"KubeRay's CRDs are not at {kuberay}: shared/ must sit beside the repository "
+            f"KubeRay's CRDs are not at {shared}: shared/ must sit beside the repository "
             "(or set CONTINUUM_SHARED to its path)"
         )
-    return [kuberay]
+    return [shared]
 
 
 @dataclass
@@ -153,14 +166,21 @@ class Cluster:
     # namespace), and the address its API server serves on.
     site: str | None = None
     host: str = LOOPBACK
+    # A member that runs its shards: kube-scheduler and the real KubeRay operator as well.
+    kuberay: bool = False
 
     @property
     def server(self) -> str:
         return f"https://{self.host}:{self.apiserver_port}"
 
+    def servers(self) -> tuple[str, ...]:
+        """The names of the cluster's server processes, in the order they start."""
+        return CONTROL_PLANE + (SHARD_SERVERS if self.kuberay else ())
+
     def is_running(self) -> bool:
-        names = ("etcd", "kube-apiserver", "kube-controller-manager")
-        return all(name in self.processes and self.processes[name].is_running() for name in names)
+        return all(
+            name in self.processes and self.processes[name].is_running() for name in self.servers()
+        )
 
 
 @dataclass(frozen=True)
@@ -321,11 +341,16 @@ class Testbed:
     # --- lifecycle ----------------------------------------------------------------------------
 
     def up(
-        self, members: int, sites: Sequence[str] | None = None, prometheus: bool = False
+        self,
+        members: int,
+        sites: Sequence[str] | None = None,
+        prometheus: bool = False,
+        kuberay: bool = False,
     ) -> list[ClusterInfo]:
         """Starts (or keeps) the hub and `members` members. With `sites` (one per member,
         member-1 first), each member runs in its site's network namespace; with `prometheus`
-        too, Prometheus and the exporters of e2e/monitoring.py run (`prometheus_url()`)."""
+        too, Prometheus and the exporters of e2e/monitoring.py run (`prometheus_url()`). With
+        `kuberay`, each member runs kube-scheduler and the real KubeRay operator as well."""
         if members < 0:
             raise ValueError("--members must be 0 or more")
         if prometheus and not sites:
@@ -336,7 +361,7 @@ class Testbed:
         site_of: dict[str, str | None] = dict(
             zip(wanted[1:], list(sites) if sites else [None] * members, strict=True)
         )
-        for build in (binaries.KUBE,):
+        for build in (binaries.KUBE, binaries.KUBERAY) if kuberay else (binaries.KUBE,):
             binaries.ensure_built(build)
         with self._locked():
             clusters = self._load()
@@ -353,6 +378,7 @@ class Testbed:
                 for name in wanted
                 if not self._healthy(clusters.get(name))
                 or clusters[name].site != site_of.get(name)
+                or (name != HUB and clusters[name].kuberay != kuberay)
                 or (remade and clusters[name].site is not None)
                 or (name == HUB and (clusters[name].host != hub_host or remade))
             ]
@@ -369,7 +395,10 @@ class Testbed:
                 started = list(
                     pool.map(
                         lambda name: self._start(
-                            name, site_of.get(name), hub_host if name == HUB else None
+                            name,
+                            site_of.get(name),
+                            hub_host if name == HUB else None,
+                            kuberay=kuberay and name != HUB,
                         ),
                         to_start,
                     )
@@ -416,13 +445,15 @@ class Testbed:
             return False
         return _readyz(cluster, pki.ClusterPki(self.cluster_dir(cluster.name) / "pki")) is None
 
-    def _start(self, name: str, site: str | None = None, host: str | None = None) -> Cluster:
+    def _start(
+        self, name: str, site: str | None = None, host: str | None = None, kuberay: bool = False
+    ) -> Cluster:
         """Starts one cluster (in the root namespace at `host`, if given); a server that lost
         its port to another process starts again."""
         for attempt in range(1, PORT_ATTEMPTS + 1):
             try:
                 etcd_client, etcd_peer, apiserver = _free_ports(3)
-                return self._start_on(name, etcd_client, etcd_peer, apiserver, site, host)
+                return self._start_on(name, etcd_client, etcd_peer, apiserver, site, host, kuberay)
             except PortTakenError:
                 if attempt == PORT_ATTEMPTS:
                     raise
@@ -436,6 +467,7 @@ class Testbed:
         apiserver_port: int,
         site: str | None = None,
         host: str | None = None,
+        kuberay: bool = False,
     ) -> Cluster:
         directory = self.cluster_dir(name)
         logs = directory / "logs"
@@ -447,7 +479,9 @@ class Testbed:
             {"admin": ADMIN_USER, "controller-manager": CONTROLLER_MANAGER_USER},
             addresses=list(dict.fromkeys([LOOPBACK, host])),
         )
-        cluster = Cluster(name, etcd_client_port, etcd_peer_port, apiserver_port, {}, site, host)
+        cluster = Cluster(
+            name, etcd_client_port, etcd_peer_port, apiserver_port, {}, site, host, kuberay
+        )
         etcd_data = directory / "etcd"
         shutil.rmtree(etcd_data, ignore_errors=True)
 
@@ -492,12 +526,38 @@ class Testbed:
                 [
                     f"--kubeconfig={manager_kubeconfig}",
                     "--leader-elect=false",
-                    f"--controllers={CONTROLLERS}",
+                    "--controllers="
+                    + ",".join((CONTROLLERS, SHARD_CONTROLLERS) if kuberay else (CONTROLLERS,)),
                     "--secure-port=0",
                 ],
                 logs / "kube-controller-manager.log",
             )
             install_crds(cluster, cluster_pki, self.kubeconfig(name))
+            if kuberay:
+                # Both as superusers, as the controller manager is: the testbed has no use for
+                # their service accounts' roles. KubeRay's own (the chart's) are not under test.
+                cluster.processes["kube-scheduler"] = _spawn(
+                    binaries.binary("kube-scheduler"),
+                    [
+                        f"--kubeconfig={manager_kubeconfig}",
+                        "--leader-elect=false",
+                        "--secure-port=0",
+                    ],
+                    logs / "kube-scheduler.log",
+                )
+                cluster.processes["ray-operator"] = _spawn(
+                    binaries.binary("ray-operator"),
+                    [
+                        f"--kubeconfig={manager_kubeconfig}",
+                        "--enable-leader-election=false",
+                        # No metrics or health servers: their fixed ports would collide between
+                        # members in one network namespace, and nothing scrapes them here.
+                        "--metrics-addr=0",
+                        "--health-probe-bind-address=0",
+                        "--log-stdout-encoder=console",
+                    ],
+                    logs / "ray-operator.log",
+                )
         except BaseException:
             for process in reversed(cluster.processes.values()):
                 process.stop()
@@ -505,7 +565,7 @@ class Testbed:
         return cluster
 
     def _stop(self, cluster: Cluster) -> None:
-        for name in ("kube-controller-manager", "kube-apiserver", "etcd"):
+        for name in reversed(cluster.servers()):
             if name in cluster.processes:
                 cluster.processes[name].stop()
                 if cluster.site is not None and self.sites.state_file.exists():
@@ -637,7 +697,7 @@ def install_crds(cluster: Cluster, cluster_pki: pki.ClusterPki, kubeconfig: Path
     apply keeps of the last applied object. The wait polls the CRDs itself: `kubectl wait` on
     KubeRay's megabyte-sized CRDs was seen to miss the condition for a minute after it was set.
     """
-    sources = [arg for path in crd_dirs(cluster.name) for arg in ("-f", str(path))]
+    sources = [arg for path in crd_dirs(cluster.name, cluster.kuberay) for arg in ("-f", str(path))]
     if not sources:
         return
     applied = kubectl(
@@ -700,6 +760,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="with --sites: Prometheus and blackbox exporters measure RTT and loss between sites",
     )
+    up.add_argument(
+        "--kuberay",
+        action="store_true",
+        help="members run kube-scheduler and the real KubeRay operator, with its CRDs",
+    )
     for command in (up, commands.add_parser("down"), commands.add_parser("status")):
         command.add_argument("--dir", type=Path, required=True, help="the testbed's state folder")
     commands.add_parser("build", help="build or reuse the cached binaries, and print their folders")
@@ -718,6 +783,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.members,
             member_sites(args.members, args.topology) if args.sites else None,
             prometheus=args.prometheus,
+            kuberay=args.kuberay,
         )
         if args.register:
             registration.register_members(clusters, args.topology)

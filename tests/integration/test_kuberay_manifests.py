@@ -7,73 +7,27 @@ status then comes from the KubeRay stand-in (e2e/kuberay_sim.py), since no kubel
 
 from __future__ import annotations
 
-import copy
 import json
 import uuid
 from collections.abc import Iterator
-from typing import Any, cast
 
 import pytest
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from continuum.operator.api import MLJob, ShardState, validate_resource
-from continuum.operator.api.shard_resources import (
-    RAY_JOB,
-    RAY_SERVICE,
-    SHARD_LABELS,
-    ResourceKind,
-    job_selector,
-)
+from continuum.operator.api import ShardState
+from continuum.operator.api.shard_resources import SHARD_LABELS, job_selector
 from continuum.operator.reconcile.kuberay import build_shard_resource, needs_update, observe_shard
 from e2e import kuberay_sim
 from e2e.pytest_plugin import RunningTestbed
+from tests.integration.kuberay_manifests import (
+    assert_kept_whole,
+    create_strictly,
+    example_job,
+    read_back,
+)
 
 pytestmark = pytest.mark.integration
-
-IMAGE = "rayproject/ray:2.50.0"
-
-
-def example_job(namespace: str, mode: str) -> MLJob:
-    specs: dict[str, dict[str, Any]] = {
-        "Training": {
-            "shards": {"count": 2, "resources": {"cpu": "1500m", "memory": "4Gi", "gpu": "1"}},
-            "ray": {
-                "image": IMAGE,
-                "entrypoint": "python train.py",
-                "runtimeEnv": {"pip": ["torch"], "env_vars": {"ROUNDS": "5"}},
-                "workersPerShard": 2,
-            },
-            "faultTolerance": {"checkpoint": {"uri": "s3://ckpt/train"}, "maxRestarts": 2},
-        },
-        "Federated": {
-            "shards": {"count": 4, "resources": {"cpu": "2", "memory": "2Gi"}},
-            "ray": {"image": IMAGE, "entrypoint": "python fedavg.py"},
-            "data": [
-                {"name": f"cam-{site}", "site": f"edge-{site}", "residency": "Site"}
-                for site in "abc"
-            ],
-        },
-        "Inference": {
-            "shards": {"count": 1, "resources": {"cpu": "500m", "memory": "1Gi"}},
-            "ray": {
-                "image": IMAGE,
-                "entrypoint": "app.model:deployment",
-                "runtimeEnv": {"working_dir": "https://example.com/app.zip"},
-            },
-            "objectives": {"latencyP99Ms": 50},
-        },
-    }
-    job = validate_resource(
-        {
-            "apiVersion": "continuum.dev/v1alpha1",
-            "kind": "MLJob",
-            "metadata": {"name": mode.lower(), "namespace": namespace, "uid": str(uuid.uuid4())},
-            "spec": {"mode": mode, "tenant": "team-a", **specs[mode]},
-        }
-    )
-    assert isinstance(job, MLJob), job
-    return job
 
 
 @pytest.fixture
@@ -102,69 +56,6 @@ def member_apis(testbed: RunningTestbed) -> Iterator[list[client.ApiClient]]:
     finally:
         for api in apis:
             api.close()
-
-
-def create_strictly(api: client.ApiClient, manifest: dict[str, Any]) -> dict[str, Any]:
-    kind = _kind_of(manifest)
-    created = client.CustomObjectsApi(api).create_namespaced_custom_object(
-        kind.group,
-        kind.version,
-        manifest["metadata"]["namespace"],
-        kind.plural,
-        copy.deepcopy(manifest),
-        field_validation="Strict",
-    )
-    # The client declares custom objects as bare objects; they are the decoded JSON.
-    return cast("dict[str, Any]", created)
-
-
-def read_back(api: client.ApiClient, manifest: dict[str, Any]) -> dict[str, Any]:
-    kind = _kind_of(manifest)
-    found = client.CustomObjectsApi(api).get_namespaced_custom_object(
-        kind.group,
-        kind.version,
-        manifest["metadata"]["namespace"],
-        kind.plural,
-        manifest["metadata"]["name"],
-    )
-    return cast("dict[str, Any]", found)
-
-
-def _kind_of(manifest: dict[str, Any]) -> ResourceKind:
-    return RAY_JOB if manifest["kind"] == RAY_JOB.kind else RAY_SERVICE
-
-
-def lost_fields(sent: Any, kept: Any, path: str = "") -> list[str]:
-    """Paths of what we sent that the server did not keep as sent."""
-    if isinstance(sent, dict):
-        if not isinstance(kept, dict):
-            return [f"{path}: became {kept!r}"]
-        return [
-            lost
-            for key, value in sent.items()
-            for lost in (
-                lost_fields(value, kept[key], f"{path}.{key}")
-                if key in kept
-                else [f"{path}.{key}: dropped"]
-            )
-        ]
-    if isinstance(sent, list):
-        if not isinstance(kept, list) or len(kept) != len(sent):
-            return [f"{path}: became {kept!r}"]
-        return [
-            lost
-            for index, (one, other) in enumerate(zip(sent, kept, strict=True))
-            for lost in lost_fields(one, other, f"{path}[{index}]")
-        ]
-    same = sent == kept and type(sent) is type(kept)
-    return [] if same else [f"{path}: {sent!r} became {kept!r}"]
-
-
-def assert_kept_whole(manifest: dict[str, Any], served: dict[str, Any]) -> None:
-    assert lost_fields(manifest["spec"], served["spec"]) == []
-    assert lost_fields(manifest["metadata"]["labels"], served["metadata"]["labels"]) == []
-    assert lost_fields(manifest["metadata"]["annotations"], served["metadata"]["annotations"]) == []
-    assert not needs_update(manifest, served), "the server's defaults must not look like drift"
 
 
 def test_training_shards_are_accepted_whole_then_run_and_succeed(

@@ -30,6 +30,7 @@ from e2e.operator_process import REPO, Operator, member_api
 from e2e.pytest_plugin import RunningTestbed
 from e2e.pytest_plugin import eventually as wait_until
 from e2e.registration import register_members
+from tests.integration.training_jobs import training_job
 
 pytestmark = pytest.mark.integration
 
@@ -112,27 +113,6 @@ class Members:
             api.close()
 
 
-def job_manifest(
-    name: str, namespace: str, site: str, residency: str, latency_p99_ms: float | None = None
-) -> dict[str, Any]:
-    """A one-shard training job whose data is at `site`: it may move within its region
-    (residency Region) or anywhere (Any); a latency objective keeps it near its data."""
-    objectives = {"objectives": {"latencyP99Ms": latency_p99_ms}} if latency_p99_ms else {}
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "MLJob",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "mode": "Training",
-            "tenant": "research",
-            "shards": {"count": 1, "resources": {"cpu": "100m", "memory": "128Mi"}},
-            "ray": {"image": "rayproject/ray:2.50.0", "entrypoint": "python train.py"},
-            "data": [{"name": f"{site}-data", "site": site, "residency": residency}],
-            **objectives,
-        },
-    }
-
-
 @pytest.fixture(scope="module")
 def operator(
     testbed: RunningTestbed, tmp_path_factory: pytest.TempPathFactory
@@ -199,7 +179,7 @@ def start_job(
 ) -> tuple[str, str]:
     """Applies a job and waits until its shard runs; returns its name and member."""
     name = f"fo-{uuid.uuid4().hex[:6]}"
-    manifest = job_manifest(name, namespace, site, residency, latency_p99_ms)
+    manifest = training_job(name, namespace, site, residency, latency_p99_ms=latency_p99_ms)
     testbed.kubectl("apply", "-f", "-", stdin=json.dumps(manifest))
     member = eventually(lambda: hub.cluster_of(namespace, name), f"{name} placed")
     eventually(lambda: members.running_on(member, namespace, name), f"{name} running on {member}")

@@ -28,6 +28,7 @@ from e2e.operator_process import REPO, Operator, member_api
 from e2e.pytest_plugin import RunningTestbed
 from e2e.pytest_plugin import eventually as wait_until
 from e2e.registration import register_members
+from tests.integration.training_jobs import training_job
 
 pytestmark = pytest.mark.integration
 
@@ -175,21 +176,6 @@ def member_condition(api: client.ApiClient, kind: str) -> tuple[str, str]:
     return found.get("status", ""), found.get("reason", "")
 
 
-def job_manifest(name: str, namespace: str) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "MLJob",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "mode": "Training",
-            "tenant": "research",
-            "shards": {"count": 1, "resources": {"cpu": "100m", "memory": "128Mi"}},
-            "ray": {"image": "rayproject/ray:2.50.0", "entrypoint": "python train.py"},
-            "data": [{"name": "munich-data", "site": "munich", "residency": "Region"}],
-        },
-    }
-
-
 def test_a_pull_members_lease_makes_it_ready_and_its_work_carries_the_shards(
     testbed: RunningTestbed, hub_api: client.ApiClient, agent: PlayedAgent, namespace: str
 ) -> None:
@@ -202,7 +188,7 @@ def test_a_pull_members_lease_makes_it_ready_and_its_work_carries_the_shards(
     assert member_condition(hub_api, "Reachable") == ("True", "LeaseRenewed")
 
     job = f"pull-{uuid.uuid4().hex[:6]}"
-    testbed.kubectl("apply", "-f", "-", stdin=json.dumps(job_manifest(job, namespace)))
+    testbed.kubectl("apply", "-f", "-", stdin=json.dumps(training_job(job, namespace, "munich")))
     work = eventually(lambda: agent.work(namespace, job), "the job's MemberWork")
     assert work["spec"]["member"] == PULLED
     assert work["spec"]["jobRef"]["name"] == job
@@ -277,7 +263,7 @@ def test_a_deleted_job_waits_for_the_agent_to_remove_its_shards(
     eventually(lambda: member_condition(hub_api, "Ready") == ("True", "CapacityKnown"),
                "the member Ready")  # fmt: skip
     job = f"pull-{uuid.uuid4().hex[:6]}"
-    testbed.kubectl("apply", "-f", "-", stdin=json.dumps(job_manifest(job, namespace)))
+    testbed.kubectl("apply", "-f", "-", stdin=json.dumps(training_job(job, namespace, "munich")))
     work = eventually(lambda: agent.work(namespace, job), "the job's MemberWork")
     agent.report(work, "RUNNING")
     eventually(lambda: get(hub_api, namespace, "mljobs", job).get("status", {}).get("phase")

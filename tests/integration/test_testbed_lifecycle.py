@@ -125,3 +125,34 @@ def test_register_creates_member_clusters_and_kubeconfig_secrets(testbed: Runnin
     assert [item["metadata"]["generation"] for item in again] == [
         item["metadata"]["generation"] for item in listed
     ]
+
+
+def test_kuberay_members_run_the_scheduler_and_kuberay_on_loopback_and_down_stops_them(
+    tmp_path: Path,
+) -> None:
+    state_dir = tmp_path / "bed"
+    up = _testbed("up", "--members", "1", "--kuberay", "--dir", str(state_dir))
+    assert up.returncode == 0, up.stderr
+    pids = _pids(state_dir)
+    try:
+        # The hub's three servers, and the member's three with kube-scheduler and KubeRay.
+        assert len(pids) == 8
+        for pid in pids:
+            addresses = _listening_addresses(pid)
+            assert all(address == LOOPBACK_V4 for address in addresses), (pid, addresses)
+        status = _testbed("status", "--dir", str(state_dir))
+        assert status.returncode == 0, status.stdout
+        member = next(line for line in status.stdout.splitlines() if line.startswith("member-1"))
+        assert "kube-scheduler=up" in member and "ray-operator=up" in member
+
+        # Without --kuberay the member is started again without them; the hub is kept.
+        plain = _testbed("up", "--members", "1", "--dir", str(state_dir))
+        assert plain.returncode == 0, plain.stderr
+        after = _pids(state_dir)
+        assert len(after) == 6
+        assert not [pid for pid in pids - after if _is_running(pid)]
+        pids |= after
+    finally:
+        down = _testbed("down", "--dir", str(state_dir))
+    assert down.returncode == 0, down.stderr
+    assert not [pid for pid in pids if _is_running(pid)]
