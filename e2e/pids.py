@@ -15,12 +15,19 @@ from typing import Any
 
 
 def has_exited(pid: int) -> bool:
-    """Gone, or dead and waiting to be reaped (Z, X): nothing of it runs any more."""
+    """Gone, or dead and waiting to be reaped (Z, X) with none of its threads left: nothing of
+    it runs any more. A thread group's leader shows Z while its other threads still exit, and
+    they hold its files (a server's listening socket) until the last one is gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return True
-    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    if stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X"):
+        return False
+    try:
+        return len(list(Path(f"/proc/{pid}/task").iterdir())) <= 1
+    except OSError:
+        return True
 
 
 def reap(pid: int) -> None:

@@ -30,6 +30,7 @@ import fcntl
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -72,6 +73,15 @@ class SitesError(RuntimeError):
 
 def namespace(site: str) -> str:
     return f"{PREFIX}{site}"
+
+
+def pod_namespace(site: str, key: str) -> str:
+    """The network namespace of one pod at `site` (e2e/pod_network.py): it fails with the site."""
+    return f"{PREFIX}{site}.{key}"
+
+
+def pod_namespaces(site: str) -> list[str]:
+    return [name for name in _namespaces() if name.startswith(pod_namespace(site, ""))]
 
 
 def _run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -155,6 +165,8 @@ def sweep() -> list[str]:
         removed += [f"pid {pid} in {name}" for pid in pids]
         _run("ip", "netns", "del", name, check=False)
         removed.append(f"namespace {name}")
+        # A pod's names (e2e/pod_network.py), which `ip netns del` leaves.
+        shutil.rmtree(Path("/etc/netns") / name, ignore_errors=True)
     return removed
 
 
@@ -399,15 +411,22 @@ class Sites:
             self._set_link(site, state="partition")
 
     def down(self, site: str) -> None:
-        """The site fails: its link drops everything and every process in its namespace is
-        killed (SIGKILL, as at a power cut). Allowed after `partition` too."""
+        """The site fails: its link drops everything and every process in its namespace, and
+        in its pods' namespaces, is killed (SIGKILL, as at a power cut). Allowed after
+        `partition` too."""
         with self._locked():
             state = self._load()
             self._check_site(state, site)
             if state["links"][site]["state"] == "down":
                 raise SitesError(f"{site} is down already")
             self._set_link(site, state="down")
-            _stop_pids(_namespace_pids(namespace(site)), signal.SIGKILL, STOP_TIMEOUT_S)
+            # The site's pods too: each runs in a namespace of its own (e2e/pod_network.py).
+            pids = [
+                pid
+                for name in (namespace(site), *pod_namespaces(site))
+                for pid in _namespace_pids(name)
+            ]
+            _stop_pids(pids, signal.SIGKILL, STOP_TIMEOUT_S)
         for hook in self.on_down:
             hook(site)
 
@@ -422,7 +441,10 @@ class Sites:
                 raise SitesError(f"{site} is up: restore follows down or partition")
             if was == "down":
                 for process in state["processes"][site]:
-                    process["pid"] = self._spawn(site, process["argv"], Path(process["log"]))
+                    process["pid"] = self._spawn(
+                        site, process["argv"], Path(process["log"]),
+                        process.get("host_mounts", False),
+                    )  # fmt: skip
                 self._save(state)
             self._set_link(site, **_link())
         if was == "down":
@@ -431,26 +453,38 @@ class Sites:
 
     # --- processes at a site ------------------------------------------------------------------
 
-    def _spawn(self, site: str, argv: Sequence[str], log: Path) -> int:
+    def _spawn(self, site: str, argv: Sequence[str], log: Path, host_mounts: bool = False) -> int:
+        # `ip netns exec` gives the process a mount namespace of its own (for /etc/netns and
+        # /sys); `host_mounts` keeps the machine's, for a process that itself adds network
+        # namespaces, whose mounts under /run/netns must be seen by everyone else.
+        enter = (
+            ["nsenter", f"--net=/run/netns/{namespace(site)}", "--"]
+            if host_mounts
+            else ["ip", "netns", "exec", namespace(site)]
+        )
         with log.open("ab") as output:
             child = subprocess.Popen(
-                ["ip", "netns", "exec", namespace(site), *argv],
+                [*enter, *argv],
                 stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )  # fmt: skip
         return child.pid
 
-    def start_process(self, site: str, name: str, argv: Sequence[str], log: Path) -> int:
+    def start_process(
+        self, site: str, name: str, argv: Sequence[str], log: Path, host_mounts: bool = False
+    ) -> int:
         """Runs `argv` in the site's namespace (its pid is that of the program: `ip netns exec`
-        execs it), and records it, so that `restore` after `down` starts it again."""
+        and nsenter exec it), and records it, so that `restore` after `down` starts it again.
+        With `host_mounts` it keeps the machine's mount namespace (see `_spawn`)."""
         with self._locked():
             state = self._load()
             self._check_site(state, site)
             if state["links"][site]["state"] == "down":
                 raise SitesError(f"{site} is down")
-            pid = self._spawn(site, argv, log)
+            pid = self._spawn(site, argv, log, host_mounts)
             entries = [entry for entry in state["processes"][site] if entry["name"] != name]
-            entries.append({"name": name, "argv": list(argv), "log": str(log), "pid": pid})
+            entries.append({"name": name, "argv": list(argv), "log": str(log), "pid": pid,
+                            "host_mounts": host_mounts})  # fmt: skip
             state["processes"][site] = entries
             self._save(state)
             return pid

@@ -51,6 +51,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -74,6 +75,9 @@ CONTROLLERS = "garbage-collector-controller,namespace-controller,serviceaccount-
 SHARD_CONTROLLERS = "job-controller,endpointslice-controller,node-lifecycle-controller"
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager")
 SHARD_SERVERS = ("kube-scheduler", "ray-operator")
+# At a site, a member that runs its shards also has a node, whose agent runs its pods.
+NODE_AGENT = "node-agent"
+NODE_CPU, NODE_MEMORY = "8", "32Gi"
 READY_TIMEOUT_S = 120.0
 # A port chosen free can still be taken by another process before our server binds it.
 PORT_ATTEMPTS = 3
@@ -175,7 +179,9 @@ class Cluster:
 
     def servers(self) -> tuple[str, ...]:
         """The names of the cluster's server processes, in the order they start."""
-        return CONTROL_PLANE + (SHARD_SERVERS if self.kuberay else ())
+        if not self.kuberay:
+            return CONTROL_PLANE
+        return CONTROL_PLANE + SHARD_SERVERS + ((NODE_AGENT,) if self.site else ())
 
     def is_running(self) -> bool:
         return all(
@@ -285,7 +291,7 @@ class Testbed:
         for process in self.sites.processes(cluster.site):
             owner, _, key = process.name.partition("/")
             if owner == cluster.name and key in cluster.processes:
-                cluster.processes[key] = Process(process.pid, process.argv[0])
+                cluster.processes[key] = Process(process.pid, os.path.realpath(process.argv[0]))
 
     def _save(self, clusters: dict[str, Cluster]) -> None:
         state = {"clusters": {name: asdict(cluster) for name, cluster in clusters.items()}}
@@ -545,9 +551,14 @@ class Testbed:
                     ],
                     logs / "kube-scheduler.log",
                 )
+                # KubeRay exits when its API server does not answer, as when a site is restored
+                # and all its servers start at once: e2e/respawn.py starts it again.
                 cluster.processes["ray-operator"] = _spawn(
-                    binaries.binary("ray-operator"),
+                    Path(sys.executable),
                     [
+                        str(REPO / "e2e" / "respawn.py"),
+                        "--",
+                        str(binaries.binary("ray-operator")),
                         f"--kubeconfig={manager_kubeconfig}",
                         "--enable-leader-election=false",
                         # No metrics or health servers: their fixed ports would collide between
@@ -555,9 +566,33 @@ class Testbed:
                         "--metrics-addr=0",
                         "--health-probe-bind-address=0",
                         "--log-stdout-encoder=console",
+                        # The head's dashboard through the API server's service proxy: this
+                        # process resolves no cluster names, and the API server reaches pods.
+                        "--use-kubernetes-proxy",
                     ],
                     logs / "ray-operator.log",
                 )
+                if site is not None:
+                    cluster.processes[NODE_AGENT] = self._spawn_at(
+                        site,
+                        f"{name}/{NODE_AGENT}",
+                        agent_python(),
+                        [
+                            str(REPO / "e2e" / "node_agent.py"),
+                            f"--kubeconfig={self.kubeconfig(name)}",
+                            f"--node={name}-node", f"--site={site}", f"--site-address={host}",
+                            f"--dir={directory / 'node'}", f"--cpu={NODE_CPU}",
+                            f"--memory={NODE_MEMORY}",
+                        ],
+                        logs / "node-agent.log",
+                        host_mounts=True,
+                    )  # fmt: skip
+                    _wait_for(
+                        lambda: _node_not_schedulable(cluster, cluster_pki, f"{name}-node"),
+                        f"{name}: its node Ready and schedulable",
+                        logs / "node-agent.log",
+                        cluster,
+                    )
         except BaseException:
             for process in reversed(cluster.processes.values()):
                 process.stop()
@@ -573,18 +608,32 @@ class Testbed:
         shutil.rmtree(self.cluster_dir(cluster.name) / "etcd", ignore_errors=True)
 
     def _spawn_at(
-        self, site: str, key: str, executable: Path, args: Sequence[str], log: Path
+        self,
+        site: str,
+        key: str,
+        executable: Path,
+        args: Sequence[str],
+        log: Path,
+        host_mounts: bool = False,
     ) -> Process:
         """Starts a server in the site's namespace, recorded there so that restoring the site
         after `down` starts it again; returns once `ip netns exec` has become the server."""
-        pid = self.sites.start_process(site, key, [str(executable), *args], log)
-        process = Process(pid, str(executable))
+        pid = self.sites.start_process(site, key, [str(executable), *args], log, host_mounts)
+        # /proc/<pid>/exe names the file a symlink (a virtualenv's python) points at.
+        process = Process(pid, os.path.realpath(executable))
         deadline = time.monotonic() + EXEC_TIMEOUT_S
         while not process.is_running() and not has_exited(pid):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{key}: `ip netns exec` did not run {executable}")
             time.sleep(0.01)
         return process
+
+
+def agent_python() -> Path:
+    """The Python that runs the node agent: the repository's virtualenv, which has the
+    Kubernetes client and Ray (the testbed itself may run on the system's Python)."""
+    venv = REPO / ".venv" / "bin" / "python"
+    return venv if venv.exists() else Path(sys.executable)
 
 
 def _spawn_here(executable: Path, args: Sequence[str], log: Path) -> Process:
@@ -597,7 +646,7 @@ def _spawn_here(executable: Path, args: Sequence[str], log: Path) -> Process:
             # Its own session: the servers outlive this command and ignore the terminal's ^C.
             start_new_session=True,
         )
-    return Process(child.pid, str(executable))
+    return Process(child.pid, os.path.realpath(executable))
 
 
 def _etcd_args(cluster: Cluster, data_dir: Path) -> list[str]:
@@ -713,16 +762,24 @@ def install_crds(cluster: Cluster, cluster_pki: pki.ClusterPki, kubeconfig: Path
     )
 
 
+def _get(cluster: Cluster, cluster_pki: pki.ClusterPki, path: str) -> dict[str, Any] | str:
+    """The object at `path` of the cluster's API, read as its admin, or why it could not be."""
+    url = f"{cluster.server}{path}"
+    try:
+        with urllib.request.urlopen(url, timeout=10, context=_client_context(cluster_pki)) as reply:
+            found: dict[str, Any] = json.loads(reply.read())
+    except (OSError, ValueError) as error:
+        return str(error)
+    return found
+
+
 def _crds_not_established(
     cluster: Cluster, cluster_pki: pki.ClusterPki, names: set[str]
 ) -> str | None:
     """None when every CRD in `names` is Established, else which are not."""
-    url = f"{cluster.server}/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
-    try:
-        with urllib.request.urlopen(url, timeout=10, context=_client_context(cluster_pki)) as reply:
-            listed = json.loads(reply.read())
-    except (OSError, ValueError) as error:
-        return str(error)
+    listed = _get(cluster, cluster_pki, "/apis/apiextensions.k8s.io/v1/customresourcedefinitions")
+    if isinstance(listed, str):
+        return listed
     established = {
         crd["metadata"]["name"]
         for crd in listed.get("items", [])
@@ -733,6 +790,19 @@ def _crds_not_established(
     }
     missing = sorted(names - established)
     return f"not Established yet: {', '.join(missing)}" if missing else None
+
+
+def _node_not_schedulable(cluster: Cluster, cluster_pki: pki.ClusterPki, node: str) -> str | None:
+    """None when the node is Ready and carries no taint (the node-lifecycle controller lifts
+    the not-ready one a new node gets), else why not."""
+    found = _get(cluster, cluster_pki, f"/api/v1/nodes/{node}")
+    if isinstance(found, str):
+        return found
+    conditions = (found.get("status") or {}).get("conditions") or []
+    if not any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions):
+        return "not Ready yet"
+    taints = (found.get("spec") or {}).get("taints") or []
+    return f"tainted: {taints}" if taints else None
 
 
 def member_sites(members: int, topology_file: Path | None) -> list[str]:

@@ -1,0 +1,242 @@
+"""Real shards: the real KubeRay operator, kube-scheduler and real Ray pods in a member at its
+site, run by the node agent (e2e/node_agent.py, the one stand-in: pods run as processes, every
+image from the repository's virtualenv). e2e/kuberay_sim.py is not used here.
+
+The module brings up its own testbed: the hub and one member (at frankfurt, the cloud) started
+with `--sites --kuberay` (root only, as every sites test).
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from continuum.operator.api import ShardState
+from continuum.operator.reconcile.kuberay import observe_shard
+from e2e import pod_network
+from e2e.operator_process import REPO, Operator, member_api
+from e2e.pytest_plugin import RunningTestbed, eventually, running_testbed
+from e2e.registration import register_members
+from e2e.sites import pod_namespaces, requirements_missing
+from tests.integration.training_jobs import training_job
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.realray,
+    pytest.mark.skipif(requirements_missing() is not None, reason=str(requirements_missing())),
+]
+
+NODE = "member-1-node"
+SITE = "frankfurt"
+# Ray's head starts in seconds here, but two cores shared with the rest of a test run can make
+# it tens of seconds; a RayJob adds its submitter pod and the job.
+START_TIMEOUT_S = 120.0
+JOB_TIMEOUT_S = 240.0
+
+
+@pytest.fixture(scope="module")
+def ray_testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningTestbed]:
+    yield from running_testbed(
+        tmp_path_factory.mktemp("testbed-realray"), True, False, members=1, kuberay=True
+    )
+
+
+@pytest.fixture
+def member(ray_testbed: RunningTestbed) -> Iterator[client.ApiClient]:
+    api = member_api(ray_testbed, "member-1")
+    try:
+        yield api
+    finally:
+        api.close()
+
+
+@pytest.fixture
+def member_namespace(ray_testbed: RunningTestbed, member: client.ApiClient) -> Iterator[str]:
+    name = f"rr-{uuid.uuid4().hex[:8]}"
+    client.CoreV1Api(member).create_namespace({"metadata": {"name": name}})
+    try:
+        yield name
+    finally:
+        client.CoreV1Api(member).delete_namespace(name)
+
+
+def test_the_node_registers_ready_with_its_capacity_and_renews_its_lease(
+    member: client.ApiClient,
+) -> None:
+    core = client.CoreV1Api(member)
+    node = eventually(lambda: core.read_node(NODE), f"the Node {NODE}", timeout=30)
+    ready = next(c for c in node.status.conditions if c.type == "Ready")
+    assert (ready.status, ready.reason) == ("True", "KubeletReady")
+    assert node.status.allocatable["cpu"] == "8"
+    assert not node.spec.taints
+    lease = client.CoordinationV1Api(member)
+    first = lease.read_namespaced_lease(NODE, "kube-node-lease").spec.renew_time
+    eventually(
+        lambda: lease.read_namespaced_lease(NODE, "kube-node-lease").spec.renew_time > first,
+        "the node's Lease renewed",
+        timeout=30,
+        interval=1,
+    )
+
+
+def _pod(name: str, command: list[str], labels: dict[str, str], **spec: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "containers": [{"name": "main", "image": "python:3.11", "command": command}],
+            **spec,
+        },
+    }
+
+
+def test_a_pod_runs_in_a_network_of_its_own_is_found_by_its_service_and_leaves_nothing(
+    member: client.ApiClient, member_namespace: str
+) -> None:
+    core = client.CoreV1Api(member)
+    server = _pod("web", ["python", "-m", "http.server", "8000"], {"app": "web"})
+    server["spec"]["containers"][0]["readinessProbe"] = {
+        "httpGet": {"port": 8000, "path": "/"}, "periodSeconds": 1,
+    }  # fmt: skip
+    core.create_namespaced_pod(member_namespace, server)
+    core.create_namespaced_service(
+        member_namespace,
+        {"metadata": {"name": "web"},
+         "spec": {"clusterIP": "None", "selector": {"app": "web"}, "ports": [{"port": 8000}]}},
+    )  # fmt: skip
+
+    def ready() -> client.V1Pod | None:
+        pod = core.read_namespaced_pod("web", member_namespace)
+        conditions = pod.status.conditions or []
+        return pod if any(c.type == "Ready" and c.status == "True" for c in conditions) else None
+
+    running = eventually(ready, "the server pod Ready (its HTTP probe)", timeout=START_TIMEOUT_S)
+    address = running.status.pod_ip
+    assert address in {str(a) for a in pod_network.pod_addresses(pod_network.pod_cidr("10.77.1.1"))}
+    # The hub reaches the pod across the site's link.
+    with urllib.request.urlopen(f"http://{address}:8000/", timeout=10) as reply:
+        assert reply.status == 200
+
+    # Another pod finds it by the Service's name, and exits 0: the pod Succeeded.
+    fqdn = f"web.{member_namespace}.svc.cluster.local"
+    script = f"import urllib.request; urllib.request.urlopen('http://{fqdn}:8000/', timeout=10)"
+    core.create_namespaced_pod(
+        member_namespace, _pod("client", ["python", "-c", script], {}, restartPolicy="Never")
+    )
+    eventually(
+        lambda: core.read_namespaced_pod("client", member_namespace).status.phase == "Succeeded",
+        "the client pod Succeeded",
+        timeout=START_TIMEOUT_S,
+    )
+
+    before = set(pod_namespaces(SITE))
+    core.delete_namespaced_pod("web", member_namespace)
+    eventually(
+        lambda: "web" not in [p.metadata.name for p in core.list_namespaced_pod(
+            member_namespace).items],
+        "the server pod gone",
+        timeout=60,
+    )  # fmt: skip
+    gone = before - set(pod_namespaces(SITE))
+    assert len(gone) == 1, (before, gone)
+
+
+def _hub_job(testbed: RunningTestbed, namespace: str, name: str) -> dict[str, Any]:
+    found: dict[str, Any] = json.loads(
+        testbed.kubectl("get", "mljob", name, "-n", namespace, "-o", "json")
+    )
+    return found
+
+
+@pytest.fixture(scope="module")
+def operator(
+    ray_testbed: RunningTestbed, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Operator]:
+    register_members([ray_testbed.hub, *ray_testbed.members], None)
+    ray_testbed.kubectl("apply", "-f", str(REPO / "examples" / "tenants.yaml"))
+    running = Operator(
+        ray_testbed.hub.kubeconfig, tmp_path_factory.mktemp("realray") / "operator.log"
+    )
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def test_an_mljob_on_the_hub_really_runs_on_ray_in_its_member_and_succeeds(
+    ray_testbed: RunningTestbed, operator: Operator, member: client.ApiClient
+) -> None:
+    namespace = f"rr-{uuid.uuid4().hex[:8]}"
+    ray_testbed.kubectl("create", "namespace", namespace)
+    name = "squares"
+    manifest = training_job(name, namespace, SITE, "Any",
+                            resources={"cpu": "1", "memory": "2Gi"})  # fmt: skip
+    # Ray tasks on the shard's own Ray cluster; a wrong sum fails the job, and the MLJob.
+    manifest["spec"]["ray"]["entrypoint"] = (
+        'python -c "import ray; ray.init(); '
+        "total = sum(ray.get([ray.remote(lambda i: i * i).remote(i) for i in range(10)])); "
+        'assert total == 285, total"'
+    )
+    try:
+        ray_testbed.kubectl("apply", "-f", "-", stdin=json.dumps(manifest))
+        phase = eventually(
+            lambda: (
+                (_hub_job(ray_testbed, namespace, name).get("status") or {}).get("phase")
+                in ("Succeeded", "Failed")
+                and _hub_job(ray_testbed, namespace, name)["status"]["phase"]
+            ),
+            "the MLJob finished",
+            timeout=JOB_TIMEOUT_S,
+            interval=1,
+        )
+        rayjobs = client.CustomObjectsApi(member).list_namespaced_custom_object(
+            "ray.io", "v1", namespace, "rayjobs", label_selector=f"continuum.dev/job={name}"
+        )["items"]
+        assert [observe_shard(job).state for job in rayjobs] == [ShardState.SUCCEEDED], rayjobs
+        assert phase == "Succeeded"
+    finally:
+        ray_testbed.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def test_a_site_that_goes_down_takes_its_pods_with_it_and_runs_them_again_when_restored(
+    ray_testbed: RunningTestbed, member_namespace: str
+) -> None:
+    sites = ray_testbed.testbed.sites
+    api = member_api(ray_testbed, "member-1")
+    core = client.CoreV1Api(api)
+    server = _pod("web", ["python", "-m", "http.server", "8000"], {"app": "web"})
+    server["spec"]["containers"][0]["readinessProbe"] = {
+        "httpGet": {"port": 8000, "path": "/"}, "periodSeconds": 1,
+    }  # fmt: skip
+    created = core.create_namespaced_pod(member_namespace, server)
+    key = created.metadata.uid.replace("-", "")[:10]
+
+    def serving() -> bool:
+        try:
+            pod = core.read_namespaced_pod("web", member_namespace, _request_timeout=5)
+            with urllib.request.urlopen(f"http://{pod.status.pod_ip}:8000/", timeout=5) as reply:
+                return bool(reply.status == 200)
+        except Exception:  # the site is coming back: its API server or the pod not yet
+            return False
+
+    eventually(serving, "the pod serving", timeout=START_TIMEOUT_S, interval=0.5)
+    assert pod_network.namespace_pids(SITE, key)
+    sites.down(SITE)
+    try:
+        assert pod_network.namespace_pids(SITE, key) == []
+    finally:
+        sites.restore(SITE)
+    api.close()
+    api = member_api(ray_testbed, "member-1")
+    core = client.CoreV1Api(api)
+    try:
+        eventually(serving, "the pod serving again after restore", timeout=START_TIMEOUT_S,
+                   interval=0.5)  # fmt: skip
+    finally:
+        api.close()
