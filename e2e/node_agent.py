@@ -283,6 +283,8 @@ class NodeAgent:
             except ApiException as error:  # the other pods go on
                 LOG.warning("pod %s/%s: API server: %s %s", pod["metadata"]["namespace"],
                             pod["metadata"]["name"], error.status, _message(error))  # fmt: skip
+            except (OSError, pod_network.PodNetworkError):
+                LOG.exception("pod %s/%s", pod["metadata"]["namespace"], pod["metadata"]["name"])
 
     def reconcile(
         self, pod: dict[str, Any], every_pod: list[dict[str, Any]], services: list[dict[str, Any]]

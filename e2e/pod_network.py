@@ -119,8 +119,12 @@ def remove_pod(site: str, key: str) -> None:
 
 def namespace_pids(site: str, key: str) -> list[int]:
     """The processes in the pod's namespace: all of the pod's, whatever they forked."""
-    listed = _ip("netns", "pids", pod_namespace(site, key), check=False).stdout
-    return [int(pid) for pid in listed.split()]
+    return pids_in(pod_namespace(site, key))
+
+
+def pids_in(namespace: str) -> list[int]:
+    """The processes in a named network namespace."""
+    return [int(pid) for pid in _ip("netns", "pids", namespace, check=False).stdout.split()]
 
 
 def hosts_file(hostname: str, address: str, services: Iterable[tuple[str, Sequence[str]]]) -> str:
