@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         write_plot,
     )
     from continuum.operator.demo.ray_executor import LocalRay
-    from continuum.operator.demo.workloads.fedavg import TrainingConfig
+    from continuum.workloads.fedavg import TrainingConfig
 
     profile = FAST if args.fast else FULL
     out: Path = args.out or Path(tempfile.mkdtemp(prefix="continuum-demo-"))

@@ -54,8 +54,8 @@ from continuum.operator.recovery.risk import (
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from continuum.operator.demo.workloads.fedavg import TrainingConfig
     from continuum.schedulers.model import Migration as SchedulerMigration
+    from continuum.workloads.fedavg import TrainingConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -584,8 +584,8 @@ class FaultAct:
         return self.record
 
     def _federated_executor(self) -> tuple[ShardExecutor, int]:
-        from continuum.operator.demo.workloads.fedavg import AggregatorShard, ParticipantShard
         from continuum.operator.reconcile.snapshot import shard_demand
+        from continuum.workloads.fedavg import AggregatorShard, ParticipantShard
 
         fed = self.job(FEDERATED_JOB)
         sites = [source.site or "" for source in fed.spec.data]
@@ -614,7 +614,7 @@ class FaultAct:
     def _warm_up_inference(self, executor: ShardExecutor, client: Any) -> None:
         """A first burst, not counted: a fresh actor's first calls pay for its lazy set-up,
         which is deployment, not serving."""
-        from continuum.operator.demo.workloads.sensors import site_dataset
+        from continuum.workloads.sensors import site_dataset
 
         serving = executor.handles().get(0)
         if serving is None:
@@ -625,15 +625,15 @@ class FaultAct:
 
     def _inference_client(self) -> Any:
         from continuum.operator.demo.ray_executor import PROBE_RESOURCE
-        from continuum.operator.demo.workloads.fedavg import InferenceClient
+        from continuum.workloads.fedavg import InferenceClient
 
         data_site = self.job(INFERENCE_JOB).spec.data[0].site
         at_site = next(name for name, site in self.sites.items() if site == data_site)
         return self.ray.actor(InferenceClient, at_site, PROBE_RESOURCE)
 
     def _inference_executor(self) -> ShardExecutor:
-        from continuum.operator.demo.workloads.fedavg import InferenceShard
         from continuum.operator.reconcile.snapshot import shard_demand
+        from continuum.workloads.fedavg import InferenceShard
 
         demand = shard_demand(self.job(INFERENCE_JOB)).cpu
         # It serves the federated job's global model, as the aggregator checkpoints it.
@@ -799,7 +799,7 @@ class FaultAct:
             round_index += 1
 
     def inference_loop(self, executor: ShardExecutor, client: Any) -> None:
-        from continuum.operator.demo.workloads.sensors import site_dataset
+        from continuum.workloads.sensors import site_dataset
 
         try:
             ray = self.ray.ray

@@ -9,9 +9,11 @@ with `--sites --kuberay` (root only, as every sites test).
 from __future__ import annotations
 
 import json
+import re
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -200,6 +202,68 @@ def test_an_mljob_on_the_hub_really_runs_on_ray_in_its_member_and_succeeds(
         )["items"]
         assert [observe_shard(job).state for job in rayjobs] == [ShardState.SUCCEEDED], rayjobs
         assert phase == "Succeeded"
+    finally:
+        ray_testbed.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def _submitter_log(testbed: RunningTestbed, member: client.ApiClient, namespace: str) -> str:
+    """What the RayJob's submitter pod printed: `ray job submit` follows the driver's output.
+    The node agent keeps each pod's container logs under its node's folder."""
+    pods = client.CoreV1Api(member).list_namespaced_pod(namespace).items
+    submitters = [p for p in pods if (p.metadata.labels or {}).get("job-name")]
+    assert submitters, [p.metadata.name for p in pods]
+    key = submitters[0].metadata.uid.replace("-", "")[:10]
+    folder = testbed.testbed.cluster_dir("member-1") / "node" / "pods" / key
+    return "".join(path.read_text() for path in folder.glob("*.log"))
+
+
+def _finished(testbed: RunningTestbed, namespace: str, name: str) -> str | None:
+    phase = (_hub_job(testbed, namespace, name).get("status") or {}).get("phase")
+    return str(phase) if phase in ("Succeeded", "Failed") else None
+
+
+def test_a_training_shard_checkpoints_to_its_uri_and_the_next_copy_resumes_there(
+    ray_testbed: RunningTestbed, operator: Operator, member: client.ApiClient, tmp_path: Path
+) -> None:
+    """continuum.workloads.training, as users run it: its checkpoint URI and interval from the
+    job's environment, a Ray task per step, a checkpoint every interval under file://."""
+    namespace = f"rr-{uuid.uuid4().hex[:8]}"
+    ray_testbed.kubectl("create", "namespace", namespace)
+    checkpoints = tmp_path / "ckpt"
+
+    def job(name: str, steps: int) -> dict[str, Any]:
+        manifest = training_job(name, namespace, SITE, "Any",
+                                resources={"cpu": "1", "memory": "2Gi"})  # fmt: skip
+        manifest["spec"]["ray"]["entrypoint"] = (
+            f"python -m continuum.workloads.training --site {SITE} --steps {steps} --step-s 1"
+        )
+        manifest["spec"]["faultTolerance"] = {
+            "checkpoint": {"uri": f"file://{checkpoints}", "intervalSeconds": 3}
+        }
+        return manifest
+
+    try:
+        ray_testbed.kubectl("apply", "-f", "-", stdin=json.dumps(job("first", 6)))
+        phase = eventually(lambda: _finished(ray_testbed, namespace, "first"), "the first job",
+                           timeout=JOB_TIMEOUT_S, interval=1)  # fmt: skip
+        assert phase == "Succeeded", _submitter_log(ray_testbed, member, namespace)
+        written = sorted(path.name for path in (checkpoints / "shard-0").glob("step-*.npz"))
+        assert written[-1] == "step-00006.npz", written
+        log = _submitter_log(ray_testbed, member, namespace)
+        # The driver saw the shard's environment: its index, the Placement's epoch, the URI.
+        assert re.search(r"shard 0 epoch \d+: resumes at step 0 of 6", log), log
+        assert "done at step 6, accuracy" in log, log
+        ray_testbed.kubectl("delete", "mljob", "first", "-n", namespace)
+        eventually(lambda: not client.CoreV1Api(member).list_namespaced_pod(namespace).items,
+                   "the first job's pods gone", timeout=120, interval=1)  # fmt: skip
+
+        # A later copy of the shard (another job, the same URI) resumes at step 6.
+        ray_testbed.kubectl("apply", "-f", "-", stdin=json.dumps(job("second", 8)))
+        phase = eventually(lambda: _finished(ray_testbed, namespace, "second"), "the second job",
+                           timeout=JOB_TIMEOUT_S, interval=1)  # fmt: skip
+        log = _submitter_log(ray_testbed, member, namespace)
+        assert phase == "Succeeded", log
+        assert "resumes at step 6 of 8" in log and "done at step 8" in log, log
     finally:
         ray_testbed.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 

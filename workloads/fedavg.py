@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from continuum.operator.demo.workloads.sensors import (
+from continuum.workloads import checkpoints
+from continuum.workloads.sensors import (
     FEATURES,
     MODES,
     Dataset,
@@ -81,26 +82,12 @@ def fedavg(updates: list[tuple[FloatArray, int]]) -> FloatArray:
 
 
 def save_checkpoint(directory: Path, round_index: int, weights: FloatArray) -> Path:
-    """Written to a temporary name and renamed, so that a shard killed mid-write never leaves a
-    half checkpoint that its successor would load."""
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{CHECKPOINT_PREFIX}{round_index:05d}.npz"
-    temporary = path.with_suffix(".tmp.npz")
-    np.savez(temporary, weights=weights, round=np.array(round_index))
-    temporary.replace(path)
-    return path
+    saved = checkpoints.save_checkpoint(str(directory), round_index, weights, CHECKPOINT_PREFIX)
+    return Path(saved)
 
 
 def latest_checkpoint(directory: Path) -> tuple[int, FloatArray] | None:
-    if not directory.is_dir():
-        return None
-    paths = sorted(
-        p for p in directory.glob(f"{CHECKPOINT_PREFIX}*.npz") if ".tmp" not in p.suffixes
-    )
-    if not paths:
-        return None
-    with np.load(paths[-1]) as stored:
-        return int(stored["round"]), np.array(stored["weights"], dtype=np.float64)
+    return checkpoints.latest_checkpoint(str(directory), CHECKPOINT_PREFIX)
 
 
 # -- the shards ----------------------------------------------------------------------------
