@@ -217,6 +217,22 @@ def _submitter_log(testbed: RunningTestbed, member: client.ApiClient, namespace:
     return "".join(path.read_text() for path in folder.glob("*.log"))
 
 
+def _finished_log(
+    testbed: RunningTestbed, member: client.ApiClient, namespace: str, last_line: str
+) -> str:
+    """The submitter's log once it holds `last_line`: the job can be Succeeded on the hub
+    (KubeRay asks the dashboard) before `ray job submit` has printed the driver's last lines."""
+
+    def complete() -> str:
+        log = _submitter_log(testbed, member, namespace)
+        return log if last_line in log else ""
+
+    found: str = eventually(
+        complete, f"{last_line!r} in the submitter's log", timeout=60, interval=1
+    )
+    return found
+
+
 def _finished(testbed: RunningTestbed, namespace: str, name: str) -> str | None:
     phase = (_hub_job(testbed, namespace, name).get("status") or {}).get("phase")
     return str(phase) if phase in ("Succeeded", "Failed") else None
@@ -249,10 +265,9 @@ def test_a_training_shard_checkpoints_to_its_uri_and_the_next_copy_resumes_there
         assert phase == "Succeeded", _submitter_log(ray_testbed, member, namespace)
         written = sorted(path.name for path in (checkpoints / "shard-0").glob("step-*.npz"))
         assert written[-1] == "step-00006.npz", written
-        log = _submitter_log(ray_testbed, member, namespace)
+        log = _finished_log(ray_testbed, member, namespace, "done at step 6, accuracy")
         # The driver saw the shard's environment: its index, the Placement's epoch, the URI.
         assert re.search(r"shard 0 epoch \d+: resumes at step 0 of 6", log), log
-        assert "done at step 6, accuracy" in log, log
         ray_testbed.kubectl("delete", "mljob", "first", "-n", namespace)
         eventually(lambda: not client.CoreV1Api(member).list_namespaced_pod(namespace).items,
                    "the first job's pods gone", timeout=120, interval=1)  # fmt: skip
@@ -261,9 +276,9 @@ def test_a_training_shard_checkpoints_to_its_uri_and_the_next_copy_resumes_there
         ray_testbed.kubectl("apply", "-f", "-", stdin=json.dumps(job("second", 8)))
         phase = eventually(lambda: _finished(ray_testbed, namespace, "second"), "the second job",
                            timeout=JOB_TIMEOUT_S, interval=1)  # fmt: skip
-        log = _submitter_log(ray_testbed, member, namespace)
-        assert phase == "Succeeded", log
-        assert "resumes at step 6 of 8" in log and "done at step 8" in log, log
+        assert phase == "Succeeded", _submitter_log(ray_testbed, member, namespace)
+        log = _finished_log(ray_testbed, member, namespace, "done at step 8")
+        assert "resumes at step 6 of 8" in log, log
     finally:
         ray_testbed.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
