@@ -93,7 +93,6 @@ class Probe:
 @dataclass
 class Container:
     spec: dict[str, Any]
-    init: bool = False
     process: subprocess.Popen[bytes] | None = None
     pid: int | None = None
     started_at: str | None = None
@@ -313,7 +312,7 @@ class NodeAgent:
             self.write_names(run, every_pod, services)
             self.advance(run, pod)
             self.probe(run)
-        self.report(run, pod)
+        self.report(run)
 
     # --- a pod's life ---------------------------------------------------------------------
 
@@ -335,7 +334,7 @@ class NodeAgent:
         run = Pod(
             uid=metadata["uid"], namespace=metadata["namespace"], name=metadata["name"],
             key=key, address=str(free[0]), start_time=status.get("startTime") or _now(),
-            init=[Container(c, init=True) for c in spec.get("initContainers") or []],
+            init=[Container(c) for c in spec.get("initContainers") or []],
             containers=[Container(c) for c in spec.get("containers") or []],
             restart_policy=spec.get("restartPolicy", "Always"),
         )  # fmt: skip
@@ -606,7 +605,7 @@ class NodeAgent:
         hosts = pod_network.hosts_file(run.name[:63], run.address, entries)
         pod_network.write_names(self.site, run.key, hosts, pod_network.resolv_conf(run.namespace))
 
-    def report(self, run: Pod, pod: dict[str, Any]) -> None:
+    def report(self, run: Pod) -> None:
         status = self.status_of(run)
         if status == run.reported:
             return
