@@ -35,6 +35,7 @@ from kubernetes import client, config
 from e2e import pod_network
 from e2e.bench_stats import summary
 from e2e.binaries import kubectl
+from e2e.mljobs import training_job
 from e2e.operator_process import REPO, Operator
 from e2e.registration import register_members
 from e2e.sites import pod_namespaces
@@ -43,6 +44,7 @@ from e2e.testbed import HUB, Testbed, member_sites
 TARGET_P99_S = 30.0
 STAGES = ("rayjob_created", "head_ready", "rayjob_running", "ray_job_running", "hub_shard_running")
 POLL_S = 0.2
+SLEEPER = 'python -c "import time; time.sleep(3600)"'
 
 
 def _rss_mib(pids: list[int]) -> float:
@@ -55,23 +57,6 @@ def _rss_mib(pids: list[int]) -> float:
         except OSError:
             continue
     return round(total / 1024, 1)
-
-
-def _manifest(name: str, namespace: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "continuum.dev/v1alpha1",
-        "kind": "MLJob",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "mode": "Training",
-            "tenant": "research",
-            "shards": {"count": 1, "resources": {"cpu": "1", "memory": "2Gi"}},
-            "ray": {
-                "image": "rayproject/ray:2.50.0",
-                "entrypoint": 'python -c "import time; time.sleep(3600)"',
-            },
-        },
-    }
 
 
 class Run:
@@ -120,7 +105,13 @@ class Run:
         self, namespace: str, name: str, memory: Callable[[], dict[str, float]]
     ) -> dict[str, Any]:
         self.hub.create_namespaced_custom_object(
-            "continuum.dev", "v1alpha1", namespace, "mljobs", _manifest(name, namespace)
+            "continuum.dev",
+            "v1alpha1",
+            namespace,
+            "mljobs",
+            training_job(
+                name, namespace, None, resources={"cpu": "1", "memory": "2Gi"}, entrypoint=SLEEPER
+            ),
         )
         started = time.monotonic()
         seen: dict[str, float] = {}

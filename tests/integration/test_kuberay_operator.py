@@ -24,6 +24,7 @@ from kubernetes import client
 from continuum.operator.api import ShardState
 from continuum.operator.reconcile.kuberay import build_shard_resource, observe_shard
 from e2e import binaries
+from e2e.mljobs import training_job
 from e2e.operator_process import REPO, Operator, member_api
 from e2e.pytest_plugin import RunningTestbed, eventually, running_testbed
 from e2e.registration import register_members
@@ -33,7 +34,6 @@ from tests.integration.kuberay_manifests import (
     example_job,
     read_back,
 )
-from tests.integration.training_jobs import training_job
 
 pytestmark = pytest.mark.integration
 

@@ -26,11 +26,11 @@ import pytest
 from kubernetes import client, config
 
 from e2e import kuberay_sim
+from e2e.mljobs import training_job
 from e2e.operator_process import REPO, Operator, member_api
 from e2e.pytest_plugin import RunningTestbed
 from e2e.pytest_plugin import eventually as wait_until
 from e2e.registration import register_members
-from tests.integration.training_jobs import training_job
 
 pytestmark = pytest.mark.integration
 

@@ -22,11 +22,11 @@ from kubernetes import client
 from continuum.operator.api import ShardState
 from continuum.operator.reconcile.kuberay import observe_shard
 from e2e import pod_network
+from e2e.mljobs import training_job
 from e2e.operator_process import REPO, Operator, member_api
 from e2e.pytest_plugin import RunningTestbed, eventually, running_testbed
 from e2e.registration import register_members
 from e2e.sites import pod_namespaces, requirements_missing
-from tests.integration.training_jobs import training_job
 
 pytestmark = [
     pytest.mark.integration,
@@ -40,6 +40,8 @@ SITE = "frankfurt"
 # it tens of seconds; a RayJob adds its submitter pod and the job.
 START_TIMEOUT_S = 120.0
 JOB_TIMEOUT_S = 240.0
+# A Ray head's share: one CPU for its tasks, and room for Ray's object store.
+RESOURCES = {"cpu": "1", "memory": "2Gi"}
 
 
 @pytest.fixture(scope="module")
@@ -177,14 +179,13 @@ def test_an_mljob_on_the_hub_really_runs_on_ray_in_its_member_and_succeeds(
     namespace = f"rr-{uuid.uuid4().hex[:8]}"
     ray_testbed.kubectl("create", "namespace", namespace)
     name = "squares"
-    manifest = training_job(name, namespace, SITE, "Any",
-                            resources={"cpu": "1", "memory": "2Gi"})  # fmt: skip
     # Ray tasks on the shard's own Ray cluster; a wrong sum fails the job, and the MLJob.
-    manifest["spec"]["ray"]["entrypoint"] = (
+    squares = (
         'python -c "import ray; ray.init(); '
         "total = sum(ray.get([ray.remote(lambda i: i * i).remote(i) for i in range(10)])); "
         'assert total == 285, total"'
     )
+    manifest = training_job(name, namespace, SITE, "Any", resources=RESOURCES, entrypoint=squares)
     try:
         ray_testbed.kubectl("apply", "-f", "-", stdin=json.dumps(manifest))
         phase = eventually(
@@ -248,11 +249,11 @@ def test_a_training_shard_checkpoints_to_its_uri_and_the_next_copy_resumes_there
     checkpoints = tmp_path / "ckpt"
 
     def job(name: str, steps: int) -> dict[str, Any]:
-        manifest = training_job(name, namespace, SITE, "Any",
-                                resources={"cpu": "1", "memory": "2Gi"})  # fmt: skip
-        manifest["spec"]["ray"]["entrypoint"] = (
+        entrypoint = (
             f"python -m continuum.workloads.training --site {SITE} --steps {steps} --step-s 1"
         )
+        manifest = training_job(name, namespace, SITE, "Any", resources=RESOURCES,
+                                entrypoint=entrypoint)  # fmt: skip
         manifest["spec"]["faultTolerance"] = {
             "checkpoint": {"uri": f"file://{checkpoints}", "intervalSeconds": 3}
         }
