@@ -38,6 +38,7 @@ import logging
 import socket
 import threading
 import time
+import zlib
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -76,6 +77,13 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _head(name: str) -> dict[str, Any]:
+    """The Ray head KubeRay reports once its pod runs. Its IP is one of TEST-NET-1's, made from
+    the name: stable, and never dialled (the sim runs no pods)."""
+    host = zlib.crc32(name.encode()) % 254 + 1
+    return {"rayClusterStatus": {"head": {"podIP": f"192.0.2.{host}", "podName": f"{name}-head"}}}
+
+
 def _ray_job_status(resource: Mapping[str, Any], target: Target) -> dict[str, Any] | None:
     name = resource["metadata"]["name"]
     previous = resource.get("status") or {}
@@ -91,6 +99,7 @@ def _ray_job_status(resource: Mapping[str, Any], target: Target) -> dict[str, An
         case Target.RUNNING:
             return {
                 **common,
+                **_head(name),
                 "jobDeploymentStatus": "Running",
                 "jobStatus": "RUNNING",
                 "startTime": started,
@@ -107,8 +116,8 @@ def _ray_job_status(resource: Mapping[str, Any], target: Target) -> dict[str, An
                 "message": "Job finished successfully (kuberay-sim)",
             }
         case Target.SUSPENDING:
-            return {**common, "jobDeploymentStatus": "Suspending", "jobStatus": "RUNNING",
-                    "startTime": started}  # fmt: skip
+            return {**common, **_head(name), "jobDeploymentStatus": "Suspending",
+                    "jobStatus": "RUNNING", "startTime": started}  # fmt: skip
         case Target.SUSPENDED:
             # As KubeRay: the Ray cluster and its job are gone, the job status back to new.
             return {"observedGeneration": common["observedGeneration"],

@@ -117,6 +117,17 @@ class PlacementConditionType(StrEnum):
     """Every member cluster holds the shard resources of the current epoch."""
 
 
+class FederationStatus(StatusModel):
+    """Where a Federated job's aggregator can be reached: what its participants were given."""
+
+    aggregator_shard: int = Field(ge=0, lt=MAX_SHARDS)
+    cluster: str = Field(max_length=253)
+    address: str = Field(max_length=300)
+    """`host:port` of the aggregator's Ray head, as participants dial it."""
+    since: KubeTime
+    """When the aggregator was first seen at this address."""
+
+
 class PlacementStatus(StatusModel):
     clusters: Annotated[list[ClusterApplyStatus], ListMap("cluster")] = Field(
         default_factory=list, max_length=MAX_SHARDS
@@ -127,6 +138,8 @@ class PlacementStatus(StatusModel):
         default_factory=list, max_length=32
     )
     observed_generation: int | None = Field(default=None, ge=0)
+    federation: FederationStatus | None = None
+    """A Federated job's aggregator address, once its head pod has one."""
 
 
 class Placement(Resource):

@@ -17,6 +17,9 @@ VERSION: Final = "v1"
 API_VERSION: Final = f"{GROUP}/{VERSION}"
 
 MANAGED_BY: Final = "continuum"
+FEDERATION_PORT: Final = 8470
+"""The port a Federated job's aggregator listens on in its Ray head pod
+(CONTINUUM_FEDERATION_PORT); its participants dial it there."""
 MAX_NAME_LENGTH: Final = 47
 """KubeRay refuses RayJob and RayService names longer than 47 characters (it appends a suffix to
 name the RayCluster, whose own limit is 53), which is stricter than DNS-1035's 63."""
@@ -70,6 +73,10 @@ class ShardLabelKeys:
     """Set by the operator on a replacement that waited (`handover-from`), once its old copy has
     handed its last checkpoint over or is gone (RFC 3339 time): the replacement then resumes from
     the newest checkpoint under its URI."""
+    aggregator_address_annotation: str = "continuum.dev/aggregator-address"
+    """On a Federated participant: the address (`host:port`) of its job's aggregator it was
+    started with, also in its environment. A participant whose aggregator has since moved is
+    made again, with the new address."""
 
 
 SHARD_LABELS: Final = ShardLabelKeys()

@@ -48,6 +48,7 @@ from continuum.operator.controller.deletion import (
 )
 from continuum.operator.controller.status import write_status
 from continuum.operator.reconcile.eviction import is_evicted
+from continuum.operator.reconcile.federation import aggregator_endpoint
 from continuum.operator.reconcile.handoff import completed_moves, pending_handoffs, with_handoffs
 from continuum.operator.reconcile.membership import is_duplicate, is_usable
 from continuum.operator.reconcile.placement import merge_scheduling
@@ -56,6 +57,7 @@ from continuum.operator.reconcile.shards import (
     desired_resources,
     job_status,
     placement_status,
+    resources_by_member,
 )
 from continuum.operator.reconcile.work import is_emptied
 
@@ -102,7 +104,7 @@ def converge_job(context: OperatorContext, key: JobKey) -> None:
             lost = {member.metadata.name or "" for member in members if is_evicted(member)}
             handoffs = pending_handoffs(job, placement, held, now, context.config.handoff_timeout_s,
                                     context.config.drain_timeout_s, lost)  # fmt: skip
-            desired = with_handoffs(desired_resources(job, placement), handoffs, held, now)
+            desired = with_handoffs(desired_resources(job, placement, held), handoffs, held, now)
             outcomes = converge_all(
                 context, job, desired, named, placement.spec.epoch, members=members
             )
@@ -252,12 +254,15 @@ def _write_status(
         placement, raw_placement = found_placement
         now = context.clock()
         outcomes = convergence.outcomes
-        new_placement_status = placement_status(placement, outcomes.values(), now).to_dict()
+        held = resources_by_member(outcomes)
+        aggregator = aggregator_endpoint(job, placement, held)
+        new_placement_status = placement_status(
+            placement, outcomes.values(), now, aggregator
+        ).to_dict()
         if raw_placement.get("status") != new_placement_status:
             written = {**raw_placement, "status": new_placement_status}
             if not context.mirror.replace_status(Placement, written):
                 raise RetryLater(CONFLICT_RETRY_S)
-        held = {member: list(outcome.resources) for member, outcome in outcomes.items()}
         handoffs = pending_handoffs(job, placement, held, now, context.config.handoff_timeout_s,
                                     context.config.drain_timeout_s)  # fmt: skip
         status = job_status(job, placement, outcomes, now, handoffs)

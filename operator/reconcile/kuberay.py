@@ -23,8 +23,11 @@ The Ray head and worker containers get these environment variables, so the progr
   annotation continuum.dev/resume-checkpoint. The workload reports each new checkpoint by
   setting continuum.dev/last-checkpoint on its resource; no write of the operator removes it.
 - Federated participants only (shard i reads spec.data[i]): `CONTINUUM_DATA_NAME`,
-  `CONTINUUM_DATA_RESIDENCY`, and `CONTINUUM_DATA_SITE` when the source names a site. The last
-  shard, index len(spec.data), is the aggregator and reads no data source.
+  `CONTINUUM_DATA_RESIDENCY`, and `CONTINUUM_DATA_SITE` when the source names a site, and
+  `CONTINUUM_AGGREGATOR_ADDRESS`, the `host:port` they dial to reach their aggregator (see
+  reconcile.federation). The last shard, index len(spec.data), is the aggregator and reads no
+  data source: it gets `CONTINUUM_FEDERATION_PORT`, the port to listen on, and
+  `CONTINUUM_FEDERATION_SITES`, the data sources' sites (comma-separated), to score on.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ import yaml
 from continuum.operator.api import JobMode, MLJob, ShardState
 from continuum.operator.api.mljob import DataSource, FaultTolerance, ShardResources
 from continuum.operator.api.shard_resources import (
+    FEDERATION_PORT,
     MANAGED_BY,
     RAY_JOB,
     RAY_SERVICE,
@@ -75,6 +79,9 @@ class EnvVar(StrEnum):
     DATA_NAME = "CONTINUUM_DATA_NAME"
     DATA_SITE = "CONTINUUM_DATA_SITE"
     DATA_RESIDENCY = "CONTINUUM_DATA_RESIDENCY"
+    AGGREGATOR_ADDRESS = "CONTINUUM_AGGREGATOR_ADDRESS"
+    FEDERATION_PORT = "CONTINUUM_FEDERATION_PORT"
+    FEDERATION_SITES = "CONTINUUM_FEDERATION_SITES"
 
 
 class Role(StrEnum):
@@ -123,7 +130,21 @@ def _data_source(job: MLJob, shard_index: int) -> DataSource | None:
     return job.spec.data[shard_index]
 
 
-def _environment(job: MLJob, shard_index: int, epoch: int, role: str) -> list[dict[str, str]]:
+def _federation(job: MLJob, shard_index: int, aggregator: str | None) -> list[tuple[EnvVar, str]]:
+    if job.spec.mode != JobMode.FEDERATED:
+        return []
+    if shard_index < len(job.spec.data):
+        return [(EnvVar.AGGREGATOR_ADDRESS, aggregator)] if aggregator else []
+    sites = sorted({source.site for source in job.spec.data if source.site is not None})
+    return [
+        (EnvVar.FEDERATION_PORT, str(FEDERATION_PORT)),
+        (EnvVar.FEDERATION_SITES, ",".join(sites)),
+    ]
+
+
+def _environment(
+    job: MLJob, shard_index: int, epoch: int, role: str, aggregator: str | None
+) -> list[dict[str, str]]:
     name, namespace = job.metadata.name or "", job.metadata.namespace or ""
     values: list[tuple[EnvVar, str]] = [
         (EnvVar.JOB_NAME, name),
@@ -150,6 +171,7 @@ def _environment(job: MLJob, shard_index: int, epoch: int, role: str) -> list[di
         if source.site is not None:
             values.append((EnvVar.DATA_SITE, source.site))
         values.append((EnvVar.DATA_RESIDENCY, source.residency.value))
+    values += _federation(job, shard_index, aggregator)
     return [{"name": variable.value, "value": value} for variable, value in values]
 
 
@@ -257,7 +279,11 @@ def spec_hash(spec: Mapping[str, Any]) -> str:
 
 
 def build_shard_resource(
-    job: MLJob, shard_index: int, epoch: int, role: str | None = None
+    job: MLJob,
+    shard_index: int,
+    epoch: int,
+    role: str | None = None,
+    aggregator: str | None = None,
 ) -> dict[str, Any]:
     """The RayJob or RayService manifest of one shard, in the job's namespace.
 
@@ -268,6 +294,10 @@ def build_shard_resource(
 
     `role` overrides the default role (see `default_role`) in the labels and the environment; a
     Federated shard still reads spec.data[shard_index] whatever its role.
+
+    `aggregator` is the address (`host:port`) a Federated participant dials to reach its
+    aggregator; it goes into the participant's environment and its aggregator-address
+    annotation, and is ignored for other shards.
 
     The same arguments always give the same manifest.
     """
@@ -284,7 +314,7 @@ def build_shard_resource(
     }
     if job.metadata.uid:
         labels[SHARD_LABELS.job_uid] = job.metadata.uid
-    env = _environment(job, shard_index, epoch, role)
+    env = _environment(job, shard_index, epoch, role, aggregator)
     kind = resource_kind_for(job.spec.mode)
     if kind == RAY_SERVICE:
         spec = _ray_service_spec(job, labels, env)
@@ -295,6 +325,8 @@ def build_shard_resource(
         SHARD_LABELS.spec_hash_annotation: spec_hash(spec),
         SHARD_LABELS.resume_epoch_annotation: str(epoch),
     }
+    if aggregator and _data_source(job, shard_index) is not None:
+        annotations[SHARD_LABELS.aggregator_address_annotation] = aggregator
     checkpoint = job.spec.fault_tolerance.checkpoint if job.spec.fault_tolerance else None
     if checkpoint is not None:
         annotations[SHARD_LABELS.checkpoint_uri_annotation] = shard_checkpoint_uri(

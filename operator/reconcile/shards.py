@@ -14,6 +14,7 @@ from continuum.operator.api import (
     ClusterApplyStatus,
     Condition,
     ConditionStatus,
+    FederationStatus,
     MLJob,
     MLJobConditionType,
     MLJobPhase,
@@ -26,6 +27,13 @@ from continuum.operator.api import (
     upsert_condition,
 )
 from continuum.operator.api.plans import ClusterPlan
+from continuum.operator.reconcile.federation import (
+    WAITING_FOR_AGGREGATOR,
+    AggregatorEndpoint,
+    aggregator_endpoint,
+    aggregator_shard,
+    started_with,
+)
 from continuum.operator.reconcile.handoff import Handoff, HandoffStep, shard_of
 from continuum.operator.reconcile.kuberay import (
     build_shard_resource,
@@ -46,18 +54,37 @@ def _kind(manifest: Mapping[str, Any]) -> str:
     return str(manifest["kind"])
 
 
-def desired_resources(job: MLJob, placement: Placement | None) -> dict[str, list[Manifest]]:
-    """Member cluster name -> the shard resources it should hold for this job."""
+def _is_participant(job: MLJob, shard: int) -> bool:
+    aggregator = aggregator_shard(job)
+    return aggregator is not None and shard < aggregator
+
+
+def desired_resources(
+    job: MLJob, placement: Placement | None, held: Mapping[str, Sequence[Manifest]] | None = None
+) -> dict[str, list[Manifest]]:
+    """Member cluster name -> the shard resources it should hold for this job (`held`: what
+    each member holds of it now).
+
+    A Federated participant is made only once its aggregator's address is known, with that
+    address; while it is not, a copy already made stays as it is (the aggregator may be
+    coming back at the same address)."""
     if placement is None or job.is_stopping:
         return {}
+    held = held or {}
+    endpoint = aggregator_endpoint(job, placement, held)
     desired: dict[str, list[Manifest]] = {}
     for decision in placement.spec.decisions:
         if decision.shard >= job.spec.shards.count:
             continue
         epoch = decision.epoch if decision.epoch is not None else placement.spec.epoch
-        manifest = build_shard_resource(job, decision.shard, epoch)
-        desired.setdefault(decision.cluster, []).append(manifest)
-    return desired
+        wanted = desired.setdefault(decision.cluster, [])
+        if _is_participant(job, decision.shard) and endpoint is None:
+            kept = [r for r in held.get(decision.cluster, ()) if shard_of(r) == decision.shard]
+            wanted.extend(dict(resource) for resource in kept)
+            continue
+        address = endpoint.address if endpoint is not None else None
+        wanted.append(build_shard_resource(job, decision.shard, epoch, aggregator=address))
+    return {cluster: manifests for cluster, manifests in desired.items() if manifests}
 
 
 def resume_checkpoint(job: MLJob, manifest: Manifest) -> str | None:
@@ -87,17 +114,22 @@ def plan_cluster(
     its shard again. What it should not hold still goes."""
     observed_by_key = {(_kind(item), _name(item)): item for item in observed}
     desired_keys = {(_kind(item), _name(item)) for item in desired}
-    delete = tuple(item for key, item in sorted(observed_by_key.items()) if key not in desired_keys)
+    delete = [item for key, item in sorted(observed_by_key.items()) if key not in desired_keys]
     if finished:
-        return ClusterPlan(delete=delete)
+        return ClusterPlan(delete=tuple(delete))
     create = tuple(item for item in desired if (_kind(item), _name(item)) not in observed_by_key)
-    update = tuple(
-        (item, observed_by_key[(_kind(item), _name(item))])
-        for item in desired
-        if (_kind(item), _name(item)) in observed_by_key
-        and needs_update(item, observed_by_key[(_kind(item), _name(item))])
-    )
-    return ClusterPlan(create, update, delete)
+    update = []
+    for item in desired:
+        current = observed_by_key.get((_kind(item), _name(item)))
+        if current is None or "deletionTimestamp" in current.get("metadata", {}):
+            continue  # made, or made again once its going copy is gone
+        if started_with(current) != started_with(item):
+            # A participant started for an aggregator that is no longer there: its Ray job
+            # cannot be told the new address, so it is made again.
+            delete.append(current)
+        elif needs_update(item, current):
+            update.append((item, current))
+    return ClusterPlan(create, tuple(update), tuple(delete))
 
 
 @dataclass(frozen=True)
@@ -122,6 +154,7 @@ def shard_statuses(
     replacement runs."""
     previous = {shard.index: shard for shard in (job.status.shards if job.status else [])}
     moving = {handoff.shard: handoff for handoff in handoffs}
+    endpoint = aggregator_endpoint(job, placement, resources_by_member(outcomes))
     statuses = []
     for decision in sorted(placement.spec.decisions, key=lambda d: d.shard):
         if decision.shard >= job.spec.shards.count:
@@ -154,7 +187,9 @@ def shard_statuses(
             state = ShardState.UNKNOWN
             message = outcome.message if outcome else f"member {decision.cluster} is not known"
         elif resource is None:
-            state, message = ShardState.PENDING, outcome.message or "not created yet"
+            waiting = _is_participant(job, decision.shard) and endpoint is None
+            state = ShardState.PENDING
+            message = WAITING_FOR_AGGREGATOR if waiting else outcome.message or "not created yet"
         else:
             observation = observe_shard(resource)
             state, message = observation.state, observation.message
@@ -299,9 +334,36 @@ def _shards_unavailable(
     )  # fmt: skip
 
 
+def resources_by_member(outcomes: Mapping[str, ClusterOutcome]) -> dict[str, list[Manifest]]:
+    return {member: list(outcome.resources) for member, outcome in outcomes.items()}
+
+
+def federation_status(
+    previous: FederationStatus | None, endpoint: AggregatorEndpoint | None, now: datetime
+) -> FederationStatus | None:
+    if endpoint is None:
+        return None
+    if previous is not None and (previous.cluster, previous.address) == (
+        endpoint.cluster,
+        endpoint.address,
+    ):
+        return previous
+    return FederationStatus(
+        aggregator_shard=endpoint.shard,
+        cluster=endpoint.cluster,
+        address=endpoint.address,
+        since=now,
+    )
+
+
 def placement_status(
-    placement: Placement, outcomes: Iterable[ClusterOutcome], now: datetime
+    placement: Placement,
+    outcomes: Iterable[ClusterOutcome],
+    now: datetime,
+    aggregator: AggregatorEndpoint | None = None,
 ) -> PlacementStatus:
+    """`aggregator`: where a Federated job's aggregator can be reached, published for its
+    participants and for people."""
     status = placement.status or PlacementStatus()
     previous = {entry.cluster: entry for entry in status.clusters}
     decided: dict[str, list[int]] = {}
@@ -346,5 +408,6 @@ def placement_status(
             "applied_epoch": placement.spec.epoch if all_applied else status.applied_epoch,
             "conditions": conditions,
             "observed_generation": placement.metadata.generation,
+            "federation": federation_status(status.federation, aggregator, now),
         }
     )

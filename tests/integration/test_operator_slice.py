@@ -21,12 +21,11 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any
 
 import pytest
 
-from continuum.operator.api.shard_resources import RAY_SERVICE
+from continuum.operator.api.shard_resources import RAY_SERVICE, shard_resource_name
 from e2e import kuberay_sim
 from e2e.binaries import kubectl
 from e2e.operator_process import REPO, Operator, condition, get_json, member_api
@@ -163,6 +162,29 @@ def one_rayjob_per_member(testbed: RunningTestbed, job: str) -> dict[str, list[s
     return found if all(len(names) == 1 for names in found.values()) else None
 
 
+AGGREGATOR_MEMBER = "member-4"
+
+
+def federated_deployed(testbed: RunningTestbed, job: str) -> None:
+    """Waits for the federated job's aggregator (on the cloud member), makes it run, as KubeRay
+    would, so that its head has an address, and waits for the participants made with it."""
+
+    def aggregator_made() -> bool:
+        found = shard_resources(testbed, "rayjobs", job)
+        return len(found[AGGREGATOR_MEMBER]) == 1 and not any(
+            names for member, names in found.items() if member != AGGREGATOR_MEMBER
+        )
+
+    eventually(aggregator_made, "the aggregator's RayJob, and no participant before it runs")
+    api = member_api(testbed, AGGREGATOR_MEMBER)
+    try:
+        kuberay_sim.advance(api, "default", to=kuberay_sim.Target.RUNNING,
+                            selector=job_selector(job))  # fmt: skip
+    finally:
+        api.close()
+    eventually(lambda: one_rayjob_per_member(testbed, job), "one RayJob per member")
+
+
 def test_members_become_reachable(testbed: RunningTestbed, running_operator: Operator) -> None:
     operator = running_operator
 
@@ -198,7 +220,19 @@ def test_federated_job_is_placed_deployed_and_reports_running(
     owner = get_json(testbed, "placement", job, "-n", "default")["metadata"]
     assert owner["ownerReferences"][0]["kind"] == "MLJob"
 
-    eventually(lambda: one_rayjob_per_member(testbed, job), "one RayJob per member")
+    federated_deployed(testbed, job)
+    published = eventually(
+        lambda: get_json(testbed, "placement", job, "-n", "default")["status"].get("federation"),
+        "the aggregator's address in the Placement status",
+    )
+    assert published["cluster"] == AGGREGATOR_MEMBER and published["aggregatorShard"] == 3
+    assert published["address"].startswith("192.0.2.") and published["address"].endswith(":8470")
+    for index, member in enumerate(testbed.members[:3]):
+        participant = get_json(testbed, "rayjob", shard_resource_name(job, index), "-n",
+                               "default", cluster=member)  # fmt: skip
+        head = participant["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
+        env = {item["name"]: item["value"] for item in head["containers"][0]["env"]}
+        assert env["CONTINUUM_AGGREGATOR_ADDRESS"] == published["address"]
     for member in testbed.members:
         api = member_api(testbed, member.name)
         kuberay_sim.advance(api, "default", to=kuberay_sim.Target.RUNNING,
@@ -380,7 +414,7 @@ def test_deleting_a_job_cleans_every_member(
     # Two federated jobs with a RayJob in every member, one of them running.
     running, deployed = jobs.federated(), jobs.federated("restarted")
     for job in (running, deployed):
-        eventually(partial(one_rayjob_per_member, testbed, job), "one RayJob per member")
+        federated_deployed(testbed, job)
     for member in testbed.members:
         api = member_api(testbed, member.name)
         kuberay_sim.advance(api, "default", to=kuberay_sim.Target.RUNNING,
@@ -405,7 +439,7 @@ def test_a_deletion_made_while_the_operator_was_down_cleans_every_member(
     MemberClusters may be: a deletion acted on then would see no member holding shards, and
     release the finalizer over them."""
     job = jobs.federated("offline")
-    eventually(lambda: one_rayjob_per_member(testbed, job), "the job's shards deployed")
+    federated_deployed(testbed, job)
     assert operator.stop(signal.SIGTERM) == 0
     try:
         testbed.kubectl("delete", "mljob", job, "-n", "default", "--wait=false")

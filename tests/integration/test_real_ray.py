@@ -27,6 +27,7 @@ from e2e.operator_process import REPO, Operator, member_api
 from e2e.pytest_plugin import RunningTestbed, eventually, running_testbed
 from e2e.registration import register_members
 from e2e.sites import pod_namespaces, requirements_missing
+from tests.integration.ray_pods import finished_log, submitter_log
 
 pytestmark = [
     pytest.mark.integration,
@@ -34,7 +35,8 @@ pytestmark = [
     pytest.mark.skipif(requirements_missing() is not None, reason=str(requirements_missing())),
 ]
 
-NODE = "member-1-node"
+MEMBER = "member-1"
+NODE = f"{MEMBER}-node"
 SITE = "frankfurt"
 # Ray's head starts in seconds here, but two cores shared with the rest of a test run can make
 # it tens of seconds; a RayJob adds its submitter pod and the job.
@@ -53,7 +55,7 @@ def ray_testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningTes
 
 @pytest.fixture
 def member(ray_testbed: RunningTestbed) -> Iterator[client.ApiClient]:
-    api = member_api(ray_testbed, "member-1")
+    api = member_api(ray_testbed, MEMBER)
     try:
         yield api
     finally:
@@ -207,33 +209,6 @@ def test_an_mljob_on_the_hub_really_runs_on_ray_in_its_member_and_succeeds(
         ray_testbed.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
 
-def _submitter_log(testbed: RunningTestbed, member: client.ApiClient, namespace: str) -> str:
-    """What the RayJob's submitter pod printed: `ray job submit` follows the driver's output.
-    The node agent keeps each pod's container logs under its node's folder."""
-    pods = client.CoreV1Api(member).list_namespaced_pod(namespace).items
-    submitters = [p for p in pods if (p.metadata.labels or {}).get("job-name")]
-    assert submitters, [p.metadata.name for p in pods]
-    key = submitters[0].metadata.uid.replace("-", "")[:10]
-    folder = testbed.testbed.cluster_dir("member-1") / "node" / "pods" / key
-    return "".join(path.read_text() for path in folder.glob("*.log"))
-
-
-def _finished_log(
-    testbed: RunningTestbed, member: client.ApiClient, namespace: str, last_line: str
-) -> str:
-    """The submitter's log once it holds `last_line`: the job can be Succeeded on the hub
-    (KubeRay asks the dashboard) before `ray job submit` has printed the driver's last lines."""
-
-    def complete() -> str:
-        log = _submitter_log(testbed, member, namespace)
-        return log if last_line in log else ""
-
-    found: str = eventually(
-        complete, f"{last_line!r} in the submitter's log", timeout=60, interval=1
-    )
-    return found
-
-
 def _finished(testbed: RunningTestbed, namespace: str, name: str) -> str | None:
     phase = (_hub_job(testbed, namespace, name).get("status") or {}).get("phase")
     return str(phase) if phase in ("Succeeded", "Failed") else None
@@ -263,10 +238,10 @@ def test_a_training_shard_checkpoints_to_its_uri_and_the_next_copy_resumes_there
         ray_testbed.kubectl("apply", "-f", "-", stdin=json.dumps(job("first", 6)))
         phase = eventually(lambda: _finished(ray_testbed, namespace, "first"), "the first job",
                            timeout=JOB_TIMEOUT_S, interval=1)  # fmt: skip
-        assert phase == "Succeeded", _submitter_log(ray_testbed, member, namespace)
+        assert phase == "Succeeded", submitter_log(ray_testbed, MEMBER, namespace)
         written = sorted(path.name for path in (checkpoints / "shard-0").glob("step-*.npz"))
         assert written[-1] == "step-00006.npz", written
-        log = _finished_log(ray_testbed, member, namespace, "done at step 6, accuracy")
+        log = finished_log(ray_testbed, MEMBER, namespace, "done at step 6, accuracy")
         # The driver saw the shard's environment: its index, the Placement's epoch, the URI.
         assert re.search(r"shard 0 epoch \d+: resumes at step 0 of 6", log), log
         ray_testbed.kubectl("delete", "mljob", "first", "-n", namespace)
@@ -277,8 +252,8 @@ def test_a_training_shard_checkpoints_to_its_uri_and_the_next_copy_resumes_there
         ray_testbed.kubectl("apply", "-f", "-", stdin=json.dumps(job("second", 8)))
         phase = eventually(lambda: _finished(ray_testbed, namespace, "second"), "the second job",
                            timeout=JOB_TIMEOUT_S, interval=1)  # fmt: skip
-        assert phase == "Succeeded", _submitter_log(ray_testbed, member, namespace)
-        log = _finished_log(ray_testbed, member, namespace, "done at step 8")
+        assert phase == "Succeeded", submitter_log(ray_testbed, MEMBER, namespace)
+        log = finished_log(ray_testbed, MEMBER, namespace, "done at step 8")
         assert "resumes at step 6 of 8" in log, log
     finally:
         ray_testbed.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
@@ -288,7 +263,7 @@ def test_a_site_that_goes_down_takes_its_pods_with_it_and_runs_them_again_when_r
     ray_testbed: RunningTestbed, member_namespace: str
 ) -> None:
     sites = ray_testbed.testbed.sites
-    api = member_api(ray_testbed, "member-1")
+    api = member_api(ray_testbed, MEMBER)
     core = client.CoreV1Api(api)
     server = _pod("web", ["python", "-m", "http.server", "8000"], {"app": "web"})
     server["spec"]["containers"][0]["readinessProbe"] = {
@@ -313,7 +288,7 @@ def test_a_site_that_goes_down_takes_its_pods_with_it_and_runs_them_again_when_r
     finally:
         sites.restore(SITE)
     api.close()
-    api = member_api(ray_testbed, "member-1")
+    api = member_api(ray_testbed, MEMBER)
     core = client.CoreV1Api(api)
     try:
         eventually(serving, "the pod serving again after restore", timeout=START_TIMEOUT_S,
