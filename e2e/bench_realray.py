@@ -47,7 +47,7 @@ POLL_S = 0.2
 SLEEPER = 'python -c "import time; time.sleep(3600)"'
 
 
-def _rss_mib(pids: list[int]) -> float:
+def rss_mib(pids: list[int]) -> float:
     total = 0
     for pid in pids:
         try:
@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def memory() -> dict[str, float]:
             pods = [pid for ns in pod_namespaces(site) for pid in pod_network.pids_in(ns)]
-            return {"member_servers": _rss_mib(servers), "job_pods": _rss_mib(pods)}
+            return {"member_servers": rss_mib(servers), "job_pods": rss_mib(pods)}
 
         for index in range(args.jobs):
             record = run.one(namespace, f"job-{index}", memory)

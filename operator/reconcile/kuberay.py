@@ -22,12 +22,13 @@ The Ray head and worker containers get these environment variables, so the progr
   creates for a shard that had reported a checkpoint carries that checkpoint's time in the
   annotation continuum.dev/resume-checkpoint. The workload reports each new checkpoint by
   setting continuum.dev/last-checkpoint on its resource; no write of the operator removes it.
-- Federated participants only (shard i reads spec.data[i]): `CONTINUUM_DATA_NAME`,
-  `CONTINUUM_DATA_RESIDENCY`, and `CONTINUUM_DATA_SITE` when the source names a site, and
-  `CONTINUUM_AGGREGATOR_ADDRESS`, the `host:port` they dial to reach their aggregator (see
-  reconcile.federation). The last shard, index len(spec.data), is the aggregator and reads no
-  data source: it gets `CONTINUUM_FEDERATION_PORT`, the port to listen on, and
-  `CONTINUUM_FEDERATION_SITES`, the data sources' sites (comma-separated), to score on.
+- Shard i of a job with a data source i (spec.data[i]; a Federated job's participants, and
+  the first shards of a Training or Inference job with data): `CONTINUUM_DATA_NAME`,
+  `CONTINUUM_DATA_RESIDENCY`, and `CONTINUUM_DATA_SITE` when the source names a site. Federated
+  participants also get `CONTINUUM_AGGREGATOR_ADDRESS`, the `host:port` they dial to reach
+  their aggregator (see reconcile.federation). The last shard, index len(spec.data), is the
+  aggregator and reads no data source: it gets `CONTINUUM_FEDERATION_PORT`, the port to listen
+  on, and `CONTINUUM_FEDERATION_SITES`, the data sources' sites (comma-separated), to score on.
 """
 
 from __future__ import annotations
@@ -125,9 +126,9 @@ def _check_shard(job: MLJob, shard_index: int, epoch: int) -> tuple[str, str]:
 
 
 def _data_source(job: MLJob, shard_index: int) -> DataSource | None:
-    if job.spec.mode != JobMode.FEDERATED or shard_index >= len(job.spec.data):
-        return None
-    return job.spec.data[shard_index]
+    """Shard i's data source, spec.data[i], if the job has one (a Federated aggregator, the
+    shard after the sources, has none)."""
+    return job.spec.data[shard_index] if shard_index < len(job.spec.data) else None
 
 
 def _federation(job: MLJob, shard_index: int, aggregator: str | None) -> list[tuple[EnvVar, str]]:
@@ -325,7 +326,7 @@ def build_shard_resource(
         SHARD_LABELS.spec_hash_annotation: spec_hash(spec),
         SHARD_LABELS.resume_epoch_annotation: str(epoch),
     }
-    if aggregator and _data_source(job, shard_index) is not None:
+    if aggregator and job.spec.mode == JobMode.FEDERATED and _data_source(job, shard_index):
         annotations[SHARD_LABELS.aggregator_address_annotation] = aggregator
     checkpoint = job.spec.fault_tolerance.checkpoint if job.spec.fault_tolerance else None
     if checkpoint is not None:

@@ -657,3 +657,14 @@ def test_removed_labels_and_retyped_values_need_an_update() -> None:
     other_kind = as_served(desired)
     other_kind["kind"] = "RayService"
     assert needs_update(desired, other_kind)
+
+
+def test_a_training_or_inference_shard_with_a_data_source_is_told_its_site() -> None:
+    data = [{"name": "cams", "site": "delft", "residency": "Site"}]
+    ray = {"image": "rayproject/ray:2.50.0", "entrypoint": "serve.app:app"}
+    serving = {"mode": "Inference", "objectives": {"latencyP99Ms": 50}, "ray": ray}
+    for raw in (mljob(data=data), mljob(data=data, **serving)):
+        job = job_of(raw)
+        env = env_of(build_shard_resource(job, 0, epoch=1))
+        assert (env[EnvVar.DATA_SITE], env[EnvVar.DATA_NAME]) == ("delft", "cams")
+        assert EnvVar.DATA_SITE not in env_of(build_shard_resource(job, 1, epoch=1))

@@ -1,8 +1,14 @@
-"""A Federated MLJob that really trains across sites: three edge members (delft, eindhoven,
-ghent), each keeping its data at its site, and the cloud member (frankfurt) running the
-aggregator, every shard a real RayJob run by the real KubeRay operator on real Ray pods (the node
-agent runs them as processes: e2e/node_agent.py). The participants reach the aggregator through
-the sites' links, at the address Continuum publishes in the Placement and hands to them.
+"""Real shards across a fleet of sites: three edge members (delft, eindhoven, ghent) and the
+cloud member (frankfurt), every shard a real RayJob or RayService run by the real KubeRay
+operator on real Ray pods (the node agent runs them as processes: e2e/node_agent.py).
+
+- A Federated MLJob that really trains: each participant keeps its data at its site and reaches
+  the aggregator in the cloud through the sites' links, at the address Continuum publishes in
+  the Placement and hands to it.
+- An Inference MLJob served by Ray Serve near its data answers real requests from its data
+  site within its latency objective; the same server in the cloud, through the shaped links,
+  does not.
+- A training shard whose site dies mid-training resumes on another member from its checkpoint.
 
 The module brings up its own testbed: the hub and four members started with `--sites
 --kuberay` (root only, as every sites test). e2e/kuberay_sim.py is not used here.
@@ -12,6 +18,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from ipaddress import ip_address
@@ -22,7 +30,7 @@ import pytest
 
 from continuum.operator.api.shard_resources import shard_resource_name
 from e2e import pod_network
-from e2e.mljobs import federated_job, training_job
+from e2e.mljobs import IMAGE, federated_job, training_job
 from e2e.operator_process import REPO, Operator
 from e2e.pytest_plugin import RunningTestbed, eventually, running_testbed
 from e2e.registration import register_members
@@ -125,6 +133,90 @@ def test_a_federated_job_trains_across_three_edge_sites_and_the_cloud(
         saved = sorted(path.name for path in (checkpoints / "shard-3").glob("round-*.npz"))
         assert saved[-1] == f"round-{ROUNDS:05d}.npz", saved
     finally:
+        fleet.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+SLO_MS = 100.0
+# Added round trips of the data site's and the cloud's links: a request from delft to the cloud
+# crosses both, 100 ms at least, which no server can make up for; one to delft's own member
+# crosses neither.
+EDGE_RTT_MS, CLOUD_RTT_MS = 60.0, 40.0
+SERVE_TIMEOUT_S = 300.0
+REQUESTS = 200
+
+
+def inference_job(name: str, namespace: str, near: bool) -> dict[str, Any]:
+    """The HVAC-mode model served for delft's cameras: near them (residency Site) with the SLO,
+    or in the cloud (any place, Cloud tier only), held to nothing."""
+    manifest = training_job(
+        name, namespace, "delft", "Site" if near else "Any", resources=RESOURCES,
+        latency_p99_ms=SLO_MS if near else 10_000.0,
+        entrypoint="continuum.workloads.inference:app",
+    )  # fmt: skip
+    manifest["spec"]["mode"] = "Inference"
+    manifest["spec"]["ray"] = {"image": IMAGE, "entrypoint": "continuum.workloads.inference:app",
+                               "workersPerShard": 0}  # fmt: skip
+    if not near:
+        manifest["spec"]["placement"] = {"allowedTiers": ["Cloud"]}
+    return manifest
+
+
+def _serving(fleet: RunningTestbed, namespace: str, name: str) -> tuple[str, str] | None:
+    """(member, the Ray head pod's IP) once the job's RayService serves."""
+    job = _get(fleet, "mljob", namespace, name)
+    shards = (job.get("status") or {}).get("shards") or []
+    if not shards or shards[0]["state"] != "Running":
+        return None
+    member = next(m for m in fleet.members if m.name == shards[0]["cluster"])
+    pods = json.loads(fleet.kubectl(
+        "get", "pods", "-n", namespace, "-l", f"continuum.dev/job={name},ray.io/node-type=head",
+        "-o", "json", cluster=member,
+    ))["items"]  # fmt: skip
+    ips = [p["status"].get("podIP") for p in pods if p["status"].get("phase") == "Running"]
+    return (member.name, ips[0]) if ips and ips[0] else None
+
+
+def _requests_from(fleet: RunningTestbed, site: str, address: str) -> dict[str, Any]:
+    argv = [sys.executable, "-m", "e2e.inference_load", "--url", f"http://{address}:8000/",
+            "--site", site, "--requests", str(REQUESTS), "--max-s", "120"]  # fmt: skip
+    done = subprocess.run(fleet.testbed.sites.command(site, argv), cwd=REPO, capture_output=True,
+                          text=True, timeout=180, check=True)  # fmt: skip
+    measured: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return measured
+
+
+def test_an_inference_job_near_its_data_answers_real_requests_within_its_slo(
+    fleet: RunningTestbed, operator: Operator
+) -> None:
+    namespace = f"serve-{uuid.uuid4().hex[:8]}"
+    fleet.kubectl("create", "namespace", namespace)
+    sites = fleet.testbed.sites
+    sites.shape("delft", rtt_ms=EDGE_RTT_MS)
+    sites.shape(CLOUD_SITE, rtt_ms=CLOUD_RTT_MS)
+    try:
+        for name, near in (("near", True), ("cloud", False)):
+            fleet.kubectl(
+                "apply", "-f", "-", stdin=json.dumps(inference_job(name, namespace, near))
+            )
+        served = {
+            name: eventually(lambda name=name: _serving(fleet, namespace, name),
+                             f"the {name} server", timeout=SERVE_TIMEOUT_S, interval=2)
+            for name in ("near", "cloud")
+        }  # fmt: skip
+        (near_member, near_ip), (cloud_member, cloud_ip) = served["near"], served["cloud"]
+        assert (near_member, cloud_member) == ("member-1", CLOUD_MEMBER)
+
+        near = _requests_from(fleet, "delft", near_ip)
+        cloud = _requests_from(fleet, "delft", cloud_ip)
+        print(f"inference from delft: near {near}, cloud {cloud}, SLO p99 {SLO_MS} ms")
+        assert near["errors"] == 0 and near["count"] == REQUESTS, near
+        assert near["p99_ms"] <= SLO_MS, near
+        # Through both links every request pays their round trips: over the objective.
+        assert cloud["errors"] == 0 and cloud["p50_ms"] >= EDGE_RTT_MS + CLOUD_RTT_MS, cloud
+        assert cloud["p99_ms"] > SLO_MS, cloud
+    finally:
+        sites.shape("delft", rtt_ms=0.0)
+        sites.shape(CLOUD_SITE, rtt_ms=0.0)
         fleet.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
 
