@@ -11,11 +11,17 @@ conditions and container statuses. When a pod is deleted it stops its processes 
 SIGKILL of every process in the pod's namespace after the grace period), removes its network
 and deletes the pod.
 
+Each container runs in a mount namespace of its own with the pod's volumes mounted where it
+asks (e2e/pod_volumes.py: emptyDir, ConfigMaps, Secrets, downward API and the projected service
+account token the API server adds), and the root read-only if its securityContext says so. Its
+KUBERNETES_SERVICE_HOST and _PORT are where this agent reaches the API server (there is no
+kube-proxy to make the `kubernetes` Service's ClusterIP work), so in-cluster clients work.
+
 The one stand-in: there are no images. Every image runs from one local environment
 (`--image-env`, a virtualenv with Ray and Continuum's workloads; by default the one this agent
-runs from), whose `bin` leads the PATH. Volumes are not mounted; each pod gets a HOME and a
-RAY_TMPDIR of its own (Ray turns on token authentication when it finds one in a shared HOME,
-and keeps its sockets under its temporary folder).
+runs from), whose `bin` leads the PATH. Each pod gets a HOME and a RAY_TMPDIR of its own (Ray
+turns on token authentication when it finds one in a shared HOME, and keeps its sockets under
+its temporary folder).
 
     python e2e/node_agent.py --kubeconfig K --node NAME --site S --dir D
                              [--cpu 8] [--memory 16Gi] [--gpus 0] [--max-pods 16]
@@ -55,9 +61,9 @@ from kubernetes.client.exceptions import ApiException
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from e2e import pod_network, pod_spec
+from e2e import pod_network, pod_spec, pod_volumes
 from e2e.pids import has_exited, reap
-from e2e.sites import pod_namespace
+from e2e.sites import POD_TMP, POD_VOLUMES, pod_namespace, record_mount_point
 
 LOG = logging.getLogger("node-agent")
 VERSION = "v1.37.2-continuum-process-agent"
@@ -71,7 +77,7 @@ PROBE_WORKERS = 4
 DEFAULT_LIFETIME_S = 12 * 3600.0
 # Each pod's temporary folder (RAY_TMPDIR): Ray keeps its Unix sockets in it, whose paths may
 # not exceed 107 bytes, so it stays short rather than under --dir.
-SHORT_TMP = Path("/tmp/ctm-pods")
+SHORT_TMP = POD_TMP
 
 
 def _now() -> str:
@@ -133,6 +139,7 @@ class Pod:
     restart_policy: str
     stopping_since: float | None = None
     finished: str | None = None  # Succeeded or Failed, once the pod will run no more
+    volumes: dict[str, pod_volumes.Volume] | None = None  # written at its first start
     reported: dict[str, Any] = field(default_factory=dict)
 
     def all(self) -> list[Container]:
@@ -165,6 +172,10 @@ class NodeAgent:
         self.stop = threading.Event()
         self.lease_renewed = 0.0
         self.status_reported = 0.0
+        # No kube-proxy: a pod reaches the API server where the agent does, the member's
+        # address at its site, which its serving certificate names.
+        served = urllib3.util.parse_url(api.configuration.host)
+        self.api_host, self.api_port = served.host or "", str(served.port or 443)
 
     # --- the node -------------------------------------------------------------------------
 
@@ -402,6 +413,13 @@ class NodeAgent:
         container.next_start = now + min(MAX_BACKOFF_S, 2.0 ** min(container.restarts, 8))
         facts = pod_spec.NodeFacts(self.node, self.site_address, run.address)
         try:
+            mounting = self._mount_commands(run, pod, container, facts)
+        except (pod_spec.PodSpecError, ApiException, OSError) as error:
+            # As a kubelet: the container waits (ContainerCreating) until its volumes can be
+            # made, a ConfigMap or Secret created, say; it is tried again at its next start.
+            LOG.warning("pod %s/%s: volumes: %s", run.namespace, run.name, error)
+            return
+        try:
             environment = pod_spec.env(pod, container.spec, facts, self._lookup)
             command = pod_spec.argv(container.spec, environment)
         except pod_spec.PodSpecError as error:
@@ -418,12 +436,17 @@ class NodeAgent:
             "HOME": str(home),
             "HOSTNAME": run.name,
             "RAY_TMPDIR": str(ray_tmp),
+            "KUBERNETES_SERVICE_HOST": self.api_host,
+            "KUBERNETES_SERVICE_PORT": self.api_port,
+            "KUBERNETES_SERVICE_PORT_HTTPS": self.api_port,
         }
         log = (self.pod_dir(run) / f"{container.name}.log").open("ab")
+        # A mount namespace of its own for its volumes, a UTS namespace for its hostname.
+        script = " && ".join([*mounting, 'hostname "$0"', 'exec "$@"'])
         wrapped = [
             "ip", "netns", "exec", pod_namespace(self.site, run.key),
-            "unshare", "--uts", "--", "/bin/sh", "-c", 'hostname "$0" && exec "$@"',
-            run.name[:63], *command,
+            "unshare", "--uts", "--mount", "--propagation", "private", "--",
+            "/bin/sh", "-c", script, run.name[:63], *command,
         ]  # fmt: skip
         container.process = subprocess.Popen(
             wrapped, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -445,6 +468,64 @@ class NodeAgent:
             setattr(container, "readiness" if kind == "readinessProbe" else "liveness", probe)
         LOG.info("pod %s/%s: started %s (pid %s)", run.namespace, run.name, container.name,
                  container.pid)  # fmt: skip
+
+    def _mount_commands(
+        self, run: Pod, pod: dict[str, Any], container: Container, facts: pod_spec.NodeFacts
+    ) -> list[str]:
+        """Writes the pod's volumes at its first start, makes the container's mount points
+        and gives the commands that mount them in its namespace."""
+        if run.volumes is None:
+            run.volumes = pod_volumes.volumes(pod, self._lookup, self._token(run), facts)
+            for volume in run.volumes.values():
+                folder = POD_VOLUMES / run.key / volume.name
+                folder.mkdir(parents=True, exist_ok=True)
+                for relative, (content, mode) in volume.files.items():
+                    path = folder / relative
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_bytes(content)
+                    path.chmod(mode)
+        mounts = pod_volumes.mounts(container.spec, run.volumes)
+        folders = {name: str(POD_VOLUMES / run.key / name) for name in run.volumes}
+        for mount in mounts:
+            source = Path(folders[mount.volume]) / mount.sub_path
+            self._mount_point(Path(mount.path), is_file=source.is_file())
+        return pod_volumes.mount_commands(
+            mounts, folders, run.volumes, pod_volumes.read_only_root(container.spec)
+        )
+
+    def _mount_point(self, path: Path, is_file: bool) -> None:
+        missing = path
+        while not missing.parent.exists():
+            missing = missing.parent
+        if path.exists():
+            return
+        if is_file:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+        else:
+            path.mkdir(parents=True)
+        # Not removed when this agent stops: another agent's pods may be mounted there, and
+        # removing the folder would unmount them. The sites' sweep removes it.
+        record_mount_point(missing)
+
+    def _token(self, run: Pod) -> pod_volumes.TokenSource:
+        def issue(account: str, audience: str | None, expiration_s: int) -> str:
+            spec: dict[str, Any] = {
+                "expirationSeconds": expiration_s,
+                "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": run.name,
+                                   "uid": run.uid},
+            }  # fmt: skip
+            if audience:
+                spec["audiences"] = [audience]
+            request = client.AuthenticationV1TokenRequest(spec=spec)
+            issued = self.core.create_namespaced_service_account_token(
+                account, run.namespace, request
+            )
+            if issued.status is None:
+                raise pod_spec.PodSpecError(f"no token was issued for service account {account}")
+            return str(issued.status.token)
+
+        return issue
 
     def _lookup(self, kind: str, namespace: str, name: str) -> Mapping[str, str] | None:
         try:
@@ -553,6 +634,7 @@ class NodeAgent:
                 container.process.poll()
         pod_network.remove_pod(self.site, run.key)
         shutil.rmtree(SHORT_TMP / run.key, ignore_errors=True)
+        shutil.rmtree(POD_VOLUMES / run.key, ignore_errors=True)
         if not keep:
             LOG.info("pod %s/%s removed", run.namespace, run.name)
 
@@ -572,8 +654,9 @@ class NodeAgent:
             self.forget(run)
         self.pods.clear()
         self.probes.shutdown(wait=False, cancel_futures=True)
-        with contextlib.suppress(OSError):  # another node's agent may still use it
-            SHORT_TMP.rmdir()
+        for shared in (SHORT_TMP, POD_VOLUMES):
+            with contextlib.suppress(OSError):  # another node's agent may still use it
+                shared.rmdir()
 
     # --- names and status -----------------------------------------------------------------
 

@@ -53,7 +53,7 @@ def expand(text: str, env: Mapping[str, str]) -> str:
     return _REFERENCE.sub(replace, text)
 
 
-def _field(pod: Mapping[str, Any], path: str, facts: NodeFacts) -> str:
+def field_value(pod: Mapping[str, Any], path: str, facts: NodeFacts) -> str:
     metadata = pod.get("metadata") or {}
     spec = pod.get("spec") or {}
     simple = {
@@ -112,7 +112,7 @@ def env(
             continue
         source = variable["valueFrom"]
         if "fieldRef" in source:
-            values[name] = _field(pod, str(source["fieldRef"]["fieldPath"]), facts)
+            values[name] = field_value(pod, str(source["fieldRef"]["fieldPath"]), facts)
         elif "resourceFieldRef" in source:
             values[name] = _resource(container, source["resourceFieldRef"])
         else:

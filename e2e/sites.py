@@ -52,6 +52,14 @@ HUB = "hub"
 HUB_DEVICE = f"{PREFIX}hub"
 EMULATOR = Path(__file__).resolve().parent / "netemu.py"
 MACHINE_LOCK = Path("/run/lock/ctm-sites.lock")
+# The node agents' folders for their pods: short temporary folders (Ray's socket paths) and
+# volumes, outside /tmp so that a container's emptyDir on /tmp hides none of them.
+POD_TMP = Path("/tmp/ctm-pods")
+POD_VOLUMES = Path("/var/lib/ctm-pods")
+POD_FOLDERS = (POD_TMP, POD_VOLUMES)
+# The mount points node agents had to make on the machine (a container's mountPath that did
+# not exist), one a line, for the sweep to remove.
+MOUNT_POINTS = Path("/run/ctm-mount-points")
 DEFAULT_LIFETIME_S = 12 * 3600.0
 MAX_SITES = 250
 SITE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,29}$")
@@ -167,6 +175,40 @@ def sweep() -> list[str]:
         removed.append(f"namespace {name}")
         # A pod's names (e2e/pod_network.py), which `ip netns del` leaves.
         shutil.rmtree(Path("/etc/netns") / name, ignore_errors=True)
+    # What node agents left of their pods (e2e/node_agent.py).
+    for folder in POD_FOLDERS:
+        if folder.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(f"folder {folder}")
+    removed += [f"mount point {path}" for path in _remove_mount_points()]
+    return removed
+
+
+def record_mount_point(path: Path) -> None:
+    with MOUNT_POINTS.open("a") as recorded:
+        recorded.write(f"{path}\n")
+
+
+def _remove_mount_points() -> list[Path]:
+    """Removes the mount points node agents made, and what they made beneath them, where
+    nothing else is there."""
+    if not MOUNT_POINTS.exists():
+        return []
+    removed = []
+    for top in sorted({Path(line) for line in MOUNT_POINTS.read_text().splitlines() if line}):
+        if top.is_file() and top.stat().st_size == 0:
+            top.unlink()
+            removed.append(top)
+            continue
+        if not top.is_dir():
+            continue
+        beneath = sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts))
+        for folder in [*beneath, top]:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        if not top.exists():
+            removed.append(top)
+    MOUNT_POINTS.unlink()
     return removed
 
 

@@ -72,7 +72,11 @@ CONTROLLERS = "garbage-collector-controller,namespace-controller,serviceaccount-
 # What a member that runs its shards needs besides: the job controller for RayJob's submitter
 # Job, endpointslices for the head Service, and node lifecycle to lift a new node's not-ready
 # taint once its agent reports it Ready.
-SHARD_CONTROLLERS = "job-controller,endpointslice-controller,node-lifecycle-controller"
+SHARD_CONTROLLERS = (
+    "job-controller,endpointslice-controller,node-lifecycle-controller,"
+    # kube-root-ca.crt in every namespace: the CA a pod's service account volume holds.
+    "root-ca-certificate-publisher-controller"
+)
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager")
 SHARD_SERVERS = ("kube-scheduler", "ray-operator")
 # At a site, a member that runs its shards also has a node, whose agent runs its pods.
@@ -535,6 +539,7 @@ class Testbed:
                     "--controllers="
                     + ",".join((CONTROLLERS, SHARD_CONTROLLERS) if kuberay else (CONTROLLERS,)),
                     "--secure-port=0",
+                    f"--root-ca-file={cluster_pki.ca_cert}",
                 ],
                 logs / "kube-controller-manager.log",
             )

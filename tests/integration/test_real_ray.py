@@ -152,6 +152,62 @@ def test_a_pod_runs_in_a_network_of_its_own_is_found_by_its_service_and_leaves_n
     assert len(gone) == 1, (before, gone)
 
 
+IN_CLUSTER = """
+import errno, os
+from kubernetes import client, config
+config.load_incluster_config()
+namespace = open("/var/run/secrets/kubernetes.io/serviceaccount/namespace").read()
+me = client.CoreV1Api().read_namespaced_pod(os.environ["HOSTNAME"], namespace)
+assert me.spec.service_account_name == "reader", me.spec.service_account_name
+open("/tmp/scratch", "w").write("the emptyDir is writable")
+try:
+    open("/usr/read-only-probe", "w")
+    raise SystemExit("the root file system is writable")
+except OSError as error:
+    assert error.errno == errno.EROFS, error
+print("in-cluster ok")
+"""
+
+
+def test_a_pod_gets_its_service_account_token_its_volumes_and_a_read_only_root(
+    ray_testbed: RunningTestbed, member: client.ApiClient, member_namespace: str
+) -> None:
+    """As the chart's operator pod will: in-cluster config from the service account volume the
+    API server adds, the API server where the node reaches it, a writable emptyDir and
+    nothing else writable."""
+    core, rbac = client.CoreV1Api(member), client.RbacAuthorizationV1Api(member)
+    core.create_namespaced_service_account(member_namespace, {"metadata": {"name": "reader"}})
+    rbac.create_namespaced_role(member_namespace, {
+        "metadata": {"name": "reader"},
+        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}],
+    })  # fmt: skip
+    rbac.create_namespaced_role_binding(member_namespace, {
+        "metadata": {"name": "reader"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reader"},
+        "subjects": [{"kind": "ServiceAccount", "name": "reader",
+                      "namespace": member_namespace}],
+    })  # fmt: skip
+    pod = _pod("in-cluster", ["python", "-c", IN_CLUSTER], {}, restartPolicy="Never",
+               serviceAccountName="reader", volumes=[{"name": "tmp", "emptyDir": {}}])  # fmt: skip
+    container = pod["spec"]["containers"][0]
+    container["securityContext"] = {"readOnlyRootFilesystem": True}
+    container["volumeMounts"] = [{"name": "tmp", "mountPath": "/tmp"}]
+    core.create_namespaced_pod(member_namespace, pod)
+    phase = eventually(
+        lambda: (
+            core.read_namespaced_pod("in-cluster", member_namespace).status.phase
+            in ("Succeeded", "Failed")
+            and core.read_namespaced_pod("in-cluster", member_namespace).status.phase
+        ),
+        "the in-cluster pod finished",
+        timeout=START_TIMEOUT_S,
+    )
+    uid = core.read_namespaced_pod("in-cluster", member_namespace).metadata.uid
+    key = uid.replace("-", "")[:10]
+    folder = ray_testbed.testbed.cluster_dir(MEMBER) / "node" / "pods" / key
+    assert phase == "Succeeded", "".join(p.read_text() for p in folder.glob("*.log"))
+
+
 def _hub_job(testbed: RunningTestbed, namespace: str, name: str) -> dict[str, Any]:
     found: dict[str, Any] = json.loads(
         testbed.kubectl("get", "mljob", name, "-n", namespace, "-o", "json")
