@@ -97,13 +97,20 @@ class Taint:
 
 @dataclass(frozen=True)
 class Toleration:
-    """Tolerates a taint with this key; value None tolerates any value (operator Exists)."""
+    """Tolerates the taints it matches, as a pod toleration does: key None matches every key
+    (operator Exists without a key), value None any value (operator Exists), effect None every
+    effect."""
 
-    key: str
+    key: str | None
     value: str | None = None
+    effect: str | None = None
 
     def tolerates(self, taint: Taint) -> bool:
-        return self.key == taint.key and (self.value is None or self.value == taint.value)
+        return (
+            (self.key is None or self.key == taint.key)
+            and (self.value is None or self.value == taint.value)
+            and (self.effect is None or self.effect == taint.effect)
+        )
 
 
 # Effects that keep new shards off a cluster; PreferNoSchedule only matters to the scorer of a

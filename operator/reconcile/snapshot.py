@@ -139,12 +139,10 @@ def _selector_labels(jobs: Sequence[KeyedJob], members: Sequence[MemberCluster])
 def _tolerations(tolerations: Sequence[ApiToleration]) -> tuple[model.Toleration, ...]:
     converted = []
     for toleration in tolerations:
-        if toleration.key is None:
-            continue  # an empty key tolerates everything; the scheduler model has no such form
         exists = toleration.operator.value == "Exists"
-        converted.append(
-            model.Toleration(toleration.key, None if exists else toleration.value or "")
-        )
+        effect = toleration.effect.value if toleration.effect is not None else None
+        value = None if exists else toleration.value or ""
+        converted.append(model.Toleration(toleration.key, value, effect))
     return tuple(converted)
 
 

@@ -425,11 +425,6 @@ def test_a_selector_of_a_job_that_wants_no_shards_labels_no_member() -> None:
 # Known divergences between the API's tolerations and the scheduler's (see the report).
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="snapshot._tolerations drops a toleration's effect: one for NoExecute only lets "
-    "shards onto a member tainted NoSchedule with that key",
-)
 def test_a_toleration_for_one_effect_does_not_tolerate_another() -> None:
     members = [MemberClusterWrapper("m1").taint("gpu", effect="NoSchedule").healthy().obj()]
     job = MLJobWrapper().shards(1).toleration("gpu", operator="Exists", effect="NoExecute").obj()
@@ -440,11 +435,6 @@ def test_a_toleration_for_one_effect_does_not_tolerate_another() -> None:
     assert result.decisions == ()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="snapshot._tolerations drops a toleration without key (operator Exists), which the "
-    "API documents as tolerating every taint",
-)
 def test_a_toleration_without_key_tolerates_every_taint() -> None:
     members = [MemberClusterWrapper("m1").taint("dedicated", "ml").healthy().obj()]
     job = MLJobWrapper().shards(1).toleration(None, operator="Exists").obj()

@@ -329,6 +329,31 @@ def test_selectors_taints_and_tiers_filter_clusters() -> None:
     assert "untolerated taints" in intolerant.unschedulable[0].reason
 
 
+@pytest.mark.parametrize(
+    ("toleration", "tolerated"),
+    [
+        (("maintenance", None, None), True),
+        (("maintenance", "yes", None), True),
+        (("maintenance", "no", None), False),
+        (("maintenance", None, "NoExecute"), False),
+        (("maintenance", None, "NoSchedule"), True),
+        ((None, None, None), True),
+        ((None, None, "NoExecute"), False),
+        (("other", None, None), False),
+    ],
+)
+def test_a_toleration_matches_a_taint_by_key_value_and_effect_as_in_kubernetes(
+    toleration: tuple[str | None, str | None, str | None], tolerated: bool
+) -> None:
+    from continuum.schedulers import Taint, Toleration
+
+    taint = Taint("maintenance", "yes", "NoSchedule")
+    assert Toleration(*toleration).tolerates(taint) is tolerated
+    tainted = edge("delft-maint", "delft", taints=[taint])
+    result = schedule(snapshot([tainted], [job("ns/j", tolerations=(Toleration(*toleration),))]))
+    assert bool(result.decisions) is tolerated
+
+
 def test_within_a_priority_the_earliest_deadline_goes_first() -> None:
     # Room for one shard; the later, deadline-bound job goes before the earlier one without,
     # and of two deadlines the one due first wins.
