@@ -151,7 +151,11 @@ def plan_job(job: MLJob, previous: Placement | None, result: CycleResult, now: d
         ordered = []
         for shard, cluster in placed.items():
             kept = before.get(shard)
-            assigned_at = kept.epoch if kept and kept.cluster == cluster and kept.epoch else epoch
+            assigned_at = epoch
+            if previous is not None and kept is not None and kept.cluster == cluster:
+                # A kept shard keeps the epoch its resources carry: its own, or, for a decision
+                # written before decisions carried one, the Placement's (desired_resources).
+                assigned_at = kept.epoch if kept.epoch is not None else previous.spec.epoch
             ordered.append(decisions[shard].model_copy(update={"epoch": assigned_at}))
         history = [*(previous.spec.migrations if previous else []), *migrations]
         spec = PlacementSpec(

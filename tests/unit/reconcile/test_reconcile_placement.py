@@ -235,11 +235,6 @@ def test_other_jobs_results_are_not_this_jobs() -> None:
     assert plan_job(job().obj(), None, other, NOW).message == "0 of 2 shards placed on no cluster"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="plan_job stamps a kept decision that has no epoch of its own (a Placement written "
-    "before decisions carried one) with the new epoch, so its resources change and it restarts",
-)
 def test_a_kept_shard_without_its_own_epoch_keeps_the_epoch_its_resources_carry() -> None:
     the_job = job().obj()
     previous = placed({0: "m1", 1: "m2"}, epoch=3, decision_epoch=None)
@@ -405,3 +400,10 @@ def test_the_controllers_other_fields_are_kept() -> None:
         5,
         current.shards,
     )
+
+
+def test_a_kept_shard_assigned_at_epoch_0_stays_at_epoch_0() -> None:
+    plan = plan_job(job().obj(), placed({0: "m1", 1: "m2"}, decision_epoch=0),
+                    result((0, "m1"), (1, "m3")), NOW)  # fmt: skip
+    assert plan.placement is not None
+    assert [(d.shard, d.epoch) for d in plan.placement.decisions] == [(0, 0), (1, 4)]
