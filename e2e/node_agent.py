@@ -13,7 +13,8 @@ and deletes the pod.
 
 Each container runs in a mount namespace of its own with the pod's volumes mounted where it
 asks (e2e/pod_volumes.py: emptyDir, ConfigMaps, Secrets, downward API and the projected service
-account token the API server adds), and the root read-only if its securityContext says so. Its
+account token the API server adds), the root read-only and its own user if its securityContext
+says so (runAsUser, runAsGroup; runAsNonRoot without a user runs as 65532). Its
 KUBERNETES_SERVICE_HOST and _PORT are where this agent reaches the API server (there is no
 kube-proxy to make the `kubernetes` Service's ClusterIP work), so in-cluster clients work.
 
@@ -66,6 +67,7 @@ from e2e.pids import has_exited, reap
 from e2e.sites import POD_TMP, POD_VOLUMES, pod_namespace, record_mount_point
 
 LOG = logging.getLogger("node-agent")
+REPO = Path(__file__).resolve().parent.parent
 VERSION = "v1.37.2-continuum-process-agent"
 TICK_S = 0.5
 LEASE_DURATION_S = 40
@@ -422,6 +424,7 @@ class NodeAgent:
         try:
             environment = pod_spec.env(pod, container.spec, facts, self._lookup)
             command = pod_spec.argv(container.spec, environment)
+            who = pod_spec.identity(pod, container.spec)
         except pod_spec.PodSpecError as error:
             LOG.warning("pod %s/%s: %s", run.namespace, run.name, error)
             container.exit_code, container.finished_at = 128, _now()
@@ -430,6 +433,14 @@ class NodeAgent:
         home = self.pod_dir(run) / "home"
         ray_tmp = SHORT_TMP / run.key
         ray_tmp.mkdir(parents=True, exist_ok=True)
+        # Its own user, once its volumes are mounted (which takes root): setpriv, as a
+        # container runtime drops to the image's or the securityContext's user.
+        run_as: list[str] = []
+        if who is not None:
+            for owned in (home, ray_tmp):
+                os.chown(owned, who.uid, who.gid)
+            run_as = ["setpriv", f"--reuid={who.uid}", f"--regid={who.gid}", "--clear-groups",
+                      "--"]  # fmt: skip
         environment = {
             **environment,
             "PATH": f"{self.image_env / 'bin'}:/usr/local/bin:/usr/bin:/bin",
@@ -446,7 +457,7 @@ class NodeAgent:
         wrapped = [
             "ip", "netns", "exec", pod_namespace(self.site, run.key),
             "unshare", "--uts", "--mount", "--propagation", "private", "--",
-            "/bin/sh", "-c", script, run.name[:63], *command,
+            "/bin/sh", "-c", script, run.name[:63], *run_as, *command,
         ]  # fmt: skip
         container.process = subprocess.Popen(
             wrapped, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -479,6 +490,8 @@ class NodeAgent:
             for volume in run.volumes.values():
                 folder = POD_VOLUMES / run.key / volume.name
                 folder.mkdir(parents=True, exist_ok=True)
+                if volume.empty_dir:
+                    folder.chmod(0o777)
                 for relative, (content, mode) in volume.files.items():
                     path = folder / relative
                     path.parent.mkdir(parents=True, exist_ok=True)
@@ -489,8 +502,14 @@ class NodeAgent:
         for mount in mounts:
             source = Path(folders[mount.volume]) / mount.sub_path
             self._mount_point(Path(mount.path), is_file=source.is_file())
+        # The stand-in's image: the virtualenv and the source tree it installs (editable).
+        image = {}
+        for index, path in enumerate(dict.fromkeys([self.image_env.resolve(), REPO])):
+            kept = POD_VOLUMES / run.key / ".image" / str(index)
+            kept.mkdir(parents=True, exist_ok=True)
+            image[str(path)] = str(kept)
         return pod_volumes.mount_commands(
-            mounts, folders, run.volumes, pod_volumes.read_only_root(container.spec)
+            mounts, folders, run.volumes, pod_volumes.read_only_root(container.spec), image
         )
 
     def _mount_point(self, path: Path, is_file: bool) -> None:

@@ -7,6 +7,7 @@ lookups of ConfigMaps and Secrets, and runs what it returns.
   (`resourceFieldRef`, rounded up to the divisor as Kubernetes does), ConfigMaps and Secrets.
 - `argv`: `command` then `args`, each with `$(NAME)` expanded. Without a `command` the image's
   entrypoint would run; this testbed has no images, so `args` run on their own.
+- `identity`: the user and group it runs as (`runAsUser`, `runAsGroup`, `runAsNonRoot`).
 """
 
 from __future__ import annotations
@@ -144,3 +145,40 @@ def argv(container: Mapping[str, Any], environment: Mapping[str, str]) -> list[s
             "no image whose entrypoint could run"
         )
     return [expand(str(word), environment) for word in words]
+
+
+# The user a container runs as when it must not run as root and names no user: the image's
+# USER would decide in a real cluster, and these images have none. 65532 is the "nonroot" user
+# of distroless images, which operator images commonly use.
+NONROOT_ID = 65532
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The user and group a container's processes run as."""
+
+    uid: int
+    gid: int
+
+
+def identity(pod: Mapping[str, Any], container: Mapping[str, Any]) -> Identity | None:
+    """Whom the container runs as, from its securityContext over the pod's (None: root, as the
+    agent runs). A container that must not run as root (runAsNonRoot) but says runAsUser 0 is
+    refused, as the kubelet refuses it."""
+    pod_context = (pod.get("spec") or {}).get("securityContext") or {}
+    own = container.get("securityContext") or {}
+
+    def setting(name: str) -> Any:
+        return own[name] if own.get(name) is not None else pod_context.get(name)
+
+    user, group, non_root = setting("runAsUser"), setting("runAsGroup"), setting("runAsNonRoot")
+    if non_root and user == 0:
+        raise PodSpecError(
+            f"container {container.get('name')!r}: runAsNonRoot is true but runAsUser is 0"
+        )
+    if user is None and non_root:
+        user = NONROOT_ID
+        group = NONROOT_ID if group is None else group
+    if user is None and group is None:
+        return None
+    return Identity(int(user or 0), int(group or 0))

@@ -40,6 +40,8 @@ class Volume:
     """Path within the volume -> content and mode."""
     memory_bytes: int | None = None
     """An emptyDir of medium Memory: a tmpfs of this size (0: no limit given)."""
+    empty_dir: bool = False
+    """Writable by every user (0777), as the kubelet makes an emptyDir."""
 
 
 @dataclass(frozen=True)
@@ -142,7 +144,7 @@ def volumes(
             if empty.get("medium") == "Memory":
                 limit = empty.get("sizeLimit")
                 memory = parse_nanos(str(limit)) // 10**9 if limit else 0
-            found[name] = Volume(name, memory_bytes=memory)
+            found[name] = Volume(name, memory_bytes=memory, empty_dir=True)
         elif "configMap" in volume:
             reference = volume["configMap"]
             data = lookup("configmap", namespace, str(reference.get("name", "")))
@@ -187,28 +189,54 @@ def read_only_root(container: Mapping[str, Any]) -> bool:
     return bool((container.get("securityContext") or {}).get("readOnlyRootFilesystem"))
 
 
+def _under(path: str, top: str) -> bool:
+    return (
+        PurePosixPath(path) == PurePosixPath(top)
+        or PurePosixPath(top) in PurePosixPath(path).parents
+    )
+
+
 def mount_commands(
     container_mounts: Sequence[Mount],
     folders: Mapping[str, str],
     known: Mapping[str, Volume],
     read_only: bool,
+    image: Mapping[str, str] | None = None,
 ) -> list[str]:
     """Shell commands, run in the container's own mount namespace before its command: each
     volume's folder (`folders`: volume -> folder on this machine) or tmpfs at its mount path,
     then the root read-only if asked. A bind takes the flags of the mount it copies, so the
-    root goes read-only last. Shallower mount paths go first, so that none hides a deeper one."""
-    commands = []
-    for mount in sorted(container_mounts, key=lambda m: len(PurePosixPath(m.path).parts)):
+    root goes read-only last. Shallower mount paths go first, so that none hides a deeper one.
+
+    `image`: the folders this node runs images from (the stand-in's image: a virtualenv and the
+    source it installs), each with a folder to keep it in meanwhile. A container's own image
+    is never hidden by its volumes, so one that a mount would hide (a virtualenv under /tmp,
+    with an emptyDir on /tmp) is bound aside first and put back inside the mount."""
+    ordered = sorted(container_mounts, key=lambda m: len(PurePosixPath(m.path).parts))
+    hidden = {
+        path: kept
+        for path, kept in sorted(
+            (image or {}).items(), key=lambda i: len(PurePosixPath(i[0]).parts)
+        )
+        if any(_under(path, mount.path) for mount in ordered)
+    }
+    commands = [
+        f"mount --bind {shlex.quote(path)} {shlex.quote(kept)}" for path, kept in hidden.items()
+    ]
+    for mount in ordered:
         target = shlex.quote(mount.path)
         memory = known[mount.volume].memory_bytes
         if memory is not None and not mount.sub_path:
             size = f"size={memory}" if memory else "size=50%"
-            commands.append(f"mount -t tmpfs -o {size} tmpfs {target}")
+            commands.append(f"mount -t tmpfs -o {size},mode=0777 tmpfs {target}")
         else:
             source = folders[mount.volume] + (f"/{mount.sub_path}" if mount.sub_path else "")
             commands.append(f"mount --bind {shlex.quote(source)} {target}")
         if mount.read_only:
             commands.append(f"mount -o remount,bind,ro {target}")
+    for path, kept in hidden.items():
+        commands.append(f"mkdir -p {shlex.quote(path)}")
+        commands.append(f"mount --bind {shlex.quote(kept)} {shlex.quote(path)}")
     if read_only:
         commands.append("mount -o remount,bind,ro /")
     return commands

@@ -398,6 +398,7 @@ def test_operator_restarts_converge_without_duplicates(
         assert operator.stop(signal.SIGKILL) == -signal.SIGKILL
         operator.start()
 
+    federated_deployed(testbed, job)
     found = eventually(
         lambda: one_rayjob_per_member(testbed, job), "one RayJob per member after restarts"
     )
@@ -458,7 +459,7 @@ def test_deletion_waits_for_an_unreachable_member(
     """The finalizer stays while a member holding shards cannot be reached, the member is named
     in status.pendingCleanup, and the deletion completes once it is back."""
     job = jobs.federated("stranded")
-    eventually(lambda: one_rayjob_per_member(testbed, job), "the job's shards deployed")
+    federated_deployed(testbed, job)
     secret = get_json(testbed, "secret", "member-3-kubeconfig", "-n", "continuum-system")
     broken = json.loads(base64.b64decode(secret["data"]["kubeconfig"]))
     broken["clusters"][0]["cluster"]["server"] = "https://127.0.0.1:9"

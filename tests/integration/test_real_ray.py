@@ -159,6 +159,7 @@ config.load_incluster_config()
 namespace = open("/var/run/secrets/kubernetes.io/serviceaccount/namespace").read()
 me = client.CoreV1Api().read_namespaced_pod(os.environ["HOSTNAME"], namespace)
 assert me.spec.service_account_name == "reader", me.spec.service_account_name
+assert (os.getuid(), os.getgid()) == (65532, 65532), "runAsNonRoot without a user: nonroot"
 open("/tmp/scratch", "w").write("the emptyDir is writable")
 try:
     open("/usr/read-only-probe", "w")
@@ -173,8 +174,8 @@ def test_a_pod_gets_its_service_account_token_its_volumes_and_a_read_only_root(
     ray_testbed: RunningTestbed, member: client.ApiClient, member_namespace: str
 ) -> None:
     """As the chart's operator pod will: in-cluster config from the service account volume the
-    API server adds, the API server where the node reaches it, a writable emptyDir and
-    nothing else writable."""
+    API server adds, the API server where the node reaches it, not root, a writable emptyDir
+    and nothing else writable."""
     core, rbac = client.CoreV1Api(member), client.RbacAuthorizationV1Api(member)
     core.create_namespaced_service_account(member_namespace, {"metadata": {"name": "reader"}})
     rbac.create_namespaced_role(member_namespace, {
@@ -188,7 +189,8 @@ def test_a_pod_gets_its_service_account_token_its_volumes_and_a_read_only_root(
                       "namespace": member_namespace}],
     })  # fmt: skip
     pod = _pod("in-cluster", ["python", "-c", IN_CLUSTER], {}, restartPolicy="Never",
-               serviceAccountName="reader", volumes=[{"name": "tmp", "emptyDir": {}}])  # fmt: skip
+               serviceAccountName="reader", volumes=[{"name": "tmp", "emptyDir": {}}],
+               securityContext={"runAsNonRoot": True})  # fmt: skip
     container = pod["spec"]["containers"][0]
     container["securityContext"] = {"readOnlyRootFilesystem": True}
     container["volumeMounts"] = [{"name": "tmp", "mountPath": "/tmp"}]

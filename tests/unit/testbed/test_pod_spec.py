@@ -149,3 +149,27 @@ def test_a_pods_hosts_name_itself_and_the_services() -> None:
     assert pod_network.resolv_conf("team-a").startswith(
         "search team-a.svc.cluster.local svc.cluster.local cluster.local\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("pod_context", "own", "expected"),
+    [
+        ({}, {}, None),
+        ({"runAsUser": 1000, "runAsGroup": 2000}, {}, pod_spec.Identity(1000, 2000)),
+        ({"runAsUser": 1000}, {"runAsUser": 1001}, pod_spec.Identity(1001, 0)),
+        ({"runAsNonRoot": True}, {}, pod_spec.Identity(65532, 65532)),
+        ({}, {"runAsNonRoot": True, "runAsGroup": 5}, pod_spec.Identity(65532, 5)),
+        ({"runAsNonRoot": True}, {"runAsUser": 7}, pod_spec.Identity(7, 0)),
+    ],
+)
+def test_a_container_runs_as_its_security_context_says_the_containers_over_the_pods(
+    pod_context: dict[str, Any], own: dict[str, Any], expected: pod_spec.Identity | None
+) -> None:
+    pod = {"spec": {"securityContext": pod_context}}
+    assert pod_spec.identity(pod, {"name": "c", "securityContext": own}) == expected
+
+
+def test_a_container_that_must_not_run_as_root_but_asks_for_uid_0_is_refused() -> None:
+    pod = {"spec": {"securityContext": {"runAsNonRoot": True}}}
+    with pytest.raises(pod_spec.PodSpecError, match="runAsNonRoot is true but runAsUser is 0"):
+        pod_spec.identity(pod, {"name": "c", "securityContext": {"runAsUser": 0}})

@@ -77,7 +77,7 @@ def test_an_empty_dir_is_a_folder_or_with_medium_memory_a_tmpfs_of_its_size() ->
         {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "2Gi"}},
         {"name": "unbounded", "emptyDir": {"medium": "Memory"}},
     )
-    assert found["scratch"].memory_bytes is None
+    assert found["scratch"].memory_bytes is None and found["scratch"].empty_dir
     assert found["shm"].memory_bytes == 2 * 1024**3
     assert found["unbounded"].memory_bytes == 0
 
@@ -123,7 +123,7 @@ def test_mounts_bind_each_volume_then_make_the_root_read_only_last() -> None:
     )
     assert commands == [
         "mount --bind /pods/k/volumes/tmp /tmp",
-        f"mount -t tmpfs -o size={1024**2} tmpfs /dev/shm",
+        f"mount -t tmpfs -o size={1024**2},mode=0777 tmpfs /dev/shm",
         "mount --bind /pods/k/volumes/creds/token '/etc/creds token'",
         "mount -o remount,bind,ro '/etc/creds token'",
         "mount -o remount,bind,ro /",
@@ -133,3 +133,20 @@ def test_mounts_bind_each_volume_then_make_the_root_read_only_last() -> None:
 def test_a_mount_of_a_volume_the_pod_does_not_have_is_refused() -> None:
     with pytest.raises(pod_spec.PodSpecError, match="no volume 'other'"):
         pod_volumes.mounts({"volumeMounts": [{"name": "other", "mountPath": "/x"}]}, {})
+
+
+def test_a_mount_over_the_image_puts_the_image_back_inside_it() -> None:
+    known = volumes_of({"name": "tmp", "emptyDir": {}})
+    mounts = pod_volumes.mounts({"volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}]}, known)
+    image = {"/tmp/clone/.venv": "/keep/0", "/tmp/clone": "/keep/1", "/opt/env": "/keep/2"}
+    commands = pod_volumes.mount_commands(mounts, {"tmp": "/v/tmp"}, known, True, image)
+    assert commands == [
+        "mount --bind /tmp/clone /keep/1",
+        "mount --bind /tmp/clone/.venv /keep/0",
+        "mount --bind /v/tmp /tmp",
+        "mkdir -p /tmp/clone",
+        "mount --bind /keep/1 /tmp/clone",
+        "mkdir -p /tmp/clone/.venv",
+        "mount --bind /keep/0 /tmp/clone/.venv",
+        "mount -o remount,bind,ro /",
+    ]
