@@ -167,6 +167,7 @@ class NodeAgent:
         self.directory = directory
         self.capacity = {**capacity, "pods": str(max_pods)}
         self.image_env = image_env
+        self.interpreter = _interpreter_prefix(image_env)
         self.max_pods = max_pods
         self.cidr = pod_network.pod_cidr(site_address)
         self.pods: dict[str, Pod] = {}
@@ -502,14 +503,24 @@ class NodeAgent:
         for mount in mounts:
             source = Path(folders[mount.volume]) / mount.sub_path
             self._mount_point(Path(mount.path), is_file=source.is_file())
-        # The stand-in's image: the virtualenv and the source tree it installs (editable).
+        # The stand-in's image: the virtualenv, the source tree it installs (editable) and the
+        # interpreter it was made from.
         image = {}
-        for index, path in enumerate(dict.fromkeys([self.image_env.resolve(), REPO])):
+        paths = [self.image_env.resolve(), REPO, self.interpreter]
+        for index, path in enumerate(dict.fromkeys(paths)):
             kept = POD_VOLUMES / run.key / ".image" / str(index)
             kept.mkdir(parents=True, exist_ok=True)
             image[str(path)] = str(kept)
+        # A user other than root may not pass through some folders above the image (/root,
+        # where pyenv keeps interpreters); in a real image nothing of it is out of reach.
+        who = pod_spec.identity(pod, container.spec)
+        veils = (
+            sorted({str(v) for path in image if (v := _closed_ancestor(Path(path))) is not None})
+            if who is not None and who.uid != 0
+            else []
+        )
         return pod_volumes.mount_commands(
-            mounts, folders, run.volumes, pod_volumes.read_only_root(container.spec), image
+            mounts, folders, run.volumes, pod_volumes.read_only_root(container.spec), image, veils
         )
 
     def _mount_point(self, path: Path, is_file: bool) -> None:
@@ -769,6 +780,25 @@ class NodeAgent:
             "restartCount": container.restarts,
             "state": state,
         }
+
+
+def _interpreter_prefix(environment: Path) -> Path:
+    """Where the virtualenv's interpreter lives (pyvenv.cfg's `home` is its bin folder)."""
+    config_file = environment / "pyvenv.cfg"
+    if config_file.exists():
+        for line in config_file.read_text().splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() == "home":
+                return Path(value.strip()).resolve().parent
+    return Path(sys.base_prefix).resolve()
+
+
+def _closed_ancestor(path: Path) -> Path | None:
+    """The highest folder above `path` that other users may not pass through, if any."""
+    for ancestor in reversed(path.parents):
+        if ancestor != Path("/") and not ancestor.stat().st_mode & 0o001:
+            return ancestor
+    return None
 
 
 def _message(error: ApiException) -> str:

@@ -202,24 +202,23 @@ def mount_commands(
     known: Mapping[str, Volume],
     read_only: bool,
     image: Mapping[str, str] | None = None,
+    veils: Sequence[str] = (),
 ) -> list[str]:
     """Shell commands, run in the container's own mount namespace before its command: each
     volume's folder (`folders`: volume -> folder on this machine) or tmpfs at its mount path,
     then the root read-only if asked. A bind takes the flags of the mount it copies, so the
     root goes read-only last. Shallower mount paths go first, so that none hides a deeper one.
 
-    `image`: the folders this node runs images from (the stand-in's image: a virtualenv and the
-    source it installs), each with a folder to keep it in meanwhile. A container's own image
-    is never hidden by its volumes, so one that a mount would hide (a virtualenv under /tmp,
-    with an emptyDir on /tmp) is bound aside first and put back inside the mount."""
+    `image`: the folders this node runs images from (the stand-in's image: a virtualenv, the
+    source it installs and its interpreter), each with a folder to keep it in meanwhile. A
+    container's image is never hidden, so one that a mount would hide (a virtualenv under /tmp,
+    with an emptyDir on /tmp) is bound aside first and put back inside the mount. `veils` are
+    folders a container's user may not pass through (/root, where an interpreter may live): an
+    empty tmpfs covers each, and the image beneath is put back inside it."""
     ordered = sorted(container_mounts, key=lambda m: len(PurePosixPath(m.path).parts))
-    hidden = {
-        path: kept
-        for path, kept in sorted(
-            (image or {}).items(), key=lambda i: len(PurePosixPath(i[0]).parts)
-        )
-        if any(_under(path, mount.path) for mount in ordered)
-    }
+    covers = [*(mount.path for mount in ordered), *veils]
+    by_depth = sorted((image or {}).items(), key=lambda item: len(PurePosixPath(item[0]).parts))
+    hidden = {path: kept for path, kept in by_depth if any(_under(path, c) for c in covers)}
     commands = [
         f"mount --bind {shlex.quote(path)} {shlex.quote(kept)}" for path, kept in hidden.items()
     ]
@@ -234,6 +233,7 @@ def mount_commands(
             commands.append(f"mount --bind {shlex.quote(source)} {target}")
         if mount.read_only:
             commands.append(f"mount -o remount,bind,ro {target}")
+    commands += [f"mount -t tmpfs -o mode=0755 tmpfs {shlex.quote(veil)}" for veil in veils]
     for path, kept in hidden.items():
         commands.append(f"mkdir -p {shlex.quote(path)}")
         commands.append(f"mount --bind {shlex.quote(kept)} {shlex.quote(path)}")

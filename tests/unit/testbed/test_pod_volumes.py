@@ -150,3 +150,15 @@ def test_a_mount_over_the_image_puts_the_image_back_inside_it() -> None:
         "mount --bind /keep/0 /tmp/clone/.venv",
         "mount -o remount,bind,ro /",
     ]
+
+
+def test_a_folder_the_user_may_not_pass_is_veiled_and_the_image_beneath_put_back() -> None:
+    commands = pod_volumes.mount_commands(
+        [], {}, {}, False, {"/root/.pyenv/3.11": "/keep/0", "/opt/env": "/keep/1"}, ["/root"]
+    )
+    assert commands == [
+        "mount --bind /root/.pyenv/3.11 /keep/0",
+        "mount -t tmpfs -o mode=0755 tmpfs /root",
+        "mkdir -p /root/.pyenv/3.11",
+        "mount --bind /keep/0 /root/.pyenv/3.11",
+    ]
