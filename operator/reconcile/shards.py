@@ -78,11 +78,16 @@ def desired_resources(
             continue
         epoch = decision.epoch if decision.epoch is not None else placement.spec.epoch
         wanted = desired.setdefault(decision.cluster, [])
-        if _is_participant(job, decision.shard) and endpoint is None:
-            kept = [r for r in held.get(decision.cluster, ()) if shard_of(r) == decision.shard]
-            wanted.extend(dict(resource) for resource in kept)
-            continue
         address = endpoint.address if endpoint is not None else None
+        if _is_participant(job, decision.shard) and endpoint is None:
+            made = [
+                started_with(r)
+                for r in held.get(decision.cluster, ())
+                if shard_of(r) == decision.shard and started_with(r)
+            ]
+            if not made:
+                continue  # made once the aggregator has an address
+            address = made[0]  # kept as it was made, with the address it was given
         wanted.append(build_shard_resource(job, decision.shard, epoch, aggregator=address))
     return {cluster: manifests for cluster, manifests in desired.items() if manifests}
 
