@@ -79,7 +79,6 @@ PROBE_WORKERS = 4
 DEFAULT_LIFETIME_S = 12 * 3600.0
 # Each pod's temporary folder (RAY_TMPDIR): Ray keeps its Unix sockets in it, whose paths may
 # not exceed 107 bytes, so it stays short rather than under --dir.
-SHORT_TMP = POD_TMP
 
 
 def _now() -> str:
@@ -167,7 +166,15 @@ class NodeAgent:
         self.directory = directory
         self.capacity = {**capacity, "pods": str(max_pods)}
         self.image_env = image_env
-        self.interpreter = _interpreter_prefix(image_env)
+        # The stand-in's image: the virtualenv, the source tree it installs (editable) and the
+        # interpreter it was made from; and the folders above it that a user other than root
+        # may not pass (/root, where pyenv keeps interpreters), which in a real image would
+        # not be there.
+        self.image_paths = list(dict.fromkeys([image_env.resolve(), REPO,
+                                               _interpreter_prefix(image_env)]))  # fmt: skip
+        self.image_veils = sorted(
+            {str(v) for path in self.image_paths if (v := _closed_ancestor(path)) is not None}
+        )
         self.max_pods = max_pods
         self.cidr = pod_network.pod_cidr(site_address)
         self.pods: dict[str, Pod] = {}
@@ -416,7 +423,12 @@ class NodeAgent:
         container.next_start = now + min(MAX_BACKOFF_S, 2.0 ** min(container.restarts, 8))
         facts = pod_spec.NodeFacts(self.node, self.site_address, run.address)
         try:
-            mounting = self._mount_commands(run, pod, container, facts)
+            who = pod_spec.identity(pod, container.spec)
+        except pod_spec.PodSpecError as error:
+            self._refuse(run, container, error)
+            return
+        try:
+            mounting = self._mount_commands(run, pod, container, facts, who)
         except (pod_spec.PodSpecError, ApiException, OSError) as error:
             # As a kubelet: the container waits (ContainerCreating) until its volumes can be
             # made, a ConfigMap or Secret created, say; it is tried again at its next start.
@@ -425,14 +437,11 @@ class NodeAgent:
         try:
             environment = pod_spec.env(pod, container.spec, facts, self._lookup)
             command = pod_spec.argv(container.spec, environment)
-            who = pod_spec.identity(pod, container.spec)
         except pod_spec.PodSpecError as error:
-            LOG.warning("pod %s/%s: %s", run.namespace, run.name, error)
-            container.exit_code, container.finished_at = 128, _now()
-            container.pid = container.pid or 0
+            self._refuse(run, container, error)
             return
         home = self.pod_dir(run) / "home"
-        ray_tmp = SHORT_TMP / run.key
+        ray_tmp = POD_TMP / run.key
         ray_tmp.mkdir(parents=True, exist_ok=True)
         # Its own user, once its volumes are mounted (which takes root): setpriv, as a
         # container runtime drops to the image's or the securityContext's user.
@@ -481,8 +490,19 @@ class NodeAgent:
         LOG.info("pod %s/%s: started %s (pid %s)", run.namespace, run.name, container.name,
                  container.pid)  # fmt: skip
 
+    def _refuse(self, run: Pod, container: Container, error: pod_spec.PodSpecError) -> None:
+        """A container this node cannot run, as the pod asks it: it fails, exit code 128."""
+        LOG.warning("pod %s/%s: %s", run.namespace, run.name, error)
+        container.exit_code, container.finished_at = 128, _now()
+        container.pid = container.pid or 0
+
     def _mount_commands(
-        self, run: Pod, pod: dict[str, Any], container: Container, facts: pod_spec.NodeFacts
+        self,
+        run: Pod,
+        pod: dict[str, Any],
+        container: Container,
+        facts: pod_spec.NodeFacts,
+        who: pod_spec.Identity | None,
     ) -> list[str]:
         """Writes the pod's volumes at its first start, makes the container's mount points
         and gives the commands that mount them in its namespace."""
@@ -503,32 +523,22 @@ class NodeAgent:
         for mount in mounts:
             source = Path(folders[mount.volume]) / mount.sub_path
             self._mount_point(Path(mount.path), is_file=source.is_file())
-        # The stand-in's image: the virtualenv, the source tree it installs (editable) and the
-        # interpreter it was made from.
         image = {}
-        paths = [self.image_env.resolve(), REPO, self.interpreter]
-        for index, path in enumerate(dict.fromkeys(paths)):
+        for index, path in enumerate(self.image_paths):
             kept = POD_VOLUMES / run.key / ".image" / str(index)
             kept.mkdir(parents=True, exist_ok=True)
             image[str(path)] = str(kept)
-        # A user other than root may not pass through some folders above the image (/root,
-        # where pyenv keeps interpreters); in a real image nothing of it is out of reach.
-        who = pod_spec.identity(pod, container.spec)
-        veils = (
-            sorted({str(v) for path in image if (v := _closed_ancestor(Path(path))) is not None})
-            if who is not None and who.uid != 0
-            else []
-        )
+        veils = self.image_veils if who is not None and who.uid != 0 else []
         return pod_volumes.mount_commands(
             mounts, folders, run.volumes, pod_volumes.read_only_root(container.spec), image, veils
         )
 
     def _mount_point(self, path: Path, is_file: bool) -> None:
+        if path.exists():
+            return
         missing = path
         while not missing.parent.exists():
             missing = missing.parent
-        if path.exists():
-            return
         if is_file:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.touch()
@@ -663,7 +673,7 @@ class NodeAgent:
             if container.process is not None:
                 container.process.poll()
         pod_network.remove_pod(self.site, run.key)
-        shutil.rmtree(SHORT_TMP / run.key, ignore_errors=True)
+        shutil.rmtree(POD_TMP / run.key, ignore_errors=True)
         shutil.rmtree(POD_VOLUMES / run.key, ignore_errors=True)
         if not keep:
             LOG.info("pod %s/%s removed", run.namespace, run.name)
@@ -684,7 +694,7 @@ class NodeAgent:
             self.forget(run)
         self.pods.clear()
         self.probes.shutdown(wait=False, cancel_futures=True)
-        for shared in (SHORT_TMP, POD_VOLUMES):
+        for shared in (POD_TMP, POD_VOLUMES):
             with contextlib.suppress(OSError):  # another node's agent may still use it
                 shared.rmdir()
 

@@ -73,11 +73,17 @@ import numpy as np
 import numpy.typing as npt
 
 from continuum.workloads.checkpoints import latest_checkpoint, save_checkpoint
-from continuum.workloads.fedavg import TrainingConfig, accuracy, fedavg, initial_weights, sgd
+from continuum.workloads.fedavg import (
+    CHECKPOINT_PREFIX,
+    TrainingConfig,
+    accuracy,
+    fedavg,
+    initial_weights,
+    sgd,
+)
 from continuum.workloads.sensors import CLIMATES, Dataset, FloatArray, reference_set, site_dataset
 from continuum.workloads.training import location_of
 
-PREFIX = "round-"
 DEFAULT_PORT = 8470
 LONG_POLL_S = 10.0
 LINGER_S = 60.0
@@ -179,7 +185,7 @@ class Aggregator:
         self.reference = reference
         self.location = location
         self.log = log
-        restored = latest_checkpoint(location, PREFIX) if location else None
+        restored = latest_checkpoint(location, CHECKPOINT_PREFIX) if location else None
         self._round, self._weights = restored if restored else (0, initial_weights())
         self.resumed_at = self._round
         self._updates: dict[int, tuple[FloatArray, int]] = {}
@@ -224,7 +230,7 @@ class Aggregator:
                 return False
             averaged = fedavg([self._updates[index] for index in sorted(self._updates)])
             if self.location:
-                save_checkpoint(self.location, round_index, averaged, PREFIX)
+                save_checkpoint(self.location, round_index, averaged, CHECKPOINT_PREFIX)
             score = accuracy(averaged, self.reference)
             self._round, self._weights = round_index, averaged
             self._updates.clear()

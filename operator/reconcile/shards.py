@@ -31,12 +31,13 @@ from continuum.operator.reconcile.federation import (
     WAITING_FOR_AGGREGATOR,
     AggregatorEndpoint,
     aggregator_endpoint,
-    aggregator_shard,
     started_with,
 )
 from continuum.operator.reconcile.handoff import Handoff, HandoffStep, shard_of
 from continuum.operator.reconcile.kuberay import (
+    Role,
     build_shard_resource,
+    default_role,
     needs_update,
     observe_shard,
     with_resume_checkpoint,
@@ -55,8 +56,7 @@ def _kind(manifest: Mapping[str, Any]) -> str:
 
 
 def _is_participant(job: MLJob, shard: int) -> bool:
-    aggregator = aggregator_shard(job)
-    return aggregator is not None and shard < aggregator
+    return default_role(job, shard) == Role.PARTICIPANT
 
 
 def desired_resources(
