@@ -598,7 +598,9 @@ class NodeAgent:
                         probe.failures = 0
                 if probe.running is None and now >= probe.due:
                     probe.due = now + float(probe.spec.get("periodSeconds", 10))
-                    probe.running = self.probes.submit(self._run_probe, run, probe.spec)
+                    probe.running = self.probes.submit(
+                        self._run_probe, run, probe.spec, container.spec
+                    )
 
     def _record(self, probe: Probe, passed: bool) -> None:
         if passed:
@@ -610,7 +612,7 @@ class NodeAgent:
             if probe.failures >= int(probe.spec.get("failureThreshold", 3)):
                 probe.passed = False
 
-    def _run_probe(self, run: Pod, spec: dict[str, Any]) -> bool:
+    def _run_probe(self, run: Pod, spec: dict[str, Any], container: dict[str, Any]) -> bool:
         timeout = float(spec.get("timeoutSeconds", 1))
         namespace = pod_namespace(self.site, run.key)
         if "exec" in spec:
@@ -618,10 +620,15 @@ class NodeAgent:
         elif "httpGet" in spec:
             get = spec["httpGet"]
             scheme = str(get.get("scheme", "HTTP")).lower()
-            url = f"{scheme}://127.0.0.1:{get['port']}{get.get('path', '/')}"
+            port = pod_spec.container_port(container, get["port"])
+            if port is None:
+                return False  # a port name the container does not declare, as a kubelet says
+            url = f"{scheme}://127.0.0.1:{port}{get.get('path', '/')}"
             command = ["curl", "-sf", "-o", "/dev/null", "-m", str(timeout), url]
         elif "tcpSocket" in spec:
-            port = spec["tcpSocket"]["port"]
+            port = pod_spec.container_port(container, spec["tcpSocket"]["port"])
+            if port is None:
+                return False
             command = ["bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{port}"]
         else:
             return True
@@ -629,7 +636,8 @@ class NodeAgent:
         try:
             result = subprocess.run(
                 ["ip", "netns", "exec", namespace, *command], env=environment,
-                capture_output=True, timeout=timeout, check=False,
+                # The command's own timeout, and the time `ip netns exec` takes to start it.
+                capture_output=True, timeout=timeout + 2, check=False,
             )  # fmt: skip
         except subprocess.TimeoutExpired:
             return False

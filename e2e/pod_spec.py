@@ -182,3 +182,14 @@ def identity(pod: Mapping[str, Any], container: Mapping[str, Any]) -> Identity |
     if user is None and group is None:
         return None
     return Identity(int(user or 0), int(group or 0))
+
+
+def container_port(container: Mapping[str, Any], port: int | str) -> int | None:
+    """A probe's port: a number, or the name of one of the container's ports (None if it
+    declares no port of that name)."""
+    if isinstance(port, int) or str(port).isdigit():
+        return int(port)
+    for declared in container.get("ports") or []:
+        if declared.get("name") == port:
+            return int(declared["containerPort"])
+    return None

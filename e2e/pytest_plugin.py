@@ -69,14 +69,17 @@ def running_testbed(
     keep: bool = False,
     members: int = MEMBERS,
     kuberay: bool = False,
+    hub_node: bool = False,
 ) -> Iterator[RunningTestbed]:
     """A testbed of `members` members in `directory`, up for as long as the generator is; with
     `sites`, each member at its topology site, and with `prometheus` as well, Prometheus and
     the blackbox exporters measuring the links; with `kuberay`, each member runs
-    kube-scheduler and the real KubeRay operator. `keep` leaves it running afterwards."""
+    kube-scheduler and the real KubeRay operator; with `hub_node` (and `sites`), the hub has
+    a node that runs its pods. `keep` leaves it running afterwards."""
     bed = Testbed(directory)
     clusters = bed.up(members, member_sites(members, None) if sites else None,
-                      prometheus=sites and prometheus, kuberay=kuberay)  # fmt: skip
+                      prometheus=sites and prometheus, kuberay=kuberay,
+                      hub_node=hub_node)  # fmt: skip
     hub = next(cluster for cluster in clusters if cluster.name == HUB)
     started = tuple(cluster for cluster in clusters if cluster.name != HUB)
     try:

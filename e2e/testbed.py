@@ -77,6 +77,12 @@ SHARD_CONTROLLERS = (
     # kube-root-ca.crt in every namespace: the CA a pod's service account volume holds.
     "root-ca-certificate-publisher-controller"
 )
+# What a hub with a node (`up(hub_node=True)`) needs besides, to run the chart's Deployment.
+HUB_NODE_CONTROLLERS = "deployment-controller,replicaset-controller"
+# The pseudo-site in the sites network where the hub's node agent runs the hub's pods (the
+# operator's, as `helm install` makes them): they reach the hub at its address, 10.77.0.1, and
+# the members at theirs, over the emulated links, as an operator in a hub cluster does.
+CONTROL_SITE = "control"
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager")
 SHARD_SERVERS = ("kube-scheduler", "ray-operator")
 # At a site, a member that runs its shards also has a node, whose agent runs its pods.
@@ -176,6 +182,9 @@ class Cluster:
     host: str = LOOPBACK
     # A member that runs its shards: kube-scheduler and the real KubeRay operator as well.
     kuberay: bool = False
+    # The site where the cluster's node agent runs its pods, if it has a node: a member's own
+    # site, or CONTROL_SITE for the hub.
+    node_site: str | None = None
 
     @property
     def server(self) -> str:
@@ -183,9 +192,10 @@ class Cluster:
 
     def servers(self) -> tuple[str, ...]:
         """The names of the cluster's server processes, in the order they start."""
-        if not self.kuberay:
-            return CONTROL_PLANE
-        return CONTROL_PLANE + SHARD_SERVERS + ((NODE_AGENT,) if self.site else ())
+        servers = CONTROL_PLANE + (SHARD_SERVERS if self.kuberay else ())
+        if self.node_site is None:
+            return servers
+        return servers + (() if self.kuberay else ("kube-scheduler",)) + (NODE_AGENT,)
 
     def is_running(self) -> bool:
         return all(
@@ -282,20 +292,20 @@ class Testbed:
         for name, entry in raw["clusters"].items():
             processes = {key: Process(**value) for key, value in entry.pop("processes").items()}
             clusters[name] = Cluster(**entry, processes=processes)
-            if clusters[name].site is not None:
-                self._site_processes(clusters[name])
+            self._site_processes(clusters[name])
         return clusters
 
     def _site_processes(self, cluster: Cluster) -> None:
         """A site's processes are started again, with new pids, when the site is restored
         after `down`: the sites' state has their pids now."""
-        assert cluster.site is not None
         if not self.sites.state_file.exists():
             return
-        for process in self.sites.processes(cluster.site):
-            owner, _, key = process.name.partition("/")
-            if owner == cluster.name and key in cluster.processes:
-                cluster.processes[key] = Process(process.pid, os.path.realpath(process.argv[0]))
+        for site in {cluster.site, cluster.node_site} - {None}:
+            assert site is not None
+            for process in self.sites.processes(site):
+                owner, _, key = process.name.partition("/")
+                if owner == cluster.name and key in cluster.processes:
+                    cluster.processes[key] = Process(process.pid, os.path.realpath(process.argv[0]))
 
     def _save(self, clusters: dict[str, Cluster]) -> None:
         state = {"clusters": {name: asdict(cluster) for name, cluster in clusters.items()}}
@@ -356,17 +366,24 @@ class Testbed:
         sites: Sequence[str] | None = None,
         prometheus: bool = False,
         kuberay: bool = False,
+        hub_node: bool = False,
     ) -> list[ClusterInfo]:
         """Starts (or keeps) the hub and `members` members. With `sites` (one per member,
         member-1 first), each member runs in its site's network namespace; with `prometheus`
         too, Prometheus and the exporters of e2e/monitoring.py run (`prometheus_url()`). With
-        `kuberay`, each member runs kube-scheduler and the real KubeRay operator as well."""
+        `kuberay`, each member runs kube-scheduler and the real KubeRay operator as well. With
+        `hub_node`, the hub has a node too, at CONTROL_SITE, which runs the pods of the hub's
+        Deployments (the operator's, as the chart makes it)."""
         if members < 0:
             raise ValueError("--members must be 0 or more")
         if prometheus and not sites:
             raise ValueError("--prometheus measures the links between sites: it needs --sites")
+        if hub_node and not sites:
+            raise ValueError("--hub-node runs the hub's pods at a site: it needs --sites")
         if sites is not None and len(sites) != members:
             raise ValueError(f"{members} members need {members} sites, not {len(sites)}")
+        if sites is not None and CONTROL_SITE in sites:
+            raise ValueError(f"{CONTROL_SITE!r} is the hub's pseudo-site, not a member's site")
         wanted = [HUB] + [f"member-{index}" for index in range(1, members + 1)]
         site_of: dict[str, str | None] = dict(
             zip(wanted[1:], list(sites) if sites else [None] * members, strict=True)
@@ -379,6 +396,9 @@ class Testbed:
                 self._stop(clusters.pop(name))
             # A network of other sites is made anew, and the members that were in it with it.
             network = list(dict.fromkeys(sites)) if sites else None
+            if network is not None and hub_node:
+                network.append(CONTROL_SITE)
+            hub_node_site = CONTROL_SITE if hub_node else None
             remade = network is not None and self._network_sites() != network
             # With a network, the hub serves at its address in it, which the sites reach over
             # their links (a Pull member's agent dials the hub from its site).
@@ -391,6 +411,7 @@ class Testbed:
                 or (name != HUB and clusters[name].kuberay != kuberay)
                 or (remade and clusters[name].site is not None)
                 or (name == HUB and (clusters[name].host != hub_host or remade))
+                or (name == HUB and clusters[name].node_site != hub_node_site)
             ]
             for name in to_start:
                 if name in clusters:
@@ -409,6 +430,7 @@ class Testbed:
                             site_of.get(name),
                             hub_host if name == HUB else None,
                             kuberay=kuberay and name != HUB,
+                            node_site=hub_node_site if name == HUB else None,
                         ),
                         to_start,
                     )
@@ -456,14 +478,24 @@ class Testbed:
         return _readyz(cluster, pki.ClusterPki(self.cluster_dir(cluster.name) / "pki")) is None
 
     def _start(
-        self, name: str, site: str | None = None, host: str | None = None, kuberay: bool = False
+        self,
+        name: str,
+        site: str | None = None,
+        host: str | None = None,
+        kuberay: bool = False,
+        node_site: str | None = None,
     ) -> Cluster:
         """Starts one cluster (in the root namespace at `host`, if given); a server that lost
-        its port to another process starts again."""
+        its port to another process starts again. A member with `kuberay` at a site has a node
+        there; the hub has one at `node_site`, if given."""
+        if kuberay and site is not None:
+            node_site = site
         for attempt in range(1, PORT_ATTEMPTS + 1):
             try:
                 etcd_client, etcd_peer, apiserver = _free_ports(3)
-                return self._start_on(name, etcd_client, etcd_peer, apiserver, site, host, kuberay)
+                return self._start_on(
+                    name, etcd_client, etcd_peer, apiserver, site, host, kuberay, node_site
+                )
             except PortTakenError:
                 if attempt == PORT_ATTEMPTS:
                     raise
@@ -478,6 +510,7 @@ class Testbed:
         site: str | None = None,
         host: str | None = None,
         kuberay: bool = False,
+        node_site: str | None = None,
     ) -> Cluster:
         directory = self.cluster_dir(name)
         logs = directory / "logs"
@@ -490,8 +523,9 @@ class Testbed:
             addresses=list(dict.fromkeys([LOOPBACK, host])),
         )
         cluster = Cluster(
-            name, etcd_client_port, etcd_peer_port, apiserver_port, {}, site, host, kuberay
-        )
+            name, etcd_client_port, etcd_peer_port, apiserver_port, {}, site, host, kuberay,
+            node_site,
+        )  # fmt: skip
         etcd_data = directory / "etcd"
         shutil.rmtree(etcd_data, ignore_errors=True)
 
@@ -536,17 +570,16 @@ class Testbed:
                 [
                     f"--kubeconfig={manager_kubeconfig}",
                     "--leader-elect=false",
-                    "--controllers="
-                    + ",".join((CONTROLLERS, SHARD_CONTROLLERS) if kuberay else (CONTROLLERS,)),
+                    "--controllers=" + ",".join(_controllers(kuberay, node_site is not None)),
                     "--secure-port=0",
                     f"--root-ca-file={cluster_pki.ca_cert}",
                 ],
                 logs / "kube-controller-manager.log",
             )
             install_crds(cluster, cluster_pki, self.kubeconfig(name))
-            if kuberay:
-                # Both as superusers, as the controller manager is: the testbed has no use for
-                # their service accounts' roles. KubeRay's own (the chart's) are not under test.
+            if kuberay or node_site is not None:
+                # As a superuser, as the controller manager is: the testbed has no use for its
+                # service account's roles.
                 cluster.processes["kube-scheduler"] = _spawn(
                     binaries.binary("kube-scheduler"),
                     [
@@ -556,6 +589,8 @@ class Testbed:
                     ],
                     logs / "kube-scheduler.log",
                 )
+            if kuberay:
+                # As a superuser too: KubeRay's own roles (its chart's) are not under test.
                 # KubeRay exits when its API server does not answer, as when a site is restored
                 # and all its servers start at once: e2e/respawn.py starts it again.
                 cluster.processes["ray-operator"] = _spawn(
@@ -577,27 +612,28 @@ class Testbed:
                     ],
                     logs / "ray-operator.log",
                 )
-                if site is not None:
-                    cluster.processes[NODE_AGENT] = self._spawn_at(
-                        site,
-                        f"{name}/{NODE_AGENT}",
-                        agent_python(),
-                        [
-                            str(REPO / "e2e" / "node_agent.py"),
-                            f"--kubeconfig={self.kubeconfig(name)}",
-                            f"--node={name}-node", f"--site={site}", f"--site-address={host}",
-                            f"--dir={directory / 'node'}", f"--cpu={NODE_CPU}",
-                            f"--memory={NODE_MEMORY}",
-                        ],
-                        logs / "node-agent.log",
-                        host_mounts=True,
-                    )  # fmt: skip
-                    _wait_for(
-                        lambda: _node_not_schedulable(cluster, cluster_pki, f"{name}-node"),
-                        f"{name}: its node Ready and schedulable",
-                        logs / "node-agent.log",
-                        cluster,
-                    )
+            if node_site is not None:
+                cluster.processes[NODE_AGENT] = self._spawn_at(
+                    node_site,
+                    f"{name}/{NODE_AGENT}",
+                    agent_python(),
+                    [
+                        str(REPO / "e2e" / "node_agent.py"),
+                        f"--kubeconfig={self.kubeconfig(name)}",
+                        f"--node={name}-node", f"--site={node_site}",
+                        f"--site-address={self.sites.address(node_site)}",
+                        f"--dir={directory / 'node'}", f"--cpu={NODE_CPU}",
+                        f"--memory={NODE_MEMORY}",
+                    ],
+                    logs / "node-agent.log",
+                    host_mounts=True,
+                )  # fmt: skip
+                _wait_for(
+                    lambda: _node_not_schedulable(cluster, cluster_pki, f"{name}-node"),
+                    f"{name}: its node Ready and schedulable",
+                    logs / "node-agent.log",
+                    cluster,
+                )
         except BaseException:
             for process in reversed(cluster.processes.values()):
                 process.stop()
@@ -608,8 +644,9 @@ class Testbed:
         for name in reversed(cluster.servers()):
             if name in cluster.processes:
                 cluster.processes[name].stop()
-                if cluster.site is not None and self.sites.state_file.exists():
-                    self.sites.forget_process(cluster.site, f"{cluster.name}/{name}")
+                site = cluster.node_site if name == NODE_AGENT else cluster.site
+                if site is not None and self.sites.state_file.exists():
+                    self.sites.forget_process(site, f"{cluster.name}/{name}")
         shutil.rmtree(self.cluster_dir(cluster.name) / "etcd", ignore_errors=True)
 
     def _spawn_at(
@@ -652,6 +689,16 @@ def _spawn_here(executable: Path, args: Sequence[str], log: Path) -> Process:
             start_new_session=True,
         )
     return Process(child.pid, os.path.realpath(executable))
+
+
+def _controllers(kuberay: bool, node: bool) -> list[str]:
+    """The controller manager's controllers: a member's shards and the hub's node (the chart's
+    Deployment) need some besides the ones every cluster runs."""
+    return (
+        [CONTROLLERS]
+        + ([SHARD_CONTROLLERS] if kuberay or node else [])
+        + ([HUB_NODE_CONTROLLERS] if node and not kuberay else [])
+    )
 
 
 def _etcd_args(cluster: Cluster, data_dir: Path) -> list[str]:
@@ -840,6 +887,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="members run kube-scheduler and the real KubeRay operator, with its CRDs",
     )
+    up.add_argument(
+        "--hub-node",
+        action="store_true",
+        help=f"with --sites: the hub has a node at the pseudo-site {CONTROL_SITE!r} that runs "
+        "its pods (`helm install` the operator there)",
+    )
     for command in (up, commands.add_parser("down"), commands.add_parser("status")):
         command.add_argument("--dir", type=Path, required=True, help="the testbed's state folder")
     commands.add_parser("build", help="build or reuse the cached binaries, and print their folders")
@@ -854,11 +907,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         started = time.monotonic()
         if args.prometheus and not args.sites:
             parser.error("--prometheus needs --sites")
+        if args.hub_node and not args.sites:
+            parser.error("--hub-node needs --sites")
         clusters = testbed.up(
             args.members,
             member_sites(args.members, args.topology) if args.sites else None,
             prometheus=args.prometheus,
             kuberay=args.kuberay,
+            hub_node=args.hub_node,
         )
         if args.register:
             registration.register_members(clusters, args.topology)

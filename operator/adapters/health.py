@@ -37,6 +37,12 @@ class Health:
         self._reachable: dict[str, bool] = {}
         self._lock = threading.Lock()
 
+    def began(self) -> None:
+        """The operator begins to act (a standby replica, once it leads): a stall is counted
+        from now."""
+        with self._lock:
+            self._created = self.clock()
+
     def turned(self) -> None:
         """The scheduling loop began one more turn."""
         with self._lock:

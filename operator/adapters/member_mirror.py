@@ -12,6 +12,7 @@ in each member, and so never converges or sweeps a shard resource elsewhere.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -72,6 +73,7 @@ class _Member:
         namespaces: Sequence[str],
     ) -> None:
         self.api = api
+        self.since = time.monotonic()
         objects = client.CustomObjectsApi(api)
         self.caches = {
             kind.kind: custom_object_cache(
@@ -88,6 +90,9 @@ class _Member:
 
     def synced(self) -> bool:
         return all(cache.is_synced() for cache in self.caches.values())
+
+    def listed(self) -> bool:
+        return all(cache.has_listed() for cache in self.caches.values())
 
     def job_resources(self, namespace: str, job: MLJob) -> list[Manifest]:
         return [
@@ -112,9 +117,13 @@ class _PulledMember:
     def __init__(self, name: str, works: WorkMirror) -> None:
         self.name = name
         self.works = works
+        self.since = time.monotonic()
         self.caches: dict[str, WatchCache] = {}  # nothing of its own to record a write in
 
     def synced(self) -> bool:
+        return self.works.is_synced()
+
+    def listed(self) -> bool:
         return self.works.is_synced()
 
     def job_resources(self, namespace: str, job: MLJob) -> list[Manifest]:
@@ -174,6 +183,16 @@ class MemberMirrors:
 
     def is_synced(self, member: str) -> bool:
         return self._in_step(member) is not None
+
+    def awaits_first_list(self, member: str, patience_s: float) -> bool:
+        """Whether `member`'s mirror, followed less than `patience_s` ago, has not listed its
+        shard resources yet: until it does it shows none, whatever the member holds. One that
+        cannot list them (its CRDs missing, its grants short) is waited for no longer."""
+        with self._lock:
+            mirrored = self._members.get(member)
+        if mirrored is None or mirrored.listed():
+            return False
+        return time.monotonic() - mirrored.since < patience_s
 
     def job_resources(self, member: str, namespace: str, job: MLJob) -> list[Manifest] | None:
         """The job's shard resources in `member`, or None if its mirror is not in step."""

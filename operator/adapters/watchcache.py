@@ -82,6 +82,8 @@ class WatchCache:
         self._stream: watch.Watch | None = None
         # Set once the first list has arrived, cleared while the API server cannot be reached.
         self.synced = threading.Event()
+        # Set by the first complete list, and never cleared: the items are known, if stale.
+        self.listed = threading.Event()
         self.last_error = ""
 
     def start(self) -> WatchCache:
@@ -100,6 +102,9 @@ class WatchCache:
 
     def is_synced(self) -> bool:
         return self.synced.is_set()
+
+    def has_listed(self) -> bool:
+        return self.listed.is_set()
 
     def items(self) -> list[Body]:
         with self._lock:
@@ -208,6 +213,7 @@ class WatchCache:
         for body, before in changed:
             self._notify("ADDED" if before is None else "MODIFIED", body, before)
         self.synced.set()
+        self.listed.set()
         self.last_error = ""
         version: str = listed.get("metadata", {}).get("resourceVersion", "")
         return version
@@ -299,6 +305,9 @@ class NamespacedCaches:
 
     def is_synced(self) -> bool:
         return all(cache.is_synced() for cache in self._caches.values())
+
+    def has_listed(self) -> bool:
+        return all(cache.has_listed() for cache in self._caches.values())
 
     def items(self) -> list[Body]:
         return [body for cache in self._caches.values() for body in cache.items()]

@@ -9,11 +9,19 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
+import threading
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from kubernetes import client
+
+    from continuum.operator.adapters.leader import LeaseElector
     from continuum.operator.recovery.signals import SignalsConfig
+
+LOG = logging.getLogger(__name__)
 
 PROMETHEUS_URL_ENV = "CONTINUUM_PROMETHEUS_URL"
 
@@ -107,6 +115,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="once its replacement runs, how long the old copy of a moved shard of a job with "
         "checkpoints has to report a last checkpoint before it is removed regardless",
     )
+    election = run_parser.add_argument_group(
+        "leader election",
+        "with two or more replicas, one acts and the others stand by (adapters/leader.py)",
+    )
+    election.add_argument("--leader-elect", action="store_true",
+                          help="act only while holding a coordination.k8s.io Lease")  # fmt: skip
+    election.add_argument("--leader-election-namespace", metavar="NAMESPACE",
+                          help="the Lease's namespace; default: --system-namespace")  # fmt: skip
+    election.add_argument("--leader-election-lease", default="continuum-operator",
+                          metavar="NAME", help="the Lease's name")  # fmt: skip
+    election.add_argument("--lease-duration", type=int, metavar="SECONDS",
+                          help="a standby takes over a leader that has not renewed the Lease "
+                          "for this long (default 8)")  # fmt: skip
+    election.add_argument("--lease-renew-deadline", type=float, metavar="SECONDS",
+                          help="a leader that cannot renew the Lease for this long exits "
+                          "(default 6)")  # fmt: skip
+    election.add_argument("--lease-retry", type=float, metavar="SECONDS",
+                          help="how often the Lease is renewed, or tried (default 1)")  # fmt: skip
     reactive = run_parser.add_argument_group(
         "reactive recovery",
         "when a member that stops answering is declared failed, and when its shards are moved "
@@ -253,19 +279,80 @@ def run(args: argparse.Namespace) -> int:
         signals=signals_config(args),
         **reactive,
     )
-    context = OperatorContext(hub_client(args.kubeconfig), config=config)
+    hub = hub_client(args.kubeconfig)
+    context = OperatorContext(hub, config=config)
+    identity = instance_identity()
+    elector = leader_elector(args, hub, identity) if args.leader_elect else None
+    leading = threading.Event()
     if args.metrics_port:
-        health.serve(
-            args.metrics_address,
-            args.metrics_port,
-            context.health.liveness_problems,
-            context.readiness_problems,
-            context.member_states,
+
+        def liveness() -> list[str]:
+            return context.health.liveness_problems() if leading.is_set() else []
+
+        def readiness() -> list[str]:
+            # A standby is Ready, as controller-runtime's are: `helm install --wait`, Argo CD
+            # and Flux count a Deployment healthy only when every replica is.
+            return context.readiness_problems() if leading.is_set() else []
+
+        def standing_by() -> list[str]:
+            if leading.is_set() or elector is None:
+                return context.member_states()
+            return [f"standing by: {elector.holder or 'another replica'} leads ({elector.where})"]
+
+        health.serve(args.metrics_address, args.metrics_port, liveness, readiness, standing_by)
+    if elector is not None:
+        LOG.info("%s stands by until it holds %s", identity, elector.where)
+        elector.wait_until_leading()
+        threading.Thread(
+            target=elector.keep_leading, args=(leadership_lost,), name="lease", daemon=True
+        ).start()
+    # The stall clock of /healthz starts when this replica begins to act.
+    context.health.began()
+    leading.set()
+    try:
+        kopf.run(
+            standalone=True,
+            clusterwide=not args.namespace,
+            namespaces=args.namespace,
+            memo=kopf.Memo(context=context),
+            # Kopf's type for it is a NewType of str, not exported.
+            identity=identity,  # type: ignore[arg-type]
         )
-    kopf.run(
-        standalone=True,
-        clusterwide=not args.namespace,
-        namespaces=args.namespace,
-        memo=kopf.Memo(context=context),
-    )
+    finally:
+        if elector is not None:
+            elector.release()
     return 0
+
+
+def instance_identity() -> str:
+    """This replica's name in the Lease and in Kopf: the pod's name (its hostname) and a
+    random suffix, as client-go's. Kopf would otherwise ask the user database for the user's
+    name, which a container running as an arbitrary uid does not have."""
+    return f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
+
+
+def leader_elector(args: argparse.Namespace, hub: client.ApiClient, identity: str) -> LeaseElector:
+    from kubernetes import client
+
+    from continuum.operator.adapters.leader import LeaseElector, LeaseTiming
+
+    given = {"duration_s": args.lease_duration, "renew_deadline_s": args.lease_renew_deadline,
+             "retry_s": args.lease_retry}  # fmt: skip
+    try:
+        timing = LeaseTiming(**{key: value for key, value in given.items() if value is not None})
+    except ValueError as error:
+        raise SystemExit(
+            f"--lease-duration, --lease-renew-deadline, --lease-retry: {error}"
+        ) from None
+    namespace = args.leader_election_namespace or args.system_namespace
+    return LeaseElector(
+        client.CoordinationV1Api(hub), namespace, args.leader_election_lease, identity, timing
+    )
+
+
+def leadership_lost() -> None:
+    """Another replica may lead now: this one must not write another object. It exits at once,
+    and its restart stands by."""
+    LOG.critical("the leader Lease was lost: exiting so that only one replica acts")
+    logging.shutdown()
+    os._exit(1)

@@ -64,6 +64,10 @@ from continuum.operator.reconcile.work import is_emptied
 LOG = logging.getLogger(__name__)
 # A pass a little after a handoff's timeout, not at it: the clocks of two passes differ.
 HANDOFF_TIMEOUT_SLACK_S = 0.5
+# How soon a pass that waits for a member's first list comes back, and for how long after
+# the member's mirror started it waits.
+FIRST_LIST_WAIT_S = 0.3
+FIRST_LIST_PATIENCE_S = 10.0
 
 
 def converge_job(context: OperatorContext, key: JobKey) -> None:
@@ -100,6 +104,7 @@ def converge_job(context: OperatorContext, key: JobKey) -> None:
             now = context.clock()
             named = members_of(placement)
             members = _concerned(context, job, named)
+            _wait_for_first_lists(context, members)
             held = _held(context, job, members)
             lost = {member.metadata.name or "" for member in members if is_evicted(member)}
             handoffs = pending_handoffs(job, placement, held, now, context.config.handoff_timeout_s,
@@ -140,6 +145,27 @@ def _concerned(context: OperatorContext, job: MLJob, named: Collection[str]) -> 
         if (member := index.by_name.get(name)) is not None and member.spec.mode == MemberMode.PULL
     }
     return [*index.pushed, *pulled.values()]
+
+
+def _wait_for_first_lists(context: OperatorContext, members: Sequence[MemberCluster]) -> None:
+    """RetryLater while a Push member that answers has not had its shard resources listed
+    once (a new leader, a restarted operator): its mirror shows none of them yet, and what a
+    pass keeps depends on what the members hold (a Federated participant is kept with the
+    aggregator address it was made with; one not seen would not be kept, and so removed)."""
+    waiting = False
+    for member in members:
+        if member.spec.mode != MemberMode.PUSH:
+            continue
+        name = member.metadata.name or ""
+        try:
+            api = context.members.for_member(member)
+            api.gate.check()
+        except MemberUnavailableError:
+            continue  # nothing is written there now; the pass says why
+        context.member_mirrors.follow(name, api.ungated)
+        waiting = waiting or context.member_mirrors.awaits_first_list(name, FIRST_LIST_PATIENCE_S)
+    if waiting:
+        raise RetryLater(FIRST_LIST_WAIT_S)
 
 
 def _held(

@@ -36,8 +36,10 @@ LOG = logging.getLogger(__name__)
 @kopf.on.login()
 def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     # Reads KUBECONFIG when called (`continuum operator run` sets it from --kubeconfig); in a
-    # pod, falls back to the service account.
-    return kopf.login_with_kubeconfig(**kwargs) or kopf.login_with_service_account(**kwargs)
+    # pod, falls back to the service account, through the Kubernetes client as the operator's
+    # own clients do: it reaches the API server at KUBERNETES_SERVICE_HOST and _PORT, where
+    # Kopf's own service-account login assumes kubernetes.default.svc resolves.
+    return kopf.login_with_kubeconfig(**kwargs) or kopf.login_via_client(**kwargs)
 
 
 @kopf.on.startup()

@@ -19,7 +19,7 @@ import signal
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,21 +28,23 @@ import pytest
 from continuum.operator.api.shard_resources import RAY_SERVICE, shard_resource_name
 from e2e import kuberay_sim
 from e2e.binaries import kubectl
-from e2e.operator_process import REPO, Operator, condition, get_json, member_api
+from e2e.operator_process import Operator, condition, get_json, member_api
 from e2e.pytest_plugin import RunningTestbed
 from e2e.pytest_plugin import eventually as wait_until
 from e2e.registration import register_members
+from tests.integration.slice_steps import (
+    AGGREGATOR_MEMBER,
+    EXAMPLES,
+    Jobs,
+    eventually,
+    federated_deployed,
+    job_selector,
+    one_rayjob_per_member,
+    placement_of,
+    shard_resources,
+)
 
 pytestmark = pytest.mark.integration
-
-EXAMPLES = REPO / "examples"
-WAIT_S = 60.0
-
-
-def eventually(check: Callable[[], Any], what: str, timeout: float = WAIT_S) -> Any:
-    # Each check runs kubectl, so poll less often than the shared default.
-    return wait_until(check, what, timeout, interval=0.2)
-
 
 REGISTERED = ("member-1", "member-2", "member-3", "member-4")
 
@@ -90,40 +92,6 @@ def operator(testbed: RunningTestbed, running_operator: Operator) -> Operator:
     return running_operator
 
 
-class Jobs:
-    """The MLJobs one test applies, each an example under a name of its own."""
-
-    def __init__(self, testbed: RunningTestbed) -> None:
-        self.testbed = testbed
-        self.names: list[str] = []
-
-    def apply(self, example: str, prefix: str | None = None) -> str:
-        """Applies examples/`example` as `prefix` (default: the example's own name) plus a
-        random suffix; returns the name."""
-        manifest = (EXAMPLES / example).read_text()
-        own = EXAMPLE_NAMES[example]
-        name = f"{prefix or own}-{uuid.uuid4().hex[:6]}"
-        self.names.append(name)
-        self.testbed.kubectl("apply", "-f", "-", stdin=manifest.replace(own, name))
-        return name
-
-    def federated(self, prefix: str | None = None) -> str:
-        return self.apply("mljob-federated.yaml", prefix)
-
-    def inference(self, prefix: str | None = None) -> str:
-        return self.apply("mljob-inference.yaml", prefix)
-
-    def delete(self) -> None:
-        """Deletes the jobs and waits until the operator has cleaned the members of them, so
-        that no later test finds their shards."""
-        if self.names:
-            self.testbed.kubectl("delete", "mljob", *self.names, "-n", "default",
-                                 "--ignore-not-found", "--timeout=60s", check=False)  # fmt: skip
-
-
-EXAMPLE_NAMES = {"mljob-federated.yaml": "hvac-fedavg", "mljob-inference.yaml": "defect-detector"}
-
-
 @pytest.fixture
 def jobs(testbed: RunningTestbed, operator: Operator) -> Iterator[Jobs]:
     """Jobs of the test's own, deleted after it (by a running operator, which takes their
@@ -134,55 +102,6 @@ def jobs(testbed: RunningTestbed, operator: Operator) -> Iterator[Jobs]:
     finally:
         ensure_started(operator)
         made.delete()
-
-
-def job_selector(job: str) -> str:
-    return f"continuum.dev/job={job}"
-
-
-def shard_resources(testbed: RunningTestbed, kind: str, job: str) -> dict[str, list[str]]:
-    """Member name -> names of the job's resources of `kind` there."""
-    found = {}
-    for member in testbed.members:
-        listed = get_json(testbed, kind, "-n", "default", "-l", f"continuum.dev/job={job}",
-                          cluster=member)  # fmt: skip
-        found[member.name] = sorted(item["metadata"]["name"] for item in listed["items"])
-    return found
-
-
-def placement_of(testbed: RunningTestbed, job: str) -> dict[str, Any] | None:
-    """The spec of the job's Placement, once it is this incarnation's (same uid)."""
-    uid = (get_json(testbed, "mljob", job, "-n", "default") or {}).get("metadata", {}).get("uid")
-    spec = (get_json(testbed, "placement", job, "-n", "default") or {}).get("spec")
-    return spec if uid and spec and spec["jobRef"].get("uid") == uid else None
-
-
-def one_rayjob_per_member(testbed: RunningTestbed, job: str) -> dict[str, list[str]] | None:
-    found = shard_resources(testbed, "rayjobs", job)
-    return found if all(len(names) == 1 for names in found.values()) else None
-
-
-AGGREGATOR_MEMBER = "member-4"
-
-
-def federated_deployed(testbed: RunningTestbed, job: str) -> None:
-    """Waits for the federated job's aggregator (on the cloud member), makes it run, as KubeRay
-    would, so that its head has an address, and waits for the participants made with it."""
-
-    def aggregator_made() -> bool:
-        found = shard_resources(testbed, "rayjobs", job)
-        return len(found[AGGREGATOR_MEMBER]) == 1 and not any(
-            names for member, names in found.items() if member != AGGREGATOR_MEMBER
-        )
-
-    eventually(aggregator_made, "the aggregator's RayJob, and no participant before it runs")
-    api = member_api(testbed, AGGREGATOR_MEMBER)
-    try:
-        kuberay_sim.advance(api, "default", to=kuberay_sim.Target.RUNNING,
-                            selector=job_selector(job))  # fmt: skip
-    finally:
-        api.close()
-    eventually(lambda: one_rayjob_per_member(testbed, job), "one RayJob per member")
 
 
 def test_members_become_reachable(testbed: RunningTestbed, running_operator: Operator) -> None:
@@ -405,8 +324,30 @@ def test_operator_restarts_converge_without_duplicates(
     placement = eventually(lambda: placement_of(testbed, job), "the Placement")
     by_cluster = {decision["cluster"] for decision in placement["decisions"]}
     assert by_cluster == set(found)
+    # Running, and restarted once more: the new process keeps every copy as it is. (Before its
+    # mirrors listed a member, it once took the participants there for gone and made them
+    # again.)
+    for member in testbed.members:
+        api = member_api(testbed, member.name)
+        kuberay_sim.advance(api, "default", to=kuberay_sim.Target.RUNNING,
+                            selector=job_selector(job))  # fmt: skip
+        api.close()
+    made = rayjob_uids(testbed, job)
     assert operator.stop(signal.SIGTERM) == 0
     operator.start()
+    eventually(lambda: operator.probe("/readyz")[0] == 200, "the restarted operator ready")
+    time.sleep(2)  # a few passes of the new process over the job
+    assert rayjob_uids(testbed, job) == made
+
+
+def rayjob_uids(testbed: RunningTestbed, job: str) -> dict[str, list[str]]:
+    """Member name -> the uids of the job's RayJobs there."""
+    found = {}
+    for member in testbed.members:
+        listed = get_json(testbed, "rayjobs", "-n", "default", "-l", job_selector(job),
+                          cluster=member)  # fmt: skip
+        found[member.name] = sorted(item["metadata"]["uid"] for item in listed["items"])
+    return found
 
 
 def test_deleting_a_job_cleans_every_member(

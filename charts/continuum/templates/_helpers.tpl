@@ -8,3 +8,6 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/name: continuum
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
+{{- define "continuum.leaseName" -}}
+{{ .Release.Name }}-operator-leader
+{{- end -}}

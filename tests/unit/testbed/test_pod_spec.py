@@ -173,3 +173,12 @@ def test_a_container_that_must_not_run_as_root_but_asks_for_uid_0_is_refused() -
     pod = {"spec": {"securityContext": {"runAsNonRoot": True}}}
     with pytest.raises(pod_spec.PodSpecError, match="runAsNonRoot is true but runAsUser is 0"):
         pod_spec.identity(pod, {"name": "c", "securityContext": {"runAsUser": 0}})
+
+
+def test_a_probe_port_is_a_number_or_the_name_of_a_declared_port() -> None:
+    container = {"name": "c", "ports": [{"name": "metrics", "containerPort": 9090}]}
+    assert pod_spec.container_port(container, "metrics") == 9090
+    assert pod_spec.container_port(container, 8080) == 8080
+    assert pod_spec.container_port(container, "8080") == 8080
+    # As a kubelet says of a name the container does not declare: the probe fails.
+    assert pod_spec.container_port(container, "http") is None
