@@ -241,3 +241,41 @@ def test_a_killed_leader_is_replaced_within_15_s_without_duplicates_or_lost_jobs
     (tmp_path / "takeovers.json").write_text(json.dumps(takeovers))
     print(f"leader takeovers over {KILLS} kills (s): {[round(t, 2) for t in takeovers]}")
     assert max(takeovers) <= TAKEOVER_LIMIT_S, takeovers
+
+
+def test_upgrade_changes_the_replicas_and_uninstall_leaves_the_crds_and_jobs(
+    hub: RunningTestbed, jobs: Jobs, tmp_path: Path
+) -> None:
+    """Last in the module: it removes the release."""
+    kept = jobs.federated("kept")
+    upgraded = binaries.helm(
+        tmp_path, hub.hub.kubeconfig, "upgrade", RELEASE, str(CHART), "--namespace", NAMESPACE,
+        "--set", "replicas=3", "--set", "leaderElection.leaseDurationSeconds=10",
+        "--wait", "--timeout", "100s",
+    )  # fmt: skip
+    assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
+    deployment = get_json(hub, "deployment", f"{RELEASE}-operator", "-n", NAMESPACE)
+    assert "--lease-duration=10" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+
+    def three_replicas_one_leader() -> bool:
+        running = pods(hub)
+        identity = holder(hub) or ""
+        leaders = [p for p in running if identity.startswith(p["metadata"]["name"] + "_")]
+        return len(running) == 3 and all(map(ready, running)) and len(leaders) == 1
+
+    eventually(three_replicas_one_leader, "three Ready replicas of the new revision", 120)
+    federated_deployed(hub, kept)  # the upgraded release acts
+
+    removed = binaries.helm(tmp_path, hub.hub.kubeconfig, "uninstall", RELEASE,
+                            "--namespace", NAMESPACE, "--wait")  # fmt: skip
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    eventually(lambda: not pods(hub), "the operator's pods gone", 60)
+    for kind in ("deployment", "serviceaccount", "role", "rolebinding"):
+        assert not hub.kubectl("get", kind, "-n", NAMESPACE, "-l", SELECTOR, "-o", "name")
+    assert not hub.kubectl("get", "clusterrole", "-l", SELECTOR, "-o", "name")
+    # The CRDs, and what users applied, stay (Helm installs crds/ and never deletes them).
+    assert get_json(hub, "crd", "mljobs.continuum.dev") is not None
+    assert get_json(hub, "mljob", kept, "-n", "default") is not None
+    # With no operator left to take its finalizer off, the test's clean-up would wait.
+    hub.kubectl("patch", "mljob", kept, "-n", "default", "--type=merge",
+                "-p", '{"metadata":{"finalizers":null}}')  # fmt: skip

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 CHART = Path(__file__).resolve().parents[2] / "charts" / "continuum"
 
 
-def _helm(tmp_path: Path, kubeconfig: Path, *args: str) -> str:
+def _helm(tmp_path: Path, kubeconfig: Path | None, *args: str) -> str:
     result = binaries.helm(tmp_path, kubeconfig, *args)
     assert result.returncode == 0, f"helm {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
     return result.stdout
@@ -55,3 +55,30 @@ def test_helm_is_v4_and_installs_the_chart(testbed: RunningTestbed, tmp_path: Pa
     remaining = testbed.kubectl("get", "deployment", "-n", namespace, "-o", "name")
     assert remaining == ""
     testbed.kubectl("delete", "namespace", namespace, "--wait=false")
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("replicas=0", "at '/replicas': minimum: got 0, want 1"),
+        ("image.pullPolicy=Sometimes", "at '/image/pullPolicy': value must be one of"),
+        ("extraArgs={verbose}", "at '/extraArgs/0': 'verbose' does not match pattern"),
+        ("replica=3", "additional properties 'replica' not allowed"),
+        ("prometheus.url=prometheus:9090", "at '/prometheus/url'"),
+        ("leaderElection.renewDeadlineSeconds=10",
+         "leaderElection.renewDeadlineSeconds (10) must be below "
+         "leaderElection.leaseDurationSeconds (8)"),
+    ],
+)  # fmt: skip
+def test_a_bad_value_fails_the_chart_naming_the_field(
+    tmp_path: Path, setting: str, message: str
+) -> None:
+    refused = binaries.helm(tmp_path, None, "template", "x", str(CHART), "--set", setting)
+    assert refused.returncode != 0
+    assert message in refused.stderr, refused.stderr
+
+
+def test_the_chart_renders_with_its_defaults_and_lints(tmp_path: Path) -> None:
+    _helm(tmp_path, None, "lint", str(CHART), "--strict")
+    rendered = _helm(tmp_path, None, "template", "x", str(CHART))
+    assert "--leader-elect" in rendered
