@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import client, config
 
 from e2e.binaries import kubectl
 from e2e.testbed import HUB, ClusterInfo, Testbed, member_sites
@@ -108,6 +109,16 @@ def _fresh_namespace(testbed: RunningTestbed) -> Iterator[str]:
         yield name
     finally:
         testbed.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def hub_api(testbed: RunningTestbed) -> Iterator[client.ApiClient]:
+    """A Kubernetes client of the hub, as its admin."""
+    api = config.new_client_from_config(config_file=str(testbed.hub.kubeconfig))
+    try:
+        yield api
+    finally:
+        api.close()
 
 
 @pytest.fixture

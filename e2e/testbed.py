@@ -739,6 +739,9 @@ def _apiserver_args(cluster: Cluster, cluster_pki: pki.ClusterPki) -> list[str]:
         "--service-cluster-ip-range=10.96.0.0/24",
         # The kubernetes Service's endpoints may not be loopback, and nothing routes to them here.
         "--endpoint-reconciler-type=none",
+        # A webhook behind a Service (the chart's) is called at one of its endpoints' pod IPs,
+        # as with aggregated APIs: there is no proxy to make a ClusterIP work.
+        "--enable-aggregator-routing=true",
         "--profiling=false",
     ]
 

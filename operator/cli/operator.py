@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -58,8 +59,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--webhook-port",
         type=int,
         default=0,
-        help="serve the MLJob validating webhook on 127.0.0.1:PORT and register it in the hub",
+        help="serve the MLJob validating webhook on 127.0.0.1:PORT and register it in the hub; "
+        "with --webhook-secret, on --webhook-address:PORT behind the chart's Service",
     )
+    webhook = run_parser.add_argument_group(
+        "the webhook in a cluster",
+        "every replica serves it, with certificates kept in a Secret (docs/operator.md, "
+        "The webhook in a cluster)",
+    )
+    webhook.add_argument("--webhook-address", default="127.0.0.1")
+    webhook.add_argument("--webhook-secret", metavar="NAME",
+                         help="the Secret of the system namespace with the serving certificate "
+                         "(tls.crt, tls.key, ca.crt)")  # fmt: skip
+    webhook.add_argument("--webhook-service", metavar="NAME",
+                         help="the Service in front of the webhook: its names go in the "
+                         "certificate")  # fmt: skip
+    webhook.add_argument("--webhook-configuration", metavar="NAME",
+                         help="the ValidatingWebhookConfiguration whose caBundle the operator "
+                         "keeps")  # fmt: skip
+    webhook.add_argument("--webhook-certificates-external", action="store_true",
+                         help="cert-manager (or another) writes the Secret and the caBundle: "
+                         "the operator only reads the Secret")  # fmt: skip
     run_parser.add_argument(
         "--secret-namespace",
         action="append",
@@ -255,8 +275,10 @@ def run(args: argparse.Namespace) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    if args.webhook_port:
+    if args.webhook_port and not args.webhook_secret:
         import continuum.operator.handlers.admission  # noqa: F401 - registers the webhook
+    if args.webhook_secret and not (args.webhook_port and args.webhook_service):
+        raise SystemExit("--webhook-secret needs --webhook-port and --webhook-service")
     if args.kubeconfig:
         # Kopf's own login reads KUBECONFIG; the operator's clients use the same file.
         os.environ["KUBECONFIG"] = str(Path(args.kubeconfig).resolve())
@@ -265,7 +287,8 @@ def run(args: argparse.Namespace) -> int:
         cycle_interval_s=args.cycle_interval,
         resync_interval_s=args.resync_interval,
         policy=args.policy,
-        webhook_port=args.webhook_port,
+        # In a cluster the webhook is served apart from Kopf, by every replica.
+        webhook_port=0 if args.webhook_secret else args.webhook_port,
         secret_namespaces=tuple(args.secret_namespace),
         allowed_exec_commands=tuple(args.allow_exec_plugin),
         member_timeout_s=args.member_timeout,
@@ -300,6 +323,8 @@ def run(args: argparse.Namespace) -> int:
             return [f"standing by: {elector.holder or 'another replica'} leads ({elector.where})"]
 
         health.serve(args.metrics_address, args.metrics_port, liveness, readiness, standing_by)
+    if args.webhook_secret:
+        serve_webhook(args, hub, context)
     if elector is not None:
         LOG.info("%s stands by until it holds %s", identity, elector.where)
         elector.wait_until_leading()
@@ -348,6 +373,62 @@ def leader_elector(args: argparse.Namespace, hub: client.ApiClient, identity: st
     return LeaseElector(
         client.CoordinationV1Api(hub), namespace, args.leader_election_lease, identity, timing
     )
+
+
+# How often the webhook's certificate is looked at again (renewed, or reread from the Secret).
+WEBHOOK_CERTIFICATE_CHECK_S = 3600.0
+# How long start-up waits between reads while cert-manager has not written the Secret yet.
+WEBHOOK_SECRET_WAIT_S = 2.0
+
+
+def serve_webhook(args: argparse.Namespace, hub: client.ApiClient, context: Any) -> None:
+    """Serves the validating webhook from this replica, leader or not, once its certificate is
+    in the Secret, and keeps the certificate (and the caBundle) current, in a thread."""
+    from kubernetes import client
+
+    from continuum.operator.adapters.admission_server import AdmissionServer
+    from continuum.operator.adapters.webhook_tls import WebhookCertificates, put_ca_bundle
+    from continuum.operator.controller.admission import judge
+
+    service, namespace = args.webhook_service, args.system_namespace
+    names = [service, f"{service}.{namespace}", f"{service}.{namespace}.svc"]
+    certificates = WebhookCertificates(
+        client.CoreV1Api(hub), namespace, args.webhook_secret, names,
+        manage=not args.webhook_certificates_external,
+    )  # fmt: skip
+
+    def judged(operation: str, body: Any, old: Any) -> tuple[str, int] | None:
+        refused = judge(context, operation, body, old)
+        return None if refused is None else (refused.message, refused.code)
+
+    server = AdmissionServer(args.webhook_address, args.webhook_port, judged)
+
+    def keep_current() -> None:
+        served = None
+        while True:
+            try:
+                material = certificates.ensure()
+                if material is not None and material != served:
+                    server.load(material)
+                    if served is None:
+                        server.start()
+                        LOG.info("serving the webhook on %s:%d", args.webhook_address,
+                                 server.port)  # fmt: skip
+                    served = material
+                if material is not None and args.webhook_configuration and certificates.manage:
+                    put_ca_bundle(
+                        client.AdmissionregistrationV1Api(hub), args.webhook_configuration,
+                        material.ca,
+                    )  # fmt: skip
+            except Exception as error:  # whatever it was, the next look tries again
+                LOG.warning("the webhook's certificate: %s %s", type(error).__name__,
+                            getattr(error, "status", "") or "")  # fmt: skip
+            if served is None:
+                LOG.info("waiting for the webhook's certificate in Secret %s/%s", namespace,
+                         args.webhook_secret)  # fmt: skip
+            time.sleep(WEBHOOK_SECRET_WAIT_S if served is None else WEBHOOK_CERTIFICATE_CHECK_S)
+
+    threading.Thread(target=keep_current, name="webhook-certificates", daemon=True).start()
 
 
 def leadership_lost() -> None:

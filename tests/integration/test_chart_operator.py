@@ -17,6 +17,7 @@ import os
 import signal
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from typing import Any
 import pytest
 
 from e2e import binaries, kuberay_sim
+from e2e.binaries import kubectl
 from e2e.operator_process import REPO, condition, get_json, member_api
 from e2e.pytest_plugin import RunningTestbed, running_testbed
 from e2e.registration import register_members
@@ -148,6 +150,8 @@ DENIED: list[tuple[str, str, str | None]] = [
     ("update", "leases.coordination.k8s.io/another-lease", NAMESPACE),
     ("update", "leases.coordination.k8s.io", "kube-system"),
     ("create", "validatingwebhookconfigurations.admissionregistration.k8s.io", None),
+    ("patch", "validatingwebhookconfigurations.admissionregistration.k8s.io/another", None),
+    ("update", "secrets/member-1-kubeconfig", NAMESPACE),
     ("update", "customresourcedefinitions.apiextensions.k8s.io", None),
 ]
 ALLOWED: list[tuple[str, str, str | None] | tuple[str, str, str | None, str]] = [
@@ -158,6 +162,12 @@ ALLOWED: list[tuple[str, str, str | None] | tuple[str, str, str | None, str]] = 
     ("create", "placements.continuum.dev", "default"),
     ("delete", "placements.continuum.dev", "default"),
     ("update", f"leases.coordination.k8s.io/{LEASE}", NAMESPACE),
+    ("update", f"secrets/{RELEASE}-webhook-tls", NAMESPACE),
+    (
+        "patch",
+        f"validatingwebhookconfigurations.admissionregistration.k8s.io/{RELEASE}-webhook",
+        None,
+    ),
 ]
 
 
@@ -176,6 +186,30 @@ def test_the_operator_account_is_denied_all_it_does_not_need(hub: RunningTestbed
     assert not granted, f"granted beyond need: {granted}"
     refused = [check for check in ALLOWED if not can(hub, *check)]
     assert not refused, f"denied what it needs: {refused}"
+
+
+def test_every_replica_serves_the_webhook_with_the_certificate_it_made(hub: RunningTestbed) -> None:
+    eventually(lambda: leader_pod(hub), "two Ready replicas, one leading", 120)
+    webhook = f"{RELEASE}-webhook"
+
+    def ca_bundles() -> list[str] | None:
+        found = get_json(hub, "validatingwebhookconfiguration", webhook) or {}
+        bundles = [item["clientConfig"].get("caBundle", "") for item in found.get("webhooks", [])]
+        return bundles if bundles and all(bundles) else None
+
+    bundles = eventually(ca_bundles, "the operator's CA in the webhook configuration", 60)
+    secret = get_json(hub, "secret", f"{RELEASE}-webhook-tls", "-n", NAMESPACE)
+    assert secret["type"] == "kubernetes.io/tls" and set(bundles) == {secret["data"]["ca.crt"]}
+    name = f"orphan-{uuid.uuid4().hex[:6]}"
+    manifest = (EXAMPLES / "mljob-inference.yaml").read_text()
+    manifest = manifest.replace("defect-detector", name).replace("production", "nobody")
+    # Each apply reaches one replica or the other, behind the Service: every one must refuse.
+    for _ in range(6):
+        result = kubectl(hub.hub.kubeconfig, "apply", "-f", "-", stdin=manifest, check=False)
+        assert result.returncode != 0, "the job went in: no replica judged it"
+        assert f'admission webhook "mljob.{RELEASE}.continuum.dev" denied' in result.stderr
+        assert "spec.tenant: no Tenant named 'nobody'" in result.stderr
+    assert get_json(hub, "mljob", name, "-n", "default") is None
 
 
 @pytest.fixture

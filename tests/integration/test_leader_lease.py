@@ -7,13 +7,11 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
-from kubernetes import client, config
+from kubernetes import client
 
 from continuum.operator.adapters.leader import LeaseElector, LeaseTiming
-from e2e.pytest_plugin import RunningTestbed
 
 pytestmark = pytest.mark.integration
 
@@ -21,12 +19,8 @@ TIMING = LeaseTiming(duration_s=2, renew_deadline_s=1.5, retry_s=0.2)
 
 
 @pytest.fixture
-def coordination(testbed: RunningTestbed) -> Iterator[client.CoordinationV1Api]:
-    api = config.new_client_from_config(config_file=str(testbed.hub.kubeconfig))
-    try:
-        yield client.CoordinationV1Api(api)
-    finally:
-        api.close()
+def coordination(hub_api: client.ApiClient) -> client.CoordinationV1Api:
+    return client.CoordinationV1Api(hub_api)
 
 
 def elector(api: client.CoordinationV1Api, namespace: str, lease: str, who: str) -> LeaseElector:

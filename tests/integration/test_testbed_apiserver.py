@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from kubernetes import client, config, watch
+from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from e2e.pytest_plugin import RunningTestbed
@@ -17,15 +17,6 @@ from e2e.pytest_plugin import RunningTestbed
 pytestmark = pytest.mark.integration
 
 WAIT_S = 60.0
-
-
-@pytest.fixture
-def hub_api(testbed: RunningTestbed) -> Iterator[client.ApiClient]:
-    api = config.new_client_from_config(config_file=str(testbed.hub.kubeconfig))
-    try:
-        yield api
-    finally:
-        api.close()
 
 
 def _config_map(name: str, data: dict[str, str] | None = None) -> client.V1ConfigMap:

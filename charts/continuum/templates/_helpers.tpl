@@ -21,3 +21,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 {{- end -}}
 {{- end -}}
+{{- define "continuum.webhookService" -}}
+{{ .Release.Name }}-webhook
+{{- end -}}
+{{- define "continuum.webhookSecret" -}}
+{{ .Release.Name }}-webhook-tls
+{{- end -}}
