@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prometheus_client import Counter, Gauge, Histogram
 
 RECONCILES = Counter(
@@ -17,6 +19,14 @@ CYCLE_SECONDS = Histogram(
 )
 PENDING_SHARDS = Gauge("continuum_pending_shards", "Shards of admitted jobs not yet placed")
 PLACED_SHARDS = Gauge("continuum_placed_shards", "Shards with a placement decision")
+TENANT_SHARDS = Gauge(
+    "continuum_tenant_shards",
+    "Shards of each tenant's admitted jobs, by state: Pending (not placed yet) or Placed",
+    ["tenant", "state"],
+)
+LEADER = Gauge(
+    "continuum_leader", "1 while this replica holds the leader Lease (or runs without election)"
+)
 WRITE_CONFLICTS = Counter(
     "continuum_write_conflicts_total",
     "Writes to the hub refused with 409 (someone wrote first); the next pass writes again",
@@ -88,3 +98,19 @@ MEMBER_FAILOVERS = Counter(
     "eviction was held (FailoverDisabled, FleetDisrupted, RegionDisrupted, EvictionRateLimited)",
     ["outcome"],
 )
+
+
+_tenants_shown: set[str] = set()
+
+
+def show_tenant_shards(counts: Mapping[str, tuple[int, int]]) -> None:
+    """Sets continuum_tenant_shards from tenant -> (pending, placed), and drops the series of
+    tenants that have no admitted job any more."""
+    for tenant, (pending, placed) in counts.items():
+        TENANT_SHARDS.labels(tenant, "Pending").set(pending)
+        TENANT_SHARDS.labels(tenant, "Placed").set(placed)
+    for tenant in _tenants_shown - set(counts):
+        for state in ("Pending", "Placed"):
+            TENANT_SHARDS.remove(tenant, state)
+    _tenants_shown.clear()
+    _tenants_shown.update(counts)

@@ -267,7 +267,7 @@ def run(args: argparse.Namespace) -> int:
     import kopf
 
     import continuum.operator.handlers  # registers the handlers with Kopf
-    from continuum.operator.adapters import health
+    from continuum.operator.adapters import health, metrics
     from continuum.operator.adapters.kube import hub_client
     from continuum.operator.controller.context import OperatorConfig, OperatorContext
 
@@ -334,6 +334,7 @@ def run(args: argparse.Namespace) -> int:
     # The stall clock of /healthz starts when this replica begins to act.
     context.health.began()
     leading.set()
+    metrics.LEADER.set(1)
     try:
         kopf.run(
             standalone=True,

@@ -284,6 +284,7 @@ def run_cycle(
     result = schedule(snapshot, policy)
 
     placed = wanted = 0
+    by_tenant: dict[str, list[int]] = {}
     new_placements: list[tuple[MLJob, PlacementSpec]] = []
     by_job = results_by_job(result)
     nothing = CycleResult(result.policy)
@@ -303,7 +304,11 @@ def run_cycle(
             _announce_moves(jobs.raw[key], plan, events)
         effective = plan.placement or (previous.spec if previous else None)
         epoch = effective.epoch if effective else None
-        placed += len(effective.decisions) if effective else 0
+        decided = len(effective.decisions) if effective else 0
+        placed += decided
+        tenant_shards = by_tenant.setdefault(job.spec.tenant, [0, 0])
+        tenant_shards[0] += max(0, job.spec.shards.count - decided)
+        tenant_shards[1] += decided
         raw = jobs.raw[key]
         statuses.append(_scheduled_status(job, raw, plan, epoch, now))
 
@@ -338,5 +343,7 @@ def run_cycle(
     pending = wanted - placed
     metrics.PENDING_SHARDS.set(pending)
     metrics.PLACED_SHARDS.set(placed)
+    tenant_counts = {tenant: (counts[0], counts[1]) for tenant, counts in by_tenant.items()}
+    metrics.show_tenant_shards(tenant_counts)
     metrics.CYCLE_SECONDS.observe(time.perf_counter() - started)
     return result

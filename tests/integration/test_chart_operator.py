@@ -17,6 +17,7 @@ import os
 import signal
 import subprocess
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -126,6 +127,14 @@ def test_the_chart_runs_the_operator_as_a_pod_that_reaches_every_member(
         )
 
     eventually(every_member_reachable, "every member Reachable, probed from the pod", 90)
+    # Each replica's metrics (the pods' addresses are reachable from the machine): the leader
+    # says so, the standby does not.
+    for pod in pods(hub):
+        url = f"http://{pod['status']['podIP']}:9090/metrics"
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            exported = reply.read().decode()
+        leading = pod["metadata"]["name"] == leader["metadata"]["name"]
+        assert f"continuum_leader {1.0 if leading else 0.0}" in exported
 
 
 ACCOUNT = f"system:serviceaccount:{NAMESPACE}:{RELEASE}-operator"

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
+import subprocess
 import uuid
 from pathlib import Path
 
 import pytest
+import yaml
+from prometheus_client import Counter, Gauge, Histogram
 
 from e2e import binaries
 from e2e.pytest_plugin import RunningTestbed
@@ -82,3 +87,42 @@ def test_the_chart_renders_with_its_defaults_and_lints(tmp_path: Path) -> None:
     _helm(tmp_path, None, "lint", str(CHART), "--strict")
     rendered = _helm(tmp_path, None, "template", "x", str(CHART))
     assert "--leader-elect" in rendered
+
+
+ALERT_TESTS = Path(__file__).with_name("alerts_test.yaml")
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian prometheus)")
+def test_the_alerts_the_chart_renders_are_valid_and_fire_when_they_should(tmp_path: Path) -> None:
+    rendered = _helm(tmp_path, None, "template", "continuum", str(CHART), "-n",
+                     "continuum-system", "--set", "metrics.alerts.enabled=true",
+                     "--show-only", "templates/metrics.yaml")  # fmt: skip
+    rule = next(
+        doc for doc in yaml.safe_load_all(rendered) if doc and doc["kind"] == "PrometheusRule"
+    )
+    (tmp_path / "alerts.yaml").write_text(yaml.safe_dump(rule["spec"]))
+    shutil.copy(ALERT_TESTS, tmp_path / "alerts_test.yaml")
+    for command in (["check", "rules", "alerts.yaml"], ["test", "rules", "alerts_test.yaml"]):
+        result = subprocess.run(["promtool", *command], cwd=tmp_path, capture_output=True,
+                                text=True, check=False, timeout=60)  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_dashboard_queries_only_metrics_the_operator_exports(tmp_path: Path) -> None:
+    from continuum.operator.adapters import metrics  # registers every metric
+
+    exported = {
+        name
+        for collector in metrics.__dict__.values()
+        if isinstance(collector, Counter | Gauge | Histogram)
+        for family in collector.describe()
+        for name in (family.name, family.name + "_total", family.name + "_bucket")
+    }
+    dashboard = json.loads((CHART / "files" / "dashboard.json").read_text())
+    queried = {
+        word
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for word in re.findall(r"continuum_[a-z_]+", target["expr"])
+    }
+    assert queried and queried <= exported, queried - exported
