@@ -103,3 +103,14 @@ def federated_deployed(testbed: RunningTestbed, job: str) -> None:
     finally:
         api.close()
     eventually(lambda: one_rayjob_per_member(testbed, job), "one RayJob per member")
+
+
+def make_running(testbed: RunningTestbed, job: str) -> None:
+    """Every member reports the job's resources there running, as KubeRay would."""
+    for member in testbed.members:
+        api = member_api(testbed, member.name)
+        try:
+            kuberay_sim.advance(api, "default", to=kuberay_sim.Target.RUNNING,
+                                selector=job_selector(job))  # fmt: skip
+        finally:
+            api.close()

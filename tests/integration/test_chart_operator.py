@@ -25,9 +25,9 @@ from typing import Any
 
 import pytest
 
-from e2e import binaries, kuberay_sim
+from e2e import binaries
 from e2e.binaries import kubectl
-from e2e.operator_process import REPO, condition, get_json, member_api
+from e2e.operator_process import REPO, condition, get_json
 from e2e.pytest_plugin import RunningTestbed, running_testbed
 from e2e.registration import register_members
 from e2e.sites import pod_namespace
@@ -37,7 +37,7 @@ from tests.integration.slice_steps import (
     Jobs,
     eventually,
     federated_deployed,
-    job_selector,
+    make_running,
     one_rayjob_per_member,
     shard_resources,
 )
@@ -238,13 +238,7 @@ def running(hub: RunningTestbed, job: str) -> dict[str, Any] | None:
 def run_federated(hub: RunningTestbed, job: str) -> None:
     """Brings the federated job to Running, as KubeRay would in each member."""
     federated_deployed(hub, job)
-    for member in hub.members:
-        api = member_api(hub, member.name)
-        try:
-            kuberay_sim.advance(api, "default", to=kuberay_sim.Target.RUNNING,
-                                selector=job_selector(job))  # fmt: skip
-        finally:
-            api.close()
+    make_running(hub, job)
     eventually(lambda: running(hub, job), f"{job} Running with 4/4 ready")
 
 

@@ -39,6 +39,7 @@ from tests.integration.slice_steps import (
     eventually,
     federated_deployed,
     job_selector,
+    make_running,
     one_rayjob_per_member,
     placement_of,
     shard_resources,
@@ -327,11 +328,7 @@ def test_operator_restarts_converge_without_duplicates(
     # Running, and restarted once more: the new process keeps every copy as it is. (Before its
     # mirrors listed a member, it once took the participants there for gone and made them
     # again.)
-    for member in testbed.members:
-        api = member_api(testbed, member.name)
-        kuberay_sim.advance(api, "default", to=kuberay_sim.Target.RUNNING,
-                            selector=job_selector(job))  # fmt: skip
-        api.close()
+    make_running(testbed, job)
     made = rayjob_uids(testbed, job)
     assert operator.stop(signal.SIGTERM) == 0
     operator.start()
@@ -601,3 +598,39 @@ def test_a_proactive_move_keeps_the_old_copy_running_until_its_replacement_runs(
                    "ShardMigrating and ShardMoved Events")  # fmt: skip
     finally:
         set_risk(testbed, old_member, None)
+
+
+def test_gitops_applies_show_no_conflict_and_no_drift_and_status_follows_kstatus(
+    testbed: RunningTestbed, operator: Operator, jobs: Jobs
+) -> None:
+    """As Argo CD and Flux apply: server-side, twice, then under another field manager; after
+    the operator has run, `kubectl diff` of the manifest is empty, and the job's status says
+    Ready with Reconciling and Stalled False for its generation."""
+    name = f"gitops-{uuid.uuid4().hex[:6]}"
+    jobs.names.append(name)
+    manifest = (EXAMPLES / "mljob-federated.yaml").read_text().replace("hvac-fedavg", name)
+    for manager in ("kubectl", "kubectl", "argocd-controller"):
+        applied = kubectl(testbed.hub.kubeconfig, "apply", "--server-side",
+                          f"--field-manager={manager}", "-f", "-", stdin=manifest,
+                          check=False)  # fmt: skip
+        assert applied.returncode == 0, applied.stderr
+    federated_deployed(testbed, name)
+    make_running(testbed, name)
+
+    def settled() -> dict[str, Any] | None:
+        found = get_json(testbed, "mljob", name, "-n", "default")
+        return found if (condition(found, "Ready") or {}).get("status") == "True" else None
+
+    job = eventually(settled, "the job Ready")
+    generation = job["metadata"]["generation"]
+    assert job["status"]["observedGeneration"] == generation
+    for kind in ("Reconciling", "Stalled"):
+        found = condition(job, kind)
+        assert found is not None and found["status"] == "False", found
+        assert found["observedGeneration"] == generation
+    again = kubectl(testbed.hub.kubeconfig, "apply", "--server-side", "-f", "-", stdin=manifest,
+                    check=False)  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    diff = kubectl(testbed.hub.kubeconfig, "diff", "--server-side", "-f", "-", stdin=manifest,
+                   check=False)  # fmt: skip
+    assert diff.returncode == 0, diff.stdout + diff.stderr
