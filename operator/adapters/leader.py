@@ -26,11 +26,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 LOG = logging.getLogger(__name__)
 NOT_FOUND = 404
+# A round that meets one of these has failed, as one the API server refused: a request that
+# hangs or a connection that breaks must not keep the holder from noticing it lost the Lease.
+ROUND_ERRORS = (ApiException, urllib3.exceptions.HTTPError, OSError)
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,11 @@ class LeaseElector:
         self._holder: str | None = None
 
     @property
+    def request_timeout_s(self) -> float:
+        """Each request's timeout: a few fit in the renew deadline."""
+        return max(0.5, self.timing.renew_deadline_s / 3)
+
+    @property
     def where(self) -> str:
         return f"Lease {self.namespace}/{self.name}"
 
@@ -90,9 +99,19 @@ class LeaseElector:
         return self._holder
 
     def try_acquire_or_renew(self) -> bool:
-        """One round: True if this candidate holds the Lease after it."""
+        """One round: True if this candidate holds the Lease after it. Never raises: a round
+        that fails for any reason is one it does not hold the Lease after."""
         try:
-            lease = self.api.read_namespaced_lease(self.name, self.namespace)
+            return self._round()
+        except ROUND_ERRORS as error:
+            LOG.warning("%s: a round failed (%s)", self.where, type(error).__name__)
+            return False
+
+    def _round(self) -> bool:
+        try:
+            lease = self.api.read_namespaced_lease(
+                self.name, self.namespace, _request_timeout=self.request_timeout_s
+            )
         except ApiException as error:
             if error.status != NOT_FOUND:
                 LOG.warning("cannot read %s: %s %s", self.where, error.status, error.reason)
@@ -117,7 +136,9 @@ class LeaseElector:
             lease_transitions=(spec.lease_transitions or 0) + (0 if renewing else 1),
         )
         try:
-            self.api.replace_namespaced_lease(self.name, self.namespace, lease)
+            self.api.replace_namespaced_lease(
+                self.name, self.namespace, lease, _request_timeout=self.request_timeout_s
+            )
         except ApiException as error:
             # 409: another candidate wrote it first; it is read again next round.
             LOG.info("did not write %s: %s %s", self.where, error.status, error.reason)
@@ -140,7 +161,9 @@ class LeaseElector:
             ),
         )
         try:
-            self.api.create_namespaced_lease(self.namespace, body)
+            self.api.create_namespaced_lease(
+                self.namespace, body, _request_timeout=self.request_timeout_s
+            )
         except ApiException as error:
             LOG.info("did not create %s: %s %s", self.where, error.status, error.reason)
             return False
@@ -180,16 +203,21 @@ class LeaseElector:
         self.stopped.set()
         if self._holder != self.identity:
             return
+        timeout = self.request_timeout_s
         try:
-            lease = self.api.read_namespaced_lease(self.name, self.namespace)
+            lease = self.api.read_namespaced_lease(
+                self.name, self.namespace, _request_timeout=timeout
+            )
             spec = lease.spec or client.V1LeaseSpec()
             if spec.holder_identity != self.identity:
                 return
             spec.holder_identity, spec.lease_duration_seconds = None, 1
             spec.renew_time = self.wall_clock()
-            self.api.replace_namespaced_lease(self.name, self.namespace, lease)
+            self.api.replace_namespaced_lease(
+                self.name, self.namespace, lease, _request_timeout=timeout
+            )
             self._holder = None
             LOG.info("%s released %s", self.identity, self.where)
-        except ApiException as error:
+        except ROUND_ERRORS as error:
             # Not released: the others take it over once it expires.
-            LOG.warning("could not release %s: %s %s", self.where, error.status, error.reason)
+            LOG.warning("could not release %s (%s)", self.where, type(error).__name__)

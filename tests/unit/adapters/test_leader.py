@@ -1,8 +1,13 @@
 from __future__ import annotations
 
-import pytest
+import threading
+import time
+from typing import Any
 
-from continuum.operator.adapters.leader import LeaseTiming, may_take
+import pytest
+import urllib3
+
+from continuum.operator.adapters.leader import LeaseElector, LeaseTiming, may_take
 
 pytestmark = pytest.mark.unit
 
@@ -27,3 +32,30 @@ def test_a_timing_that_could_not_hold_the_lease_is_refused(
 ) -> None:
     with pytest.raises(ValueError, match=r"retry|lease duration"):
         LeaseTiming(duration, deadline, retry)
+
+
+class BrokenApi:
+    """A stand-in for the CoordinationV1Api whose every request fails as a hung or broken
+    connection does (the real API server cannot be made to time out on demand)."""
+
+    def __init__(self) -> None:
+        self.timeouts: list[float] = []
+
+    def read_namespaced_lease(self, name: str, namespace: str, **kwargs: Any) -> Any:
+        self.timeouts.append(kwargs["_request_timeout"])
+        raise urllib3.exceptions.ReadTimeoutError(None, "/leases", "timed out")  # type: ignore[arg-type]
+
+
+def test_a_holder_whose_requests_time_out_is_told_it_lost_within_its_renew_deadline() -> None:
+    api = BrokenApi()
+    timing = LeaseTiming(duration_s=2, renew_deadline_s=0.4, retry_s=0.1)
+    elector = LeaseElector(api, "ns", "lease", "me", timing)  # type: ignore[arg-type]
+    assert not elector.try_acquire_or_renew()  # a failed round, not an exception
+    lost = threading.Event()
+    renewing = threading.Thread(target=elector.keep_leading, args=(lost.set,), daemon=True)
+    started = time.monotonic()
+    renewing.start()
+    assert lost.wait(5)
+    assert time.monotonic() - started < 0.4 + 2 * 0.1 + 0.5
+    # Every request is bounded, well within the deadline.
+    assert api.timeouts and max(api.timeouts) <= 0.5
