@@ -26,15 +26,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+
+from continuum.operator.adapters.member_gate import CONNECTION_ERRORS
 
 LOG = logging.getLogger(__name__)
 NOT_FOUND = 404
 # A round that meets one of these has failed, as one the API server refused: a request that
 # hangs or a connection that breaks must not keep the holder from noticing it lost the Lease.
-ROUND_ERRORS = (ApiException, urllib3.exceptions.HTTPError, OSError)
+ROUND_ERRORS = (ApiException, *CONNECTION_ERRORS)
 
 
 @dataclass(frozen=True)

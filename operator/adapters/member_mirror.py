@@ -184,6 +184,12 @@ class MemberMirrors:
     def is_synced(self, member: str) -> bool:
         return self._in_step(member) is not None
 
+    def has_listed(self, member: str) -> bool:
+        """Whether `member`'s mirror has listed its shard resources once."""
+        with self._lock:
+            mirrored = self._members.get(member)
+        return mirrored is not None and mirrored.listed()
+
     def awaits_first_list(self, member: str, patience_s: float) -> bool:
         """Whether `member`'s mirror, followed less than `patience_s` ago, has not listed its
         shard resources yet: until it does it shows none, whatever the member holds. One that

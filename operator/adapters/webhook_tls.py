@@ -14,12 +14,15 @@ from __future__ import annotations
 import base64
 import datetime
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from continuum.operator.adapters.admission_server import AdmissionServer
+from continuum.operator.adapters.member_gate import CONNECTION_ERRORS
 from continuum.operator.adapters.webhook_certs import (
     TlsMaterial,
     ca_usable,
@@ -30,6 +33,10 @@ from continuum.operator.adapters.webhook_certs import (
 
 LOG = logging.getLogger(__name__)
 CONFLICT, NOT_FOUND = 409, 404
+# How often the certificate is looked at again (renewed, or reread from the Secret), and how
+# often while there is none yet (cert-manager has not written it).
+CHECK_S = 3600.0
+WAIT_S = 2.0
 
 
 def _decode(data: Mapping[str, Any], key: str) -> bytes | None:
@@ -141,3 +148,34 @@ def put_ca_bundle(
     admission.patch_validating_webhook_configuration(configuration, patch)
     LOG.info("put the webhook's CA in ValidatingWebhookConfiguration %s", configuration)
     return True
+
+
+def keep_serving(
+    server: AdmissionServer,
+    certificates: WebhookCertificates,
+    admission: client.AdmissionregistrationV1Api,
+    configuration: str | None,
+    stop: threading.Event,
+) -> None:
+    """Starts `server` once the Secret has a certificate, gives it each renewed one, and keeps
+    the CA in `configuration`'s caBundle (None: another, cert-manager, keeps it), until `stop`."""
+    served: TlsMaterial | None = None
+    while not stop.is_set():
+        try:
+            material = certificates.ensure()
+            if material is not None and material != served:
+                server.load(material)
+                if served is None:
+                    server.start()
+                    LOG.info("serving the webhook on port %d", server.port)
+                served = material
+            if material is not None and configuration:
+                put_ca_bundle(admission, configuration, material.ca)
+        except (ApiException, ValueError, *CONNECTION_ERRORS) as error:
+            # The next look tries again; the status alone, since a body may quote the Secret.
+            LOG.warning("the webhook's certificate: %s %s", type(error).__name__,
+                        getattr(error, "status", "") or "")  # fmt: skip
+        if served is None:
+            LOG.info("waiting for the webhook's certificate in Secret %s/%s",
+                     certificates.namespace, certificates.name)  # fmt: skip
+        stop.wait(WAIT_S if served is None else CHECK_S)

@@ -11,7 +11,6 @@ import logging
 import os
 import socket
 import threading
-import time
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -376,60 +375,35 @@ def leader_elector(args: argparse.Namespace, hub: client.ApiClient, identity: st
     )
 
 
-# How often the webhook's certificate is looked at again (renewed, or reread from the Secret).
-WEBHOOK_CERTIFICATE_CHECK_S = 3600.0
-# How long start-up waits between reads while cert-manager has not written the Secret yet.
-WEBHOOK_SECRET_WAIT_S = 2.0
-
-
 def serve_webhook(args: argparse.Namespace, hub: client.ApiClient, context: Any) -> None:
     """Serves the validating webhook from this replica, leader or not, once its certificate is
     in the Secret, and keeps the certificate (and the caBundle) current, in a thread."""
     from kubernetes import client
 
     from continuum.operator.adapters.admission_server import AdmissionServer
-    from continuum.operator.adapters.webhook_tls import WebhookCertificates, put_ca_bundle
+    from continuum.operator.adapters.webhook_tls import WebhookCertificates, keep_serving
     from continuum.operator.controller.admission import judge
 
     service, namespace = args.webhook_service, args.system_namespace
     names = [service, f"{service}.{namespace}", f"{service}.{namespace}.svc"]
+    manage = not args.webhook_certificates_external
     certificates = WebhookCertificates(
-        client.CoreV1Api(hub), namespace, args.webhook_secret, names,
-        manage=not args.webhook_certificates_external,
-    )  # fmt: skip
+        client.CoreV1Api(hub), namespace, args.webhook_secret, names, manage=manage
+    )
+    admission = client.AdmissionregistrationV1Api(hub)
+    configuration = args.webhook_configuration if manage else None
 
     def judged(operation: str, body: Any, old: Any) -> tuple[str, int] | None:
         refused = judge(context, operation, body, old)
         return None if refused is None else (refused.message, refused.code)
 
     server = AdmissionServer(args.webhook_address, args.webhook_port, judged)
-
-    def keep_current() -> None:
-        served = None
-        while True:
-            try:
-                material = certificates.ensure()
-                if material is not None and material != served:
-                    server.load(material)
-                    if served is None:
-                        server.start()
-                        LOG.info("serving the webhook on %s:%d", args.webhook_address,
-                                 server.port)  # fmt: skip
-                    served = material
-                if material is not None and args.webhook_configuration and certificates.manage:
-                    put_ca_bundle(
-                        client.AdmissionregistrationV1Api(hub), args.webhook_configuration,
-                        material.ca,
-                    )  # fmt: skip
-            except Exception as error:  # whatever it was, the next look tries again
-                LOG.warning("the webhook's certificate: %s %s", type(error).__name__,
-                            getattr(error, "status", "") or "")  # fmt: skip
-            if served is None:
-                LOG.info("waiting for the webhook's certificate in Secret %s/%s", namespace,
-                         args.webhook_secret)  # fmt: skip
-            time.sleep(WEBHOOK_SECRET_WAIT_S if served is None else WEBHOOK_CERTIFICATE_CHECK_S)
-
-    threading.Thread(target=keep_current, name="webhook-certificates", daemon=True).start()
+    threading.Thread(
+        target=keep_serving,
+        args=(server, certificates, admission, configuration, threading.Event()),
+        name="webhook-certificates",
+        daemon=True,
+    ).start()
 
 
 def leadership_lost() -> None:

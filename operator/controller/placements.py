@@ -154,9 +154,9 @@ def _wait_for_first_lists(context: OperatorContext, members: Sequence[MemberClus
     aggregator address it was made with; one not seen would not be kept, and so removed)."""
     waiting = False
     for member in members:
-        if member.spec.mode != MemberMode.PUSH:
-            continue
         name = member.metadata.name or ""
+        if member.spec.mode != MemberMode.PUSH or context.member_mirrors.has_listed(name):
+            continue  # the usual case, met by every pass: nothing more to look at
         try:
             api = context.members.for_member(member)
             api.gate.check()
